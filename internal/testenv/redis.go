@@ -1,0 +1,118 @@
+package testenv
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Redis is a real redis-server on a loopback port, without persistence.
+type Redis struct {
+	// Addr is host:port.
+	Addr string
+
+	port int
+	dir  string
+	cmd  *exec.Cmd
+}
+
+// StartRedis starts redis-server on a free loopback port. A missing redis-server is an error naming
+// the command that installs it.
+func StartRedis() (*Redis, error) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return nil, errors.New("redis-server not found: run `make tools` (as root it installs Debian's " +
+			"redis-server), or `apt-get install -y redis-server`")
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "zw-redis-")
+	if err != nil {
+		return nil, err
+	}
+	r := &Redis{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), port: port, dir: dir}
+	if err := r.Start(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return r, nil
+}
+
+// Start starts the server (again) on its port; tests use Stop and Start to take Redis away and
+// bring it back at the same address.
+func (r *Redis) Start() error {
+	if r.cmd != nil {
+		return errors.New("redis-server already running")
+	}
+	cmd := exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", r.dir,
+		"--logfile", filepath.Join(r.dir, "redis.log"))
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting redis-server: %w", err)
+	}
+	r.cmd = cmd
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if r.Ping() == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = r.Stop()
+	return fmt.Errorf("redis-server on %s did not answer PING within 10s", r.Addr)
+}
+
+// Ping sends PING and expects PONG.
+func (r *Redis) Ping() error {
+	conn, err := net.DialTimeout("tcp", r.Addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(line) != "+PONG" {
+		return fmt.Errorf("PING answered %q", line)
+	}
+	return nil
+}
+
+// Stop kills the server and waits for it to exit; its data is gone, as after a crash.
+func (r *Redis) Stop() error {
+	if r.cmd == nil {
+		return nil
+	}
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+	r.cmd = nil
+	return nil
+}
+
+// Close stops the server and removes its directory.
+func (r *Redis) Close() error {
+	return errors.Join(r.Stop(), os.RemoveAll(r.dir))
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
