@@ -1,0 +1,85 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+
+	"time"
+)
+
+// config is everything the daemon is told at start.
+type config struct {
+	kubeconfig     string
+	namespace      string
+	metricsAddr    string
+	kubeQPS        float64
+	kubeBurst      int
+	writerWorkers  int
+	writerQueue    int
+	connectTimeout time.Duration
+	logLevel       string
+}
+
+// envFlags maps each flag to its environment variable. The chart sets env and `make run` passes
+// flags; a flag on the command line wins over its variable.
+var envFlags = map[string]string{
+	"kubeconfig":      "KUBECONFIG",
+	"namespace":       "POD_NAMESPACE",
+	"metrics-addr":    "METRICS_ADDR",
+	"kube-qps":        "KUBE_QPS",
+	"kube-burst":      "KUBE_BURST",
+	"writer-workers":  "WRITER_WORKERS",
+	"writer-queue":    "WRITER_QUEUE_SIZE",
+	"connect-timeout": "CONNECT_TIMEOUT",
+	"log-level":       "LOG_LEVEL",
+}
+
+func newFlagSet(c *config) *flag.FlagSet {
+	fs := flag.NewFlagSet("zen-watcher", flag.ContinueOnError)
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig file; empty means the in-cluster configuration")
+	fs.StringVar(&c.namespace, "namespace", "default",
+		"namespace of the release: Observations of cluster-scoped findings go here")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", ":9090", "address of /metrics, /healthz and /readyz")
+	fs.Float64Var(&c.kubeQPS, "kube-qps", -1, "client-side request rate limit towards the API server; "+
+		"negative means none (the server's priority and fairness protects it)")
+	fs.IntVar(&c.kubeBurst, "kube-burst", 1000, "client-side burst when -kube-qps is positive")
+	fs.IntVar(&c.writerWorkers, "writer-workers", 16, "concurrent Observation creates")
+	fs.IntVar(&c.writerQueue, "writer-queue", 4096,
+		"findings waiting for a writer before the sources are slowed down")
+	fs.DurationVar(&c.connectTimeout, "connect-timeout", 10*time.Second,
+		"how long to wait for the API server at start before giving up")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.VisitAll(func(f *flag.Flag) {
+		f.Usage += fmt.Sprintf(" (env %s)", envFlags[f.Name])
+	})
+	return fs
+}
+
+// parseConfig reads the environment, then the command line. A malformed value in either is an
+// error naming the variable or flag: starting with a silently different value is worse.
+func parseConfig(args []string, getenv func(string) string) (*config, error) {
+	c := &config{}
+	fs := newFlagSet(c)
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := envFlags[f.Name]
+		if v := getenv(env); v != "" && err == nil {
+			if serr := fs.Set(f.Name, v); serr != nil {
+				err = fmt.Errorf("environment variable %s=%q: %w", env, v, serr)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if c.writerWorkers < 1 || c.writerQueue < 1 {
+		return nil, fmt.Errorf("-writer-workers and -writer-queue must be at least 1")
+	}
+	return c, nil
+}

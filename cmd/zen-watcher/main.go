@@ -1,0 +1,155 @@
+// Command zen-watcher collects findings from security, compliance and operations tools and writes
+// them as Observation custom resources. This file wires the parts together; the parts live in pkg/.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+	"github.com/kube-zen/zen-watcher/pkg/metrics"
+	"github.com/kube-zen/zen-watcher/pkg/obsclient"
+	"github.com/kube-zen/zen-watcher/pkg/pipeline"
+	"github.com/kube-zen/zen-watcher/pkg/server"
+	"github.com/kube-zen/zen-watcher/pkg/sources/k8sevents"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "zen-watcher:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.logLevel, stderr)
+	if err != nil {
+		return err
+	}
+	klog.SetSlogLogger(log)
+
+	restCfg, err := restConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if err := checkAPIServer(ctx, restCfg, cfg.connectTimeout); err != nil {
+		return err
+	}
+	kube, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("building Kubernetes client: %w", err)
+	}
+	obs, err := obsclient.New(restCfg)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	writer := pipeline.NewWriter(pipeline.WriterConfig{
+		Workers: cfg.writerWorkers, QueueSize: cfg.writerQueue, Namespace: cfg.namespace,
+	}, obs, m, log)
+	pipe := pipeline.New(nil, writer, m)
+	events := k8sevents.New(kube, log)
+
+	health := server.NewHealth(reg)
+	health.AddLiveness("process", func(context.Context) error { return nil })
+	health.AddReadiness(events.Name(), func(context.Context) error {
+		if !events.HasSynced() {
+			return errors.New("informer not synced")
+		}
+		return nil
+	})
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { writer.Run(gctx); return nil })
+	g.Go(func() error { return events.Run(gctx, pipe) })
+	g.Go(func() error { return server.Serve(gctx, cfg.metricsAddr, health.Handler(), log) })
+	log.Info("zen-watcher started", "namespace", cfg.namespace, "apiServer", restCfg.Host)
+	err = g.Wait()
+	log.Info("zen-watcher stopped")
+	return err
+}
+
+func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// restConfig loads the kubeconfig, or the in-cluster configuration when none is named.
+func restConfig(cfg *config) (*rest.Config, error) {
+	var (
+		rc  *rest.Config
+		err error
+	)
+	if cfg.kubeconfig != "" {
+		if _, serr := os.Stat(cfg.kubeconfig); serr != nil {
+			return nil, fmt.Errorf("kubeconfig: %w", serr)
+		}
+		rc, err = clientcmd.BuildConfigFromFlags("", cfg.kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+		if errors.Is(err, rest.ErrNotInCluster) {
+			return nil, errors.New("no -kubeconfig (or KUBECONFIG) given and not running in a cluster")
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading Kubernetes client configuration: %w", err)
+	}
+	rc.QPS = float32(cfg.kubeQPS)
+	rc.Burst = cfg.kubeBurst
+	rc.UserAgent = "zen-watcher"
+	return rc, nil
+}
+
+// checkAPIServer fails fast, with a message that says what is wrong, when the API server does not
+// answer or does not serve Observations: a daemon that hangs or crash-loops on a 404 helps nobody.
+func checkAPIServer(ctx context.Context, rc *rest.Config, timeout time.Duration) error {
+	c := rest.CopyConfig(rc)
+	c.Timeout = timeout
+	kube, err := kubernetes.NewForConfig(c)
+	if err != nil {
+		return fmt.Errorf("building Kubernetes client: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := kube.Discovery().ServerVersion(); err != nil {
+		return fmt.Errorf("API server %s does not answer within %s: %w", rc.Host, timeout, err)
+	}
+	gv := v1alpha1.SchemeGroupVersion.String()
+	if _, err := kube.Discovery().ServerResourcesForGroupVersion(gv); err != nil {
+		return fmt.Errorf("API server %s does not serve %s (are the CRDs in charts/zen-watcher/crds installed?): %w",
+			rc.Host, gv, err)
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,98 @@
+package pipeline
+
+import (
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+)
+
+// DetailTruncated is the detail key set when any part of a finding was shortened to fit.
+const DetailTruncated = "truncated"
+
+// BuildObservation makes the Observation for ev in namespace ns (the affected resource's namespace,
+// or fallbackNS for cluster-scoped findings). Everything is bounded to what the CRD accepts.
+func BuildObservation(ev *Event, fallbackNS string) *v1alpha1.Observation {
+	ns := ev.Resource.Namespace
+	if ns == "" {
+		ns = fallbackNS
+	}
+	obs := &v1alpha1.Observation{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: ns,
+			Labels: map[string]string{
+				v1alpha1.LabelSource:   ev.Source,
+				v1alpha1.LabelSeverity: string(ev.Severity),
+				v1alpha1.LabelCategory: string(ev.Category),
+			},
+		},
+		Spec: v1alpha1.ObservationSpec{
+			Source:      ev.Source,
+			Category:    ev.Category,
+			Severity:    ev.Severity,
+			EventType:   ev.EventType,
+			Resource:    ev.Resource,
+			DetectedAt:  metav1.NewTime(ev.DetectedAt),
+			Fingerprint: ev.Fingerprint,
+		},
+	}
+	if ev.Stateful {
+		obs.Name = ObservationName(ev.Source, ev.Fingerprint)
+	} else {
+		obs.GenerateName = ev.Source + "-"
+	}
+	var cut, c bool
+	obs.Spec.Title, c = truncate(ev.Title, v1alpha1.MaxTitleLength)
+	cut = cut || c
+	obs.Spec.Description, c = truncate(ev.Description, v1alpha1.MaxDescriptionLength)
+	cut = cut || c
+	obs.Spec.Details, c = boundDetails(ev.Details)
+	cut = cut || c
+	if cut {
+		if obs.Spec.Details == nil {
+			obs.Spec.Details = map[string]v1alpha1.DetailValue{}
+		}
+		obs.Spec.Details[DetailTruncated] = "true"
+	}
+	if ev.TTLSeconds > 0 {
+		ttl := ev.TTLSeconds
+		obs.Spec.TTLSecondsAfterCreation = &ttl
+	}
+	return obs
+}
+
+// ObservationName is the deterministic name of a stateful finding's Observation.
+func ObservationName(source, fingerprint string) string {
+	name := source + "-" + fingerprint
+	if len(name) > 253 {
+		name = name[:253]
+	}
+	return strings.TrimRight(name, "-")
+}
+
+// boundDetails copies d into the CRD's bounds: at most MaxDetails-1 keys (one is kept for the
+// truncation mark), each value at most MaxDetailValueLength bytes of valid UTF-8.
+func boundDetails(d map[string]string) (map[string]v1alpha1.DetailValue, bool) {
+	if len(d) == 0 {
+		return nil, false
+	}
+	out := make(map[string]v1alpha1.DetailValue, min(len(d), v1alpha1.MaxDetails))
+	cut := false
+	for k, v := range d {
+		if v == "" {
+			continue
+		}
+		if len(out) == v1alpha1.MaxDetails-1 {
+			cut = true
+			break
+		}
+		v, c := truncate(v, v1alpha1.MaxDetailValueLength)
+		cut = cut || c
+		out[k] = v1alpha1.DetailValue(v)
+	}
+	if len(out) == 0 {
+		return nil, cut
+	}
+	return out, cut
+}

@@ -1,0 +1,199 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+	"github.com/kube-zen/zen-watcher/pkg/metrics"
+)
+
+// Creator writes one Observation to the API server. It is the only thing the pipeline knows of
+// Kubernetes; errors are those of k8s.io/apimachinery/pkg/api/errors.
+type Creator interface {
+	Create(ctx context.Context, obs *v1alpha1.Observation) error
+}
+
+// WriterConfig tunes the writer.
+type WriterConfig struct {
+	// Workers is the number of concurrent creates (default 16).
+	Workers int
+	// QueueSize bounds the findings waiting for a worker (default 4096); when it is full, Put blocks,
+	// which is the backpressure that slows the sources down.
+	QueueSize int
+	// Namespace receives the Observations of cluster-scoped findings.
+	Namespace string
+	// MaxAttempts bounds retries of one create on retriable errors (default 10).
+	MaxAttempts int
+	// InitialBackoff is the first retry delay, doubled up to MaxBackoff (defaults 50 ms and 5 s).
+	InitialBackoff, MaxBackoff time.Duration
+}
+
+func (c *WriterConfig) setDefaults() {
+	if c.Workers <= 0 {
+		c.Workers = 16
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 4096
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 10
+	}
+	if c.InitialBackoff <= 0 {
+		c.InitialBackoff = 50 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+}
+
+// Writer creates Observations from findings with a bounded pool of workers.
+type Writer struct {
+	cfg     WriterConfig
+	creator Creator
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	queue   chan *Event
+	// Observed after every finding's outcome; tests and the webhook server wait on it.
+	onDone func(ev *Event, o Outcome, err error)
+}
+
+// NewWriter returns a writer that creates through c. Call Run to start its workers.
+func NewWriter(cfg WriterConfig, c Creator, m *metrics.Metrics, log *slog.Logger) *Writer {
+	cfg.setDefaults()
+	return &Writer{
+		cfg:     cfg,
+		creator: c,
+		metrics: m,
+		log:     log,
+		queue:   make(chan *Event, cfg.QueueSize),
+	}
+}
+
+// Put hands ev to the workers. It blocks while the queue is full; if ctx ends first it returns an
+// error wrapping ErrQueueFull, and ev was not taken.
+func (w *Writer) Put(ctx context.Context, ev *Event) error {
+	select {
+	case w.queue <- ev:
+		w.metrics.WriterQueueDepth.Set(float64(len(w.queue)))
+		return nil
+	default:
+	}
+	select {
+	case w.queue <- ev:
+		w.metrics.WriterQueueDepth.Set(float64(len(w.queue)))
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("queueing finding of %s: %w (%w)", ev.Source, ErrQueueFull, ctx.Err())
+	}
+}
+
+// Run creates Observations until ctx ends. Findings still queued then are not written; informer
+// sources read them again after a restart, which the deterministic names make harmless.
+func (w *Writer) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range w.cfg.Workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case ev := <-w.queue:
+					w.metrics.WriterQueueDepth.Set(float64(len(w.queue)))
+					w.write(ctx, ev)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func (w *Writer) write(ctx context.Context, ev *Event) {
+	obs := BuildObservation(ev, w.cfg.Namespace)
+	o, err := w.create(ctx, obs)
+	switch o {
+	case OutcomeWritten:
+		w.metrics.ObservationsCreated.WithLabelValues(ev.Source).Inc()
+	case OutcomeDeduplicated:
+		w.metrics.ObservationsDeduplicated.WithLabelValues(ev.Source).Inc()
+	default:
+		w.metrics.ObservationsFailed.WithLabelValues(ev.Source, failureReason(err)).Inc()
+		w.log.Error("writing observation", "source", ev.Source, "namespace", obs.Namespace,
+			"resource", ev.Resource.Name, "error", err)
+	}
+	if !ev.received.IsZero() {
+		w.metrics.ProcessingLatency.WithLabelValues(ev.Source).Observe(time.Since(ev.received).Seconds())
+	}
+	if w.onDone != nil {
+		w.onDone(ev, o, err)
+	}
+}
+
+// create retries retriable failures with exponential backoff. AlreadyExists means an earlier read
+// of the same state already wrote this finding: a duplicate, not an error.
+func (w *Writer) create(ctx context.Context, obs *v1alpha1.Observation) (Outcome, error) {
+	delay := w.cfg.InitialBackoff
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = w.creator.Create(ctx, obs)
+		switch {
+		case err == nil:
+			return OutcomeWritten, nil
+		case apierrors.IsAlreadyExists(err):
+			return OutcomeDeduplicated, nil
+		case !retriable(err) || attempt >= w.cfg.MaxAttempts:
+			return OutcomeFailed, err
+		}
+		if d, ok := apierrors.SuggestsClientDelay(err); ok && time.Duration(d)*time.Second > delay {
+			delay = time.Duration(d) * time.Second
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return OutcomeFailed, errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+		delay = min(2*delay, w.cfg.MaxBackoff)
+	}
+}
+
+func retriable(err error) bool {
+	return apierrors.IsTooManyRequests(err) || apierrors.IsConflict(err) ||
+		apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) ||
+		apierrors.IsUnexpectedServerError(err) || isTransport(err)
+}
+
+// isTransport is true for errors that never reached the API server (connection refused or reset):
+// they carry no API status.
+func isTransport(err error) bool {
+	var st apierrors.APIStatus
+	return !errors.As(err, &st) && !errors.Is(err, context.Canceled)
+}
+
+func failureReason(err error) string {
+	switch {
+	case err == nil:
+		return "unknown"
+	case apierrors.IsInvalid(err):
+		return "invalid"
+	case apierrors.IsForbidden(err):
+		return "forbidden"
+	case apierrors.IsNotFound(err):
+		return "not_found"
+	case apierrors.IsTooManyRequests(err):
+		return "throttled"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	case isTransport(err):
+		return "transport"
+	}
+	return "server_error"
+}

@@ -1,0 +1,115 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+	"github.com/kube-zen/zen-watcher/pkg/metrics"
+)
+
+// scriptedCreator answers each Create with the next error of its script, then nil.
+type scriptedCreator struct {
+	mu     sync.Mutex
+	script []error
+	calls  int
+}
+
+func (c *scriptedCreator) Create(context.Context, *v1alpha1.Observation) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls++
+	if len(c.script) == 0 {
+		return nil
+	}
+	err := c.script[0]
+	c.script = c.script[1:]
+	return err
+}
+
+var gr = schema.GroupResource{Group: v1alpha1.GroupName, Resource: "observations"}
+
+func TestWriterOutcomes(t *testing.T) {
+	cases := []struct {
+		name      string
+		script    []error
+		want      Outcome
+		wantCalls int
+	}{
+		{"created", nil, OutcomeWritten, 1},
+		{"already exists is a duplicate", []error{apierrors.NewAlreadyExists(gr, "x")}, OutcomeDeduplicated, 1},
+		{"429 then success", []error{apierrors.NewTooManyRequests("slow down", 0)}, OutcomeWritten, 2},
+		{"5xx twice then success", []error{apierrors.NewInternalError(errors.New("boom")),
+			apierrors.NewServiceUnavailable("later")}, OutcomeWritten, 3},
+		{"conflict then success", []error{apierrors.NewConflict(gr, "x", errors.New("c"))}, OutcomeWritten, 2},
+		{"invalid is final", []error{apierrors.NewInvalid(schema.GroupKind{Kind: "Observation"}, "x", nil)}, OutcomeFailed, 1},
+		{"forbidden is final", []error{apierrors.NewForbidden(gr, "x", errors.New("no"))}, OutcomeFailed, 1},
+		{"gives up after max attempts", []error{
+			apierrors.NewInternalError(errors.New("1")), apierrors.NewInternalError(errors.New("2")),
+			apierrors.NewInternalError(errors.New("3")), apierrors.NewInternalError(errors.New("4")),
+		}, OutcomeFailed, 3},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &scriptedCreator{script: tc.script}
+			m := metrics.New(prometheus.NewRegistry())
+			w := NewWriter(WriterConfig{Workers: 1, MaxAttempts: 3, InitialBackoff: time.Millisecond},
+				c, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			done := make(chan Outcome, 1)
+			w.onDone = func(_ *Event, o Outcome, _ error) { done <- o }
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go w.Run(ctx)
+			ev := baseEvent()
+			if err := w.Put(ctx, &ev); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case got := <-done:
+				if got != tc.want {
+					t.Errorf("outcome %v, want %v", got, tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no outcome")
+			}
+			if c.calls != tc.wantCalls {
+				t.Errorf("%d creates, want %d", c.calls, tc.wantCalls)
+			}
+			counters := map[Outcome]prometheus.Collector{
+				OutcomeWritten:      m.ObservationsCreated,
+				OutcomeDeduplicated: m.ObservationsDeduplicated,
+				OutcomeFailed:       m.ObservationsFailed,
+			}
+			if n := testutil.ToFloat64(counters[tc.want]); n != 1 {
+				t.Errorf("counter for outcome %v is %v, want 1", tc.want, n)
+			}
+		})
+	}
+}
+
+// TestWriterBackpressure shows that a full queue blocks Put until the caller's deadline, and that the
+// finding stays with the caller (an error), never dropped silently.
+func TestWriterBackpressure(t *testing.T) {
+	m := metrics.New(prometheus.NewRegistry())
+	w := NewWriter(WriterConfig{Workers: 1, QueueSize: 1}, &scriptedCreator{}, m,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ev := baseEvent()
+	if err := w.Put(context.Background(), &ev); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := w.Put(ctx, &ev); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("Put on a full queue: %v, want ErrQueueFull", err)
+	}
+}

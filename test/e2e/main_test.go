@@ -1,0 +1,180 @@
+// Package e2e runs zen-watcher replicas as real processes, exactly as `make run` does, against a
+// real kube-apiserver and etcd (and Redis where a test needs it).
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kube-zen/zen-watcher/internal/testenv"
+)
+
+var (
+	cluster *testenv.Cluster
+	binary  string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "zw-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "zen-watcher")
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	build := exec.Command("go", "build", "-race", "-o", binary, "./cmd/zen-watcher")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building zen-watcher: %v\n%s", err, out)
+		return 1
+	}
+	cluster, err = testenv.StartCluster(testenv.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() {
+		if err := cluster.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping control plane:", err)
+		}
+	}()
+	return m.Run()
+}
+
+// replica is one zen-watcher process.
+type replica struct {
+	name        string
+	metricsAddr string
+	cmd         *exec.Cmd
+	out         *syncBuffer
+	exited      chan struct{}
+	err         error
+}
+
+// startReplica starts the daemon with the test cluster's kubeconfig; extra flags come last and win.
+func startReplica(t *testing.T, name string, extra ...string) *replica {
+	t.Helper()
+	port := freePort(t)
+	r := &replica{
+		name:        name,
+		metricsAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		out:         &syncBuffer{},
+		exited:      make(chan struct{}),
+	}
+	args := append([]string{"-kubeconfig", cluster.Kubeconfig, "-metrics-addr", r.metricsAddr}, extra...)
+	r.cmd = exec.Command(binary, args...)
+	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	go func() { r.err = r.cmd.Wait(); close(r.exited) }()
+	t.Cleanup(func() {
+		r.stop()
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", name, r.out.String())
+		}
+	})
+	return r
+}
+
+// stop ends the process gracefully and waits for it.
+func (r *replica) stop() {
+	select {
+	case <-r.exited:
+		return
+	default:
+	}
+	_ = r.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-r.exited:
+	case <-time.After(15 * time.Second):
+		_ = r.cmd.Process.Kill()
+		<-r.exited
+	}
+}
+
+// waitReady polls /readyz until it answers 200.
+func (r *replica) waitReady(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-r.exited:
+			t.Fatalf("%s exited before it was ready: %v\n%s", r.name, r.err, r.out.String())
+		default:
+		}
+		resp, err := http.Get("http://" + r.metricsAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready within %s\n%s", r.name, timeout, r.out.String())
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// eventually retries cond until it returns nil or timeout passes, then fails with its last error.
+func eventually(t *testing.T, timeout time.Duration, cond func(ctx context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var err error
+	for {
+		if err = cond(ctx); err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("condition not met within %s: %v", timeout, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
