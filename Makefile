@@ -1,0 +1,73 @@
+# zen-watcher — see README.md. Every target that needs the real control plane or Redis sets it up.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+
+GO          ?= go
+K8S_VERSION ?= v1.37.2
+ZW_CACHE    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/zen-watcher
+KUBEBUILDER_ASSETS ?= $(ZW_CACHE)/k8s/$(K8S_VERSION)
+KUBECTL     := $(KUBEBUILDER_ASSETS)/kubectl
+TOOLS       := $(GO) tool -modfile=hack/tools/go.mod
+TEST_FLAGS  ?= -race -count=1 -timeout 25m
+FUZZ_TIME   ?= 10s
+
+export K8S_VERSION ZW_CACHE KUBEBUILDER_ASSETS
+
+.PHONY: all build generate tools k8s-bins redis helm test test-unit fuzz run demo demo-down lint bench clean help
+
+all: build
+
+help: ## List the targets.
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+build: ## Build bin/zen-watcher.
+	$(GO) build -trimpath -o bin/zen-watcher ./cmd/zen-watcher
+
+generate: ## Regenerate deepcopy functions and the CRDs from pkg/api.
+	$(TOOLS) controller-gen object:headerFile=hack/boilerplate.go.txt paths=./pkg/api/... \
+		crd output:crd:artifacts:config=charts/zen-watcher/crds
+
+tools: k8s-bins redis helm ## Build the control plane and helm into the cache; install redis-server.
+
+k8s-bins: ## Build kube-apiserver, etcd, kubectl and kube-controller-manager (~11 min once).
+	WITH_KCM=1 hack/build-k8s-bins.sh
+
+redis: ## Install redis-server from Debian's packages when it is missing.
+	hack/ensure-redis.sh
+
+helm: ## Build helm into the cache.
+	hack/install-helm.sh >/dev/null
+
+test: tools ## Everything needed, then every test with -race, then a short fuzz run.
+	$(GO) test $(TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory fuzz
+
+test-unit: ## Only the tests that need no control plane or Redis.
+	$(GO) test -race -count=1 ./pkg/pipeline/...
+
+fuzz: ## Run each fuzz target for FUZZ_TIME.
+	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeEventType$$' -fuzztime $(FUZZ_TIME) ./pkg/pipeline
+	$(GO) test -run '^$$' -fuzz '^FuzzBuildObservation$$' -fuzztime $(FUZZ_TIME) ./pkg/pipeline
+
+run: build ## One replica against the local control plane (started if needed).
+	kc=$$(hack/start-k8s.sh); \
+	$(KUBECTL) --kubeconfig "$$kc" apply --server-side -f charts/zen-watcher/crds >/dev/null; \
+	$(KUBECTL) --kubeconfig "$$kc" wait --for condition=Established --timeout 30s -f charts/zen-watcher/crds >/dev/null; \
+	exec bin/zen-watcher -kubeconfig "$$kc" -metrics-addr 127.0.0.1:9090
+
+demo: build k8s-bins redis ## Control plane, Redis, CRDs, three replicas and some findings.
+	hack/demo.sh up
+
+demo-down: ## Stop everything `make demo` started.
+	hack/demo.sh down
+
+lint: ## gofmt, go vet and staticcheck.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(TOOLS) staticcheck ./...
+
+bench: ## Benchmarks (see docs/PERFORMANCE.md).
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean: ## Remove build output (not the cached control plane).
+	rm -rf bin
