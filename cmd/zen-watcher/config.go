@@ -18,20 +18,39 @@ type config struct {
 	writerQueue    int
 	connectTimeout time.Duration
 	logLevel       string
+	release        string
+	redisAddr      string
+	redisPassword  string // from REDIS_PASSWORD only: a flag would show it in the process list
+	dedupWindow    time.Duration
+	dedupMaxSize   int
+	dedupStrategy  string
+	maxPerWindow   int
+	order          string
+	minSeverity    string
+	tuneInterval   time.Duration
 }
 
 // envFlags maps each flag to its environment variable. The chart sets env and `make run` passes
 // flags; a flag on the command line wins over its variable.
 var envFlags = map[string]string{
-	"kubeconfig":      "KUBECONFIG",
-	"namespace":       "POD_NAMESPACE",
-	"metrics-addr":    "METRICS_ADDR",
-	"kube-qps":        "KUBE_QPS",
-	"kube-burst":      "KUBE_BURST",
-	"writer-workers":  "WRITER_WORKERS",
-	"writer-queue":    "WRITER_QUEUE_SIZE",
-	"connect-timeout": "CONNECT_TIMEOUT",
-	"log-level":       "LOG_LEVEL",
+	"kubeconfig":           "KUBECONFIG",
+	"namespace":            "POD_NAMESPACE",
+	"metrics-addr":         "METRICS_ADDR",
+	"kube-qps":             "KUBE_QPS",
+	"kube-burst":           "KUBE_BURST",
+	"writer-workers":       "WRITER_WORKERS",
+	"writer-queue":         "WRITER_QUEUE_SIZE",
+	"connect-timeout":      "CONNECT_TIMEOUT",
+	"log-level":            "LOG_LEVEL",
+	"release":              "RELEASE_NAME",
+	"redis-addr":           "REDIS_ADDR",
+	"dedup-window":         "DEDUP_WINDOW",
+	"dedup-max-size":       "DEDUP_MAX_SIZE",
+	"dedup-strategy":       "DEDUP_STRATEGY",
+	"dedup-max-per-window": "DEDUP_MAX_EVENTS_PER_WINDOW",
+	"processing-order":     "PROCESSING_ORDER",
+	"min-severity":         "FILTER_MIN_SEVERITY",
+	"order-tune-interval":  "ORDER_TUNE_INTERVAL",
 }
 
 func newFlagSet(c *config) *flag.FlagSet {
@@ -49,6 +68,24 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.connectTimeout, "connect-timeout", 10*time.Second,
 		"how long to wait for the API server at start before giving up")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.release, "release", "zen-watcher",
+		"name of the installation; prefixes its keys in Redis (zw:<release>:) so releases can share one")
+	fs.StringVar(&c.redisAddr, "redis-addr", "",
+		"Redis host:port for dedup state shared by replicas; empty keeps dedup state in this process only "+
+			"(password from env REDIS_PASSWORD)")
+	fs.DurationVar(&c.dedupWindow, "dedup-window", 60*time.Second,
+		"how long a finding is remembered by sources that set no window of their own")
+	fs.IntVar(&c.dedupMaxSize, "dedup-max-size", 10000, "keys held by the in-process dedup tier")
+	fs.StringVar(&c.dedupStrategy, "dedup-strategy", "fingerprint",
+		"dedup strategy of sources that set none: fingerprint, event-stream or key")
+	fs.IntVar(&c.maxPerWindow, "dedup-max-per-window", 10,
+		"findings per fingerprint per window that event-stream dedup lets through")
+	fs.StringVar(&c.order, "processing-order", "auto",
+		"order of filter and dedup for sources that set none: filter_first, dedup_first or auto")
+	fs.StringVar(&c.minSeverity, "min-severity", "",
+		"drop findings below this severity for sources that set no filter (critical, high, medium, low, info)")
+	fs.DurationVar(&c.tuneInterval, "order-tune-interval", 30*time.Second,
+		"how often the automatic order is reconsidered")
 	fs.VisitAll(func(f *flag.Flag) {
 		f.Usage += fmt.Sprintf(" (env %s)", envFlags[f.Name])
 	})
@@ -72,6 +109,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.redisPassword = getenv("REDIS_PASSWORD")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -80,6 +118,12 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	}
 	if c.writerWorkers < 1 || c.writerQueue < 1 {
 		return nil, fmt.Errorf("-writer-workers and -writer-queue must be at least 1")
+	}
+	if c.dedupMaxSize < 1 || c.maxPerWindow < 1 {
+		return nil, fmt.Errorf("-dedup-max-size and -dedup-max-per-window must be at least 1")
+	}
+	if c.dedupWindow <= 0 || c.tuneInterval <= 0 {
+		return nil, fmt.Errorf("-dedup-window and -order-tune-interval must be positive")
 	}
 	return c, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -27,6 +28,7 @@ import (
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 	"github.com/kube-zen/zen-watcher/pkg/obsclient"
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
+	"github.com/kube-zen/zen-watcher/pkg/redisstate"
 	"github.com/kube-zen/zen-watcher/pkg/server"
 	"github.com/kube-zen/zen-watcher/pkg/sources/k8sevents"
 )
@@ -76,7 +78,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	writer := pipeline.NewWriter(pipeline.WriterConfig{
 		Workers: cfg.writerWorkers, QueueSize: cfg.writerQueue, Namespace: cfg.namespace,
 	}, obs, m, log)
-	pipe := pipeline.New(nil, writer, m)
+	store, closeStore := dedupStore(cfg, m, log)
+	defer closeStore()
+	pipe, err := pipeline.New(pipeline.Config{
+		Defaults:    processingDefaults(cfg),
+		DedupWindow: cfg.dedupWindow,
+	}, store, writer, m)
+	if err != nil {
+		return err
+	}
+	tuner := pipeline.NewTuner(pipe, pipeline.DefaultOrderPolicy(), m, log)
 	events := k8sevents.New(kube, log)
 
 	health := server.NewHealth(reg)
@@ -90,12 +101,52 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { writer.Run(gctx); return nil })
+	g.Go(func() error { tuner.Run(gctx, cfg.tuneInterval); return nil })
 	g.Go(func() error { return events.Run(gctx, pipe) })
 	g.Go(func() error { return server.Serve(gctx, cfg.metricsAddr, health.Handler(), log) })
 	log.Info("zen-watcher started", "namespace", cfg.namespace, "apiServer", restCfg.Host)
 	err = g.Wait()
 	log.Info("zen-watcher stopped")
 	return err
+}
+
+// processingDefaults is the processing of every source whose Ingester says nothing else.
+func processingDefaults(cfg *config) pipeline.SourceConfig {
+	sc := pipeline.SourceConfig{
+		Order: v1alpha1.Order(cfg.order),
+		Dedup: &pipeline.DedupConfig{
+			Strategy:           v1alpha1.DedupStrategy(cfg.dedupStrategy),
+			MaxEventsPerWindow: int64(cfg.maxPerWindow),
+			Fields:             []string{"source", "kind", "namespace", "name", "rule"},
+		},
+	}
+	if cfg.minSeverity != "" {
+		sc.Filter = &pipeline.FilterConfig{MinSeverity: v1alpha1.Severity(cfg.minSeverity)}
+	}
+	return sc
+}
+
+// dedupStore is the local dedup tier, in front of Redis when an address is given. Redis that does
+// not answer at start is not fatal: dedup runs locally until it does.
+func dedupStore(cfg *config, m *metrics.Metrics, log *slog.Logger) (*pipeline.Tiered, func()) {
+	local := pipeline.NewLocalCache(cfg.dedupMaxSize)
+	m.DedupCacheSize.Set(float64(local.Capacity()))
+	if cfg.redisAddr == "" {
+		return pipeline.NewTiered(local, nil, m, log), func() {}
+	}
+	client := redis.NewClient(&redis.Options{
+		Addr:         cfg.redisAddr,
+		Password:     cfg.redisPassword,
+		DialTimeout:  500 * time.Millisecond,
+		ReadTimeout:  500 * time.Millisecond,
+		WriteTimeout: 500 * time.Millisecond,
+		PoolSize:     16,
+	})
+	shared := redisstate.NewDedupStore(client, redisstate.Options{Release: cfg.release})
+	return pipeline.NewTiered(local, shared, m, log), func() {
+		shared.Close()
+		_ = client.Close()
+	}
 }
 
 func newLogger(level string, w io.Writer) (*slog.Logger, error) {

@@ -32,6 +32,32 @@ type Metrics struct {
 	// SourceEventsIgnored counts objects a source read but could not or would not turn into a
 	// finding, by source and reason.
 	SourceEventsIgnored *prometheus.CounterVec
+	// SeverityUnknown counts findings whose tool severity no mapping knew (they become info).
+	SeverityUnknown *prometheus.CounterVec
+	// ObservationsRateLimited counts findings stopped by a source's rate limit.
+	ObservationsRateLimited *prometheus.CounterVec
+	// DedupDecisions counts dedup decisions by strategy and decision (create or drop).
+	DedupDecisions *prometheus.CounterVec
+	// DedupEffectiveness is the share of findings reaching dedup that were duplicates, over the
+	// last tuning interval, by source and strategy.
+	DedupEffectiveness *prometheus.GaugeVec
+	// LowSeverityPercent is the share of low and info findings over the last tuning interval, in
+	// percent, by source.
+	LowSeverityPercent *prometheus.GaugeVec
+	// DedupRateRatio is the share of duplicates over the last tuning interval, by source.
+	DedupRateRatio *prometheus.GaugeVec
+	// StrategyChanges counts changes of a source's filter/dedup order.
+	StrategyChanges *prometheus.CounterVec
+	// OrderInForce is 1 for the filter/dedup order in force for a source, 0 for the other.
+	OrderInForce *prometheus.GaugeVec
+	// SharedStoreAvailable is 1 while Redis answers, 0 while dedup runs on the local tier alone.
+	SharedStoreAvailable prometheus.Gauge
+	// DedupFallbacks counts dedup operations that Redis failed and the local tier answered.
+	DedupFallbacks prometheus.Counter
+	// DedupWindowSeconds is the dedup window in force for sources that set none.
+	DedupWindowSeconds prometheus.Gauge
+	// DedupCacheSize is the capacity of the local dedup tier.
+	DedupCacheSize prometheus.Gauge
 }
 
 // New creates zen-watcher's metrics and registers them with reg.
@@ -74,11 +100,67 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "source_objects_ignored_total",
 			Help: "Objects a source read but did not turn into findings, by source and reason.",
 		}, []string{"source", "reason"}),
+		SeverityUnknown: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "severity_unknown_total",
+			Help: "Findings whose tool severity was not recognized and became info, by source.",
+		}, []string{"source"}),
+		ObservationsRateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "observations_rate_limited_total",
+			Help: "Findings stopped by a source's rate limit, by source.",
+		}, []string{"source"}),
+		DedupDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "dedup_decisions_total",
+			Help: "Dedup decisions by strategy and decision (create or drop).",
+		}, []string{"strategy", "decision"}),
+		DedupEffectiveness: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "dedup_effectiveness_per_strategy",
+			Help: "Share of findings reaching dedup that were duplicates, last tuning interval, by source and strategy.",
+		}, []string{"source", "strategy"}),
+		LowSeverityPercent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "low_severity_percent",
+			Help: "Percent of low and info findings over the last tuning interval, by source.",
+		}, []string{"source"}),
+		DedupRateRatio: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "optimization_deduplication_rate_ratio",
+			Help: "Share of duplicates over the last tuning interval, by source.",
+		}, []string{"source"}),
+		StrategyChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "optimization_strategy_changes_total",
+			Help: "Changes of a source's filter/dedup order, by source.",
+		}, []string{"source"}),
+		OrderInForce: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "optimization_order",
+			Help: "1 for the filter/dedup order in force for a source, 0 for the other.",
+		}, []string{"source", "order"}),
+		SharedStoreAvailable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "redis_available",
+			Help: "1 while Redis answers dedup requests, 0 while dedup runs on the local tier alone.",
+		}),
+		DedupFallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "dedup_local_fallback_total",
+			Help: "Dedup operations that Redis failed and the local tier answered.",
+		}),
+		DedupWindowSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "dedup_window_seconds",
+			Help: "Dedup window in force for sources that set none.",
+		}),
+		DedupCacheSize: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "dedup_cache_size",
+			Help: "Capacity of the local dedup tier, in keys.",
+		}),
 	}
 	reg.MustRegister(
 		m.ObservationsCreated, m.ObservationsFiltered, m.ObservationsDeduplicated,
 		m.ObservationsFailed, m.EventsProcessed, m.ProcessingLatency, m.PipelineErrors,
-		m.WriterQueueDepth, m.SourceEventsIgnored,
+		m.WriterQueueDepth, m.SourceEventsIgnored, m.SeverityUnknown, m.ObservationsRateLimited,
+		m.DedupDecisions, m.DedupEffectiveness, m.LowSeverityPercent, m.DedupRateRatio,
+		m.StrategyChanges, m.OrderInForce, m.SharedStoreAvailable, m.DedupFallbacks,
+		m.DedupWindowSeconds, m.DedupCacheSize,
 	)
+	for _, s := range []string{"fingerprint", "event-stream", "key"} {
+		for _, d := range []string{"create", "drop"} {
+			m.DedupDecisions.WithLabelValues(s, d)
+		}
+	}
 	return m
 }

@@ -24,8 +24,11 @@ type Event struct {
 	EventType string
 	// Resource is the object the finding is about.
 	Resource v1alpha1.ResourceRef
-	// Identity is what makes the finding itself distinct for its source and resource: a CVE id, a
-	// rule, a policy or a check id, an event reason. It enters the fingerprint.
+	// Rule is the short id of what was found: a CVE id, a rule, policy or check id, an event
+	// reason. Filters match it; it enters the fingerprint.
+	Rule string
+	// Identity is whatever else makes the finding distinct for its source, resource and rule (a
+	// warning's message, a secret's location). It enters the fingerprint.
 	Identity string
 	// Title and Description are for people.
 	Title       string
@@ -38,34 +41,46 @@ type Event struct {
 	// warning event): their Observation name derives from the fingerprint, so reading the same state
 	// again after a restart or rebalance creates nothing new.
 	Stateful bool
-	// Fingerprint is set by the pipeline before the first stage runs.
-	Fingerprint string
+	// FP is the fingerprint, set by the pipeline before the first stage runs.
+	FP uint64
 	// TTLSeconds overrides the Observation's lifetime when non-zero.
 	TTLSeconds int64
 	// received is when the pipeline took the event, for latency.
 	received time.Time
+	// The dedup claim this finding holds, taken back if it is not written.
+	claim      uint8
+	claimKey   uint64
+	claimStore *Tiered
+	// Done, when set, is called once with the finding's final outcome: written, filtered,
+	// deduplicated, rate limited, or failed with the error. The webhook server waits on it.
+	Done func(Outcome, error)
+}
+
+// FingerprintHex is the fingerprint as 16 lower-case hex digits, as Observations carry it.
+func (ev *Event) FingerprintHex() string {
+	var b [8]byte
+	for i := range b {
+		b[i] = byte(ev.FP >> (56 - 8*i))
+	}
+	return hex.EncodeToString(b[:])
 }
 
 // Fingerprint returns a stable hash of the finding's normalized content: source, category, severity,
-// event type, resource and identity. Fields are separated by a byte that cannot occur in them after
-// normalization, so ("ab","c") and ("a","bc") differ.
-func Fingerprint(ev *Event) string {
+// event type, resource, rule and identity. Fields are separated by a NUL byte, so ("ab","c") and
+// ("a","bc") differ. Presentation (title, description, details) is left out: a repeat that only
+// updates a count is the same finding.
+func Fingerprint(ev *Event) uint64 {
 	var d xxhash.Digest
 	d.Reset()
 	for _, s := range [...]string{
 		ev.Source, string(ev.Category), string(ev.Severity), ev.EventType,
 		ev.Resource.APIVersion, ev.Resource.Kind, ev.Resource.Namespace, ev.Resource.Name,
-		ev.Identity,
+		ev.Rule, ev.Identity,
 	} {
 		_, _ = d.WriteString(s)
 		_, _ = d.Write(sep[:])
 	}
-	var sum [8]byte
-	h := d.Sum64()
-	for i := range sum {
-		sum[i] = byte(h >> (56 - 8*i))
-	}
-	return hex.EncodeToString(sum[:])
+	return d.Sum64()
 }
 
 var sep = [1]byte{0}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
@@ -11,7 +12,8 @@ func baseEvent() Event {
 		Source: "trivy", Category: v1alpha1.CategorySecurity, Severity: v1alpha1.SeverityHigh,
 		EventType: "vulnerability",
 		Resource:  v1alpha1.ResourceRef{APIVersion: "apps/v1", Kind: "ReplicaSet", Namespace: "kube-system", Name: "coredns"},
-		Identity:  "CVE-2021-3121",
+		Rule:      "CVE-2021-3121",
+		Identity:  "gogo/protobuf",
 		Title:     "a title", Description: "a description",
 	}
 }
@@ -19,8 +21,9 @@ func baseEvent() Event {
 func TestFingerprint(t *testing.T) {
 	base := baseEvent()
 	fp := Fingerprint(&base)
-	if len(fp) != 16 {
-		t.Fatalf("fingerprint %q: want 16 hex digits", fp)
+	base.FP = fp
+	if h := base.FingerprintHex(); len(h) != 16 || strings.Trim(h, "0123456789abcdef") != "" {
+		t.Fatalf("fingerprint %q: want 16 hex digits", h)
 	}
 	same := []func(*Event){
 		func(e *Event) { e.Title = "another title" },
@@ -42,7 +45,8 @@ func TestFingerprint(t *testing.T) {
 		"kind":      func(e *Event) { e.Resource.Kind = "Deployment" },
 		"namespace": func(e *Event) { e.Resource.Namespace = "default" },
 		"name":      func(e *Event) { e.Resource.Name = "coredns2" },
-		"identity":  func(e *Event) { e.Identity = "CVE-2021-3122" },
+		"rule":      func(e *Event) { e.Rule = "CVE-2021-3122" },
+		"identity":  func(e *Event) { e.Identity = "other/package" },
 		// The separator keeps field boundaries: moving a character across them changes the hash.
 		"boundary": func(e *Event) { e.Resource.Namespace, e.Resource.Name = "kube-systemc", "oredns" },
 	}

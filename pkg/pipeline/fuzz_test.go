@@ -39,9 +39,9 @@ func FuzzBuildObservation(f *testing.F) {
 			Identity:  identity, Title: title, Description: desc,
 			Details: map[string]string{key: value},
 		}
-		ev.Fingerprint = Fingerprint(ev)
-		if again := Fingerprint(ev); again != ev.Fingerprint {
-			t.Fatalf("fingerprint not stable: %s vs %s", ev.Fingerprint, again)
+		ev.FP = Fingerprint(ev)
+		if again := Fingerprint(ev); again != ev.FP {
+			t.Fatalf("fingerprint not stable: %x vs %x", ev.FP, again)
 		}
 		o := BuildObservation(ev, "zen-system")
 		if len(o.Spec.Title) > v1alpha1.MaxTitleLength || !utf8.ValidString(o.Spec.Title) {

@@ -34,11 +34,11 @@ func BuildObservation(ev *Event, fallbackNS string) *v1alpha1.Observation {
 			EventType:   ev.EventType,
 			Resource:    ev.Resource,
 			DetectedAt:  metav1.NewTime(ev.DetectedAt),
-			Fingerprint: ev.Fingerprint,
+			Fingerprint: ev.FingerprintHex(),
 		},
 	}
 	if ev.Stateful {
-		obs.Name = ObservationName(ev.Source, ev.Fingerprint)
+		obs.Name = ObservationName(ev.Source, obs.Spec.Fingerprint)
 	} else {
 		obs.GenerateName = ev.Source + "-"
 	}

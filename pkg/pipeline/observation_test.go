@@ -98,7 +98,7 @@ func TestBuildObservation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := baseEvent()
 			tc.mutate(&e)
-			e.Fingerprint = Fingerprint(&e)
+			e.FP = Fingerprint(&e)
 			o := BuildObservation(&e, "zen-system")
 			if got := o.Spec.Details[DetailTruncated] == "true"; got != tc.truncated {
 				t.Errorf("truncated mark %v, want %v", got, tc.truncated)

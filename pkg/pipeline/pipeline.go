@@ -3,58 +3,231 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"maps"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 )
 
-// Sink takes findings that passed every stage; the Writer is the production sink.
+// Sink takes findings that passed every stage; the Writer is the production sink. A sink must call
+// Event.finish exactly once for every finding it accepts.
 type Sink interface {
 	Put(ctx context.Context, ev *Event) error
 }
 
-// Pipeline runs findings through their stages and hands the survivors to a sink.
-type Pipeline struct {
-	stages  Stages
-	sink    Sink
-	metrics *metrics.Metrics
+// Config is the pipeline-wide configuration.
+type Config struct {
+	// Defaults apply to every source that has not been configured on its own.
+	Defaults SourceConfig
+	// DedupWindow is the window of sources that set none (DEDUP_WINDOW); HA optimization changes
+	// it while running.
+	DedupWindow time.Duration
 }
 
-// New returns a pipeline that runs stages in order, then sink.
-func New(stages Stages, sink Sink, m *metrics.Metrics) *Pipeline {
-	return &Pipeline{stages: stages, sink: sink, metrics: m}
+// Pipeline runs each source's findings through that source's stages and hands the survivors to a
+// sink. Sources are configured and reconfigured while findings flow: a finding is processed
+// entirely by the configuration that was in force when it arrived.
+type Pipeline struct {
+	chains        atomic.Pointer[map[string]*chain]
+	mu            sync.Mutex // serializes changes to chains
+	defaults      SourceConfig
+	defaultWindow atomic.Int64
+	store         *Tiered
+	sink          Sink
+	metrics       *metrics.Metrics
+}
+
+// New returns a pipeline. store holds the dedup state; sink receives what survives.
+func New(cfg Config, store *Tiered, sink Sink, m *metrics.Metrics) (*Pipeline, error) {
+	p := &Pipeline{defaults: cfg.Defaults, store: store, sink: sink, metrics: m}
+	window := cfg.DedupWindow
+	if window <= 0 {
+		window = DefaultDedupWindow
+	}
+	p.defaultWindow.Store(int64(window))
+	m.DedupWindowSeconds.Set(window.Seconds())
+	empty := map[string]*chain{}
+	p.chains.Store(&empty)
+	// Compile the defaults once now, so a bad default is an error at start, not on the first finding.
+	if _, err := newChain("defaults", cfg.Defaults, &p.defaultWindow, store, m); err != nil {
+		return nil, fmt.Errorf("default processing configuration: %w", err)
+	}
+	return p, nil
+}
+
+// Configure compiles cfg for source and puts it in force. On error the previous configuration of the
+// source stays in force.
+func (p *Pipeline) Configure(source string, cfg SourceConfig) error {
+	c, err := newChain(source, cfg, &p.defaultWindow, p.store, p.metrics)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := *p.chains.Load()
+	if prev, ok := old[source]; ok && c.auto && prev.auto {
+		// Keep the order the tuner chose; a configuration change is not evidence against it.
+		c.order.Store(prev.order.Load())
+		c.lastChange.Store(prev.lastChange.Load())
+	}
+	next := maps.Clone(old)
+	next[source] = c
+	p.chains.Store(&next)
+	p.setOrderGauge(source, c.Order())
+	return nil
+}
+
+// Remove forgets a source's configuration; its findings, if any still come, use the defaults.
+func (p *Pipeline) Remove(source string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := maps.Clone(*p.chains.Load())
+	delete(next, source)
+	p.chains.Store(&next)
+}
+
+// chainFor returns the source's chain, compiling the defaults for a source seen the first time.
+func (p *Pipeline) chainFor(source string) (*chain, error) {
+	if c, ok := (*p.chains.Load())[source]; ok {
+		return c, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := (*p.chains.Load())[source]; ok {
+		return c, nil
+	}
+	c, err := newChain(source, p.defaults, &p.defaultWindow, p.store, p.metrics)
+	if err != nil {
+		return nil, err
+	}
+	next := maps.Clone(*p.chains.Load())
+	next[source] = c
+	p.chains.Store(&next)
+	p.setOrderGauge(source, c.Order())
+	return c, nil
 }
 
 // Handle processes one finding. It returns an error only when the finding could not be handed on
-// (the sink refused it before ctx ended, or a stage failed); the caller still owns it then.
+// (the sink refused it before ctx ended, or a stage failed): the caller still owns it then, and no
+// dedup state was kept for it.
 func (p *Pipeline) Handle(ctx context.Context, ev *Event) error {
 	ev.received = time.Now()
-	if ev.Fingerprint == "" {
-		ev.Fingerprint = Fingerprint(ev)
+	if ev.FP == 0 {
+		ev.FP = Fingerprint(ev)
 	}
-	p.metrics.EventsProcessed.WithLabelValues(ev.Source).Inc()
-	stopped, err := p.stages.Run(ctx, ev)
+	c, err := p.chainFor(ev.Source)
 	if err != nil {
+		return err
+	}
+	if ev.TTLSeconds == 0 {
+		ev.TTLSeconds = c.ttl
+	}
+	c.processed.Inc()
+	stopped, err := c.run(ctx, ev)
+	if err != nil {
+		release(ctx, ev)
 		p.metrics.PipelineErrors.WithLabelValues(ev.Source, stopped.Name()).Inc()
 		return fmt.Errorf("stage %s on finding of %s: %w", stopped.Name(), ev.Source, err)
 	}
 	if stopped != nil {
-		p.count(ev, stopped.Outcome())
+		p.drop(ctx, c, ev, stopped.Outcome())
 		return nil
 	}
 	if err := p.sink.Put(ctx, ev); err != nil {
+		release(ctx, ev)
 		p.metrics.PipelineErrors.WithLabelValues(ev.Source, "sink").Inc()
 		return err
 	}
 	return nil
 }
 
-func (p *Pipeline) count(ev *Event, o Outcome) {
+// drop records a finding that stopped at a stage.
+func (p *Pipeline) drop(ctx context.Context, c *chain, ev *Event, o Outcome) {
 	switch o {
 	case OutcomeFiltered:
-		p.metrics.ObservationsFiltered.WithLabelValues(ev.Source).Inc()
+		c.filtered.Inc()
 	case OutcomeDeduplicated:
-		p.metrics.ObservationsDeduplicated.WithLabelValues(ev.Source).Inc()
+		c.duped.Inc()
+	case OutcomeRateLimited:
+		// It was never written: a later report of it must not be taken for a duplicate.
+		release(ctx, ev)
+		c.rateLimited.Inc()
 	}
-	p.metrics.ProcessingLatency.WithLabelValues(ev.Source).Observe(time.Since(ev.received).Seconds())
+	c.latency.Observe(time.Since(ev.received).Seconds())
+	if ev.Done != nil {
+		ev.Done(o, nil)
+	}
+}
+
+// SetOrder puts an order in force for a source in auto mode (the tuner's decision, or the leader's
+// published one). It reports whether the order changed.
+func (p *Pipeline) SetOrder(source string, o v1alpha1.Order) bool {
+	c, err := p.chainFor(source)
+	if err != nil || !c.auto {
+		return false
+	}
+	if !c.setOrder(o) {
+		return false
+	}
+	p.metrics.StrategyChanges.WithLabelValues(source).Inc()
+	p.setOrderGauge(source, o)
+	return true
+}
+
+// Order returns the order in force for a source.
+func (p *Pipeline) Order(source string) v1alpha1.Order {
+	c, err := p.chainFor(source)
+	if err != nil {
+		return v1alpha1.OrderFilterFirst
+	}
+	return c.Order()
+}
+
+// SetDedupWindow changes the window of every source that does not set its own.
+func (p *Pipeline) SetDedupWindow(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	p.defaultWindow.Store(int64(d))
+	p.metrics.DedupWindowSeconds.Set(d.Seconds())
+}
+
+// SourceStats is one source's cumulative statistics and whether its order is automatic.
+type SourceStats struct {
+	Source     string
+	Auto       bool
+	Order      v1alpha1.Order
+	LastChange time.Time
+	Stats      OrderStats
+	Strategy   v1alpha1.DedupStrategy
+}
+
+// Stats returns the statistics of every configured or seen source.
+func (p *Pipeline) Stats() []SourceStats {
+	chains := *p.chains.Load()
+	out := make([]SourceStats, 0, len(chains))
+	for name, c := range chains {
+		s := SourceStats{
+			Source: name, Auto: c.auto, Order: c.Order(), Stats: c.stats(),
+			LastChange: time.Unix(0, c.lastChange.Load()),
+		}
+		if c.dedup != nil {
+			s.Strategy = c.dedup.strategy
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (p *Pipeline) setOrderGauge(source string, o v1alpha1.Order) {
+	for _, v := range []v1alpha1.Order{v1alpha1.OrderFilterFirst, v1alpha1.OrderDedupFirst} {
+		val := 0.0
+		if v == o {
+			val = 1
+		}
+		p.metrics.OrderInForce.WithLabelValues(source, string(v)).Set(val)
+	}
 }

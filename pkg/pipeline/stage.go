@@ -25,7 +25,25 @@ const (
 	OutcomeFiltered
 	OutcomeDeduplicated
 	OutcomeFailed
+	OutcomeRateLimited
 )
+
+// String names the outcome as metrics and logs do.
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeWritten:
+		return "written"
+	case OutcomeFiltered:
+		return "filtered"
+	case OutcomeDeduplicated:
+		return "deduplicated"
+	case OutcomeFailed:
+		return "failed"
+	case OutcomeRateLimited:
+		return "rate_limited"
+	}
+	return "unknown"
+}
 
 // Stages runs its stages in order and stops at the first that drops the finding.
 type Stages []Stage

@@ -60,8 +60,6 @@ type Writer struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	queue   chan *Event
-	// Observed after every finding's outcome; tests and the webhook server wait on it.
-	onDone func(ev *Event, o Outcome, err error)
 }
 
 // NewWriter returns a writer that creates through c. Call Run to start its workers.
@@ -130,8 +128,15 @@ func (w *Writer) write(ctx context.Context, ev *Event) {
 	if !ev.received.IsZero() {
 		w.metrics.ProcessingLatency.WithLabelValues(ev.Source).Observe(time.Since(ev.received).Seconds())
 	}
-	if w.onDone != nil {
-		w.onDone(ev, o, err)
+	if o == OutcomeFailed {
+		// Not written: take the dedup claim back so that the next report of it is written. The
+		// write's context may be the one that ended, so the release gets its own short one.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		release(rctx, ev)
+		cancel()
+	}
+	if ev.Done != nil {
+		ev.Done(o, err)
 	}
 }
 

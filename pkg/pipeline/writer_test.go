@@ -66,11 +66,11 @@ func TestWriterOutcomes(t *testing.T) {
 			w := NewWriter(WriterConfig{Workers: 1, MaxAttempts: 3, InitialBackoff: time.Millisecond},
 				c, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			done := make(chan Outcome, 1)
-			w.onDone = func(_ *Event, o Outcome, _ error) { done <- o }
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			go w.Run(ctx)
 			ev := baseEvent()
+			ev.Done = func(o Outcome, _ error) { done <- o }
 			if err := w.Put(ctx, &ev); err != nil {
 				t.Fatal(err)
 			}

@@ -167,7 +167,7 @@ type FilterSpec struct {
 	// Categories keeps only these categories, when set.
 	// +optional
 	Categories []Category `json:"categories,omitempty"`
-	// ExcludeRules drops findings whose rule (details.rule, policy or check id) is listed.
+	// ExcludeRules drops findings whose rule (the CVE, rule, policy or check id) is listed.
 	// +optional
 	ExcludeRules []string `json:"excludeRules,omitempty"`
 	// Expression is a CEL expression over the finding that must be true to keep it.
@@ -196,6 +196,18 @@ type DedupSpec struct {
 	Fields []string `json:"fields,omitempty"`
 }
 
+// RateLimitSpec caps how many findings of a source enter dedup and the writer. Findings over the
+// limit are counted as rate limited, never as duplicates; it is off unless set.
+type RateLimitSpec struct {
+	// EventsPerSecond is the sustained rate.
+	// +kubebuilder:validation:Minimum=1
+	EventsPerSecond int32 `json:"eventsPerSecond"`
+	// Burst is how many findings may pass at once above the rate (default: EventsPerSecond).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	Burst int32 `json:"burst,omitempty"`
+}
+
 // ProcessingSpec configures the pipeline for one source.
 type ProcessingSpec struct {
 	// Filter decides which findings are kept.
@@ -207,6 +219,9 @@ type ProcessingSpec struct {
 	// Order of the filter and dedup stages.
 	// +optional
 	Order Order `json:"order,omitempty"`
+	// RateLimit caps the source's findings per second; off unless set.
+	// +optional
+	RateLimit *RateLimitSpec `json:"rateLimit,omitempty"`
 }
 
 // IngesterSpec configures one source of findings.

@@ -85,7 +85,7 @@ func (s *Source) Run(ctx context.Context, h sources.Handler) error {
 	return nil
 }
 
-// Finding is the finding for one Warning Event. Its identity is the reason and message: the count
+// Finding is the finding for one Warning Event. Its rule is the reason and its identity the message: the count
 // and timestamps that change as the warning repeats are left out, so a repeat is the same finding.
 func Finding(e *corev1.Event) *pipeline.Event {
 	obj := e.InvolvedObject
@@ -101,7 +101,8 @@ func Finding(e *corev1.Event) *pipeline.Event {
 		Resource: v1alpha1.ResourceRef{
 			APIVersion: obj.APIVersion, Kind: obj.Kind, Namespace: ns, Name: obj.Name,
 		},
-		Identity:    e.Reason + "\x00" + e.Message,
+		Rule:        e.Reason,
+		Identity:    e.Message,
 		Title:       e.Reason + " on " + obj.Kind + " " + obj.Name,
 		Description: e.Message,
 		Details: map[string]string{

@@ -1,0 +1,176 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+)
+
+func newTestDedup(t *testing.T, cfg DedupConfig, shared Store) (*Dedup, *Tiered) {
+	t.Helper()
+	m := newMetrics()
+	store := NewTiered(NewLocalCache(1000), shared, m, discardLog())
+	var window atomic.Int64
+	window.Store(int64(time.Hour))
+	d, err := NewDedup("trivy", cfg, &window, store, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, store
+}
+
+// decide runs events through d and returns which passed.
+func decide(t *testing.T, d *Dedup, evs []Event) []bool {
+	t.Helper()
+	out := make([]bool, len(evs))
+	for i := range evs {
+		ev := evs[i]
+		ev.FP = Fingerprint(&ev)
+		keep, err := d.Process(context.Background(), &ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = keep
+	}
+	return out
+}
+
+func TestDedupStrategies(t *testing.T) {
+	a := baseEvent()
+	aRetitled := baseEvent()
+	aRetitled.Title = "new title"
+	b := baseEvent()
+	b.Rule = "CVE-2022-0001"
+	otherNS := baseEvent()
+	otherNS.Resource.Namespace = "default"
+	cases := []struct {
+		name string
+		cfg  DedupConfig
+		evs  []Event
+		want []bool
+	}{
+		{"fingerprint: repeats are duplicates, presentation aside",
+			DedupConfig{Strategy: v1alpha1.DedupFingerprint},
+			[]Event{a, a, aRetitled, b}, []bool{true, false, false, true}},
+		{"event-stream: at most N per window",
+			DedupConfig{Strategy: v1alpha1.DedupEventStream, MaxEventsPerWindow: 2},
+			[]Event{a, a, a, a, b}, []bool{true, true, false, false, true}},
+		{"key: only the named fields count",
+			DedupConfig{Strategy: v1alpha1.DedupKey, Fields: []string{"source", "kind", "name"}},
+			[]Event{a, b, otherNS}, []bool{true, false, false}},
+		{"key: with namespace the namespaces differ",
+			DedupConfig{Strategy: v1alpha1.DedupKey, Fields: []string{"source", "namespace", "name"}},
+			[]Event{a, otherNS}, []bool{true, true}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d, _ := newTestDedup(t, tc.cfg, nil)
+			got := decide(t, d, tc.evs)
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Errorf("event %d kept=%v, want %v (all: %v)", i, got[i], tc.want[i], got)
+				}
+			}
+		})
+	}
+}
+
+func TestDedupWindowExpires(t *testing.T) {
+	d, _ := newTestDedup(t, DedupConfig{Strategy: v1alpha1.DedupFingerprint, Window: 20 * time.Millisecond}, nil)
+	a := baseEvent()
+	if got := decide(t, d, []Event{a, a}); !got[0] || got[1] {
+		t.Fatalf("within the window: %v", got)
+	}
+	time.Sleep(40 * time.Millisecond)
+	if got := decide(t, d, []Event{a}); !got[0] {
+		t.Fatal("after the window the finding was still a duplicate")
+	}
+}
+
+func TestDedupRejectsBadConfiguration(t *testing.T) {
+	cases := []struct {
+		cfg     DedupConfig
+		wantErr string
+	}{
+		{DedupConfig{Strategy: "bloom"}, "unknown dedup strategy"},
+		{DedupConfig{Strategy: v1alpha1.DedupKey}, "needs fields"},
+		{DedupConfig{Strategy: v1alpha1.DedupKey, Fields: []string{"colour"}}, `unknown field "colour"`},
+	}
+	for _, tc := range cases {
+		var w atomic.Int64
+		_, err := NewDedup("x", tc.cfg, &w, NewTiered(NewLocalCache(10), nil, newMetrics(), discardLog()), newMetrics())
+		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("%+v: error %v, want %q", tc.cfg, err, tc.wantErr)
+		}
+	}
+}
+
+// failingStore fails every call while down is set, and otherwise remembers claims like Redis.
+type failingStore struct {
+	down   atomic.Bool
+	calls  atomic.Int64
+	claims map[uint64]bool
+}
+
+func (f *failingStore) Claim(_ context.Context, key uint64, _ time.Duration) (bool, error) {
+	f.calls.Add(1)
+	if f.down.Load() {
+		return false, errors.New("connection refused")
+	}
+	if f.claims[key] {
+		return false, nil
+	}
+	f.claims[key] = true
+	return true, nil
+}
+
+func (f *failingStore) Incr(context.Context, uint64, time.Duration) (int64, error) {
+	f.calls.Add(1)
+	return 0, errors.New("connection refused")
+}
+
+func (f *failingStore) Release(_ context.Context, key uint64, _ bool) error {
+	delete(f.claims, key)
+	return nil
+}
+
+// TestTieredFallsBackAndReturns: with the shared store down, dedup goes on locally (no error, a
+// metric says so), stops asking the store for a backoff, and uses it again once it is back.
+func TestTieredFallsBackAndReturns(t *testing.T) {
+	shared := &failingStore{claims: map[uint64]bool{}}
+	m := newMetrics()
+	tier := NewTiered(NewLocalCache(1000), shared, m, discardLog())
+	ctx := context.Background()
+
+	shared.claims[mix(99)] = true // another replica's claim
+	if tier.Claim(ctx, mix(99), time.Hour) {
+		t.Fatal("a key claimed by another replica was new")
+	}
+	shared.down.Store(true)
+	if !tier.Claim(ctx, mix(1), time.Hour) || tier.Claim(ctx, mix(1), time.Hour) {
+		t.Fatal("local fallback did not deduplicate")
+	}
+	if testutil.ToFloat64(m.SharedStoreAvailable) != 0 || testutil.ToFloat64(m.DedupFallbacks) < 1 {
+		t.Error("fallback not reported in metrics")
+	}
+	calls := shared.calls.Load()
+	tier.Claim(ctx, mix(2), time.Hour)
+	if shared.calls.Load() != calls {
+		t.Error("the store was asked again within its backoff")
+	}
+	shared.down.Store(false)
+	time.Sleep(minStoreBackoff + 50*time.Millisecond)
+	if !tier.Claim(ctx, mix(3), time.Hour) || !shared.claims[mix(3)] {
+		t.Error("the store was not used again after it came back")
+	}
+	if testutil.ToFloat64(m.SharedStoreAvailable) != 1 {
+		t.Error("availability not restored in metrics")
+	}
+}

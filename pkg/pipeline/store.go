@@ -1,0 +1,137 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/kube-zen/zen-watcher/pkg/metrics"
+)
+
+// Store is dedup state shared by every replica (Redis in production). Keys are the dedup stage's
+// 64-bit keys; the Store decides how to spell them.
+type Store interface {
+	// Claim records key for ttl unless it is already recorded; true means this caller was first.
+	Claim(ctx context.Context, key uint64, ttl time.Duration) (bool, error)
+	// Incr counts one occurrence of key in a window that starts at the first one, and returns the count.
+	Incr(ctx context.Context, key uint64, window time.Duration) (int64, error)
+	// Release takes back a Claim (counted=false) or an Incr (counted=true) whose finding could not
+	// be written, so that the next report of it is not mistaken for a duplicate.
+	Release(ctx context.Context, key uint64, counted bool) error
+}
+
+// Tiered is the dedup state the pipeline uses: a LocalCache in front of an optional shared Store.
+// A key the local tier holds is answered without a round trip. When the shared Store fails, the
+// local tier decides alone, a metric says so, and the shared Store is tried again after a backoff.
+type Tiered struct {
+	local   *LocalCache
+	shared  Store
+	metrics *metrics.Metrics
+	log     *slog.Logger
+
+	downUntil atomic.Int64 // unix nanoseconds before which the shared store is not asked
+	backoff   atomic.Int64 // current backoff in nanoseconds
+	down      atomic.Bool
+}
+
+// Backoff bounds of the shared store after a failure.
+const (
+	minStoreBackoff = 250 * time.Millisecond
+	maxStoreBackoff = 5 * time.Second
+)
+
+// NewTiered returns the two tiers; shared may be nil for a single replica without Redis.
+func NewTiered(local *LocalCache, shared Store, m *metrics.Metrics, log *slog.Logger) *Tiered {
+	t := &Tiered{local: local, shared: shared, metrics: m, log: log}
+	t.backoff.Store(int64(minStoreBackoff))
+	if shared != nil {
+		m.SharedStoreAvailable.Set(1)
+	}
+	return t
+}
+
+// Local is the in-process tier, for resizing by HA optimization.
+func (t *Tiered) Local() *LocalCache { return t.local }
+
+// Claim reports whether key is new, recording it for ttl.
+func (t *Tiered) Claim(ctx context.Context, key uint64, ttl time.Duration) bool {
+	now := time.Now().UnixNano()
+	if _, held := t.local.Peek(key, now); held {
+		return false
+	}
+	if t.useShared(now) {
+		isNew, err := t.shared.Claim(ctx, key, ttl)
+		if err == nil {
+			t.up()
+			t.local.Put(key, now+int64(ttl), 1)
+			return isNew
+		}
+		t.fail(ctx, now, err)
+	}
+	return t.local.Claim(key, now, now+int64(ttl))
+}
+
+// Admit counts one occurrence of key in window and reports whether it is within limit.
+func (t *Tiered) Admit(ctx context.Context, key uint64, window time.Duration, limit int64) bool {
+	now := time.Now().UnixNano()
+	// The shared count is at least the local one: past the limit locally means past it globally.
+	if n, held := t.local.Peek(key, now); held && n >= limit {
+		t.local.Incr(key, now, now+int64(window))
+		return false
+	}
+	if t.useShared(now) {
+		n, err := t.shared.Incr(ctx, key, window)
+		if err == nil {
+			t.up()
+			t.local.Put(key, now+int64(window), n)
+			return n <= limit
+		}
+		t.fail(ctx, now, err)
+	}
+	return t.local.Incr(key, now, now+int64(window)) <= limit
+}
+
+// Release takes back a Claim or an Admit in both tiers.
+func (t *Tiered) Release(ctx context.Context, key uint64, counted bool) {
+	if counted {
+		t.local.Decr(key)
+	} else {
+		t.local.Delete(key)
+	}
+	if t.shared == nil {
+		return
+	}
+	if err := t.shared.Release(ctx, key, counted); err != nil {
+		t.fail(ctx, time.Now().UnixNano(), err)
+	}
+}
+
+func (t *Tiered) useShared(now int64) bool {
+	return t.shared != nil && now >= t.downUntil.Load()
+}
+
+func (t *Tiered) up() {
+	if t.down.CompareAndSwap(true, false) {
+		t.backoff.Store(int64(minStoreBackoff))
+		t.metrics.SharedStoreAvailable.Set(1)
+		t.log.Info("shared dedup store is back")
+	}
+}
+
+// fail switches to the local tier for a backoff that doubles while failures go on. A cancelled
+// caller says nothing about the store.
+func (t *Tiered) fail(ctx context.Context, now int64, err error) {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return
+	}
+	t.metrics.DedupFallbacks.Inc()
+	b := t.backoff.Load()
+	t.downUntil.Store(now + b)
+	if t.down.CompareAndSwap(false, true) {
+		t.metrics.SharedStoreAvailable.Set(0)
+		t.log.Warn("shared dedup store unavailable; deduplicating locally", "error", err, "retryIn", time.Duration(b))
+	}
+	t.backoff.Store(min(2*b, int64(maxStoreBackoff)))
+}
