@@ -66,15 +66,15 @@ type chain struct {
 	ttl    int64 // seconds
 
 	// statistics for the order tuner
-	events, low                 atomic.Uint64
-	filterSeen, filterDropped   atomic.Uint64
-	dedupSeen, dedupDropped     atomic.Uint64
-	filterNanos, filterSamples  atomic.Uint64
-	dedupNanos, dedupSamples    atomic.Uint64
-	lastChange                  atomic.Int64 // unix nanoseconds
-	processed, filtered, duped  prometheus.Counter
-	rateLimited                 prometheus.Counter
-	latency                     prometheus.Observer
+	events, low                atomic.Uint64
+	filterSeen, filterDropped  atomic.Uint64
+	dedupSeen, dedupDropped    atomic.Uint64
+	filterNanos, filterSamples atomic.Uint64
+	dedupNanos, dedupSamples   atomic.Uint64
+	lastChange                 atomic.Int64 // unix nanoseconds
+	processed, filtered, duped prometheus.Counter
+	rateLimited                prometheus.Counter
+	latency                    prometheus.Observer
 }
 
 // newChain compiles cfg for source.
