@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -156,6 +157,9 @@ func (s *DedupStore) work(max int) {
 			s.drain()
 			return
 		}
+		// Yield once so that callers already running get their requests in: a batch of many costs
+		// hardly more than a batch of one, and the lone request waits no longer than that.
+		runtime.Gosched()
 	fill:
 		for len(batch) < max {
 			select {
