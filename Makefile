@@ -43,7 +43,7 @@ test: tools ## Everything needed, then every test with -race, then a short fuzz 
 	$(MAKE) --no-print-directory fuzz
 
 test-unit: ## Only the tests that need no control plane or Redis.
-	$(GO) test -race -count=1 ./pkg/pipeline/...
+	$(GO) test -race -count=1 ./pkg/pipeline/... ./pkg/metrics/... ./pkg/server/... ./cmd/...
 
 fuzz: ## Run each fuzz target for FUZZ_TIME.
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeEventType$$' -fuzztime $(FUZZ_TIME) ./pkg/pipeline
@@ -66,8 +66,10 @@ lint: ## gofmt, go vet and staticcheck.
 	$(GO) vet ./...
 	$(TOOLS) staticcheck ./...
 
-bench: ## Benchmarks (see docs/PERFORMANCE.md).
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: tools ## Benchmarks against the real parts (see docs/PERFORMANCE.md).
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./pkg/pipeline
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s ./pkg/redisstate
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./test/integration
 
 clean: ## Remove build output (not the cached control plane).
 	rm -rf bin

@@ -170,6 +170,7 @@ func (c *chain) setOrder(o v1alpha1.Order) bool {
 // tuner on one finding in 64.
 func (c *chain) run(ctx context.Context, ev *Event) (Stage, error) {
 	n := c.events.Add(1)
+	ev.seq = n
 	if ev.Severity.Rank() <= v1alpha1.SeverityLow.Rank() {
 		c.low.Add(1)
 	}

@@ -93,14 +93,18 @@ func (d *Dedup) Outcome() Outcome { return OutcomeDeduplicated }
 func (d *Dedup) Process(ctx context.Context, ev *Event) (bool, error) {
 	key := mix(d.keyOf(ev) ^ d.salt)
 	window := time.Duration(d.window.Load())
+	now := ev.received.UnixNano()
+	if ev.received.IsZero() {
+		now = time.Now().UnixNano()
+	}
 	var keep bool
 	if d.strategy == v1alpha1.DedupEventStream {
-		keep = d.store.Admit(ctx, key, window, d.limit)
+		keep = d.store.Admit(ctx, key, now, window, d.limit)
 		if keep {
 			ev.claim, ev.claimKey, ev.claimStore = claimCount, key, d.store
 		}
 	} else {
-		keep = d.store.Claim(ctx, key, window)
+		keep = d.store.Claim(ctx, key, now, window)
 		if keep {
 			ev.claim, ev.claimKey, ev.claimStore = claimKey, key, d.store
 		}

@@ -150,24 +150,24 @@ func TestTieredFallsBackAndReturns(t *testing.T) {
 	ctx := context.Background()
 
 	shared.claims[mix(99)] = true // another replica's claim
-	if tier.Claim(ctx, mix(99), time.Hour) {
+	if tier.Claim(ctx, mix(99), time.Now().UnixNano(), time.Hour) {
 		t.Fatal("a key claimed by another replica was new")
 	}
 	shared.down.Store(true)
-	if !tier.Claim(ctx, mix(1), time.Hour) || tier.Claim(ctx, mix(1), time.Hour) {
+	if !tier.Claim(ctx, mix(1), time.Now().UnixNano(), time.Hour) || tier.Claim(ctx, mix(1), time.Now().UnixNano(), time.Hour) {
 		t.Fatal("local fallback did not deduplicate")
 	}
 	if testutil.ToFloat64(m.SharedStoreAvailable) != 0 || testutil.ToFloat64(m.DedupFallbacks) < 1 {
 		t.Error("fallback not reported in metrics")
 	}
 	calls := shared.calls.Load()
-	tier.Claim(ctx, mix(2), time.Hour)
+	tier.Claim(ctx, mix(2), time.Now().UnixNano(), time.Hour)
 	if shared.calls.Load() != calls {
 		t.Error("the store was asked again within its backoff")
 	}
 	shared.down.Store(false)
 	time.Sleep(minStoreBackoff + 50*time.Millisecond)
-	if !tier.Claim(ctx, mix(3), time.Hour) || !shared.claims[mix(3)] {
+	if !tier.Claim(ctx, mix(3), time.Now().UnixNano(), time.Hour) || !shared.claims[mix(3)] {
 		t.Error("the store was not used again after it came back")
 	}
 	if testutil.ToFloat64(m.SharedStoreAvailable) != 1 {

@@ -55,9 +55,8 @@ func NewTiered(local *LocalCache, shared Store, m *metrics.Metrics, log *slog.Lo
 // Local is the in-process tier, for resizing by HA optimization.
 func (t *Tiered) Local() *LocalCache { return t.local }
 
-// Claim reports whether key is new, recording it for ttl.
-func (t *Tiered) Claim(ctx context.Context, key uint64, ttl time.Duration) bool {
-	now := time.Now().UnixNano()
+// Claim reports whether key is new at now (unix nanoseconds), recording it for ttl.
+func (t *Tiered) Claim(ctx context.Context, key uint64, now int64, ttl time.Duration) bool {
 	if _, held := t.local.Peek(key, now); held {
 		return false
 	}
@@ -73,9 +72,8 @@ func (t *Tiered) Claim(ctx context.Context, key uint64, ttl time.Duration) bool 
 	return t.local.Claim(key, now, now+int64(ttl))
 }
 
-// Admit counts one occurrence of key in window and reports whether it is within limit.
-func (t *Tiered) Admit(ctx context.Context, key uint64, window time.Duration, limit int64) bool {
-	now := time.Now().UnixNano()
+// Admit counts one occurrence of key at now in window and reports whether it is within limit.
+func (t *Tiered) Admit(ctx context.Context, key uint64, now int64, window time.Duration, limit int64) bool {
 	// The shared count is at least the local one: past the limit locally means past it globally.
 	if n, held := t.local.Peek(key, now); held && n >= limit {
 		t.local.Incr(key, now, now+int64(window))
