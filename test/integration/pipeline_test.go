@@ -113,11 +113,11 @@ func vuln(ns string, i int) *pipeline.Event {
 	return &pipeline.Event{
 		Source: "trivy", Category: v1alpha1.CategorySecurity, Severity: v1alpha1.SeverityHigh,
 		EventType: "vulnerability",
-		Resource: v1alpha1.ResourceRef{APIVersion: "apps/v1", Kind: "ReplicaSet", Namespace: ns, Name: "coredns"},
-		Rule:     fmt.Sprintf("CVE-2026-%05d", i),
-		Title:    fmt.Sprintf("CVE-2026-%05d in libfoo", i),
-		Details:  map[string]string{"vulnerabilityID": fmt.Sprintf("CVE-2026-%05d", i), "installedVersion": "1.0"},
-		Stateful: true,
+		Resource:  v1alpha1.ResourceRef{APIVersion: "apps/v1", Kind: "ReplicaSet", Namespace: ns, Name: "coredns"},
+		Rule:      fmt.Sprintf("CVE-2026-%05d", i),
+		Title:     fmt.Sprintf("CVE-2026-%05d in libfoo", i),
+		Details:   map[string]string{"vulnerabilityID": fmt.Sprintf("CVE-2026-%05d", i), "installedVersion": "1.0"},
+		Stateful:  true,
 	}
 }
 
