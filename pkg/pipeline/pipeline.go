@@ -115,6 +115,9 @@ func (p *Pipeline) chainFor(source string) (*chain, error) {
 // dedup state was kept for it.
 func (p *Pipeline) Handle(ctx context.Context, ev *Event) error {
 	ev.received = time.Now()
+	if err := p.normalize(ev); err != nil {
+		return err
+	}
 	if ev.FP == 0 {
 		ev.FP = Fingerprint(ev)
 	}
@@ -142,6 +145,43 @@ func (p *Pipeline) Handle(ctx context.Context, ev *Event) error {
 		return err
 	}
 	return nil
+}
+
+// normalize makes a finding from any source fit the Observation schema: an unknown severity
+// becomes info and an unknown category operations (both counted), the event type is put in lower
+// snake case. A finding without a valid source name cannot be attributed and is refused.
+func (p *Pipeline) normalize(ev *Event) error {
+	if !validSource(ev.Source) {
+		p.metrics.PipelineErrors.WithLabelValues("invalid", "normalize").Inc()
+		return fmt.Errorf("finding with invalid source name %q (want lower-case letters, digits and '-', at most 63)", ev.Source)
+	}
+	if ev.Severity.Rank() < 0 {
+		p.metrics.SeverityUnknown.WithLabelValues(ev.Source).Inc()
+		ev.Severity = v1alpha1.SeverityInfo
+	}
+	switch ev.Category {
+	case v1alpha1.CategorySecurity, v1alpha1.CategoryCompliance, v1alpha1.CategoryOperations,
+		v1alpha1.CategoryPerformance, v1alpha1.CategoryCost:
+	default:
+		p.metrics.PipelineErrors.WithLabelValues(ev.Source, "unknown_category").Inc()
+		ev.Category = v1alpha1.CategoryOperations
+	}
+	ev.EventType = NormalizeEventType(ev.EventType)
+	return nil
+}
+
+// validSource matches the Observation schema's pattern for source without a regular expression.
+func validSource(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // drop records a finding that stopped at a stage.

@@ -200,3 +200,47 @@ func TestTunerChangesOrder(t *testing.T) {
 		t.Error("order changed within the cooldown")
 	}
 }
+
+// TestNormalizeOnEntry: findings with missing or unknown fields are made to fit the schema and
+// counted; a finding without a usable source is refused with a clear error.
+func TestNormalizeOnEntry(t *testing.T) {
+	cases := []struct {
+		name    string
+		mutate  func(*Event)
+		check   func(*Event) bool
+		wantErr bool
+	}{
+		{"unknown severity becomes info", func(e *Event) { e.Severity = "SEVERE" },
+			func(e *Event) bool { return e.Severity == v1alpha1.SeverityInfo }, false},
+		{"missing category becomes operations", func(e *Event) { e.Category = "" },
+			func(e *Event) bool { return e.Category == v1alpha1.CategoryOperations }, false},
+		{"event type normalized", func(e *Event) { e.EventType = "Policy Violation" },
+			func(e *Event) bool { return e.EventType == "policy_violation" }, false},
+		{"missing event type", func(e *Event) { e.EventType = "" },
+			func(e *Event) bool { return e.EventType == "unknown" }, false},
+		{"missing source", func(e *Event) { e.Source = "" }, nil, true},
+		{"source with capitals", func(e *Event) { e.Source = "Trivy" }, nil, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &collectSink{}
+			p, m := newTestPipeline(t, sink)
+			ev := baseEvent()
+			tc.mutate(&ev)
+			err := p.Handle(context.Background(), &ev)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatal("no error")
+				}
+				return
+			}
+			if err != nil || sink.len() != 1 || !tc.check(sink.got[0]) {
+				t.Fatalf("err %v, got %+v", err, sink.got)
+			}
+			if tc.name == "unknown severity becomes info" &&
+				testutil.ToFloat64(m.SeverityUnknown.WithLabelValues("trivy")) != 1 {
+				t.Error("unknown severity not counted")
+			}
+		})
+	}
+}
