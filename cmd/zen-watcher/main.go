@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -30,6 +31,7 @@ import (
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
 	"github.com/kube-zen/zen-watcher/pkg/redisstate"
 	"github.com/kube-zen/zen-watcher/pkg/server"
+	"github.com/kube-zen/zen-watcher/pkg/sources"
 	"github.com/kube-zen/zen-watcher/pkg/sources/k8sevents"
 )
 
@@ -88,7 +90,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	tuner := pipeline.NewTuner(pipe, pipeline.DefaultOrderPolicy(), m, log)
-	events := k8sevents.New(kube, log)
+	dyn, err := dynamic.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("building dynamic client: %w", err)
+	}
+	events := sources.NewInformer(sources.InformerConfig{
+		Source: "k8sevents", GVR: k8sevents.Resource(), FieldSelector: k8sevents.FieldSelector,
+	}, dyn, kube.Discovery(), k8sevents.Parser{}, nil, m, log)
 
 	health := server.NewHealth(reg)
 	health.AddLiveness("process", func(context.Context) error { return nil })

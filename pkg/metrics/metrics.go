@@ -58,6 +58,14 @@ type Metrics struct {
 	DedupWindowSeconds prometheus.Gauge
 	// DedupCacheSize is the capacity of the local dedup tier.
 	DedupCacheSize prometheus.Gauge
+	// WebhookRequests counts webhook requests by source and HTTP status code.
+	WebhookRequests *prometheus.CounterVec
+	// WebhookBytes counts the bytes of webhook request bodies read, by source.
+	WebhookBytes *prometheus.CounterVec
+	// WebhookRejected counts webhook requests refused, by source and reason.
+	WebhookRejected *prometheus.CounterVec
+	// SourceReady is 1 while a source runs with its objects synced or its webhook served, by source.
+	SourceReady *prometheus.GaugeVec
 }
 
 // New creates zen-watcher's metrics and registers them with reg.
@@ -148,6 +156,22 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "dedup_cache_size",
 			Help: "Capacity of the local dedup tier, in keys.",
 		}),
+		WebhookRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_requests_total",
+			Help: "Webhook requests by source and HTTP status code.",
+		}, []string{"source", "code"}),
+		WebhookBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_request_bytes_total",
+			Help: "Bytes of webhook request bodies read, by source.",
+		}, []string{"source"}),
+		WebhookRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_rejected_total",
+			Help: "Webhook requests refused, by source and reason.",
+		}, []string{"source", "reason"}),
+		SourceReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "source_ready",
+			Help: "1 while a source runs with its objects synced or its webhook served, by source.",
+		}, []string{"source"}),
 	}
 	reg.MustRegister(
 		m.ObservationsCreated, m.ObservationsFiltered, m.ObservationsDeduplicated,
@@ -155,7 +179,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.WriterQueueDepth, m.SourceEventsIgnored, m.SeverityUnknown, m.ObservationsRateLimited,
 		m.DedupDecisions, m.DedupEffectiveness, m.LowSeverityPercent, m.DedupRateRatio,
 		m.StrategyChanges, m.OrderInForce, m.SharedStoreAvailable, m.DedupFallbacks,
-		m.DedupWindowSeconds, m.DedupCacheSize,
+		m.DedupWindowSeconds, m.DedupCacheSize, m.WebhookRequests, m.WebhookBytes, m.WebhookRejected,
+		m.SourceReady,
 	)
 	for _, s := range []string{"fingerprint", "event-stream", "key"} {
 		for _, d := range []string{"create", "drop"} {

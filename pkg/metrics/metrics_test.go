@@ -29,6 +29,10 @@ func TestMetricsLint(t *testing.T) {
 	m.DedupRateRatio.WithLabelValues("trivy").Set(0.5)
 	m.StrategyChanges.WithLabelValues("trivy").Inc()
 	m.OrderInForce.WithLabelValues("trivy", "filter_first").Set(1)
+	m.WebhookRequests.WithLabelValues("falco", "202").Inc()
+	m.WebhookBytes.WithLabelValues("falco").Add(10)
+	m.WebhookRejected.WithLabelValues("falco", "too_large").Inc()
+	m.SourceReady.WithLabelValues("falco").Set(1)
 
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {

@@ -30,6 +30,10 @@ type Event struct {
 	// Identity is whatever else makes the finding distinct for its source, resource and rule (a
 	// warning's message, a secret's location). It enters the fingerprint.
 	Identity string
+	// Instance identifies one occurrence of a finding that happens again and again (an alert's time,
+	// an audit ID). It enters the Observation's name, not the fingerprint: occurrences are the same
+	// finding for dedup, and one occurrence delivered twice is written once.
+	Instance string
 	// Title and Description are for people.
 	Title       string
 	Description string

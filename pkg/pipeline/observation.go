@@ -1,8 +1,10 @@
 package pipeline
 
 import (
+	"encoding/hex"
 	"strings"
 
+	"github.com/cespare/xxhash/v2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
@@ -37,9 +39,12 @@ func BuildObservation(ev *Event, fallbackNS string) *v1alpha1.Observation {
 			Fingerprint: ev.FingerprintHex(),
 		},
 	}
-	if ev.Stateful {
+	switch {
+	case ev.Instance != "":
+		obs.Name = ObservationName(ev.Source, instanceHash(ev))
+	case ev.Stateful:
 		obs.Name = ObservationName(ev.Source, obs.Spec.Fingerprint)
-	} else {
+	default:
 		obs.GenerateName = ev.Source + "-"
 	}
 	var cut, c bool
@@ -60,6 +65,22 @@ func BuildObservation(ev *Event, fallbackNS string) *v1alpha1.Observation {
 		obs.Spec.TTLSecondsAfterCreation = &ttl
 	}
 	return obs
+}
+
+// instanceHash names one occurrence: the fingerprint and the instance, hashed together.
+func instanceHash(ev *Event) string {
+	var buf [8]byte
+	for i := range buf {
+		buf[i] = byte(ev.FP >> (56 - 8*i))
+	}
+	h := xxhash.New()
+	_, _ = h.Write(buf[:])
+	_, _ = h.WriteString(ev.Instance)
+	sum := h.Sum64()
+	for i := range buf {
+		buf[i] = byte(sum >> (56 - 8*i))
+	}
+	return hex.EncodeToString(buf[:])
 }
 
 // ObservationName is the deterministic name of a stateful finding's Observation.

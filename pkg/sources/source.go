@@ -1,9 +1,13 @@
-// Package sources holds what every source of findings shares: the Handler they feed and the
-// informer plumbing. Each tool's adapter lives in a package of its own below this one.
+// Package sources turns the tools' objects and payloads into findings. This package holds what every
+// source shares: the Handler the findings go to, the parsers' contracts, and the informer that reads
+// a tool's objects, keeps only their findings, and hands on what changed. Each tool's parser lives
+// in a package of its own below this one.
 package sources
 
 import (
 	"context"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
 )
@@ -13,12 +17,29 @@ type Handler interface {
 	Handle(ctx context.Context, ev *pipeline.Event) error
 }
 
-// Source produces findings until its context ends.
-type Source interface {
-	// Name is the source name findings carry.
-	Name() string
-	// Run reads the tool's objects or payloads and hands findings to h until ctx ends.
-	Run(ctx context.Context, h Handler) error
-	// HasSynced reports whether the source has read the state that existed when it started.
-	HasSynced() bool
+// ObjectParser turns one of a tool's Kubernetes objects into its findings. An error means the object
+// is malformed (a field of the wrong type, say); it is counted and the object yields no findings.
+// A parser must not keep obj.
+type ObjectParser interface {
+	ParseObject(obj *unstructured.Unstructured) ([]*pipeline.Event, error)
 }
+
+// PayloadParser turns the body of a webhook request into its findings. An error means the body is
+// malformed; the request is answered 400 with it.
+type PayloadParser interface {
+	ParsePayload(body []byte) ([]*pipeline.Event, error)
+}
+
+// ObjectParserFunc adapts a function to ObjectParser.
+type ObjectParserFunc func(obj *unstructured.Unstructured) ([]*pipeline.Event, error)
+
+// ParseObject implements ObjectParser.
+func (f ObjectParserFunc) ParseObject(obj *unstructured.Unstructured) ([]*pipeline.Event, error) {
+	return f(obj)
+}
+
+// PayloadParserFunc adapts a function to PayloadParser.
+type PayloadParserFunc func(body []byte) ([]*pipeline.Event, error)
+
+// ParsePayload implements PayloadParser.
+func (f PayloadParserFunc) ParsePayload(body []byte) ([]*pipeline.Event, error) { return f(body) }

@@ -3,86 +3,40 @@
 package k8sevents
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
-	"github.com/kube-zen/zen-watcher/pkg/sources"
 )
 
-// Name is the source name of Kubernetes Warning Events.
-const Name = "k8sevents"
-
-// Source watches Warning Events in every namespace.
-type Source struct {
-	client kubernetes.Interface
-	log    *slog.Logger
-	synced atomic.Bool
+// Resource is the core Events resource; FieldSelector keeps the watch to warnings.
+func Resource() schema.GroupVersionResource {
+	return schema.GroupVersionResource{Version: "v1", Resource: "events"}
 }
 
-// New returns a source reading Events through client.
-func New(client kubernetes.Interface, log *slog.Logger) *Source {
-	return &Source{client: client, log: log.With("source", Name)}
-}
+// FieldSelector selects Warning Events on the API server.
+const FieldSelector = "type=Warning"
 
-// Name implements sources.Source.
-func (s *Source) Name() string { return Name }
+// Parser turns a Warning Event into its finding; other events yield none.
+type Parser struct{}
 
-// HasSynced implements sources.Source.
-func (s *Source) HasSynced() bool { return s.synced.Load() }
-
-// Run implements sources.Source.
-func (s *Source) Run(ctx context.Context, h sources.Handler) error {
-	warnings := fields.OneTermEqualSelector("type", corev1.EventTypeWarning).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = warnings
-			return s.client.CoreV1().Events(metav1.NamespaceAll).List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = warnings
-			return s.client.CoreV1().Events(metav1.NamespaceAll).Watch(ctx, o)
-		},
+// ParseObject implements sources.ObjectParser.
+func (Parser) ParseObject(obj *unstructured.Unstructured) ([]*pipeline.Event, error) {
+	var e corev1.Event
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &e); err != nil {
+		return nil, fmt.Errorf("Event %s/%s: %w", obj.GetNamespace(), obj.GetName(), err)
 	}
-	inf := cache.NewSharedIndexInformerWithOptions(lw, &corev1.Event{}, cache.SharedIndexInformerOptions{})
-	if err := inf.SetTransform(stripEvent); err != nil {
-		return fmt.Errorf("setting event transform: %w", err)
+	if e.Type != corev1.EventTypeWarning {
+		return nil, nil
 	}
-	handle := func(obj any) {
-		e, ok := obj.(*corev1.Event)
-		if !ok {
-			return
-		}
-		if err := h.Handle(ctx, Finding(e)); err != nil && ctx.Err() == nil {
-			s.log.Error("handling warning event", "namespace", e.Namespace, "name", e.Name, "error", err)
-		}
-	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    handle,
-		UpdateFunc: func(_, obj any) { handle(obj) },
-	}); err != nil {
-		return fmt.Errorf("adding event handler: %w", err)
-	}
-	go func() {
-		if cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
-			s.synced.Store(true)
-		}
-	}()
-	inf.RunWithContext(ctx)
-	return nil
+	return []*pipeline.Event{Finding(&e)}, nil
 }
 
 // Finding is the finding for one Warning Event. Its rule is the reason and its identity the message: the count
@@ -94,7 +48,6 @@ func Finding(e *corev1.Event) *pipeline.Event {
 		ns = e.Namespace
 	}
 	return &pipeline.Event{
-		Source:    Name,
 		Category:  v1alpha1.CategoryOperations,
 		Severity:  v1alpha1.SeverityMedium,
 		EventType: pipeline.NormalizeEventType(e.Reason),
@@ -134,19 +87,4 @@ func detectedAt(e *corev1.Event) time.Time {
 		return e.EventTime.Time
 	}
 	return e.CreationTimestamp.Time
-}
-
-// stripEvent keeps only what Finding reads, so the cache grows with warnings, not with their
-// managed fields and annotations.
-func stripEvent(obj any) (any, error) {
-	e, ok := obj.(*corev1.Event)
-	if !ok {
-		return obj, nil
-	}
-	e.ManagedFields = nil
-	e.Annotations = nil
-	e.Labels = nil
-	e.Related = nil
-	e.Series = nil
-	return e, nil
 }

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
@@ -22,7 +23,7 @@ func TestFinding(t *testing.T) {
 		Count: 3, FirstTimestamp: first, Source: corev1.EventSource{Component: "kubelet"},
 	}
 	f := Finding(e)
-	if f.Source != Name || f.EventType != "back_off" || f.Severity != v1alpha1.SeverityMedium ||
+	if f.EventType != "back_off" || f.Severity != v1alpha1.SeverityMedium ||
 		f.Category != v1alpha1.CategoryOperations || !f.Stateful {
 		t.Errorf("classification: %+v", f)
 	}
@@ -44,5 +45,22 @@ func TestFinding(t *testing.T) {
 	other.Message = "another message"
 	if pipeline.Fingerprint(Finding(other)) == pipeline.Fingerprint(f) {
 		t.Error("a different warning kept the fingerprint")
+	}
+}
+
+func TestParserSkipsNormalEvents(t *testing.T) {
+	for typ, want := range map[string]int{"Warning": 1, "Normal": 0} {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "v1", "kind": "Event", "metadata": map[string]any{"name": "e", "namespace": "shop"},
+			"involvedObject": map[string]any{"kind": "Pod", "name": "web-0"}, "reason": "BackOff", "type": typ,
+		}}
+		evs, err := Parser{}.ParseObject(u)
+		if err != nil || len(evs) != want {
+			t.Errorf("%s: %v, %d findings", typ, err, len(evs))
+		}
+	}
+	bad := &unstructured.Unstructured{Object: map[string]any{"kind": "Event", "count": "many"}}
+	if _, err := (Parser{}).ParseObject(bad); err == nil {
+		t.Error("count of the wrong type: no error")
 	}
 }

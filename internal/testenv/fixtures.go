@@ -1,0 +1,74 @@
+package testenv
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
+)
+
+// FixturesDir is where the tools' own objects and payloads are: $ZW_FIXTURES, else
+// shared/fixtures/upstream beside the repository.
+func FixturesDir() (string, error) {
+	if d := os.Getenv("ZW_FIXTURES"); d != "" {
+		return d, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	d := filepath.Join(filepath.Dir(root), "shared", "fixtures", "upstream")
+	if _, err := os.Stat(d); err != nil {
+		return "", fmt.Errorf("upstream fixtures not found at %s (set ZW_FIXTURES): %w", d, err)
+	}
+	return d, nil
+}
+
+// Fixture reads one fixture file, by its path below FixturesDir.
+func Fixture(path string) ([]byte, error) {
+	dir, err := FixturesDir()
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(filepath.Join(dir, path))
+}
+
+// FixtureObjects reads the Kubernetes objects of a fixture: YAML documents or JSON, with a List's
+// items unpacked.
+func FixtureObjects(path string) ([]*unstructured.Unstructured, error) {
+	b, err := Fixture(path)
+	if err != nil {
+		return nil, err
+	}
+	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		var obj map[string]any
+		if err := dec.Decode(&obj); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, fmt.Errorf("decoding %s: %w", path, err)
+		}
+		if obj == nil {
+			continue
+		}
+		u := &unstructured.Unstructured{Object: obj}
+		if u.IsList() {
+			list, err := u.ToList()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			for i := range list.Items {
+				out = append(out, &list.Items[i])
+			}
+			continue
+		}
+		out = append(out, u)
+	}
+}

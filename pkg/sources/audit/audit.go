@@ -1,0 +1,284 @@
+// Package audit reads Kubernetes audit events (audit.k8s.io/v1 EventList, as the API server's audit
+// webhook backend posts them; single events and JSON lines are read too) and keeps those a security
+// team wants to see: deletes, writes to Secrets and ConfigMaps, RBAC changes, privileged or
+// host-namespace Pods, exec and attach, anonymous and denied requests.
+package audit
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+	"github.com/kube-zen/zen-watcher/pkg/pipeline"
+	"github.com/kube-zen/zen-watcher/pkg/sources"
+)
+
+type objectRef struct {
+	Resource    string `json:"resource"`
+	Namespace   string `json:"namespace"`
+	Name        string `json:"name"`
+	APIGroup    string `json:"apiGroup"`
+	APIVersion  string `json:"apiVersion"`
+	Subresource string `json:"subresource"`
+}
+
+type event struct {
+	Kind       string `json:"kind"`
+	AuditID    string `json:"auditID"`
+	Stage      string `json:"stage"`
+	RequestURI string `json:"requestURI"`
+	Verb       string `json:"verb"`
+	User       struct {
+		Username string   `json:"username"`
+		Groups   []string `json:"groups"`
+	} `json:"user"`
+	SourceIPs      []string   `json:"sourceIPs"`
+	UserAgent      string     `json:"userAgent"`
+	ObjectRef      *objectRef `json:"objectRef"`
+	ResponseStatus *struct {
+		Code    int    `json:"code"`
+		Reason  string `json:"reason"`
+		Message string `json:"message"`
+	} `json:"responseStatus"`
+	RequestObject            json.RawMessage   `json:"requestObject"`
+	ResponseObject           json.RawMessage   `json:"responseObject"`
+	RequestReceivedTimestamp string            `json:"requestReceivedTimestamp"`
+	Items                    []json.RawMessage `json:"items"`
+}
+
+// Parser parses audit events.
+type Parser struct{}
+
+// ParsePayload implements sources.PayloadParser.
+func (Parser) ParsePayload(body []byte) ([]*pipeline.Event, error) {
+	var out []*pipeline.Event
+	var one func(raw json.RawMessage) error
+	one = func(raw json.RawMessage) error {
+		var e event
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return fmt.Errorf("not an audit event: %w", err)
+		}
+		if e.Kind == "EventList" {
+			if len(e.Items) > sources.MaxItems {
+				return fmt.Errorf("%d events in one list, at most %d", len(e.Items), sources.MaxItems)
+			}
+			for i, it := range e.Items {
+				if err := one(it); err != nil {
+					return fmt.Errorf("item %d: %w", i, err)
+				}
+			}
+			return nil
+		}
+		if e.AuditID == "" || e.Verb == "" {
+			return errors.New("not an audit event: auditID and verb are required")
+		}
+		if f := finding(&e); f != nil {
+			out = append(out, f)
+		}
+		return nil
+	}
+	if err := sources.DecodeItems(body, one); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// verdict is what an audit event is, as a finding.
+type verdict struct {
+	eventType string
+	severity  v1alpha1.Severity
+	rule      string
+	why       string
+}
+
+func finding(e *event) *pipeline.Event {
+	v, ok := classify(e)
+	if !ok {
+		return nil
+	}
+	ref := objectRef{}
+	if e.ObjectRef != nil {
+		ref = *e.ObjectRef
+	}
+	if ref.Name == "" {
+		ref.Name = createdName(e) // a create with generateName: the name is in the response
+	}
+	detected, _ := time.Parse(time.RFC3339Nano, e.RequestReceivedTimestamp)
+	code := 0
+	if e.ResponseStatus != nil {
+		code = e.ResponseStatus.Code
+	}
+	target := ref.Resource
+	if ref.Subresource != "" {
+		target += "/" + ref.Subresource
+	}
+	if ref.Name != "" {
+		target += " " + ref.Name
+	}
+	if ref.Namespace != "" {
+		target += " in " + ref.Namespace
+	}
+	return &pipeline.Event{
+		Category: v1alpha1.CategorySecurity, Severity: v.severity, EventType: v.eventType,
+		Resource: resource(ref), Rule: v.rule,
+		Identity:    e.User.Username + "\x00" + e.Verb + "\x00" + ref.Subresource,
+		Instance:    e.AuditID,
+		Title:       fmt.Sprintf("%s %s %s", e.User.Username, e.Verb, target),
+		Description: fmt.Sprintf("%s: %s %s %s (HTTP %d).", v.why, e.User.Username, e.Verb, e.RequestURI, code),
+		Details: map[string]string{
+			"auditID": e.AuditID, "user": e.User.Username, "groups": strings.Join(e.User.Groups, ","),
+			"verb": e.Verb, "requestURI": e.RequestURI, "sourceIPs": strings.Join(e.SourceIPs, ","),
+			"userAgent": e.UserAgent, "code": strconv.Itoa(code), "stage": e.Stage,
+			"subresource": ref.Subresource,
+		},
+		DetectedAt: detected,
+	}
+}
+
+// classify decides whether an audit event is a finding, and which. The most telling reason wins.
+func classify(e *event) (verdict, bool) {
+	ref := objectRef{}
+	if e.ObjectRef != nil {
+		ref = *e.ObjectRef
+	}
+	streaming := ref.Resource == "pods" && (ref.Subresource == "exec" || ref.Subresource == "attach" || ref.Subresource == "portforward")
+	// A finished request is reported at ResponseComplete; exec and attach are long running, and what
+	// matters is that they started.
+	if e.Stage != "ResponseComplete" && !(streaming && e.Stage == "ResponseStarted") {
+		return verdict{}, false
+	}
+	code := 0
+	if e.ResponseStatus != nil {
+		code = e.ResponseStatus.Code
+	}
+	switch {
+	case e.User.Username == "system:anonymous":
+		return verdict{"anonymous_request", v1alpha1.SeverityHigh, "anonymous-request", "An unauthenticated request was made"}, true
+	case code == 401 || code == 403:
+		return verdict{"request_denied", v1alpha1.SeverityMedium, "request-denied", "A request was denied"}, true
+	case code >= 400:
+		return verdict{}, false
+	case streaming:
+		return verdict{"pod_" + ref.Subresource, v1alpha1.SeverityHigh, "pod-" + ref.Subresource, "Someone opened a session into a running container"}, true
+	}
+	write := e.Verb == "create" || e.Verb == "update" || e.Verb == "patch" || e.Verb == "delete" || e.Verb == "deletecollection"
+	if !write {
+		return verdict{}, false
+	}
+	switch {
+	case ref.Resource == "pods" && ref.Subresource == "" && e.Verb == "create":
+		if why := hostAccess(e.RequestObject); why != "" {
+			return verdict{"privileged_pod_created", v1alpha1.SeverityHigh, "privileged-pod", "A pod was created with " + why}, true
+		}
+	case ref.APIGroup == "rbac.authorization.k8s.io":
+		sev := v1alpha1.SeverityHigh
+		if bindsClusterAdmin(e.RequestObject) {
+			sev = v1alpha1.SeverityCritical
+		}
+		return verdict{"rbac_modified", sev, "rbac-change", "RBAC was changed"}, true
+	case ref.Resource == "secrets":
+		sev := v1alpha1.SeverityMedium
+		if ref.Namespace == "kube-system" {
+			sev = v1alpha1.SeverityHigh
+		}
+		return verdict{"secret_modified", sev, "secret-write", "A Secret was written"}, true
+	case ref.Resource == "configmaps":
+		return verdict{"configmap_modified", v1alpha1.SeverityLow, "configmap-write", "A ConfigMap was written"}, true
+	}
+	if e.Verb == "delete" || e.Verb == "deletecollection" {
+		return verdict{"resource_deleted", v1alpha1.SeverityLow, "delete", "An object was deleted"}, true
+	}
+	return verdict{}, false
+}
+
+type podSpec struct {
+	Spec struct {
+		HostNetwork bool `json:"hostNetwork"`
+		HostPID     bool `json:"hostPID"`
+		HostIPC     bool `json:"hostIPC"`
+		Containers  []struct {
+			SecurityContext *struct {
+				Privileged *bool `json:"privileged"`
+			} `json:"securityContext"`
+		} `json:"containers"`
+	} `json:"spec"`
+}
+
+// hostAccess says how a pod reaches into its node (privileged containers, host namespaces), or "".
+// The request object is there at the Request and RequestResponse audit levels only.
+func hostAccess(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var p podSpec
+	if json.Unmarshal(raw, &p) != nil {
+		return ""
+	}
+	var why []string
+	for _, c := range p.Spec.Containers {
+		if c.SecurityContext != nil && c.SecurityContext.Privileged != nil && *c.SecurityContext.Privileged {
+			why = append(why, "a privileged container")
+			break
+		}
+	}
+	for name, on := range map[string]bool{"hostNetwork": p.Spec.HostNetwork, "hostPID": p.Spec.HostPID, "hostIPC": p.Spec.HostIPC} {
+		if on {
+			why = append(why, name)
+		}
+	}
+	return strings.Join(why, ", ")
+}
+
+func createdName(e *event) string {
+	var o struct {
+		Metadata struct {
+			Name string `json:"name"`
+		} `json:"metadata"`
+	}
+	for _, raw := range []json.RawMessage{e.ResponseObject, e.RequestObject} {
+		if len(raw) > 0 && json.Unmarshal(raw, &o) == nil && o.Metadata.Name != "" {
+			return o.Metadata.Name
+		}
+	}
+	return ""
+}
+
+func bindsClusterAdmin(raw json.RawMessage) bool {
+	var b struct {
+		RoleRef struct {
+			Name string `json:"name"`
+		} `json:"roleRef"`
+	}
+	return len(raw) > 0 && json.Unmarshal(raw, &b) == nil && b.RoleRef.Name == "cluster-admin"
+}
+
+// kinds maps the resources that audit events name to their kinds.
+var kinds = map[string]string{
+	"pods": "Pod", "secrets": "Secret", "configmaps": "ConfigMap", "namespaces": "Namespace",
+	"serviceaccounts": "ServiceAccount", "services": "Service", "nodes": "Node",
+	"deployments": "Deployment", "daemonsets": "DaemonSet", "statefulsets": "StatefulSet", "replicasets": "ReplicaSet",
+	"roles": "Role", "clusterroles": "ClusterRole", "rolebindings": "RoleBinding", "clusterrolebindings": "ClusterRoleBinding",
+	"persistentvolumeclaims": "PersistentVolumeClaim", "persistentvolumes": "PersistentVolume",
+	"jobs": "Job", "cronjobs": "CronJob", "ingresses": "Ingress", "networkpolicies": "NetworkPolicy",
+	"customresourcedefinitions": "CustomResourceDefinition",
+}
+
+func resource(ref objectRef) v1alpha1.ResourceRef {
+	kind, ok := kinds[ref.Resource]
+	if !ok {
+		kind = ref.Resource
+	}
+	apiVersion := ref.APIVersion
+	if ref.APIGroup != "" && ref.APIVersion != "" {
+		apiVersion = ref.APIGroup + "/" + ref.APIVersion
+	}
+	ns := ref.Namespace
+	if kind == "Namespace" {
+		ns = ref.Name
+	}
+	return v1alpha1.ResourceRef{APIVersion: apiVersion, Kind: kind, Namespace: ns, Name: ref.Name}
+}

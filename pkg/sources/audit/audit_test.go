@@ -1,0 +1,127 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/kube-zen/zen-watcher/internal/testenv"
+	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+)
+
+func TestFixtures(t *testing.T) {
+	cases := []struct {
+		file      string
+		eventType string
+		sev       v1alpha1.Severity
+		res       v1alpha1.ResourceRef
+		user      string
+	}{
+		{"create_secret.json", "secret_modified", "medium", v1alpha1.ResourceRef{APIVersion: "v1", Kind: "Secret", Namespace: "default", Name: "example-secret"}, "minikube-user"},
+		{"delete_secret.json", "secret_modified", "medium", v1alpha1.ResourceRef{APIVersion: "v1", Kind: "Secret", Namespace: "default", Name: "example-secret"}, "minikube-user"},
+		{"create_kube_system_secret.json", "secret_modified", "high", v1alpha1.ResourceRef{APIVersion: "v1", Kind: "Secret", Namespace: "kube-system", Name: "bootstrap-token-ne7bxu"}, "admin"},
+		{"create_service_account_token_secret.json", "secret_modified", "medium", v1alpha1.ResourceRef{APIVersion: "v1", Kind: "Secret", Namespace: "test2", Name: "default-token-7v4pb"}, "system:kube-controller-manager"},
+		{"exec_pod.json", "pod_exec", "high", v1alpha1.ResourceRef{APIVersion: "v1", Kind: "Pod", Namespace: "default", Name: "nginx-deployment-7998647bdf-phvq7"}, "minikube-user"},
+		{"create_nginx_pod_privileged.json", "privileged_pod_created", "high", v1alpha1.ResourceRef{APIVersion: "v1", Kind: "Pod", Namespace: "default"}, "system:serviceaccount:kube-system:replicaset-controller"},
+		{"attach_cluster_admin_role.json", "rbac_modified", "critical", v1alpha1.ResourceRef{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding", Name: "some-reader-binding"}, "minikube-user"},
+		{"anonymous_creates_namespace_foo.json", "anonymous_request", "high", v1alpha1.ResourceRef{APIVersion: "v1", Kind: "Namespace", Namespace: "foo", Name: "foo"}, "system:anonymous"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.file, func(t *testing.T) {
+			body, err := testenv.Fixture("k8s-audit/" + tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs, err := Parser{}.ParsePayload(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) != 1 {
+				t.Fatalf("%d findings, want 1", len(evs))
+			}
+			e := evs[0]
+			res := e.Resource
+			if tc.file == "create_nginx_pod_privileged.json" {
+				if res.Name == "" {
+					t.Error("the created pod's name was not taken from the response")
+				}
+				res.Name = ""
+			}
+			if e.EventType != tc.eventType || e.Severity != tc.sev || res != tc.res || e.Details["user"] != tc.user ||
+				e.Details["auditID"] == "" || e.Instance != e.Details["auditID"] || e.Category != v1alpha1.CategorySecurity {
+				t.Errorf("finding %s %s %+v %v", e.EventType, e.Severity, e.Resource, e.Details)
+			}
+		})
+	}
+}
+
+// TestEventList posts all fixtures as one EventList, as the audit webhook backend does, with events
+// that are not findings mixed in.
+func TestEventList(t *testing.T) {
+	files := []string{"create_secret.json", "exec_pod.json", "attach_cluster_admin_role.json", "anonymous_creates_namespace_foo.json"}
+	var items []json.RawMessage
+	for _, f := range files {
+		b, err := testenv.Fixture("k8s-audit/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		items = append(items, bytes.TrimSpace(b))
+	}
+	items = append(items,
+		json.RawMessage(`{"kind":"Event","auditID":"a1","stage":"ResponseComplete","verb":"list","objectRef":{"resource":"pods"},"responseStatus":{"code":200},"user":{"username":"bob"}}`),
+		json.RawMessage(`{"kind":"Event","auditID":"a2","stage":"RequestReceived","verb":"delete","objectRef":{"resource":"pods","name":"x"},"user":{"username":"bob"}}`),
+		json.RawMessage(`{"kind":"Event","auditID":"a3","stage":"ResponseComplete","verb":"get","objectRef":{"resource":"secrets","name":"s","namespace":"x"},"responseStatus":{"code":403},"user":{"username":"eve"}}`),
+		json.RawMessage(`{"kind":"Event","auditID":"a4","stage":"ResponseComplete","verb":"delete","objectRef":{"resource":"deployments","apiGroup":"apps","apiVersion":"v1","name":"web","namespace":"shop"},"responseStatus":{"code":200},"user":{"username":"bob"}}`),
+	)
+	body, _ := json.Marshal(map[string]any{"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items})
+	evs, err := Parser{}.ParsePayload(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, e := range evs {
+		got[e.EventType]++
+	}
+	want := map[string]int{"secret_modified": 1, "pod_exec": 1, "rbac_modified": 1, "anonymous_request": 1, "request_denied": 1, "resource_deleted": 1}
+	if len(got) != len(want) {
+		t.Fatalf("findings %v, want %v", got, want)
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("%s: %d, want %d", k, got[k], n)
+		}
+	}
+}
+
+func TestBadPayloads(t *testing.T) {
+	for name, body := range map[string]string{
+		"not JSON":      "audit!",
+		"no audit id":   `{"kind":"Event","verb":"get"}`,
+		"wrong types":   `{"kind":"Event","auditID":7,"verb":"get"}`,
+		"bad list item": `{"kind":"EventList","items":[{"kind":"Event","auditID":"x"}]}`,
+	} {
+		if _, err := (Parser{}).ParsePayload([]byte(body)); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+func FuzzParsePayload(f *testing.F) {
+	for _, p := range []string{"k8s-audit/create_secret.json", "k8s-audit/attach_cluster_admin_role.json"} {
+		if b, err := testenv.Fixture(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte(`{"kind":"EventList","items":[{"kind":"EventList","items":[]}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		evs, err := Parser{}.ParsePayload(body)
+		if err != nil {
+			return
+		}
+		for _, e := range evs {
+			if e.Instance == "" || e.EventType == "" {
+				t.Fatalf("finding without audit ID or type from %q", body)
+			}
+		}
+	})
+}

@@ -1,0 +1,307 @@
+package sources
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kube-zen/zen-watcher/pkg/metrics"
+	"github.com/kube-zen/zen-watcher/pkg/pipeline"
+)
+
+// Timed is implemented by parsers whose findings change with time alone (a certificate nearing its
+// expiry): the informer keeps their objects and parses them again every ResyncPeriod.
+type Timed interface {
+	ResyncPeriod() time.Duration
+}
+
+// InformerConfig names the objects an Informer reads.
+type InformerConfig struct {
+	// Source is the name the findings carry.
+	Source string
+	// GVR is the resource to watch.
+	GVR schema.GroupVersionResource
+	// Namespaces limits the watch; empty means all namespaces.
+	Namespaces []string
+	// LabelSelector and FieldSelector are passed to the API server.
+	LabelSelector, FieldSelector string
+}
+
+// WrapListerWatcher decorates the ListerWatcher of every informer; sharding uses it to narrow what a
+// replica reads, and nothing else in a source needs to know.
+type WrapListerWatcher func(cache.ListerWatcher) cache.ListerWatcher
+
+// Informer reads a tool's objects and hands on their findings. Objects are parsed as they arrive and
+// only their findings are cached, so memory grows with the findings, not with the size of the
+// tools' objects. An object whose findings did not change yields nothing; of one that changed, only
+// the new findings are handed on.
+type Informer struct {
+	cfg       InformerConfig
+	client    dynamic.Interface
+	discovery discovery.DiscoveryInterface
+	parser    ObjectParser
+	wrap      WrapListerWatcher
+	metrics   *metrics.Metrics
+	log       *slog.Logger
+
+	synced  atomic.Bool
+	waiting atomic.Value // string: why the informer is not running yet, or ""
+	seen    atomic.Int64 // findings handed on
+	lastErr atomic.Value // string
+
+	mu      sync.Mutex
+	emitted map[types.UID][]uint64 // sorted fingerprints handed on, per object
+}
+
+// NewInformer returns an informer; wrap may be nil.
+func NewInformer(cfg InformerConfig, client dynamic.Interface, disc discovery.DiscoveryInterface,
+	parser ObjectParser, wrap WrapListerWatcher, m *metrics.Metrics, log *slog.Logger) *Informer {
+	i := &Informer{
+		cfg: cfg, client: client, discovery: disc, parser: parser, wrap: wrap, metrics: m,
+		log:     log.With("source", cfg.Source, "resource", cfg.GVR.String()),
+		emitted: map[types.UID][]uint64{},
+	}
+	i.waiting.Store("")
+	i.lastErr.Store("")
+	return i
+}
+
+// Name is the source name.
+func (i *Informer) Name() string { return i.cfg.Source }
+
+// HasSynced reports whether the objects that existed at start have been read.
+func (i *Informer) HasSynced() bool { return i.synced.Load() }
+
+// Waiting says why the informer is not running yet (its resource is not served), or "".
+func (i *Informer) Waiting() string { return i.waiting.Load().(string) }
+
+// FindingsSeen is the number of findings handed on.
+func (i *Informer) FindingsSeen() int64 { return i.seen.Load() }
+
+// LastError is the last malformed object's error, or "".
+func (i *Informer) LastError() string { return i.lastErr.Load().(string) }
+
+// Run waits until the resource is served, then reads it until ctx ends.
+func (i *Informer) Run(ctx context.Context, h Handler) error {
+	if err := i.waitServed(ctx); err != nil {
+		return err
+	}
+	var resync time.Duration
+	if t, ok := i.parser.(Timed); ok {
+		resync = t.ResyncPeriod()
+	}
+	inf := cache.NewSharedIndexInformerWithOptions(i.listerWatcher(), &unstructured.Unstructured{},
+		cache.SharedIndexInformerOptions{ResyncPeriod: resync, ObjectDescription: i.cfg.GVR.String()})
+	if err := inf.SetTransform(i.transform); err != nil {
+		return fmt.Errorf("setting transform: %w", err)
+	}
+	if _, err := inf.AddEventHandlerWithOptions(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { i.handle(ctx, h, obj) },
+		UpdateFunc: func(_, obj any) { i.handle(ctx, h, obj) },
+		DeleteFunc: i.forget,
+	}, cache.HandlerOptions{ResyncPeriod: &resync}); err != nil {
+		return fmt.Errorf("adding handler: %w", err)
+	}
+	go func() {
+		if cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+			i.synced.Store(true)
+			i.log.Info("informer synced")
+		}
+	}()
+	inf.RunWithContext(ctx)
+	return nil
+}
+
+// waitServed polls discovery until the API server serves the resource: a tool that is not installed
+// yet (its CRD missing) is waited for and reported, not treated as a crash.
+func (i *Informer) waitServed(ctx context.Context) error {
+	gv := i.cfg.GVR.GroupVersion().String()
+	delay := time.Second
+	for {
+		err := i.served(gv)
+		if err == nil {
+			if i.Waiting() != "" {
+				i.log.Info("resource is served now; starting")
+			}
+			i.waiting.Store("")
+			return nil
+		}
+		msg := fmt.Sprintf("waiting for %s to be served (is the tool's CRD installed?): %v", i.cfg.GVR.String(), err)
+		if i.Waiting() != msg {
+			i.log.Warn(msg)
+		}
+		i.waiting.Store(msg)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+func (i *Informer) served(gv string) error {
+	list, err := i.discovery.ServerResourcesForGroupVersion(gv)
+	if err != nil {
+		return err
+	}
+	for _, r := range list.APIResources {
+		if r.Name == i.cfg.GVR.Resource {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s does not serve %s", gv, i.cfg.GVR.Resource)
+}
+
+func (i *Informer) listerWatcher() cache.ListerWatcher {
+	ns := metav1.NamespaceAll
+	if len(i.cfg.Namespaces) == 1 {
+		ns = i.cfg.Namespaces[0]
+	}
+	ri := i.client.Resource(i.cfg.GVR).Namespace(ns)
+	opts := func(o *metav1.ListOptions) {
+		if i.cfg.LabelSelector != "" {
+			o.LabelSelector = i.cfg.LabelSelector
+		}
+		if i.cfg.FieldSelector != "" {
+			o.FieldSelector = i.cfg.FieldSelector
+		}
+	}
+	var lw cache.ListerWatcher = &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			opts(&o)
+			return ri.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			opts(&o)
+			return ri.Watch(ctx, o)
+		},
+	}
+	if i.wrap != nil {
+		lw = i.wrap(lw)
+	}
+	return lw
+}
+
+// parsed is what the cache holds of an object: its identity and its findings.
+type parsed struct {
+	metav1.TypeMeta
+	metav1.ObjectMeta
+	findings []*pipeline.Event
+	// raw is kept for Timed parsers only, to parse again at resync.
+	raw *unstructured.Unstructured
+}
+
+// DeepCopyObject implements runtime.Object. A parsed object is never modified once cached, so
+// copies share its findings.
+func (p *parsed) DeepCopyObject() runtime.Object {
+	c := *p
+	return &c
+}
+
+// transform parses an object on its way into the cache.
+func (i *Informer) transform(obj any) (any, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil
+	}
+	p := &parsed{ObjectMeta: metav1.ObjectMeta{
+		Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(), ResourceVersion: u.GetResourceVersion(),
+	}}
+	if len(i.cfg.Namespaces) > 1 && !slices.Contains(i.cfg.Namespaces, u.GetNamespace()) {
+		return p, nil
+	}
+	if _, ok := i.parser.(Timed); ok {
+		u.SetManagedFields(nil)
+		p.raw = u
+	}
+	p.findings = i.parse(u)
+	return p, nil
+}
+
+// parse runs the parser, turning a panic or an error into a counted, logged malformed object.
+func (i *Informer) parse(u *unstructured.Unstructured) (out []*pipeline.Event) {
+	defer func() {
+		if r := recover(); r != nil {
+			i.malformed(u, fmt.Errorf("parser panicked: %v", r))
+			out = nil
+		}
+	}()
+	findings, err := i.parser.ParseObject(u)
+	if err != nil {
+		i.malformed(u, err)
+		return nil
+	}
+	for _, f := range findings {
+		f.Source = i.cfg.Source
+		f.FP = pipeline.Fingerprint(f)
+	}
+	return findings
+}
+
+func (i *Informer) malformed(u *unstructured.Unstructured, err error) {
+	i.metrics.SourceEventsIgnored.WithLabelValues(i.cfg.Source, "malformed").Inc()
+	msg := fmt.Sprintf("%s %s/%s: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+	i.lastErr.Store(msg)
+	i.log.Warn("malformed object", "error", msg)
+}
+
+// handle hands on the findings of obj that were not handed on for it before.
+func (i *Informer) handle(ctx context.Context, h Handler, obj any) {
+	p, ok := obj.(*parsed)
+	if !ok {
+		return
+	}
+	findings := p.findings
+	if p.raw != nil {
+		findings = i.parse(p.raw) // a Timed parser: the findings depend on now
+	}
+	fps := make([]uint64, len(findings))
+	for k, f := range findings {
+		fps[k] = f.FP
+	}
+	slices.Sort(fps)
+	i.mu.Lock()
+	prev := i.emitted[p.UID]
+	i.emitted[p.UID] = fps
+	i.mu.Unlock()
+	for _, f := range findings {
+		if _, found := slices.BinarySearch(prev, f.FP); found {
+			continue
+		}
+		ev := *f // the cached finding stays as it is; the pipeline works on a copy
+		if err := h.Handle(ctx, &ev); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			i.log.Error("handing on finding", "object", p.Namespace+"/"+p.Name, "error", err)
+			continue
+		}
+		i.seen.Add(1)
+	}
+}
+
+func (i *Informer) forget(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	if p, ok := obj.(*parsed); ok {
+		i.mu.Lock()
+		delete(i.emitted, p.UID)
+		i.mu.Unlock()
+	}
+}
