@@ -69,7 +69,7 @@ func (p Parser) ParseObject(obj *unstructured.Unstructured) ([]*pipeline.Event, 
 	var c certificate
 	part := map[string]any{"spec": obj.Object["spec"], "status": obj.Object["status"]}
 	if err := sources.FromObject(&unstructured.Unstructured{Object: part}, &c); err != nil {
-		return nil, fmt.Errorf("Certificate %s/%s: %w", obj.GetNamespace(), obj.GetName(), err)
+		return nil, fmt.Errorf("certificate %s/%s: %w", obj.GetNamespace(), obj.GetName(), err)
 	}
 	now := time.Now()
 	if p.Now != nil {
@@ -109,7 +109,7 @@ func (p Parser) ParseObject(obj *unstructured.Unstructured) ([]*pipeline.Event, 
 	}
 	notAfter, err := time.Parse(time.RFC3339, c.Status.NotAfter)
 	if err != nil {
-		return out, fmt.Errorf("Certificate %s/%s: status.notAfter %q: %w", obj.GetNamespace(), obj.GetName(), c.Status.NotAfter, err)
+		return out, fmt.Errorf("certificate %s/%s: status.notAfter %q: %w", obj.GetNamespace(), obj.GetName(), c.Status.NotAfter, err)
 	}
 	left := notAfter.Sub(now)
 	if left > horizon {

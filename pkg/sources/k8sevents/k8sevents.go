@@ -31,7 +31,7 @@ type Parser struct{}
 func (Parser) ParseObject(obj *unstructured.Unstructured) ([]*pipeline.Event, error) {
 	var e corev1.Event
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &e); err != nil {
-		return nil, fmt.Errorf("Event %s/%s: %w", obj.GetNamespace(), obj.GetName(), err)
+		return nil, fmt.Errorf("event %s/%s: %w", obj.GetNamespace(), obj.GetName(), err)
 	}
 	if e.Type != corev1.EventTypeWarning {
 		return nil, nil
