@@ -49,11 +49,12 @@ fuzz: ## Run each fuzz target for FUZZ_TIME.
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeEventType$$' -fuzztime $(FUZZ_TIME) ./pkg/pipeline
 	$(GO) test -run '^$$' -fuzz '^FuzzBuildObservation$$' -fuzztime $(FUZZ_TIME) ./pkg/pipeline
 
-run: build ## One replica against the local control plane (started if needed).
+run: build redis ## One replica against the local control plane and Redis (started if needed).
 	kc=$$(hack/start-k8s.sh); \
 	$(KUBECTL) --kubeconfig "$$kc" apply --server-side -f charts/zen-watcher/crds >/dev/null; \
 	$(KUBECTL) --kubeconfig "$$kc" wait --for condition=Established --timeout 30s -f charts/zen-watcher/crds >/dev/null; \
-	exec bin/zen-watcher -kubeconfig "$$kc" -metrics-addr 127.0.0.1:9090
+	redis=$$(hack/start-redis.sh); \
+	exec bin/zen-watcher -kubeconfig "$$kc" -redis-addr "$$redis" -metrics-addr 127.0.0.1:9090 -webhook-addr 127.0.0.1:8080
 
 demo: build k8s-bins redis ## Control plane, Redis, CRDs, three replicas and some findings.
 	hack/demo.sh up

@@ -23,10 +23,11 @@ up() {
 		if [[ -f $D/zen-watcher-$i.pid ]] && kill -0 "$(<"$D/zen-watcher-$i.pid")" 2>/dev/null; then
 			continue
 		fi
-		local port
+		local port hook
 		port=$(free_port $((19090 + i)))
-		REDIS_ADDR=$redis bin/zen-watcher -kubeconfig "$kc" -namespace zen-system \
-			-metrics-addr "127.0.0.1:$port" >"$D/zen-watcher-$i.log" 2>&1 &
+		hook=$(free_port $((18080 + i)))
+		bin/zen-watcher -kubeconfig "$kc" -namespace zen-system -redis-addr "$redis" \
+			-metrics-addr "127.0.0.1:$port" -webhook-addr "127.0.0.1:$hook" >"$D/zen-watcher-$i.log" 2>&1 &
 		echo $! >"$D/zen-watcher-$i.pid"
 		echo "127.0.0.1:$port" >"$D/zen-watcher-$i.metrics"
 	done

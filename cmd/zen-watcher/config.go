@@ -12,6 +12,8 @@ type config struct {
 	kubeconfig     string
 	namespace      string
 	metricsAddr    string
+	webhookAddr    string
+	defaultSources bool
 	kubeQPS        float64
 	kubeBurst      int
 	writerWorkers  int
@@ -36,6 +38,8 @@ var envFlags = map[string]string{
 	"kubeconfig":           "KUBECONFIG",
 	"namespace":            "POD_NAMESPACE",
 	"metrics-addr":         "METRICS_ADDR",
+	"webhook-addr":         "WEBHOOK_ADDR",
+	"default-sources":      "DEFAULT_SOURCES",
 	"kube-qps":             "KUBE_QPS",
 	"kube-burst":           "KUBE_BURST",
 	"writer-workers":       "WRITER_WORKERS",
@@ -59,6 +63,9 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.namespace, "namespace", "default",
 		"namespace of the release: Observations of cluster-scoped findings go here")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", ":9090", "address of /metrics, /healthz and /readyz")
+	fs.StringVar(&c.webhookAddr, "webhook-addr", ":8080", "address of the webhooks that Ingesters declare")
+	fs.BoolVar(&c.defaultSources, "default-sources", true,
+		"run trivy, kyverno, k8sevents and certmanager sources while no Ingester exists")
 	fs.Float64Var(&c.kubeQPS, "kube-qps", -1, "client-side request rate limit towards the API server; "+
 		"negative means none (the server's priority and fairness protects it)")
 	fs.IntVar(&c.kubeBurst, "kube-burst", 1000, "client-side burst when -kube-qps is positive")

@@ -26,13 +26,12 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+	"github.com/kube-zen/zen-watcher/pkg/ingester"
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 	"github.com/kube-zen/zen-watcher/pkg/obsclient"
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
 	"github.com/kube-zen/zen-watcher/pkg/redisstate"
 	"github.com/kube-zen/zen-watcher/pkg/server"
-	"github.com/kube-zen/zen-watcher/pkg/sources"
-	"github.com/kube-zen/zen-watcher/pkg/sources/k8sevents"
 )
 
 func main() {
@@ -94,24 +93,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("building dynamic client: %w", err)
 	}
-	events := sources.NewInformer(sources.InformerConfig{
-		Source: "k8sevents", GVR: k8sevents.Resource(), FieldSelector: k8sevents.FieldSelector,
-	}, dyn, kube.Discovery(), k8sevents.Parser{}, nil, m, log)
+	hooks := server.NewWebhooks(pipe, m, log)
+	ingesters := ingester.NewManager(ingester.Config{
+		Dynamic: dyn, Discovery: kube.Discovery(), Secrets: ingester.KubeSecrets{Client: kube},
+		Pipeline: pipe, Webhooks: hooks, Defaults: processingDefaults(cfg), Metrics: m, Log: log,
+		DisableDefaults: !cfg.defaultSources,
+	})
 
 	health := server.NewHealth(reg)
 	health.AddLiveness("process", func(context.Context) error { return nil })
-	health.AddReadiness(events.Name(), func(context.Context) error {
-		if !events.HasSynced() {
-			return errors.New("informer not synced")
-		}
-		return nil
-	})
+	health.AddReadiness("sources", func(context.Context) error { return ingesters.Ready() })
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { writer.Run(gctx); return nil })
 	g.Go(func() error { tuner.Run(gctx, cfg.tuneInterval); return nil })
-	g.Go(func() error { return events.Run(gctx, pipe) })
+	g.Go(func() error { return ingesters.Run(gctx) })
 	g.Go(func() error { return server.Serve(gctx, cfg.metricsAddr, health.Handler(), log) })
+	g.Go(func() error { return server.Serve(gctx, cfg.webhookAddr, hooks, log) })
 	log.Info("zen-watcher started", "namespace", cfg.namespace, "apiServer", restCfg.Host)
 	err = g.Wait()
 	log.Info("zen-watcher stopped")

@@ -72,6 +72,7 @@ type chain struct {
 	filterNanos, filterSamples atomic.Uint64
 	dedupNanos, dedupSamples   atomic.Uint64
 	lastChange                 atomic.Int64 // unix nanoseconds
+	written                    atomic.Uint64
 	processed, filtered, duped prometheus.Counter
 	rateLimited                prometheus.Counter
 	latency                    prometheus.Observer

@@ -7,6 +7,7 @@ package pipeline
 
 import (
 	"encoding/hex"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -57,6 +58,8 @@ type Event struct {
 	claim      uint8
 	claimKey   uint64
 	claimStore *Tiered
+	// written counts the source's Observations written, for the Ingester's status.
+	written *atomic.Uint64
 	// Done, when set, is called once with the finding's final outcome: written, filtered,
 	// deduplicated, rate limited, or failed with the error. The webhook server waits on it.
 	Done func(Outcome, error)

@@ -68,6 +68,9 @@ func (p *Pipeline) Configure(source string, cfg SourceConfig) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	old := *p.chains.Load()
+	if prev, ok := old[source]; ok {
+		c.written.Store(prev.written.Load())
+	}
 	if prev, ok := old[source]; ok && c.auto && prev.auto {
 		// Keep the order the tuner chose; a configuration change is not evidence against it.
 		c.order.Store(prev.order.Load())
@@ -129,6 +132,7 @@ func (p *Pipeline) Handle(ctx context.Context, ev *Event) error {
 		ev.TTLSeconds = c.ttl
 	}
 	c.processed.Inc()
+	ev.written = &c.written
 	stopped, err := c.run(ctx, ev)
 	if err != nil {
 		release(ctx, ev)
@@ -228,6 +232,14 @@ func (p *Pipeline) Order(source string) v1alpha1.Order {
 		return v1alpha1.OrderFilterFirst
 	}
 	return c.Order()
+}
+
+// Written is the number of Observations written for a source since its chain was configured.
+func (p *Pipeline) Written(source string) uint64 {
+	if c, ok := (*p.chains.Load())[source]; ok {
+		return c.written.Load()
+	}
+	return 0
 }
 
 // SetDedupWindow changes the window of every source that does not set its own.

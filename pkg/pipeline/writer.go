@@ -118,6 +118,9 @@ func (w *Writer) write(ctx context.Context, ev *Event) {
 	switch o {
 	case OutcomeWritten:
 		w.metrics.ObservationsCreated.WithLabelValues(ev.Source).Inc()
+		if ev.written != nil {
+			ev.written.Add(1)
+		}
 	case OutcomeDeduplicated:
 		w.metrics.ObservationsDeduplicated.WithLabelValues(ev.Source).Inc()
 	default:

@@ -64,6 +64,7 @@ func runMain(m *testing.M) int {
 type replica struct {
 	name        string
 	metricsAddr string
+	webhookAddr string
 	cmd         *exec.Cmd
 	out         *syncBuffer
 	exited      chan struct{}
@@ -73,14 +74,15 @@ type replica struct {
 // startReplica starts the daemon with the test cluster's kubeconfig; extra flags come last and win.
 func startReplica(t *testing.T, name string, extra ...string) *replica {
 	t.Helper()
-	port := freePort(t)
 	r := &replica{
 		name:        name,
-		metricsAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		metricsAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
+		webhookAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
 		out:         &syncBuffer{},
 		exited:      make(chan struct{}),
 	}
-	args := append([]string{"-kubeconfig", cluster.Kubeconfig, "-metrics-addr", r.metricsAddr}, extra...)
+	args := append([]string{"-kubeconfig", cluster.Kubeconfig, "-metrics-addr", r.metricsAddr,
+		"-webhook-addr", r.webhookAddr, "-order-tune-interval", "1s"}, extra...)
 	r.cmd = exec.Command(binary, args...)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	if err := r.cmd.Start(); err != nil {

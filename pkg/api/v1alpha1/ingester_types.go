@@ -243,6 +243,12 @@ type IngesterSpec struct {
 	// Mapping turns objects or payloads into findings (generic adapter).
 	// +optional
 	Mapping *Mapping `json:"mapping,omitempty"`
+	// AdapterOptions tunes an adapter: resultsKey (kubebench, checkov: the ConfigMap key, default
+	// results.json), expiryHorizon (certmanager: how far ahead expiry is reported, default 336h),
+	// maxBodyBytes (webhooks: the largest body accepted, default 1048576).
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	AdapterOptions map[string]string `json:"adapterOptions,omitempty"`
 	// Processing configures filter, dedup and their order.
 	// +optional
 	Processing ProcessingSpec `json:"processing,omitempty"`

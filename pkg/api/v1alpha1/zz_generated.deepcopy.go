@@ -200,6 +200,13 @@ func (in *IngesterSpec) DeepCopyInto(out *IngesterSpec) {
 		*out = new(Mapping)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.AdapterOptions != nil {
+		in, out := &in.AdapterOptions, &out.AdapterOptions
+		*out = make(map[string]string, len(*in))
+		for key, val := range *in {
+			(*out)[key] = val
+		}
+	}
 	in.Processing.DeepCopyInto(&out.Processing)
 	if in.TTLSecondsAfterCreation != nil {
 		in, out := &in.TTLSecondsAfterCreation, &out.TTLSecondsAfterCreation

@@ -1,0 +1,472 @@
+package ingester
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sort"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+	"github.com/kube-zen/zen-watcher/pkg/metrics"
+	"github.com/kube-zen/zen-watcher/pkg/pipeline"
+	"github.com/kube-zen/zen-watcher/pkg/server"
+	"github.com/kube-zen/zen-watcher/pkg/sources"
+)
+
+// Config holds what the Manager needs.
+type Config struct {
+	Dynamic   dynamic.Interface
+	Discovery discovery.DiscoveryInterface
+	Secrets   SecretReader
+	Pipeline  *pipeline.Pipeline
+	Webhooks  *server.Webhooks
+	// Defaults is the processing of every source, before its Ingester's processing block.
+	Defaults pipeline.SourceConfig
+	// Wrap decorates every informer's ListerWatcher (sharding); nil for none.
+	Wrap    sources.WrapListerWatcher
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
+	// StatusInterval is how often Ingester status is written when it changed (default 5s).
+	StatusInterval time.Duration
+	// DisableDefaults keeps the default set from running when there is no Ingester.
+	DisableDefaults bool
+}
+
+// Manager runs the sources the Ingesters describe.
+type Manager struct {
+	cfg   Config
+	log   *slog.Logger
+	queue workqueue.TypedRateLimitingInterface[string]
+	store cache.Store
+
+	mu       sync.Mutex
+	runners  map[string]*runner // by Ingester key (namespace/name), or "defaults/..." for the default set
+	synced   bool
+	statuses map[string]v1alpha1.IngesterStatus // last written, by key
+}
+
+// defaultsKey is the queue key that reconsiders the default set.
+const defaultsKey = "\x00defaults"
+
+// NewManager returns a Manager; call Run.
+func NewManager(cfg Config) *Manager {
+	if cfg.StatusInterval <= 0 {
+		cfg.StatusInterval = 5 * time.Second
+	}
+	return &Manager{
+		cfg:      cfg,
+		log:      cfg.Log.With("component", "ingester"),
+		queue:    workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
+		runners:  map[string]*runner{},
+		statuses: map[string]v1alpha1.IngesterStatus{},
+	}
+}
+
+// Run watches Ingesters and keeps the sources in step until ctx ends; then it stops every source.
+func (m *Manager) Run(ctx context.Context) error {
+	ri := m.cfg.Dynamic.Resource(v1alpha1.IngesterResource)
+	inf := cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return ri.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return ri.Watch(ctx, o)
+		},
+	}, &unstructured.Unstructured{}, 0, cache.Indexers{})
+	m.store = inf.GetStore()
+	enqueue := func(obj any) {
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			m.queue.Add(key)
+		}
+		m.queue.Add(defaultsKey)
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: enqueue, UpdateFunc: func(_, obj any) { enqueue(obj) }, DeleteFunc: enqueue,
+	}); err != nil {
+		return fmt.Errorf("watching Ingesters: %w", err)
+	}
+	go inf.RunWithContext(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		return nil
+	}
+	m.mu.Lock()
+	m.synced = true
+	m.mu.Unlock()
+	m.queue.Add(defaultsKey)
+	go m.statusLoop(ctx)
+	go func() {
+		<-ctx.Done()
+		m.queue.ShutDown()
+	}()
+	for m.processNext(ctx) {
+	}
+	m.stopAll()
+	return nil
+}
+
+func (m *Manager) processNext(ctx context.Context) bool {
+	key, quit := m.queue.Get()
+	if quit {
+		return false
+	}
+	defer m.queue.Done(key)
+	if err := m.reconcile(ctx, key); err != nil {
+		m.log.Warn("reconciling ingester; retrying", "ingester", key, "error", err)
+		m.queue.AddRateLimited(key)
+		return true
+	}
+	m.queue.Forget(key)
+	return true
+}
+
+// reconcile brings the runner of one Ingester (or the default set) in line with the spec.
+func (m *Manager) reconcile(ctx context.Context, key string) error {
+	if key == defaultsKey {
+		return m.reconcileDefaults(ctx)
+	}
+	obj, exists, err := m.store.GetByKey(key)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		m.stop(key)
+		return nil
+	}
+	ing := &v1alpha1.Ingester{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.(*unstructured.Unstructured).Object, ing); err != nil {
+		m.fail(key, ing, fmt.Errorf("decoding Ingester: %w", err))
+		return nil
+	}
+	m.apply(ctx, key, ing)
+	return nil
+}
+
+// apply puts an Ingester in force: processing first (a bad one leaves the old in force), then the
+// source itself, restarted only if what it reads changed.
+func (m *Manager) apply(ctx context.Context, key string, ing *v1alpha1.Ingester) {
+	if other := m.processingConflict(key, ing); other != "" {
+		m.fail(key, ing, fmt.Errorf("source %q is also configured by Ingester %s with a different processing or TTL; "+
+			"Ingesters that share a source must agree on them", ing.Spec.Source, other))
+		return
+	}
+	if err := m.cfg.Pipeline.Configure(ing.Spec.Source, pipeline.FromIngester(&ing.Spec, m.sourceDefaults(ing.Spec.Adapter))); err != nil {
+		m.fail(key, ing, err)
+		return
+	}
+	m.mu.Lock()
+	cur := m.runners[key]
+	m.mu.Unlock()
+	if cur != nil && cur.plan.key == restartKey(&ing.Spec) {
+		cur.setIngester(ing, nil)
+		return
+	}
+	p, err := planFor(ctx, ing, m.cfg.Secrets)
+	if err != nil {
+		m.fail(key, ing, err)
+		return
+	}
+	m.stopRunner(key, false)
+	r, err := m.start(ctx, p)
+	if err != nil {
+		m.fail(key, ing, err)
+		return
+	}
+	r.setIngester(ing, nil)
+	m.mu.Lock()
+	m.runners[key] = r
+	m.mu.Unlock()
+	m.log.Info("source started", "ingester", key, "source", p.source)
+}
+
+// fail records an error for an Ingester's status; a source already running goes on as it was.
+func (m *Manager) fail(key string, ing *v1alpha1.Ingester, err error) {
+	m.log.Warn("ingester not applied", "ingester", key, "error", err)
+	m.mu.Lock()
+	r := m.runners[key]
+	if r == nil {
+		r = &runner{plan: &plan{source: ing.Spec.Source}}
+		m.runners[key] = r
+	}
+	m.mu.Unlock()
+	r.setIngester(ing, err)
+}
+
+// processingConflict returns the key of another Ingester of the same source whose processing or
+// TTL differs, or "".
+func (m *Manager) processingConflict(key string, ing *v1alpha1.Ingester) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, r := range m.runners {
+		other := r.ingester()
+		if k == key || other == nil || other.Spec.Source != ing.Spec.Source || other.Namespace == "" {
+			continue
+		}
+		if !reflect.DeepEqual(other.Spec.Processing, ing.Spec.Processing) ||
+			!reflect.DeepEqual(other.Spec.TTLSecondsAfterCreation, ing.Spec.TTLSecondsAfterCreation) {
+			return k
+		}
+	}
+	return ""
+}
+
+// sourceDefaults adjusts the daemon's defaults per adapter: Warning Events repeat, so they get
+// event-stream dedup unless configured otherwise.
+func (m *Manager) sourceDefaults(a v1alpha1.Adapter) pipeline.SourceConfig {
+	d := m.cfg.Defaults
+	if a == v1alpha1.AdapterK8sEvents && d.Dedup != nil {
+		dd := *d.Dedup
+		dd.Strategy = v1alpha1.DedupEventStream
+		d.Dedup = &dd
+	}
+	return d
+}
+
+// reconcileDefaults runs the default set while there is no Ingester, and stops it once there is one.
+func (m *Manager) reconcileDefaults(ctx context.Context) error {
+	want := !m.cfg.DisableDefaults && len(m.store.ListKeys()) == 0
+	m.mu.Lock()
+	running := false
+	for k := range m.runners {
+		if isDefaultKey(k) {
+			running = true
+			break
+		}
+	}
+	m.mu.Unlock()
+	switch {
+	case want && !running:
+		m.log.Info("no Ingester found; running the default sources (trivy, kyverno, k8sevents, certmanager)")
+		for _, ing := range defaultIngesters() {
+			m.apply(ctx, "defaults/"+ing.Name, ing)
+		}
+	case !want && running:
+		m.log.Info("Ingesters found; stopping the default sources")
+		m.mu.Lock()
+		var keys []string
+		for k := range m.runners {
+			if isDefaultKey(k) {
+				keys = append(keys, k)
+			}
+		}
+		m.mu.Unlock()
+		for _, k := range keys {
+			m.stop(k)
+		}
+	}
+	return nil
+}
+
+func isDefaultKey(k string) bool { return len(k) > 9 && k[:9] == "defaults/" }
+
+// start runs a plan's informers, or registers its webhook.
+func (m *Manager) start(ctx context.Context, p *plan) (*runner, error) {
+	rctx, cancel := context.WithCancel(ctx)
+	r := &runner{plan: p, cancel: cancel, done: make(chan struct{})}
+	if p.webhook != nil {
+		if err := m.cfg.Webhooks.Register(*p.webhook); err != nil {
+			cancel()
+			return nil, err
+		}
+		r.webhooks = m.cfg.Webhooks
+		close(r.done)
+		return r, nil
+	}
+	var wg sync.WaitGroup
+	for _, ip := range p.informers {
+		inf := sources.NewInformer(ip.cfg, m.cfg.Dynamic, m.cfg.Discovery, ip.parser, m.cfg.Wrap, m.cfg.Metrics, m.cfg.Log)
+		r.informers = append(r.informers, inf)
+		wg.Go(func() {
+			if err := inf.Run(rctx, m.cfg.Pipeline); err != nil {
+				r.setErr(err)
+			}
+		})
+	}
+	go func() { wg.Wait(); close(r.done) }()
+	return r, nil
+}
+
+// stop ends the runner of key, waits for it, and forgets its source's processing unless another
+// Ingester still uses the source.
+func (m *Manager) stop(key string) { m.stopRunner(key, true) }
+
+func (m *Manager) stopRunner(key string, forget bool) {
+	m.mu.Lock()
+	r := m.runners[key]
+	delete(m.runners, key)
+	m.mu.Unlock()
+	if r == nil {
+		return
+	}
+	r.stop()
+	m.cfg.Metrics.SourceReady.DeleteLabelValues(r.plan.source)
+	if forget && !m.sourceInUse(r.plan.source) {
+		m.cfg.Pipeline.Remove(r.plan.source)
+	}
+	m.log.Info("source stopped", "ingester", key, "source", r.plan.source)
+}
+
+func (m *Manager) sourceInUse(source string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.runners {
+		if r.plan.source == source {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Manager) stopAll() {
+	m.mu.Lock()
+	keys := make([]string, 0, len(m.runners))
+	for k := range m.runners {
+		keys = append(keys, k)
+	}
+	m.mu.Unlock()
+	for _, k := range keys {
+		m.stop(k)
+	}
+}
+
+// Ready reports whether the Ingesters have been read and every running source has read its objects
+// (a source waiting for a tool that is not installed does not hold readiness back).
+func (m *Manager) Ready() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.synced {
+		return fmt.Errorf("ingesters not read yet")
+	}
+	var waiting []string
+	for k, r := range m.runners {
+		if ok, _, _ := r.ready(); !ok && r.waitingReason() == "" && r.err() == nil {
+			waiting = append(waiting, k)
+		}
+	}
+	if len(waiting) > 0 {
+		sort.Strings(waiting)
+		return fmt.Errorf("sources not synced: %v", waiting)
+	}
+	return nil
+}
+
+// statusLoop writes each Ingester's status when it changed.
+func (m *Manager) statusLoop(ctx context.Context) {
+	t := time.NewTicker(m.cfg.StatusInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.writeStatuses(ctx)
+		}
+	}
+}
+
+func (m *Manager) writeStatuses(ctx context.Context) {
+	m.mu.Lock()
+	runners := make(map[string]*runner, len(m.runners))
+	for k, r := range m.runners {
+		runners[k] = r
+	}
+	m.mu.Unlock()
+	for key, r := range runners {
+		ready, _, _ := r.ready()
+		val := 0.0
+		if ready {
+			val = 1
+		}
+		m.cfg.Metrics.SourceReady.WithLabelValues(r.plan.source).Set(val)
+		ing := r.ingester()
+		if ing == nil || isDefaultKey(key) {
+			continue
+		}
+		st := m.status(r, ing)
+		m.mu.Lock()
+		prev, known := m.statuses[key]
+		m.mu.Unlock()
+		if known && statusEqual(prev, st) {
+			continue
+		}
+		if err := m.updateStatus(ctx, ing, st); err != nil {
+			if !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				m.log.Warn("writing ingester status", "ingester", key, "error", err)
+			}
+			continue
+		}
+		m.mu.Lock()
+		m.statuses[key] = st
+		m.mu.Unlock()
+	}
+}
+
+// status computes an Ingester's status from its runner, the pipeline and the webhooks.
+func (m *Manager) status(r *runner, ing *v1alpha1.Ingester) v1alpha1.IngesterStatus {
+	src := ing.Spec.Source
+	st := v1alpha1.IngesterStatus{
+		ObservedGeneration:  ing.Generation,
+		EventsSeen:          r.seen(),
+		ObservationsWritten: int64(m.cfg.Pipeline.Written(src)),
+		Order:               m.cfg.Pipeline.Order(src),
+		Conditions:          ing.Status.Conditions,
+	}
+	cond := metav1.Condition{Type: "Ready", ObservedGeneration: ing.Generation}
+	ready, reason, msg := r.ready()
+	switch {
+	case r.err() != nil:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "InvalidSpec", r.err().Error()
+		st.LastError = r.err().Error()
+	case ready:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, reason, msg
+	default:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, msg
+	}
+	if st.LastError == "" {
+		st.LastError = r.lastObjectError()
+	}
+	meta.SetStatusCondition(&st.Conditions, cond)
+	return st
+}
+
+// statusEqual compares statuses, ignoring condition transition times.
+func statusEqual(a, b v1alpha1.IngesterStatus) bool {
+	strip := func(s v1alpha1.IngesterStatus) v1alpha1.IngesterStatus {
+		c := s
+		c.Conditions = nil
+		for _, cond := range s.Conditions {
+			cond.LastTransitionTime = metav1.Time{}
+			c.Conditions = append(c.Conditions, cond)
+		}
+		return c
+	}
+	return reflect.DeepEqual(strip(a), strip(b))
+}
+
+func (m *Manager) updateStatus(ctx context.Context, ing *v1alpha1.Ingester, st v1alpha1.IngesterStatus) error {
+	obj, exists, err := m.store.GetByKey(ing.Namespace + "/" + ing.Name)
+	if err != nil || !exists {
+		return apierrors.NewNotFound(v1alpha1.IngesterResource.GroupResource(), ing.Name)
+	}
+	u := obj.(*unstructured.Unstructured).DeepCopy()
+	stMap, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&st)
+	if err != nil {
+		return err
+	}
+	u.Object["status"] = stMap
+	_, err = m.cfg.Dynamic.Resource(v1alpha1.IngesterResource).Namespace(ing.Namespace).UpdateStatus(ctx, u, metav1.UpdateOptions{})
+	return err
+}
