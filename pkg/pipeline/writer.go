@@ -115,6 +115,11 @@ func (w *Writer) Run(ctx context.Context) {
 func (w *Writer) write(ctx context.Context, ev *Event) {
 	obs := BuildObservation(ev, w.cfg.Namespace)
 	o, err := w.create(ctx, obs)
+	if o == OutcomeFailed && apierrors.IsNotFound(err) && obs.Namespace != w.cfg.Namespace {
+		// The finding's namespace does not exist (any more): keep the finding, in the release's.
+		obs.Namespace = w.cfg.Namespace
+		o, err = w.create(ctx, obs)
+	}
 	switch o {
 	case OutcomeWritten:
 		w.metrics.ObservationsCreated.WithLabelValues(ev.Source).Inc()

@@ -113,3 +113,33 @@ func TestWriterBackpressure(t *testing.T) {
 		t.Fatalf("Put on a full queue: %v, want ErrQueueFull", err)
 	}
 }
+
+// TestWriterFallsBackToReleaseNamespace: a finding about a namespace that does not exist is written
+// in the release's namespace rather than lost.
+func TestWriterFallsBackToReleaseNamespace(t *testing.T) {
+	c := &recordingCreator{fail: map[string]error{"kube-system": apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, "kube-system")}}
+	m := metrics.New(prometheus.NewRegistry())
+	w := NewWriter(WriterConfig{Workers: 1, Namespace: "zen-system"}, c, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	done := make(chan Outcome, 1)
+	ev := baseEvent()
+	ev.Done = func(o Outcome, _ error) { done <- o }
+	if err := w.Put(ctx, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if o := <-done; o != OutcomeWritten || c.last != "zen-system" {
+		t.Errorf("outcome %v in namespace %q", o, c.last)
+	}
+}
+
+type recordingCreator struct {
+	fail map[string]error
+	last string
+}
+
+func (c *recordingCreator) Create(_ context.Context, obs *v1alpha1.Observation) error {
+	c.last = obs.Namespace
+	return c.fail[obs.Namespace]
+}

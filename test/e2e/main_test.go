@@ -47,7 +47,12 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "building zen-watcher: %v\n%s", err, out)
 		return 1
 	}
-	cluster, err = testenv.StartCluster(testenv.Options{})
+	crds, err := toolCRDs()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cluster, err = testenv.StartCluster(testenv.Options{ExtraCRDDirs: crds})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
