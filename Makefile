@@ -45,9 +45,14 @@ test: tools ## Everything needed, then every test with -race, then a short fuzz 
 test-unit: ## Only the tests that need no control plane or Redis.
 	$(GO) test -race -count=1 ./pkg/pipeline/... ./pkg/metrics/... ./pkg/server/... ./cmd/...
 
+FUZZ_TARGETS := FuzzNormalizeEventType:./pkg/pipeline FuzzBuildObservation:./pkg/pipeline \
+	FuzzParsePayload:./pkg/sources/falco FuzzParsePayload:./pkg/sources/audit FuzzParsePayload:./pkg/sources/generic \
+	FuzzWebhook:./pkg/server
+
 fuzz: ## Run each fuzz target for FUZZ_TIME.
-	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeEventType$$' -fuzztime $(FUZZ_TIME) ./pkg/pipeline
-	$(GO) test -run '^$$' -fuzz '^FuzzBuildObservation$$' -fuzztime $(FUZZ_TIME) ./pkg/pipeline
+	for t in $(FUZZ_TARGETS); do \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZ_TIME) "$${t#*:}" || exit 1; \
+	done
 
 run: build redis ## One replica against the local control plane and Redis (started if needed).
 	kc=$$(hack/start-k8s.sh); \

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,6 +203,18 @@ func TestConfigMapSources(t *testing.T) {
 	if ck[0].Spec.Details["checkID"] == "" || ck[0].Spec.EventType != "iac_misconfiguration" {
 		t.Errorf("checkov Observation %+v", ck[0].Spec)
 	}
+	// Malformed results: no finding, and the Ingester says what is wrong.
+	create(t, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "kube-bench-broken", "labels": map[string]any{"app": "kube-bench"}},
+		"data":     map[string]any{"results.json": `{"Controls": "truncated`},
+	}}, ns)
+	eventually(t, 20*time.Second, func(context.Context) error {
+		if st := getIngester(t, "kube-bench").Status; !strings.Contains(st.LastError, "kube-bench-broken") {
+			return fmt.Errorf("kube-bench status %+v", st)
+		}
+		return nil
+	})
 	eventually(t, 20*time.Second, func(context.Context) error {
 		st := getIngester(t, "checkov").Status
 		if st.ObservationsWritten != 4 || st.EventsSeen != 4 || len(st.Conditions) == 0 || st.Conditions[0].Status != "True" {

@@ -1,6 +1,7 @@
 package trivy
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -170,5 +171,25 @@ func TestMalformedReports(t *testing.T) {
 	u := &unstructured.Unstructured{Object: map[string]any{"kind": "VulnerabilityReport", "metadata": map[string]any{"name": "x"}}}
 	if evs, err := (Parser{}).ParseObject(u); err != nil || len(evs) != 0 {
 		t.Errorf("empty report: %v, %d", err, len(evs))
+	}
+}
+
+// TestHugeReport: a report of 10,000 vulnerabilities is 10,000 findings, parsed without trouble.
+func TestHugeReport(t *testing.T) {
+	vulns := make([]any, 10000)
+	for i := range vulns {
+		vulns[i] = map[string]any{"vulnerabilityID": fmt.Sprintf("CVE-2026-%05d", i), "resource": "pkg", "installedVersion": "1",
+			"severity": []string{"CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"}[i%5], "score": float64(i % 10)}
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"kind": "VulnerabilityReport", "metadata": map[string]any{"name": "big", "namespace": "x"},
+		"report": map[string]any{"vulnerabilities": vulns},
+	}}
+	evs, err := Parser{}.ParseObject(u)
+	if err != nil || len(evs) != 10000 {
+		t.Fatalf("%v, %d findings", err, len(evs))
+	}
+	if evs[4].Severity != v1alpha1.SeverityInfo {
+		t.Errorf("UNKNOWN became %q", evs[4].Severity)
 	}
 }

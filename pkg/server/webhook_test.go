@@ -1,0 +1,197 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kube-zen/zen-watcher/pkg/metrics"
+	"github.com/kube-zen/zen-watcher/pkg/pipeline"
+	"github.com/kube-zen/zen-watcher/pkg/sources"
+	"github.com/kube-zen/zen-watcher/pkg/sources/falco"
+)
+
+type countingHandler struct {
+	n   int
+	err error
+}
+
+func (c *countingHandler) Handle(context.Context, *pipeline.Event) error {
+	if c.err != nil {
+		return c.err
+	}
+	c.n++
+	return nil
+}
+
+func newHooks(t testing.TB, h sources.Handler) (*Webhooks, *metrics.Metrics) {
+	m := metrics.New(prometheus.NewRegistry())
+	w := NewWebhooks(h, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := w.Register(Route{Path: "/falco", Source: "falco", Parser: falco.Parser{}, Auth: NoAuth{}, MaxBodyBytes: 1024}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Register(Route{Path: "/secure", Source: "secure", Parser: falco.Parser{}, Auth: BearerAuth{Token: []byte("tok")}}); err != nil {
+		t.Fatal(err)
+	}
+	return w, m
+}
+
+const alert = `{"output":"o","priority":"Warning","rule":"r","time":"2026-01-01T00:00:00Z","hostname":"h"}`
+
+func TestWebhookAnswers(t *testing.T) {
+	h := &countingHandler{}
+	w, m := newHooks(t, h)
+	cases := []struct {
+		name, method, path, ctype, auth, body string
+		want                                  int
+	}{
+		{"accepted", "POST", "/falco", "application/json", "", alert, 202},
+		{"json lines", "POST", "/falco", "application/x-ndjson", "", alert + "\n" + alert, 202},
+		{"no content type", "POST", "/falco", "", "", alert, 202},
+		{"bad json", "POST", "/falco", "application/json", "", "{", 400},
+		{"too large", "POST", "/falco", "application/json", "", strings.Repeat(" ", 2048), 413},
+		{"wrong method", "PUT", "/falco", "application/json", "", alert, 405},
+		{"wrong type", "POST", "/falco", "text/html", "", alert, 415},
+		{"unknown path", "POST", "/x", "application/json", "", alert, 404},
+		{"bearer ok", "POST", "/secure", "application/json", "Bearer tok", alert, 202},
+		{"bearer wrong", "POST", "/secure", "application/json", "Bearer nope", "", 401},
+		{"bearer missing", "POST", "/secure", "application/json", "", alert, 401},
+	}
+	for _, tc := range cases {
+		req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
+		if tc.ctype != "" {
+			req.Header.Set("Content-Type", tc.ctype)
+		}
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		rec := httptest.NewRecorder()
+		w.ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("%s: HTTP %d, want %d (%s)", tc.name, rec.Code, tc.want, rec.Body.String())
+		}
+	}
+	if h.n != 5 || w.Accepted("falco") != 4 {
+		t.Errorf("handled %d, accepted %d", h.n, w.Accepted("falco"))
+	}
+	if testutil.ToFloat64(m.WebhookRejected.WithLabelValues("falco", "malformed")) != 1 ||
+		testutil.ToFloat64(m.WebhookRequests.WithLabelValues("falco", "413")) != 1 {
+		t.Error("rejections not counted")
+	}
+}
+
+func TestWebhookBusyAnswers503(t *testing.T) {
+	w, _ := newHooks(t, &countingHandler{err: errors.New("queue full")})
+	rec := httptest.NewRecorder()
+	w.ServeHTTP(rec, httptest.NewRequest("POST", "/falco", strings.NewReader(alert)))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("HTTP %d, Retry-After %q", rec.Code, rec.Header().Get("Retry-After"))
+	}
+}
+
+func TestRoutes(t *testing.T) {
+	w, _ := newHooks(t, &countingHandler{})
+	if err := w.Register(Route{Path: "/falco", Source: "other", Parser: falco.Parser{}, Auth: NoAuth{}}); !errors.Is(err, ErrPathTaken) {
+		t.Errorf("second source on a path: %v", err)
+	}
+	if err := w.Register(Route{Path: "falco", Source: "x", Parser: falco.Parser{}, Auth: NoAuth{}}); err == nil {
+		t.Error("path without a slash accepted")
+	}
+	w.Unregister("/falco", "other") // not its owner: no effect
+	rec := httptest.NewRecorder()
+	w.ServeHTTP(rec, httptest.NewRequest("POST", "/falco", strings.NewReader(alert)))
+	if rec.Code != 202 {
+		t.Errorf("route removed by a stranger: HTTP %d", rec.Code)
+	}
+	w.Unregister("/falco", "falco")
+	rec = httptest.NewRecorder()
+	w.ServeHTTP(rec, httptest.NewRequest("POST", "/falco", strings.NewReader(alert)))
+	if rec.Code != 404 {
+		t.Errorf("after unregister: HTTP %d", rec.Code)
+	}
+}
+
+// TestBadRequestsLeakNothing sends 10,000 bad requests through a real listener and checks that
+// goroutines and heap come back to where they were.
+func TestBadRequestsLeakNothing(t *testing.T) {
+	w, _ := newHooks(t, &countingHandler{})
+	srv := httptest.NewServer(w)
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	bodies := []string{"{", strings.Repeat("x", 4096), `{"a":1}`, ""}
+	send := func(i int) {
+		req, _ := http.NewRequest("POST", srv.URL+[]string{"/falco", "/secure", "/nope"}[i%3], bytes.NewReader([]byte(bodies[i%len(bodies)])))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	for i := range 200 {
+		send(i)
+	}
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	goroutines := runtime.NumGoroutine()
+	for i := range 10000 {
+		send(i)
+	}
+	client.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > goroutines+2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > goroutines+2 {
+		t.Errorf("%d goroutines after 10,000 bad requests, %d before", n, goroutines)
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 4<<20 {
+		t.Errorf("heap grew by %d bytes over 10,000 bad requests", grown)
+	}
+}
+
+func FuzzWebhook(f *testing.F) {
+	f.Add("POST", "application/json", []byte(alert))
+	f.Add("POST", "application/x-ndjson", []byte("{}\n{"))
+	f.Add("GET", "text/plain", []byte(nil))
+	w, _ := newHooks(f, &countingHandler{})
+	f.Fuzz(func(t *testing.T, method, ctype string, body []byte) {
+		if !validMethod(method) {
+			return
+		}
+		req := httptest.NewRequest(method, "/falco", bytes.NewReader(body))
+		req.Header.Set("Content-Type", ctype)
+		rec := httptest.NewRecorder()
+		w.ServeHTTP(rec, req)
+		if rec.Code < 200 || rec.Code >= 600 {
+			t.Fatalf("HTTP %d", rec.Code)
+		}
+	})
+}
+
+func validMethod(m string) bool {
+	if m == "" {
+		return false
+	}
+	for _, c := range m {
+		if c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,305 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+)
+
+func post(t *testing.T, r *replica, path, token string, body []byte) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+r.webhookAddr+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// waitRoute waits until a webhook path answers something other than 404.
+func waitRoute(t *testing.T, r *replica, path string) {
+	t.Helper()
+	eventually(t, 20*time.Second, func(context.Context) error {
+		resp, err := http.Get("http://" + r.webhookAddr + path)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			return fmt.Errorf("%s not served yet", path)
+		}
+		return nil
+	})
+}
+
+// TestWebhookSources posts the tools' real payloads to Ingester-declared webhooks, checks the exact
+// Observations, the answers to bad requests, and that changing and deleting the Ingester at run
+// time changes what is collected.
+func TestWebhookSources(t *testing.T) {
+	ensureNamespace(t, "zen-system")
+	_, err := cluster.Kube.CoreV1().Secrets("zen-system").Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "audit-webhook"}, Data: map[string][]byte{"token": []byte("s3cret-token")},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingester(t, "falco", v1alpha1.IngesterSpec{Source: "falco", Adapter: v1alpha1.AdapterFalco,
+		Webhook: &v1alpha1.WebhookSource{Path: "/falco", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthNone}}})
+	ingester(t, "audit", v1alpha1.IngesterSpec{Source: "audit", Adapter: v1alpha1.AdapterAudit,
+		Webhook: &v1alpha1.WebhookSource{Path: "/audit", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthBearer,
+			SecretRef: &v1alpha1.SecretKeyRef{Name: "audit-webhook", Key: "token"}}}})
+	r := startReplica(t, "zw-hooks", "-namespace", "zen-system")
+	r.waitReady(t, 30*time.Second)
+	waitRoute(t, r, "/falco")
+	waitRoute(t, r, "/audit")
+
+	// Falco: eight alerts of one rule on one host (JSON lines) are one finding for dedup: one
+	// Observation. The falcosidekick test alert is another.
+	if code := post(t, r, "/falco", "", fixtureBytes(t, "falco/single_rule_with_cat_write.json")); code != http.StatusAccepted {
+		t.Fatalf("falco alerts: HTTP %d", code)
+	}
+	if code := post(t, r, "/falco", "", fixtureBytes(t, "falco/falcosidekick_client_test_falcoTestInput.json")); code != http.StatusAccepted {
+		t.Fatalf("falcosidekick alert: HTTP %d", code)
+	}
+	falco := waitObservations(t, "zen-system", "falco", 2)
+	byRule := map[string]v1alpha1.ObservationSpec{}
+	for _, o := range falco {
+		byRule[string(o.Spec.Details["rule"])] = o.Spec
+	}
+	if s := byRule["open_from_cat"]; s.Severity != "medium" || s.EventType != "runtime_alert" ||
+		s.Resource != (v1alpha1.ResourceRef{APIVersion: "v1", Kind: "Node", Name: "test-falco-hostname"}) ||
+		s.Description != "An open was seen (command=cat /dev/null)" || s.Details["proc.cmdline"] != "cat /dev/null" {
+		t.Errorf("falco Observation %+v", s)
+	}
+	if s := byRule["Test rule"]; s.Severity != "info" || s.Details["proc.name"] != "falcosidekick" {
+		t.Errorf("falcosidekick Observation %+v", s)
+	}
+
+	// Audit: an EventList as the API server's webhook backend sends it, with the right token.
+	var items []string
+	for _, f := range []string{"create_secret.json", "exec_pod.json", "attach_cluster_admin_role.json", "anonymous_creates_namespace_foo.json"} {
+		items = append(items, strings.TrimSpace(string(fixtureBytes(t, "k8s-audit/"+f))))
+	}
+	list := []byte(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` + strings.Join(items, ",") + `]}`)
+	if code := post(t, r, "/audit", "wrong", list); code != http.StatusUnauthorized {
+		t.Errorf("wrong token: HTTP %d, want 401", code)
+	}
+	if code := post(t, r, "/audit", "", list); code != http.StatusUnauthorized {
+		t.Errorf("no token: HTTP %d, want 401", code)
+	}
+	if code := post(t, r, "/audit", "s3cret-token", list); code != http.StatusAccepted {
+		t.Fatalf("audit list: HTTP %d", code)
+	}
+	byType := map[string]v1alpha1.Observation{}
+	for _, ns := range []string{"default", "foo", "zen-system"} {
+		for _, o := range observations(t, ns, "audit") {
+			byType[o.Spec.EventType] = o
+		}
+	}
+	eventually(t, 20*time.Second, func(context.Context) error {
+		byType = map[string]v1alpha1.Observation{}
+		for _, ns := range []string{"default", "zen-system"} {
+			for _, o := range observations(t, ns, "audit") {
+				byType[o.Spec.EventType] = o
+			}
+		}
+		if len(byType) != 4 {
+			return fmt.Errorf("audit Observations of types %v", keys(byType))
+		}
+		return nil
+	})
+	if o := byType["rbac_modified"]; o.Spec.Severity != "critical" || o.Spec.Resource.Kind != "ClusterRoleBinding" {
+		t.Errorf("rbac Observation %+v", o.Spec)
+	}
+	if o := byType["pod_exec"]; o.Namespace != "default" || o.Spec.Details["user"] != "minikube-user" || o.Spec.Severity != "high" {
+		t.Errorf("exec Observation %s %+v", o.Namespace, o.Spec)
+	}
+
+	// Bad requests: the right code each, and nothing written.
+	for _, c := range []struct {
+		name   string
+		method string
+		path   string
+		ctype  string
+		body   []byte
+		want   int
+	}{
+		{"not JSON", "POST", "/falco", "application/json", []byte("rule=x"), 400},
+		{"wrong shape", "POST", "/falco", "application/json", []byte(`{"hello":"world"}`), 400},
+		{"too large", "POST", "/falco", "application/json", bytes.Repeat([]byte("x"), 2<<20), 413},
+		{"wrong method", "GET", "/falco", "", nil, 405},
+		{"wrong content type", "POST", "/falco", "application/xml", []byte("<a/>"), 415},
+		{"unknown path", "POST", "/nope", "application/json", []byte("{}"), 404},
+	} {
+		req, _ := http.NewRequest(c.method, "http://"+r.webhookAddr+c.path, bytes.NewReader(c.body))
+		if c.ctype != "" {
+			req.Header.Set("Content-Type", c.ctype)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s: HTTP %d, want %d", c.name, resp.StatusCode, c.want)
+		}
+	}
+
+	// Change the Falco Ingester at run time: high and above only. A Warning (medium) alert of a new
+	// rule is now filtered; a Critical one is written.
+	setFalcoFilter(t, "high")
+	eventually(t, 20*time.Second, func(context.Context) error {
+		if g := getIngester(t, "falco").Status.ObservedGeneration; g < 2 {
+			return fmt.Errorf("status of generation %d", g)
+		}
+		return nil
+	})
+	for _, prio := range []string{"Warning", "Critical"} {
+		alert := fmt.Sprintf(`{"output":"%s alert","priority":"%s","rule":"rule-%s","time":"2026-11-26T10:00:00Z","hostname":"node-1"}`, prio, prio, prio)
+		if code := post(t, r, "/falco", "", []byte(alert)); code != http.StatusAccepted {
+			t.Fatalf("%s alert: HTTP %d", prio, code)
+		}
+	}
+	waitObservations(t, "zen-system", "falco", 3)
+	// Delete it: the path is no longer served.
+	deleteIngester(t, "falco")
+	eventually(t, 20*time.Second, func(context.Context) error {
+		if code := post(t, r, "/falco", "", []byte(`{"rule":"r","output":"o","priority":"Critical"}`)); code != http.StatusNotFound {
+			return fmt.Errorf("HTTP %d after the Ingester was deleted", code)
+		}
+		return nil
+	})
+	st := getIngester(t, "audit").Status
+	if st.EventsSeen != 4 || st.Order == "" || st.Conditions[0].Reason != "Serving" {
+		t.Errorf("audit Ingester status %+v", st)
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func setFalcoFilter(t *testing.T, minSeverity string) {
+	t.Helper()
+	ri := dyn(t).Resource(v1alpha1.IngesterResource).Namespace("zen-system")
+	u, err := ri.Get(context.Background(), "falco", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedField(u.Object, minSeverity, "spec", "processing", "filter", "minSeverity"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ri.Update(context.Background(), u, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSourceWaitsForItsCRD: an Ingester for cert-manager before cert-manager is installed says so in
+// its status, and starts on its own once the CRD appears; expiring and unready Certificates then
+// become Observations.
+func TestSourceWaitsForItsCRD(t *testing.T) {
+	ns := "certs-e2e"
+	createNamespace(t, ns)
+	ingester(t, "certs", v1alpha1.IngesterSpec{Source: "certmanager", Adapter: v1alpha1.AdapterCertManager,
+		Informer:       &v1alpha1.InformerSource{Group: "cert-manager.io", Version: "v1", Resource: "certificates"},
+		AdapterOptions: map[string]string{"expiryHorizon": "720h"}})
+	r := startReplica(t, "zw-certs", "-namespace", "zen-system")
+	r.waitReady(t, 30*time.Second)
+	eventually(t, 20*time.Second, func(context.Context) error {
+		st := getIngester(t, "certs").Status
+		if len(st.Conditions) == 0 || st.Conditions[0].Reason != "WaitingForResource" {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
+
+	installCRD(t, "cert-manager/cert-manager.io_certificates.yaml")
+	eventually(t, 60*time.Second, func(context.Context) error {
+		st := getIngester(t, "certs").Status
+		if len(st.Conditions) == 0 || st.Conditions[0].Status != "True" {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
+	var certs []*unstructured.Unstructured
+	for _, u := range fixture(t, "cert-manager/cert-manager-resources.yaml") {
+		if u.GetKind() == "Certificate" {
+			certs = append(certs, create(t, u, ns))
+		}
+	}
+	if len(certs) == 0 {
+		t.Fatal("no Certificate in the fixture")
+	}
+	c := certs[0]
+	c.Object["status"] = map[string]any{
+		"conditions": []any{map[string]any{"type": "Ready", "status": "False", "reason": "Issuing",
+			"message": "Issuing certificate as Secret does not exist", "lastTransitionTime": "2026-11-26T10:00:00Z"}},
+		"notAfter": time.Now().Add(72 * time.Hour).UTC().Format(time.RFC3339),
+	}
+	gvr := schema.GroupVersionResource{Group: "cert-manager.io", Version: "v1", Resource: "certificates"}
+	if _, err := dyn(t).Resource(gvr).Namespace(ns).UpdateStatus(context.Background(), c, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	obs := waitObservations(t, ns, "certmanager", 2)
+	types := map[string]v1alpha1.Severity{}
+	for _, o := range obs {
+		types[o.Spec.EventType] = o.Spec.Severity
+		if o.Spec.Resource.Kind != "Certificate" || o.Spec.Resource.Name != c.GetName() {
+			t.Errorf("resource %+v", o.Spec.Resource)
+		}
+	}
+	if types["certificate_not_ready"] != "high" || types["certificate_expiring"] != "medium" {
+		t.Errorf("Observations %v", types)
+	}
+}
+
+func installCRD(t *testing.T, path string) {
+	t.Helper()
+	u := fixture(t, path)[0]
+	crd := &apiextv1.CustomResourceDefinition{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, crd); err != nil {
+		t.Fatal(err)
+	}
+	gvr := apiextv1.SchemeGroupVersion.WithResource("customresourcedefinitions")
+	if _, err := dyn(t).Resource(gvr).Create(context.Background(), u, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func(ctx context.Context) error {
+		got, err := dyn(t).Resource(gvr).Get(ctx, crd.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		conds, _, _ := unstructured.NestedSlice(got.Object, "status", "conditions")
+		for _, c := range conds {
+			if m := c.(map[string]any); m["type"] == "Established" && m["status"] == "True" {
+				return nil
+			}
+		}
+		return fmt.Errorf("CRD %s not established", crd.Name)
+	})
+}
