@@ -177,7 +177,7 @@ func TestConfigMapSources(t *testing.T) {
 	ingester(t, "kube-bench", v1alpha1.IngesterSpec{Source: "kube-bench", Adapter: v1alpha1.AdapterKubeBench,
 		Informer: &v1alpha1.InformerSource{Version: "v1", Resource: "configmaps", LabelSelector: "app=kube-bench"}})
 	ingester(t, "checkov", v1alpha1.IngesterSpec{Source: "checkov", Adapter: v1alpha1.AdapterCheckov,
-		Informer: &v1alpha1.InformerSource{Version: "v1", Resource: "configmaps", LabelSelector: "app=checkov"},
+		Informer:       &v1alpha1.InformerSource{Version: "v1", Resource: "configmaps", LabelSelector: "app=checkov"},
 		AdapterOptions: map[string]string{"resultsKey": "report.json"}})
 	r := startReplica(t, "zw-bench", "-namespace", "default")
 	r.waitReady(t, 30*time.Second)
