@@ -3,8 +3,9 @@ package main
 import (
 	"flag"
 	"fmt"
-
 	"time"
+
+	"github.com/kube-zen/zen-watcher/pkg/shard"
 )
 
 // config is everything the daemon is told at start.
@@ -30,31 +31,53 @@ type config struct {
 	order          string
 	minSeverity    string
 	tuneInterval   time.Duration
+	memberID       string
+	sharding       bool
+	partitions     int
+	memberLease    time.Duration
+	memberRenew    time.Duration
+	leaderElection bool
+	leaderLease    time.Duration
+	leaderRenew    time.Duration
+	leaderRetry    time.Duration
+	haOptimization bool
+	syncInterval   time.Duration
 }
 
 // envFlags maps each flag to its environment variable. The chart sets env and `make run` passes
 // flags; a flag on the command line wins over its variable.
 var envFlags = map[string]string{
-	"kubeconfig":           "KUBECONFIG",
-	"namespace":            "POD_NAMESPACE",
-	"metrics-addr":         "METRICS_ADDR",
-	"webhook-addr":         "WEBHOOK_ADDR",
-	"default-sources":      "DEFAULT_SOURCES",
-	"kube-qps":             "KUBE_QPS",
-	"kube-burst":           "KUBE_BURST",
-	"writer-workers":       "WRITER_WORKERS",
-	"writer-queue":         "WRITER_QUEUE_SIZE",
-	"connect-timeout":      "CONNECT_TIMEOUT",
-	"log-level":            "LOG_LEVEL",
-	"release":              "RELEASE_NAME",
-	"redis-addr":           "REDIS_ADDR",
-	"dedup-window":         "DEDUP_WINDOW",
-	"dedup-max-size":       "DEDUP_MAX_SIZE",
-	"dedup-strategy":       "DEDUP_STRATEGY",
-	"dedup-max-per-window": "DEDUP_MAX_EVENTS_PER_WINDOW",
-	"processing-order":     "PROCESSING_ORDER",
-	"min-severity":         "FILTER_MIN_SEVERITY",
-	"order-tune-interval":  "ORDER_TUNE_INTERVAL",
+	"kubeconfig":            "KUBECONFIG",
+	"namespace":             "POD_NAMESPACE",
+	"metrics-addr":          "METRICS_ADDR",
+	"webhook-addr":          "WEBHOOK_ADDR",
+	"default-sources":       "DEFAULT_SOURCES",
+	"kube-qps":              "KUBE_QPS",
+	"kube-burst":            "KUBE_BURST",
+	"writer-workers":        "WRITER_WORKERS",
+	"writer-queue":          "WRITER_QUEUE_SIZE",
+	"connect-timeout":       "CONNECT_TIMEOUT",
+	"log-level":             "LOG_LEVEL",
+	"release":               "RELEASE_NAME",
+	"redis-addr":            "REDIS_ADDR",
+	"dedup-window":          "DEDUP_WINDOW",
+	"dedup-max-size":        "DEDUP_MAX_SIZE",
+	"dedup-strategy":        "DEDUP_STRATEGY",
+	"dedup-max-per-window":  "DEDUP_MAX_EVENTS_PER_WINDOW",
+	"processing-order":      "PROCESSING_ORDER",
+	"min-severity":          "FILTER_MIN_SEVERITY",
+	"member-id":             "POD_NAME",
+	"sharding":              "SHARDING_ENABLED",
+	"shard-partitions":      "SHARD_PARTITIONS",
+	"member-lease-duration": "MEMBER_LEASE_DURATION",
+	"member-renew-interval": "MEMBER_RENEW_INTERVAL",
+	"leader-election":       "LEADER_ELECTION_ENABLED",
+	"leader-lease-duration": "LEADER_LEASE_DURATION",
+	"leader-renew-deadline": "LEADER_RENEW_DEADLINE",
+	"leader-retry-period":   "LEADER_RETRY_PERIOD",
+	"ha-optimization":       "HA_OPTIMIZATION_ENABLED",
+	"coordination-interval": "COORDINATION_INTERVAL",
+	"order-tune-interval":   "ORDER_TUNE_INTERVAL",
 }
 
 func newFlagSet(c *config) *flag.FlagSet {
@@ -92,7 +115,21 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.minSeverity, "min-severity", "",
 		"drop findings below this severity for sources that set no filter (critical, high, medium, low, info)")
 	fs.DurationVar(&c.tuneInterval, "order-tune-interval", 30*time.Second,
-		"how often the automatic order is reconsidered")
+		"how often the automatic order is reconsidered (by the leader, from every replica's statistics)")
+	fs.StringVar(&c.memberID, "member-id", defaultMemberID(), "this replica's name among the members (the pod name)")
+	fs.BoolVar(&c.sharding, "sharding", true, "divide namespaces between the replicas that are running")
+	fs.IntVar(&c.partitions, "shard-partitions", shard.DefaultPartitions, "partitions of the namespace hash space")
+	fs.DurationVar(&c.memberLease, "member-lease-duration", 15*time.Second,
+		"how long a replica counts as a member without renewing its Lease")
+	fs.DurationVar(&c.memberRenew, "member-renew-interval", 5*time.Second, "how often a replica renews its member Lease")
+	fs.BoolVar(&c.leaderElection, "leader-election", true, "elect one replica for the leader's work")
+	fs.DurationVar(&c.leaderLease, "leader-lease-duration", 15*time.Second, "leader Lease duration")
+	fs.DurationVar(&c.leaderRenew, "leader-renew-deadline", 10*time.Second, "how long the leader tries to renew before it gives up")
+	fs.DurationVar(&c.leaderRetry, "leader-retry-period", 2*time.Second, "how often candidates try for the leader Lease")
+	fs.BoolVar(&c.haOptimization, "ha-optimization", false,
+		"let the leader set the dedup window and local cache size from the global rate (needs Redis)")
+	fs.DurationVar(&c.syncInterval, "coordination-interval", 2*time.Second,
+		"how often a replica publishes its statistics and applies the leader's decisions")
 	fs.VisitAll(func(f *flag.Flag) {
 		f.Usage += fmt.Sprintf(" (env %s)", envFlags[f.Name])
 	})

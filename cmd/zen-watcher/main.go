@@ -79,7 +79,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	writer := pipeline.NewWriter(pipeline.WriterConfig{
 		Workers: cfg.writerWorkers, QueueSize: cfg.writerQueue, Namespace: cfg.namespace,
 	}, obs, m, log)
-	store, closeStore := dedupStore(cfg, m, log)
+	store, rc, closeStore := dedupStore(cfg, m, log)
 	defer closeStore()
 	pipe, err := pipeline.New(pipeline.Config{
 		Defaults:    processingDefaults(cfg),
@@ -88,26 +88,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	tuner := pipeline.NewTuner(pipe, pipeline.DefaultOrderPolicy(), m, log)
 	dyn, err := dynamic.NewForConfig(restCfg)
 	if err != nil {
 		return fmt.Errorf("building dynamic client: %w", err)
 	}
 	hooks := server.NewWebhooks(pipe, m, log)
+	rep := newReplicas(cfg, kube, m, log)
 	ingesters := ingester.NewManager(ingester.Config{
 		Dynamic: dyn, Discovery: kube.Discovery(), Secrets: ingester.KubeSecrets{Client: kube},
 		Pipeline: pipe, Webhooks: hooks, Defaults: processingDefaults(cfg), Metrics: m, Log: log,
-		DisableDefaults: !cfg.defaultSources,
+		DisableDefaults: !cfg.defaultSources, Wrap: rep.wrap(),
 	})
 
 	health := server.NewHealth(reg)
-	health.AddLiveness("process", func(context.Context) error { return nil })
 	health.AddReadiness("sources", func(context.Context) error { return ingesters.Ready() })
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { writer.Run(gctx); return nil })
-	g.Go(func() error { tuner.Run(gctx, cfg.tuneInterval); return nil })
-	g.Go(func() error { return ingesters.Run(gctx) })
+	rep.start(gctx, g, health, pipe, store.Local(), rc, ingesters)
 	g.Go(func() error { return server.Serve(gctx, cfg.metricsAddr, health.Handler(), log) })
 	g.Go(func() error { return server.Serve(gctx, cfg.webhookAddr, hooks, log) })
 	log.Info("zen-watcher started", "namespace", cfg.namespace, "apiServer", restCfg.Host)
@@ -133,12 +131,13 @@ func processingDefaults(cfg *config) pipeline.SourceConfig {
 }
 
 // dedupStore is the local dedup tier, in front of Redis when an address is given. Redis that does
-// not answer at start is not fatal: dedup runs locally until it does.
-func dedupStore(cfg *config, m *metrics.Metrics, log *slog.Logger) (*pipeline.Tiered, func()) {
+// not answer at start is not fatal: dedup runs locally until it does. The Redis client is returned
+// for the rest of the shared state (nil without Redis).
+func dedupStore(cfg *config, m *metrics.Metrics, log *slog.Logger) (*pipeline.Tiered, redis.UniversalClient, func()) {
 	local := pipeline.NewLocalCache(cfg.dedupMaxSize)
 	m.DedupCacheSize.Set(float64(local.Capacity()))
 	if cfg.redisAddr == "" {
-		return pipeline.NewTiered(local, nil, m, log), func() {}
+		return pipeline.NewTiered(local, nil, m, log), nil, func() {}
 	}
 	client := redis.NewClient(&redis.Options{
 		Addr:         cfg.redisAddr,
@@ -149,7 +148,7 @@ func dedupStore(cfg *config, m *metrics.Metrics, log *slog.Logger) (*pipeline.Ti
 		PoolSize:     16,
 	})
 	shared := redisstate.NewDedupStore(client, redisstate.Options{Release: cfg.release})
-	return pipeline.NewTiered(local, shared, m, log), func() {
+	return pipeline.NewTiered(local, shared, m, log), client, func() {
 		shared.Close()
 		_ = client.Close()
 	}

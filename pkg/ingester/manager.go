@@ -59,8 +59,11 @@ type Manager struct {
 	statuses map[string]v1alpha1.IngesterStatus // last written, by key
 }
 
-// defaultsKey is the queue key that reconsiders the default set.
-const defaultsKey = "\x00defaults"
+// Queue keys that are not Ingesters: reconsider the default set; restart the informers on a new share.
+const (
+	defaultsKey = "\x00defaults"
+	reshardKey  = "\x00reshard"
+)
 
 // NewManager returns a Manager; call Run.
 func NewManager(cfg Config) *Manager {
@@ -135,8 +138,12 @@ func (m *Manager) processNext(ctx context.Context) bool {
 
 // reconcile brings the runner of one Ingester (or the default set) in line with the spec.
 func (m *Manager) reconcile(ctx context.Context, key string) error {
-	if key == defaultsKey {
+	switch key {
+	case defaultsKey:
 		return m.reconcileDefaults(ctx)
+	case reshardKey:
+		m.restartInformers(ctx)
+		return nil
 	}
 	obj, exists, err := m.store.GetByKey(key)
 	if err != nil {
@@ -190,6 +197,41 @@ func (m *Manager) apply(ctx context.Context, key string, ing *v1alpha1.Ingester)
 	m.runners[key] = r
 	m.mu.Unlock()
 	m.log.Info("source started", "ingester", key, "source", p.source)
+}
+
+// Reshard restarts every informer source, so that each lists what the replica owns now. Deterministic
+// names and dedup make the re-list create nothing twice.
+func (m *Manager) Reshard() { m.queue.Add(reshardKey) }
+
+func (m *Manager) restartInformers(ctx context.Context) {
+	m.mu.Lock()
+	var keys []string
+	for k, r := range m.runners {
+		if len(r.informers) > 0 {
+			keys = append(keys, k)
+		}
+	}
+	m.mu.Unlock()
+	for _, k := range keys {
+		m.mu.Lock()
+		old := m.runners[k]
+		m.mu.Unlock()
+		if old == nil {
+			continue
+		}
+		ing, err := old.ingester(), old.err()
+		m.stopRunner(k, false)
+		r, serr := m.start(ctx, old.plan)
+		if serr != nil {
+			m.log.Warn("restarting source after a rebalance", "ingester", k, "error", serr)
+			continue
+		}
+		r.setIngester(ing, err)
+		m.mu.Lock()
+		m.runners[k] = r
+		m.mu.Unlock()
+	}
+	m.log.Info("sources restarted on the new share", "sources", len(keys))
 }
 
 // fail records an error for an Ingester's status; a source already running goes on as it was.

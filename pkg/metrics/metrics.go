@@ -66,6 +66,16 @@ type Metrics struct {
 	WebhookRejected *prometheus.CounterVec
 	// SourceReady is 1 while a source runs with its objects synced or its webhook served, by source.
 	SourceReady *prometheus.GaugeVec
+	// Members is the number of live replicas this replica sees.
+	Members prometheus.Gauge
+	// PartitionsOwned is the number of hash partitions this replica owns.
+	PartitionsOwned prometheus.Gauge
+	// Rebalances counts changes of this replica's share.
+	Rebalances prometheus.Counter
+	// IsLeader is 1 on the leader.
+	IsLeader prometheus.Gauge
+	// LeaderTransitions counts this replica gaining or losing leadership.
+	LeaderTransitions prometheus.Counter
 }
 
 // New creates zen-watcher's metrics and registers them with reg.
@@ -172,6 +182,26 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "source_ready",
 			Help: "1 while a source runs with its objects synced or its webhook served, by source.",
 		}, []string{"source"}),
+		Members: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "shard_members",
+			Help: "Live replicas this replica sees.",
+		}),
+		PartitionsOwned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "shard_partitions_owned",
+			Help: "Hash partitions this replica owns.",
+		}),
+		Rebalances: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "shard_rebalances_total",
+			Help: "Changes of this replica's share of the namespaces.",
+		}),
+		IsLeader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "leader",
+			Help: "1 on the replica that leads, 0 on the others.",
+		}),
+		LeaderTransitions: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "leader_transitions_total",
+			Help: "Times this replica gained or lost leadership.",
+		}),
 	}
 	reg.MustRegister(
 		m.ObservationsCreated, m.ObservationsFiltered, m.ObservationsDeduplicated,
@@ -180,7 +210,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.DedupDecisions, m.DedupEffectiveness, m.LowSeverityPercent, m.DedupRateRatio,
 		m.StrategyChanges, m.OrderInForce, m.SharedStoreAvailable, m.DedupFallbacks,
 		m.DedupWindowSeconds, m.DedupCacheSize, m.WebhookRequests, m.WebhookBytes, m.WebhookRejected,
-		m.SourceReady,
+		m.SourceReady, m.Members, m.PartitionsOwned, m.Rebalances, m.IsLeader, m.LeaderTransitions,
 	)
 	for _, s := range []string{"fingerprint", "event-stream", "key"} {
 		for _, d := range []string{"create", "drop"} {

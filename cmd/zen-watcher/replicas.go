@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kube-zen/zen-watcher/pkg/ha"
+	"github.com/kube-zen/zen-watcher/pkg/ingester"
+	"github.com/kube-zen/zen-watcher/pkg/metrics"
+	"github.com/kube-zen/zen-watcher/pkg/pipeline"
+	"github.com/kube-zen/zen-watcher/pkg/redisstate"
+	"github.com/kube-zen/zen-watcher/pkg/server"
+	"github.com/kube-zen/zen-watcher/pkg/shard"
+	"github.com/kube-zen/zen-watcher/pkg/sources"
+)
+
+// replicas wires what makes several replicas one: membership and sharding, leader election, and
+// the coordination of processing order and HA optimization through Redis.
+type replicas struct {
+	cfg     *config
+	kube    kubernetes.Interface
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	members *shard.Members
+	sharder *shard.Sharder
+}
+
+func newReplicas(cfg *config, kube kubernetes.Interface, m *metrics.Metrics, log *slog.Logger) *replicas {
+	r := &replicas{cfg: cfg, kube: kube, metrics: m, log: log.With("member", cfg.memberID)}
+	if cfg.sharding {
+		r.members = shard.NewMembers(shard.MembersConfig{
+			Client: kube, Namespace: cfg.namespace, Release: cfg.release, ID: cfg.memberID,
+			LeaseDuration: cfg.memberLease, RenewInterval: cfg.memberRenew, Log: r.log,
+		})
+		r.sharder = shard.NewSharder(cfg.memberID, cfg.partitions, m, r.log)
+	}
+	return r
+}
+
+// wrap is the informers' ListerWatcher decorator: the replica's share, or nothing without sharding.
+func (r *replicas) wrap() sources.WrapListerWatcher {
+	if r.sharder == nil {
+		return nil
+	}
+	return r.sharder.Wrap
+}
+
+// start runs membership, the Ingester manager (once this replica knows its share), leader election
+// and coordination in g.
+func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.Health, pipe *pipeline.Pipeline,
+	cache *pipeline.LocalCache, rc redis.UniversalClient, ingesters *ingester.Manager) {
+	if r.members == nil {
+		health.AddLiveness("process", func(context.Context) error { return nil })
+		g.Go(func() error { return ingesters.Run(ctx) })
+	} else {
+		health.AddLiveness("member-lease", func(context.Context) error { return r.members.Healthy() })
+		health.AddReadiness("joined", func(context.Context) error {
+			if !r.sharder.Joined() {
+				return errors.New("not in the member set yet")
+			}
+			return nil
+		})
+		g.Go(func() error { return r.members.Run(ctx) })
+		g.Go(func() error { return r.follow(ctx, ingesters) })
+	}
+	var coord *ha.Coordinator
+	if rc != nil {
+		coord = ha.NewCoordinator(ha.CoordinatorConfig{
+			Self: r.cfg.memberID, State: redisstate.NewCoordination(rc, r.cfg.release), Pipeline: pipe, Cache: cache,
+			Optimize: r.cfg.haOptimization, Optimization: ha.DefaultOptimization(), Policy: pipeline.DefaultOrderPolicy(),
+			Members: r.memberCount, Metrics: r.metrics, Log: r.log,
+		})
+		g.Go(func() error { coord.RunReplica(ctx, r.cfg.syncInterval); return nil })
+	} else {
+		// Without shared state every replica tunes the order of its own findings.
+		tuner := pipeline.NewTuner(pipe, pipeline.DefaultOrderPolicy(), r.metrics, r.log)
+		g.Go(func() error { tuner.Run(ctx, r.cfg.tuneInterval); return nil })
+	}
+	if !r.cfg.leaderElection {
+		return
+	}
+	g.Go(func() error {
+		ha.RunLeaderElection(ctx, ha.LeaderConfig{
+			Client: r.kube, Namespace: r.cfg.namespace, Name: r.cfg.release + "-leader", ID: r.cfg.memberID,
+			LeaseDuration: r.cfg.leaderLease, RenewDeadline: r.cfg.leaderRenew, RetryPeriod: r.cfg.leaderRetry,
+			Metrics: r.metrics, Log: r.log,
+		}, func(lctx context.Context) {
+			if coord != nil {
+				coord.Lead(lctx, r.cfg.tuneInterval)
+			} else {
+				<-lctx.Done()
+			}
+		})
+		return nil
+	})
+}
+
+// follow starts the Ingester manager once the first member set gives this replica its share, then
+// restarts the informers whenever the share changes.
+func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case set := <-r.members.Changes():
+		r.sharder.Update(set)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- ingesters.Run(ctx) }()
+	for {
+		select {
+		case <-ctx.Done():
+			return <-errc
+		case set := <-r.members.Changes():
+			if r.sharder.Update(set) {
+				ingesters.Reshard()
+			}
+		}
+	}
+}
+
+func (r *replicas) memberCount() int {
+	if r.members == nil {
+		return 1
+	}
+	return max(len(r.members.Current()), 1)
+}
+
+// defaultMemberID names a replica: the pod's name in a cluster, else host and process.
+func defaultMemberID() string {
+	if p := os.Getenv("POD_NAME"); p != "" {
+		return p
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		h = "zen-watcher"
+	}
+	return fmt.Sprintf("%s-%d", h, os.Getpid())
+}

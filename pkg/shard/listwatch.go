@@ -1,0 +1,94 @@
+package shard
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+)
+
+// listerWatcher lists and watches through the wrapped ListerWatcher and keeps only the objects whose
+// namespace hashes into the share. It asks the API server to filter too (ShardedListAndWatch);
+// servers without the feature ignore the selector, and the same predicate applied here keeps the
+// result right on them.
+type listerWatcher struct {
+	next  cache.ListerWatcher
+	share Ranges
+}
+
+// Wrap narrows lw to share. A share that is the whole space returns lw unchanged.
+func Wrap(lw cache.ListerWatcher, share Ranges) cache.ListerWatcher {
+	if share.Whole() {
+		return lw
+	}
+	return &listerWatcher{next: lw, share: share}
+}
+
+func (l *listerWatcher) options(o metav1.ListOptions) metav1.ListOptions {
+	if len(l.share) > 0 {
+		o.ShardSelector = l.share.Selector()
+	}
+	return o
+}
+
+// List implements cache.Lister.
+func (l *listerWatcher) List(o metav1.ListOptions) (runtime.Object, error) {
+	return l.ListWithContext(context.Background(), o)
+}
+
+// ListWithContext implements cache.ListerWithContext.
+func (l *listerWatcher) ListWithContext(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+	list, err := cache.ToListerWithContext(l.next).ListWithContext(ctx, l.options(o))
+	if err != nil {
+		return nil, err
+	}
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return nil, fmt.Errorf("filtering list by shard: %w", err)
+	}
+	kept := items[:0]
+	for _, it := range items {
+		if l.keeps(it) {
+			kept = append(kept, it)
+		}
+	}
+	if len(kept) == len(items) {
+		return list, nil
+	}
+	if err := meta.SetList(list, kept); err != nil {
+		return nil, fmt.Errorf("filtering list by shard: %w", err)
+	}
+	return list, nil
+}
+
+// Watch implements cache.Watcher.
+func (l *listerWatcher) Watch(o metav1.ListOptions) (watch.Interface, error) {
+	return l.WatchWithContext(context.Background(), o)
+}
+
+// WatchWithContext implements cache.WatcherWithContext.
+func (l *listerWatcher) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+	w, err := cache.ToWatcherWithContext(l.next).WatchWithContext(ctx, l.options(o))
+	if err != nil {
+		return nil, err
+	}
+	return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
+		switch e.Type {
+		case watch.Added, watch.Modified, watch.Deleted:
+			return e, l.keeps(e.Object)
+		}
+		return e, true
+	}), nil
+}
+
+func (l *listerWatcher) keeps(obj runtime.Object) bool {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return true // not an object with metadata: let the informer decide
+	}
+	return l.share.Contains(Hash(m.GetNamespace()))
+}

@@ -1,0 +1,211 @@
+package shard
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+)
+
+// LabelMember marks a replica's member Lease; its value is the release.
+const LabelMember = "zen.kube-zen.io/member"
+
+// MembersConfig tunes membership.
+type MembersConfig struct {
+	Client    kubernetes.Interface
+	Namespace string
+	Release   string
+	// ID names this replica (the pod name in a cluster).
+	ID string
+	// LeaseDuration is how long a member counts without renewing (default 15s); RenewInterval how
+	// often it renews (default 5s).
+	LeaseDuration, RenewInterval time.Duration
+	Log                          *slog.Logger
+}
+
+// Members keeps this replica's member Lease renewed and follows the others'. The member set is the
+// replicas whose Leases are unexpired; a replica that stops gracefully deletes its Lease, so the
+// others rebalance at once, and one that dies drops out when its Lease expires.
+type Members struct {
+	cfg       MembersConfig
+	lister    func() ([]*coordinationv1.Lease, error)
+	lastRenew atomic.Int64
+
+	mu      sync.Mutex
+	current []string
+	changes chan []string
+}
+
+// NewMembers returns the membership of one replica; call Run.
+func NewMembers(cfg MembersConfig) *Members {
+	if cfg.LeaseDuration <= 0 {
+		cfg.LeaseDuration = 15 * time.Second
+	}
+	if cfg.RenewInterval <= 0 {
+		cfg.RenewInterval = 5 * time.Second
+	}
+	return &Members{cfg: cfg, changes: make(chan []string, 1)}
+}
+
+// Changes delivers the member set, sorted, each time it changes (only the latest is kept).
+func (m *Members) Changes() <-chan []string { return m.changes }
+
+// Current is the member set last computed.
+func (m *Members) Current() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.current...)
+}
+
+// Healthy fails when this replica could not renew its Lease for a lease duration: the others no
+// longer count it, so it must not go on as if they did.
+func (m *Members) Healthy() error {
+	last := time.Unix(0, m.lastRenew.Load())
+	if since := time.Since(last); since > m.cfg.LeaseDuration {
+		return fmt.Errorf("member lease not renewed for %s", since.Round(time.Second))
+	}
+	return nil
+}
+
+func (m *Members) leaseName() string { return m.cfg.Release + "-member-" + m.cfg.ID }
+
+// Run renews the Lease and follows the member set until ctx ends, then deletes the Lease.
+func (m *Members) Run(ctx context.Context) error {
+	if err := m.renew(ctx); err != nil {
+		return fmt.Errorf("joining as member %s: %w", m.cfg.ID, err)
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(m.cfg.Client, 0,
+		informers.WithNamespace(m.cfg.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.LabelSelector = labels.Set{LabelMember: m.cfg.Release}.String()
+		}))
+	leases := factory.Coordination().V1().Leases()
+	inf := leases.Informer()
+	sel := labels.Everything()
+	m.lister = func() ([]*coordinationv1.Lease, error) { return leases.Lister().Leases(m.cfg.Namespace).List(sel) }
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { m.recompute() }, UpdateFunc: func(any, any) { m.recompute() }, DeleteFunc: func(any) { m.recompute() },
+	}); err != nil {
+		return err
+	}
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
+	m.recompute()
+	tick := time.NewTicker(m.cfg.RenewInterval)
+	defer tick.Stop()
+	expiry := time.NewTicker(time.Second) // Leases expire without an event
+	defer expiry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			m.leave()
+			factory.Shutdown()
+			return nil
+		case <-tick.C:
+			if err := m.renew(ctx); err != nil && ctx.Err() == nil {
+				m.cfg.Log.Warn("renewing member lease", "error", err)
+			}
+		case <-expiry.C:
+			m.recompute()
+		}
+	}
+}
+
+// renew creates or renews this replica's Lease.
+func (m *Members) renew(ctx context.Context) error {
+	leases := m.cfg.Client.CoordinationV1().Leases(m.cfg.Namespace)
+	now := metav1.NewMicroTime(time.Now())
+	l, err := leases.Get(ctx, m.leaseName(), metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		l = &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: m.leaseName(), Namespace: m.cfg.Namespace,
+				Labels: map[string]string{LabelMember: m.cfg.Release}},
+			Spec: coordinationv1.LeaseSpec{
+				HolderIdentity: ptr.To(m.cfg.ID), LeaseDurationSeconds: ptr.To(int32(m.cfg.LeaseDuration / time.Second)),
+				AcquireTime: &now, RenewTime: &now,
+			},
+		}
+		_, err = leases.Create(ctx, l, metav1.CreateOptions{})
+	case err == nil:
+		l.Spec.RenewTime = &now
+		l.Spec.HolderIdentity = ptr.To(m.cfg.ID)
+		l.Spec.LeaseDurationSeconds = ptr.To(int32(m.cfg.LeaseDuration / time.Second))
+		_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return err
+	}
+	m.lastRenew.Store(time.Now().UnixNano())
+	return nil
+}
+
+// leave deletes the Lease so that the others rebalance without waiting for it to expire.
+func (m *Members) leave() {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := m.cfg.Client.CoordinationV1().Leases(m.cfg.Namespace).Delete(ctx, m.leaseName(), metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		m.cfg.Log.Warn("deleting member lease", "error", err)
+	}
+}
+
+// recompute derives the member set from the unexpired Leases and publishes it when it changed.
+func (m *Members) recompute() {
+	if m.lister == nil {
+		return
+	}
+	list, err := m.lister()
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	var live []string
+	for _, l := range list {
+		if l.Spec.HolderIdentity == nil || l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
+			continue
+		}
+		if l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second).After(now) {
+			live = append(live, *l.Spec.HolderIdentity)
+		}
+	}
+	sort.Strings(live)
+	m.mu.Lock()
+	same := equal(live, m.current)
+	if !same {
+		m.current = live
+	}
+	m.mu.Unlock()
+	if same {
+		return
+	}
+	select {
+	case <-m.changes: // drop a stale set nobody read yet
+	default:
+	}
+	m.changes <- live
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

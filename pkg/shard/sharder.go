@@ -1,0 +1,80 @@
+package shard
+
+import (
+	"log/slog"
+	"slices"
+	"sync"
+
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kube-zen/zen-watcher/pkg/metrics"
+)
+
+// Sharder turns the member set into this replica's share, and narrows informers to it.
+type Sharder struct {
+	self       string
+	partitions int
+	metrics    *metrics.Metrics
+	log        *slog.Logger
+
+	mu      sync.Mutex
+	members []string
+	share   Ranges
+	joined  bool
+	changes chan struct{}
+}
+
+// NewSharder returns the sharder of member self. Until the first Update it owns everything, which is
+// right for a replica alone and harmless before it has joined (it is not ready then).
+func NewSharder(self string, partitions int, m *metrics.Metrics, log *slog.Logger) *Sharder {
+	return &Sharder{self: self, partitions: partitions, metrics: m, log: log,
+		share: Ranges{{}}, changes: make(chan struct{}, 1)}
+}
+
+// Update recomputes the share from the member set; it reports whether the share changed.
+func (s *Sharder) Update(members []string) bool {
+	ring := NewRing(members, s.partitions)
+	share := ring.Ranges(s.self)
+	owned := ring.Partitions()[s.self]
+	s.mu.Lock()
+	changed := !share.Equal(s.share)
+	s.members, s.share, s.joined = members, share, slices.Contains(members, s.self)
+	s.mu.Unlock()
+	s.metrics.Members.Set(float64(len(members)))
+	s.metrics.PartitionsOwned.Set(float64(owned))
+	if changed {
+		s.metrics.Rebalances.Inc()
+		s.log.Info("share changed", "members", members, "partitions", owned, "ranges", len(share))
+		select {
+		case s.changes <- struct{}{}:
+		default:
+		}
+	}
+	return changed
+}
+
+// Changes signals each change of the share.
+func (s *Sharder) Changes() <-chan struct{} { return s.changes }
+
+// Joined reports whether this replica is in the member set it last saw.
+func (s *Sharder) Joined() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.joined
+}
+
+// Share is this replica's current share.
+func (s *Sharder) Share() Ranges {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.share
+}
+
+// Owns reports whether this replica owns a namespace now.
+func (s *Sharder) Owns(namespace string) bool { return s.Share().Contains(Hash(namespace)) }
+
+// Wrap narrows an informer's ListerWatcher to the share in force when the informer starts; informers
+// are restarted when the share changes.
+func (s *Sharder) Wrap(lw cache.ListerWatcher) cache.ListerWatcher {
+	return Wrap(lw, s.Share())
+}
