@@ -34,6 +34,7 @@ type config struct {
 	memberID       string
 	sharding       bool
 	partitions     int
+	shardHash      string
 	memberLease    time.Duration
 	memberRenew    time.Duration
 	leaderElection bool
@@ -69,6 +70,7 @@ var envFlags = map[string]string{
 	"member-id":             "POD_NAME",
 	"sharding":              "SHARDING_ENABLED",
 	"shard-partitions":      "SHARD_PARTITIONS",
+	"shard-hash":            "SHARD_HASH",
 	"member-lease-duration": "MEMBER_LEASE_DURATION",
 	"member-renew-interval": "MEMBER_RENEW_INTERVAL",
 	"leader-election":       "LEADER_ELECTION_ENABLED",
@@ -119,6 +121,8 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.memberID, "member-id", defaultMemberID(), "this replica's name among the members (the pod name)")
 	fs.BoolVar(&c.sharding, "sharding", true, "divide namespaces between the replicas that are running")
 	fs.IntVar(&c.partitions, "shard-partitions", shard.DefaultPartitions, "partitions of the namespace hash space")
+	fs.StringVar(&c.shardHash, "shard-hash", "fnv", "fnv: the API server filters each replica's share (names that "+
+		"differ only at the end cluster); balanced: even shares, every replica lists everything and filters itself")
 	fs.DurationVar(&c.memberLease, "member-lease-duration", 15*time.Second,
 		"how long a replica counts as a member without renewing its Lease")
 	fs.DurationVar(&c.memberRenew, "member-renew-interval", 5*time.Second, "how often a replica renews its member Lease")
@@ -165,6 +169,9 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	}
 	if c.dedupMaxSize < 1 || c.maxPerWindow < 1 {
 		return nil, fmt.Errorf("-dedup-max-size and -dedup-max-per-window must be at least 1")
+	}
+	if c.shardHash != "fnv" && c.shardHash != "balanced" {
+		return nil, fmt.Errorf("-shard-hash %q: want fnv or balanced", c.shardHash)
 	}
 	if c.dedupWindow <= 0 || c.tuneInterval <= 0 {
 		return nil, fmt.Errorf("-dedup-window and -order-tune-interval must be positive")

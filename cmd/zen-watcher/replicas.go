@@ -39,7 +39,7 @@ func newReplicas(cfg *config, kube kubernetes.Interface, m *metrics.Metrics, log
 			Client: kube, Namespace: cfg.namespace, Release: cfg.release, ID: cfg.memberID,
 			LeaseDuration: cfg.memberLease, RenewInterval: cfg.memberRenew, Log: r.log,
 		})
-		r.sharder = shard.NewSharder(cfg.memberID, cfg.partitions, m, r.log)
+		r.sharder = shard.NewSharder(cfg.memberID, cfg.partitions, cfg.shardHash == "balanced", m, r.log)
 	}
 	return r
 }

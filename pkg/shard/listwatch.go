@@ -16,20 +16,32 @@ import (
 // servers without the feature ignore the selector, and the same predicate applied here keeps the
 // result right on them.
 type listerWatcher struct {
-	next  cache.ListerWatcher
-	share Ranges
+	next   cache.ListerWatcher
+	share  Ranges
+	hash   Hasher
+	server bool // ask the API server to filter: only when the share is of the FNV-1a space
 }
 
-// Wrap narrows lw to share. A share that is the whole space returns lw unchanged.
+// Wrap narrows lw to share of the FNV-1a space, with the API server's help. A share that is the
+// whole space returns lw unchanged.
 func Wrap(lw cache.ListerWatcher, share Ranges) cache.ListerWatcher {
 	if share.Whole() {
 		return lw
 	}
-	return &listerWatcher{next: lw, share: share}
+	return &listerWatcher{next: lw, share: share, hash: Hash, server: true}
+}
+
+// WrapBalanced narrows lw to share of the Balanced space; the API server cannot help, so the whole
+// list comes and the share is kept here.
+func WrapBalanced(lw cache.ListerWatcher, share Ranges) cache.ListerWatcher {
+	if share.Whole() {
+		return lw
+	}
+	return &listerWatcher{next: lw, share: share, hash: Balanced}
 }
 
 func (l *listerWatcher) options(o metav1.ListOptions) metav1.ListOptions {
-	if len(l.share) > 0 {
+	if l.server && len(l.share) > 0 {
 		o.ShardSelector = l.share.Selector()
 	}
 	return o
@@ -90,5 +102,5 @@ func (l *listerWatcher) keeps(obj runtime.Object) bool {
 	if err != nil {
 		return true // not an object with metadata: let the informer decide
 	}
-	return l.share.Contains(Hash(m.GetNamespace()))
+	return l.share.Contains(l.hash(m.GetNamespace()))
 }

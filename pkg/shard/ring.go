@@ -80,11 +80,20 @@ func (rs Ranges) Selector() string {
 // Whole reports whether the share is the whole hash space (a ring of one).
 func (rs Ranges) Whole() bool { return len(rs) == 1 && rs[0].Start == 0 && rs[0].End == 0 }
 
+// Hasher hashes a namespace onto the ring's space.
+type Hasher func(namespace string) uint64
+
+// Balanced is xxhash64 of the namespace. Unlike FNV-1a it spreads names that differ only in their
+// last characters (team-1, team-2...), which FNV-1a keeps in one narrow range; but the API server
+// cannot filter by it, so every replica lists everything and keeps its share client-side.
+func Balanced(namespace string) uint64 { return xxhash.Sum64String(namespace) }
+
 // Ring assigns partitions of the hash space to members. Every replica that builds a ring from the
 // same member names gets the same assignment.
 type Ring struct {
 	partitions int
 	owners     []string // by partition
+	hash       Hasher
 }
 
 type member string
@@ -95,12 +104,18 @@ type xxHasher struct{}
 
 func (xxHasher) Sum64(b []byte) uint64 { return xxhash.Sum64(b) }
 
-// NewRing assigns partitions partitions among members (at least one partition, any order).
+// NewRing assigns partitions partitions among members (at least one partition, any order), on the
+// FNV-1a space the API server's shard selector uses.
 func NewRing(members []string, partitions int) *Ring {
+	return NewRingWithHash(members, partitions, Hash)
+}
+
+// NewRingWithHash is NewRing on another hash of the namespace.
+func NewRingWithHash(members []string, partitions int, hash Hasher) *Ring {
 	if partitions <= 0 {
 		partitions = DefaultPartitions
 	}
-	r := &Ring{partitions: partitions, owners: make([]string, partitions)}
+	r := &Ring{partitions: partitions, owners: make([]string, partitions), hash: hash}
 	if len(members) == 0 {
 		return r
 	}
@@ -140,7 +155,7 @@ func (r *Ring) start(p int) uint64 {
 
 // Owner is the member that owns a namespace, or "" on an empty ring.
 func (r *Ring) Owner(namespace string) string {
-	return r.owners[r.partitionOf(Hash(namespace))]
+	return r.owners[r.partitionOf(r.hash(namespace))]
 }
 
 // Ranges is a member's share of the hash space.

@@ -103,3 +103,38 @@ func TestSelectorSyntax(t *testing.T) {
 		t.Errorf("selector\n%s\nwant\n%s", got, want)
 	}
 }
+
+// TestBalanceOfRealisticNames measures, without asserting, how namespaces named as clusters name them
+// spread over three members. FNV-1a 64 (the API server's hash) barely moves the high bits when
+// names differ only in their last characters, and partitions are ranges of the high bits, so such
+// names cluster: this is the limit of namespace sharding with server-side ranges.
+func TestBalanceOfRealisticNames(t *testing.T) {
+	members := []string{"zen-watcher-0", "zen-watcher-1", "zen-watcher-2"}
+	rings := map[string]*Ring{"fnv": NewRing(members, 0), "balanced": NewRingWithHash(members, 0, Balanced)}
+	patterns := map[string]func(i int) string{
+		"team-%d":           func(i int) string { return fmt.Sprintf("team-%d", i) },
+		"load-%02d":         func(i int) string { return fmt.Sprintf("load-%02d", i) },
+		"%02d-shop":         func(i int) string { return fmt.Sprintf("%02d-shop", i) },
+		"app-%d-production": func(i int) string { return fmt.Sprintf("app-%d-production", i) },
+		"random words": func(i int) string {
+			words := []string{"payments", "checkout", "search", "billing", "auth", "catalog", "orders", "mail", "ledger", "media"}
+			return words[i%10] + "-" + words[(i/10)%10]
+		},
+	}
+	for hash, r := range rings {
+		for name, gen := range patterns {
+			counts := map[string]int{}
+			for i := range 50 {
+				counts[r.Owner(gen(i))]++
+			}
+			t.Logf("%-8s %-18s 50 namespaces over 3 members: %v", hash, name, counts)
+			if hash == "balanced" {
+				for m, c := range counts {
+					if c < 8 || c > 27 {
+						t.Errorf("balanced hash, %s: %s owns %d of 50", name, m, c)
+					}
+				}
+			}
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 type Sharder struct {
 	self       string
 	partitions int
+	balanced   bool
 	metrics    *metrics.Metrics
 	log        *slog.Logger
 
@@ -25,15 +26,20 @@ type Sharder struct {
 }
 
 // NewSharder returns the sharder of member self. Until the first Update it owns everything, which is
-// right for a replica alone and harmless before it has joined (it is not ready then).
-func NewSharder(self string, partitions int, m *metrics.Metrics, log *slog.Logger) *Sharder {
-	return &Sharder{self: self, partitions: partitions, metrics: m, log: log,
+// right for a replica alone and harmless before it has joined (it is not ready then). balanced
+// shards on the Balanced hash instead of the API server's FNV-1a (see Balanced).
+func NewSharder(self string, partitions int, balanced bool, m *metrics.Metrics, log *slog.Logger) *Sharder {
+	return &Sharder{self: self, partitions: partitions, balanced: balanced, metrics: m, log: log,
 		share: Ranges{{}}, changes: make(chan struct{}, 1)}
 }
 
 // Update recomputes the share from the member set; it reports whether the share changed.
 func (s *Sharder) Update(members []string) bool {
-	ring := NewRing(members, s.partitions)
+	hash := Hash
+	if s.balanced {
+		hash = Balanced
+	}
+	ring := NewRingWithHash(members, s.partitions, hash)
 	share := ring.Ranges(s.self)
 	owned := ring.Partitions()[s.self]
 	s.mu.Lock()
@@ -71,10 +77,18 @@ func (s *Sharder) Share() Ranges {
 }
 
 // Owns reports whether this replica owns a namespace now.
-func (s *Sharder) Owns(namespace string) bool { return s.Share().Contains(Hash(namespace)) }
+func (s *Sharder) Owns(namespace string) bool {
+	if s.balanced {
+		return s.Share().Contains(Balanced(namespace))
+	}
+	return s.Share().Contains(Hash(namespace))
+}
 
 // Wrap narrows an informer's ListerWatcher to the share in force when the informer starts; informers
 // are restarted when the share changes.
 func (s *Sharder) Wrap(lw cache.ListerWatcher) cache.ListerWatcher {
+	if s.balanced {
+		return WrapBalanced(lw, s.Share())
+	}
 	return Wrap(lw, s.Share())
 }

@@ -1,0 +1,173 @@
+package shard
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kube-zen/zen-watcher/internal/testenv"
+)
+
+// servers are two real API servers: one with ShardedListAndWatch, one without.
+var servers = map[string]*testenv.Cluster{}
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	for name, opts := range map[string]testenv.Options{"gate-on": {}, "gate-off": {DisableSharding: true}} {
+		c, err := testenv.StartCluster(opts)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer c.Stop()
+		servers[name] = c
+	}
+	return m.Run()
+}
+
+func configMapsLW(kube kubernetes.Interface) cache.ListerWatcher {
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return kube.CoreV1().ConfigMaps(metav1.NamespaceAll).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return kube.CoreV1().ConfigMaps(metav1.NamespaceAll).Watch(ctx, o)
+		},
+	}
+}
+
+// TestShardedListWatch: three members' wrapped informers together see every object exactly once,
+// each only those of the namespaces it owns, with and without the API server's help.
+func TestShardedListWatch(t *testing.T) {
+	modes := map[string]struct {
+		hash Hasher
+		wrap func(cache.ListerWatcher, Ranges) cache.ListerWatcher
+	}{"fnv": {Hash, Wrap}, "balanced": {Balanced, WrapBalanced}}
+	for name, c := range servers {
+		for mode, md := range modes {
+			t.Run(name+"/"+mode, func(t *testing.T) { testShardedListWatch(t, c, mode, md.hash, md.wrap) })
+		}
+	}
+}
+
+func testShardedListWatch(t *testing.T, c *testenv.Cluster, mode string, hash Hasher, wrap func(cache.ListerWatcher, Ranges) cache.ListerWatcher) {
+	{
+		{
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var namespaces []string
+			for i := range 12 {
+				ns := fmt.Sprintf("%s-shard-%d", mode, i)
+				namespaces = append(namespaces, ns)
+				if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "before"}}, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			members := []string{"zw-0", "zw-1", "zw-2"}
+			ring := NewRingWithHash(members, 0, hash)
+			stores := map[string]cache.Store{}
+			for _, m := range members {
+				inf := cache.NewSharedIndexInformer(wrap(configMapsLW(c.Kube), ring.Ranges(m)), &corev1.ConfigMap{}, 0, cache.Indexers{})
+				stores[m] = inf.GetStore()
+				go inf.RunWithContext(ctx)
+				if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+					t.Fatal("not synced")
+				}
+			}
+			// Objects created after the lists arrive through the watches.
+			for _, ns := range namespaces {
+				if _, err := c.Kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "after"}}, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				seen := map[string][]string{}
+				for m, s := range stores {
+					for _, o := range s.List() {
+						cm := o.(*corev1.ConfigMap)
+						if strings.HasPrefix(cm.Namespace, mode+"-shard-") {
+							seen[cm.Namespace+"/"+cm.Name] = append(seen[cm.Namespace+"/"+cm.Name], m)
+						}
+					}
+				}
+				ok := len(seen) == 2*len(namespaces)
+				for key, ms := range seen {
+					ns := key[:len(key)-len("/before")]
+					if key[len(key)-6:] == "/after" {
+						ns = key[:len(key)-len("/after")]
+					}
+					if len(ms) != 1 || ms[0] != ring.Owner(ns) {
+						sort.Strings(ms)
+						t.Fatalf("%s held by %v, owner %s", key, ms, ring.Owner(ns))
+					}
+				}
+				if ok {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%d of %d objects seen", len(seen), 2*len(namespaces))
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
+}
+
+// TestServerFiltersWithTheGate: with the gate on, the API server itself returns only the share.
+func TestServerFiltersWithTheGate(t *testing.T) {
+	c := servers["gate-on"]
+	ctx := context.Background()
+	ring := NewRing([]string{"zw-0", "zw-1", "zw-2"}, 0)
+	// Names that differ in their first characters: FNV-1a spreads those over the whole space (names
+	// that differ only at the end share their high bits; see TestBalanceOfRealisticNames).
+	owner := ring.Owner("00-server")
+	share := ring.Ranges(owner)
+	want := 0
+	for i := range 30 {
+		ns := fmt.Sprintf("%02d-server", i)
+		if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cm"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if ring.Owner(ns) == owner {
+			want++
+		}
+	}
+	filtered, err := c.Kube.CoreV1().ConfigMaps(metav1.NamespaceAll).List(ctx, metav1.ListOptions{ShardSelector: share.Selector()})
+	if err != nil {
+		t.Fatalf("LIST with a selector of %d ranges (%d bytes): %v", len(share), len(share.Selector()), err)
+	}
+	got := 0
+	for _, cm := range filtered.Items {
+		if ring.Owner(cm.Namespace) != owner {
+			t.Errorf("the server returned %s/%s of %s", cm.Namespace, cm.Name, ring.Owner(cm.Namespace))
+		}
+		if len(cm.Namespace) > 7 && cm.Namespace[2:] == "-server" {
+			got++
+		}
+	}
+	if got != want || want == 0 {
+		t.Errorf("the server returned %d of the %d ConfigMaps in %s's namespaces", got, want, owner)
+	}
+	t.Logf("selector of %d ranges, %d bytes; %d of 30 namespaces owned", len(share), len(share.Selector()), want)
+}
