@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"sync"
+	"sync/atomic"
 )
 
 // LocalCache is the bounded, in-process tier of dedup state: a least-recently-used set of 64-bit
@@ -9,7 +10,8 @@ import (
 // in a slice and are linked by index), and is split into shards so concurrent sources rarely meet
 // on one lock.
 type LocalCache struct {
-	shards [cacheShards]cacheShard
+	shards    [cacheShards]cacheShard
+	requested atomic.Int64 // the capacity asked for; shards hold it rounded up to a multiple of 16
 }
 
 const cacheShards = 16
@@ -52,7 +54,8 @@ func (c *LocalCache) shard(key uint64) *cacheShard {
 // SetCapacity changes how many keys the cache holds, evicting the least recently used keys when it
 // shrinks. It is safe while the cache is in use.
 func (c *LocalCache) SetCapacity(capacity int) {
-	per := max(capacity/cacheShards, 1)
+	c.requested.Store(int64(capacity))
+	per := max((capacity+cacheShards-1)/cacheShards, 1)
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
@@ -64,13 +67,8 @@ func (c *LocalCache) SetCapacity(capacity int) {
 	}
 }
 
-// Capacity is the number of keys the cache holds at most.
-func (c *LocalCache) Capacity() int {
-	s := &c.shards[0]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.capacity * cacheShards
-}
+// Capacity is the number of keys the cache was asked to hold (it may hold up to 15 more).
+func (c *LocalCache) Capacity() int { return int(c.requested.Load()) }
 
 // Len is the number of keys held, expired ones included until they are evicted.
 func (c *LocalCache) Len() int {

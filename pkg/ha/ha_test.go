@@ -1,0 +1,160 @@
+package ha
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+	"github.com/kube-zen/zen-watcher/pkg/metrics"
+	"github.com/kube-zen/zen-watcher/pkg/pipeline"
+)
+
+func TestOptimization(t *testing.T) {
+	o := DefaultOptimization()
+	cases := []struct {
+		rate       float64
+		wantWindow time.Duration
+	}{
+		{0, 300 * time.Second}, {1, 300 * time.Second}, {500, 60 * time.Second}, {5000, 60 * time.Second},
+	}
+	for _, tc := range cases {
+		if got := o.Window(tc.rate); got != tc.wantWindow {
+			t.Errorf("Window(%v) = %v, want %v", tc.rate, got, tc.wantWindow)
+		}
+	}
+	if w := o.Window(20); w <= 60*time.Second || w >= 300*time.Second {
+		t.Errorf("Window(20) = %v, want between the bounds", w)
+	}
+	if a, b := o.Window(10), o.Window(100); a <= b {
+		t.Errorf("the window does not shrink as traffic grows: %v then %v", a, b)
+	}
+	if n := o.CacheSize(0.1, 3, 300*time.Second); n != o.MinCache {
+		t.Errorf("idle cache %d, want the minimum %d", n, o.MinCache)
+	}
+	if n := o.CacheSize(10000, 1, 60*time.Second); n != o.MaxCache {
+		t.Errorf("busy cache %d, want the maximum %d", n, o.MaxCache)
+	}
+	if n := o.Bound(50000, 16<<20); n != (16<<20)/10/48 {
+		t.Errorf("cache bound under a 16 MiB limit: %d", n)
+	}
+	if n := o.Bound(50000, 0); n != 50000 {
+		t.Errorf("unknown limit capped the cache to %d", n)
+	}
+}
+
+// memState is SharedState in memory, for the coordinator's logic.
+type memState struct {
+	mu     sync.Mutex
+	stats  map[string]map[string]pipeline.OrderStats
+	orders map[string]v1alpha1.Order
+	window time.Duration
+	cache  int
+}
+
+func (m *memState) PublishStats(_ context.Context, member string, s map[string]pipeline.OrderStats) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stats[member] = s
+	return nil
+}
+func (m *memState) AllStats(context.Context) (map[string]map[string]pipeline.OrderStats, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]map[string]pipeline.OrderStats{}
+	for k, v := range m.stats {
+		out[k] = v
+	}
+	return out, nil
+}
+func (m *memState) PublishOrders(_ context.Context, o map[string]v1alpha1.Order) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.orders = o
+	return nil
+}
+func (m *memState) Orders(context.Context) (map[string]v1alpha1.Order, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.orders, nil
+}
+func (m *memState) PublishTuning(_ context.Context, w time.Duration, c int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.window, m.cache = w, c
+	return nil
+}
+func (m *memState) Tuning(context.Context) (time.Duration, int, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.window, m.cache, m.cache > 0, nil
+}
+
+type nopSink struct{}
+
+func (nopSink) Put(context.Context, *pipeline.Event) error { return nil }
+
+func newReplica(t *testing.T, state SharedState, self string) (*Coordinator, *pipeline.Pipeline, *pipeline.LocalCache) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m := metrics.New(prometheus.NewRegistry())
+	cache := pipeline.NewLocalCache(10000)
+	p, err := pipeline.New(pipeline.Config{DedupWindow: time.Hour}, pipeline.NewTiered(cache, nil, m, log), nopSink{}, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Configure("falco", pipeline.SourceConfig{Order: v1alpha1.OrderAuto,
+		Filter: &pipeline.FilterConfig{MinSeverity: "medium"}, Dedup: &pipeline.DedupConfig{Strategy: v1alpha1.DedupFingerprint}}); err != nil {
+		t.Fatal(err)
+	}
+	policy := pipeline.DefaultOrderPolicy()
+	policy.Cooldown = 0
+	c := NewCoordinator(CoordinatorConfig{Self: self, State: state, Pipeline: p, Cache: cache, Optimize: true,
+		Optimization: DefaultOptimization(), Policy: policy, Members: func() int { return 2 }, Metrics: m, Log: log})
+	return c, p, cache
+}
+
+// TestLeaderDecidesFromEveryReplica: two replicas each see half of a stream of duplicates; neither
+// alone has enough findings to decide, the leader over both does, and both apply its order and
+// tuning.
+func TestLeaderDecidesFromEveryReplica(t *testing.T) {
+	state := &memState{stats: map[string]map[string]pipeline.OrderStats{}}
+	leader, pa, _ := newReplica(t, state, "zw-0")
+	follower, pb, cacheB := newReplica(t, state, "zw-1")
+	feed := func(p *pipeline.Pipeline, n int) {
+		for range n {
+			ev := &pipeline.Event{Source: "falco", Category: "security", Severity: "high", EventType: "runtime_alert", Rule: "same"}
+			if err := p.Handle(context.Background(), ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	feed(pa, 60) // 60 + 60 findings: 120 ≥ the 100 needed, 99% duplicates
+	feed(pb, 60)
+	ctx := context.Background()
+	leader.SyncOnce(ctx)
+	follower.SyncOnce(ctx)
+	leader.last = time.Now().Add(-10 * time.Second)
+	leader.LeadOnce(ctx, time.Now())
+	if state.orders["falco"] != v1alpha1.OrderDedupFirst {
+		t.Fatalf("published orders %v", state.orders)
+	}
+	follower.SyncOnce(ctx)
+	if pb.Order("falco") != v1alpha1.OrderDedupFirst || pa.Order("falco") != v1alpha1.OrderDedupFirst {
+		t.Errorf("orders in force: leader %s, follower %s", pa.Order("falco"), pb.Order("falco"))
+	}
+	// 120 findings in 10 s is 12/s: a window between the bounds, the minimum cache.
+	if state.window <= 60*time.Second || state.window >= 300*time.Second || cacheB.Capacity() != DefaultOptimization().MinCache {
+		t.Errorf("tuning: window %v, follower cache %d", state.window, cacheB.Capacity())
+	}
+	// A replica that restarted (its counts went down) contributes all it counted.
+	d := leader.deltas(map[string]map[string]pipeline.OrderStats{"zw-0": {"falco": {Events: 5}}})
+	if d["falco"].Events != 5 {
+		t.Errorf("delta after a restart: %+v", d["falco"])
+	}
+}
