@@ -1,0 +1,297 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kube-zen/zen-watcher/internal/testenv"
+	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+	"github.com/kube-zen/zen-watcher/pkg/obsclient"
+)
+
+const haNamespace = "zen-ha"
+
+// fleet is the replicas of one release, started and stopped by the test.
+type fleet struct {
+	t        *testing.T
+	redis    string
+	replicas map[string]*replica
+}
+
+func (f *fleet) start(id string) *replica {
+	r := startReplica(f.t, id, "-namespace", haNamespace, "-member-id", id, "-redis-addr", f.redis,
+		"-member-lease-duration", "4s", "-member-renew-interval", "1s",
+		"-leader-lease-duration", "4s", "-leader-renew-deadline", "3s", "-leader-retry-period", "500ms",
+		"-coordination-interval", "1s", "-ha-optimization")
+	f.replicas[id] = r
+	return r
+}
+
+func (f *fleet) stop(id string) {
+	f.replicas[id].stop()
+	delete(f.replicas, id)
+}
+
+func (f *fleet) kill(id string) {
+	r := f.replicas[id]
+	_ = r.cmd.Process.Kill()
+	<-r.exited
+	delete(f.replicas, id)
+}
+
+func (f *fleet) waitReady() {
+	for _, r := range f.replicas {
+		r.waitReady(f.t, 30*time.Second)
+	}
+}
+
+// metric reads one sample of a replica's /metrics, or -1.
+func (r *replica) metric(name string) float64 {
+	resp, err := http.Get("http://" + r.metricsAddr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, name+" ") {
+			var v float64
+			fmt.Sscan(strings.TrimPrefix(line, name+" "), &v)
+			return v
+		}
+	}
+	return -1
+}
+
+func leaderOf(t *testing.T) string {
+	l, err := cluster.Kube.CoordinationV1().Leases(haNamespace).Get(context.Background(), "zen-watcher-leader", metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
+}
+
+// load creates distinct Warning Events, round robin over the namespaces, until stopped.
+type load struct {
+	namespaces []string
+	created    atomic.Int64
+	stop       chan struct{}
+	done       sync.WaitGroup
+}
+
+func (l *load) run(t *testing.T, every time.Duration) {
+	l.stop = make(chan struct{})
+	l.done.Go(func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-tick.C:
+			}
+			n := l.created.Load()
+			ns := l.namespaces[int(n)%len(l.namespaces)]
+			e := warningEvent(ns, fmt.Sprintf("load-%d", n), "Pod", fmt.Sprintf("pod-%d", n), "BackOff",
+				fmt.Sprintf("Back-off restarting failed container %d", n), corev1.EventTypeWarning)
+			if _, err := cluster.Kube.CoreV1().Events(ns).Create(context.Background(), e, metav1.CreateOptions{}); err != nil {
+				t.Errorf("creating event: %v", err)
+				return
+			}
+			l.created.Add(1)
+		}
+	})
+}
+
+func (l *load) pause() {
+	close(l.stop)
+	l.done.Wait()
+}
+
+// exactlyOnce waits until every event created has its Observation and checks none has two.
+func exactlyOnce(t *testing.T, l *load, phase string) {
+	t.Helper()
+	c, err := obsclient.New(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := int(l.created.Load())
+	var got int
+	start := time.Now()
+	eventually(t, 60*time.Second, func(ctx context.Context) error {
+		list, err := c.ListObservations(ctx, "", v1alpha1.LabelSource+"=k8sevents")
+		if err != nil {
+			return err
+		}
+		perPod := map[string]int{}
+		got = 0
+		for _, o := range list.Items {
+			if strings.HasPrefix(o.Namespace, "ha-") {
+				perPod[o.Namespace+"/"+o.Spec.Resource.Name]++
+				got++
+			}
+		}
+		for k, n := range perPod {
+			if n > 1 {
+				t.Fatalf("%s: %s has %d Observations", phase, k, n)
+			}
+		}
+		if got != want {
+			return fmt.Errorf("%s: %d Observations for %d warnings", phase, got, want)
+		}
+		return nil
+	})
+	t.Logf("%s: %d warnings, %d Observations, drained in %s", phase, want, got, time.Since(start).Round(10*time.Millisecond))
+}
+
+// TestReplicas runs a release of several replicas under a steady load of warnings in 50
+// namespaces, through a leader kill, scaling 3 → 5 → 2, a rolling restart and a Redis outage. After
+// each, every warning has exactly one Observation and there is one leader.
+func TestReplicas(t *testing.T) {
+	redisSrv, err := testenv.StartRedis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer redisSrv.Close()
+	ensureNamespace(t, haNamespace)
+	l := &load{}
+	for i := range 50 {
+		ns := fmt.Sprintf("ha-%02d-team", i)
+		createNamespace(t, ns)
+		l.namespaces = append(l.namespaces, ns)
+	}
+	f := &fleet{t: t, redis: redisSrv.Addr, replicas: map[string]*replica{}}
+	for i := range 3 {
+		f.start(fmt.Sprintf("zw-%d", i))
+	}
+	f.waitReady()
+	eventually(t, 20*time.Second, func(context.Context) error {
+		for id, r := range f.replicas {
+			if r.metric("zen_watcher_shard_members") != 3 {
+				return fmt.Errorf("%s does not see 3 members yet", id)
+			}
+		}
+		return nil
+	})
+	l.run(t, 40*time.Millisecond)
+	time.Sleep(3 * time.Second)
+	l.pause()
+	exactlyOnce(t, l, "3 replicas")
+	// Each replica processed only its namespaces' warnings. The ring gives each about a third of the
+	// partitions; how many of 50 namespaces fall into them varies with the names (FNV-1a), so the
+	// share of warnings is reported and held only to a loose bound.
+	total := 0.0
+	shares := map[string]float64{}
+	for id, r := range f.replicas {
+		shares[id] = r.metric(`zen_watcher_optimization_source_events_processed_total{source="k8sevents"}`)
+		total += shares[id]
+	}
+	for id, n := range shares {
+		share := n / total
+		t.Logf("%s processed %.0f of %.0f warnings (%.0f%%), owns %.0f partitions", id, n, total, 100*share,
+			f.replicas[id].metric("zen_watcher_shard_partitions_owned"))
+		if share < 0.10 || share > 0.60 {
+			t.Errorf("%s processed %.0f%% of the warnings, want a share of the work (10-60%%)", id, 100*share)
+		}
+		if p := f.replicas[id].metric("zen_watcher_shard_partitions_owned") / 256; p < 0.20 || p > 0.45 {
+			t.Errorf("%s owns %.0f%% of the partitions, want 20-45%%", id, 100*p)
+		}
+	}
+
+	// (b) kill -9 the leader under load.
+	leader := leaderOf(t)
+	if leader == "" {
+		t.Fatal("no leader")
+	}
+	l.run(t, 40*time.Millisecond)
+	killed := time.Now()
+	f.kill(leader)
+	eventually(t, 30*time.Second, func(context.Context) error {
+		if now := leaderOf(t); now == leader || now == "" {
+			return fmt.Errorf("leader still %q", now)
+		}
+		return nil
+	})
+	failover := time.Since(killed)
+	eventually(t, 30*time.Second, func(context.Context) error {
+		for id, r := range f.replicas {
+			if r.metric("zen_watcher_shard_members") != 2 {
+				return fmt.Errorf("%s still counts the dead replica", id)
+			}
+		}
+		return nil
+	})
+	rebalance := time.Since(killed)
+	t.Logf("leader %s killed: new leader %s after %s, members rebalanced after %s (lease 4s)", leader, leaderOf(t),
+		failover.Round(10*time.Millisecond), rebalance.Round(10*time.Millisecond))
+	time.Sleep(2 * time.Second)
+	l.pause()
+	exactlyOnce(t, l, "after the leader's kill")
+
+	// (c) scale 2 → 4 → 2 (gracefully: the stopped ones delete their Leases).
+	l.run(t, 40*time.Millisecond)
+	f.start("zw-3")
+	f.start("zw-4")
+	f.waitReady()
+	time.Sleep(2 * time.Second)
+	for _, id := range []string{"zw-3", "zw-4"} {
+		f.stop(id)
+	}
+	time.Sleep(2 * time.Second)
+	l.pause()
+	exactlyOnce(t, l, "after scaling up and down")
+
+	// (a) a rolling restart of the remaining replicas, one at a time.
+	l.run(t, 40*time.Millisecond)
+	var ids []string
+	for id := range f.replicas {
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		f.stop(id)
+		f.start(id + "r")
+		f.waitReady()
+	}
+	l.pause()
+	exactlyOnce(t, l, "after a rolling restart")
+
+	// (d) Redis away for a while under load.
+	l.run(t, 40*time.Millisecond)
+	if err := redisSrv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second)
+	if err := redisSrv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	l.pause()
+	exactlyOnce(t, l, "after a Redis outage")
+
+	// One leader, and idle means idle.
+	leaders := 0
+	for _, r := range f.replicas {
+		if r.metric("zen_watcher_leader") == 1 {
+			leaders++
+		}
+	}
+	if leaders != 1 {
+		t.Errorf("%d replicas say they lead", leaders)
+	}
+	before := int(l.created.Load())
+	time.Sleep(3 * time.Second)
+	exactlyOnce(t, l, "idle")
+	if int(l.created.Load()) != before {
+		t.Error("the load did not stop")
+	}
+}
