@@ -43,43 +43,55 @@ type config struct {
 	leaderRetry    time.Duration
 	haOptimization bool
 	syncInterval   time.Duration
+	ttlSeconds     int64
+	cleanup        bool
+	cleanupEvery   time.Duration
+	cleanupCron    string
+	cleanupDryRun  bool
+	cleanupRate    float64
 }
 
 // envFlags maps each flag to its environment variable. The chart sets env and `make run` passes
 // flags; a flag on the command line wins over its variable.
 var envFlags = map[string]string{
-	"kubeconfig":            "KUBECONFIG",
-	"namespace":             "POD_NAMESPACE",
-	"metrics-addr":          "METRICS_ADDR",
-	"webhook-addr":          "WEBHOOK_ADDR",
-	"default-sources":       "DEFAULT_SOURCES",
-	"kube-qps":              "KUBE_QPS",
-	"kube-burst":            "KUBE_BURST",
-	"writer-workers":        "WRITER_WORKERS",
-	"writer-queue":          "WRITER_QUEUE_SIZE",
-	"connect-timeout":       "CONNECT_TIMEOUT",
-	"log-level":             "LOG_LEVEL",
-	"release":               "RELEASE_NAME",
-	"redis-addr":            "REDIS_ADDR",
-	"dedup-window":          "DEDUP_WINDOW",
-	"dedup-max-size":        "DEDUP_MAX_SIZE",
-	"dedup-strategy":        "DEDUP_STRATEGY",
-	"dedup-max-per-window":  "DEDUP_MAX_EVENTS_PER_WINDOW",
-	"processing-order":      "PROCESSING_ORDER",
-	"min-severity":          "FILTER_MIN_SEVERITY",
-	"member-id":             "POD_NAME",
-	"sharding":              "SHARDING_ENABLED",
-	"shard-partitions":      "SHARD_PARTITIONS",
-	"shard-hash":            "SHARD_HASH",
-	"member-lease-duration": "MEMBER_LEASE_DURATION",
-	"member-renew-interval": "MEMBER_RENEW_INTERVAL",
-	"leader-election":       "LEADER_ELECTION_ENABLED",
-	"leader-lease-duration": "LEADER_LEASE_DURATION",
-	"leader-renew-deadline": "LEADER_RENEW_DEADLINE",
-	"leader-retry-period":   "LEADER_RETRY_PERIOD",
-	"ha-optimization":       "HA_OPTIMIZATION_ENABLED",
-	"coordination-interval": "COORDINATION_INTERVAL",
-	"order-tune-interval":   "ORDER_TUNE_INTERVAL",
+	"kubeconfig":                 "KUBECONFIG",
+	"namespace":                  "POD_NAMESPACE",
+	"metrics-addr":               "METRICS_ADDR",
+	"webhook-addr":               "WEBHOOK_ADDR",
+	"default-sources":            "DEFAULT_SOURCES",
+	"kube-qps":                   "KUBE_QPS",
+	"kube-burst":                 "KUBE_BURST",
+	"writer-workers":             "WRITER_WORKERS",
+	"writer-queue":               "WRITER_QUEUE_SIZE",
+	"connect-timeout":            "CONNECT_TIMEOUT",
+	"log-level":                  "LOG_LEVEL",
+	"release":                    "RELEASE_NAME",
+	"redis-addr":                 "REDIS_ADDR",
+	"dedup-window":               "DEDUP_WINDOW",
+	"dedup-max-size":             "DEDUP_MAX_SIZE",
+	"dedup-strategy":             "DEDUP_STRATEGY",
+	"dedup-max-per-window":       "DEDUP_MAX_EVENTS_PER_WINDOW",
+	"processing-order":           "PROCESSING_ORDER",
+	"min-severity":               "FILTER_MIN_SEVERITY",
+	"member-id":                  "POD_NAME",
+	"sharding":                   "SHARDING_ENABLED",
+	"shard-partitions":           "SHARD_PARTITIONS",
+	"shard-hash":                 "SHARD_HASH",
+	"member-lease-duration":      "MEMBER_LEASE_DURATION",
+	"member-renew-interval":      "MEMBER_RENEW_INTERVAL",
+	"leader-election":            "LEADER_ELECTION_ENABLED",
+	"leader-lease-duration":      "LEADER_LEASE_DURATION",
+	"leader-renew-deadline":      "LEADER_RENEW_DEADLINE",
+	"leader-retry-period":        "LEADER_RETRY_PERIOD",
+	"ha-optimization":            "HA_OPTIMIZATION_ENABLED",
+	"coordination-interval":      "COORDINATION_INTERVAL",
+	"observation-ttl-seconds":    "OBSERVATION_TTL_SECONDS",
+	"cleanup":                    "CLEANUP_ENABLED",
+	"cleanup-interval":           "CLEANUP_INTERVAL",
+	"cleanup-schedule":           "CLEANUP_SCHEDULE",
+	"cleanup-dry-run":            "CLEANUP_DRY_RUN",
+	"cleanup-deletes-per-second": "CLEANUP_DELETES_PER_SECOND",
+	"order-tune-interval":        "ORDER_TUNE_INTERVAL",
 }
 
 func newFlagSet(c *config) *flag.FlagSet {
@@ -132,6 +144,13 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.leaderRetry, "leader-retry-period", 2*time.Second, "how often candidates try for the leader Lease")
 	fs.BoolVar(&c.haOptimization, "ha-optimization", false,
 		"let the leader set the dedup window and local cache size from the global rate (needs Redis)")
+	fs.Int64Var(&c.ttlSeconds, "observation-ttl-seconds", 7*24*3600,
+		"lifetime of Observations without a TTL of their own or their source's, clamped to [60, 31536000]")
+	fs.BoolVar(&c.cleanup, "cleanup", true, "delete expired Observations (on the leader)")
+	fs.DurationVar(&c.cleanupEvery, "cleanup-interval", time.Minute, "pause between continuous cleanup runs")
+	fs.StringVar(&c.cleanupCron, "cleanup-schedule", "", "extra cleanup runs on a cron schedule, such as \"0 3 * * *\"")
+	fs.BoolVar(&c.cleanupDryRun, "cleanup-dry-run", false, "count expired Observations, delete none")
+	fs.Float64Var(&c.cleanupRate, "cleanup-deletes-per-second", 1000, "ceiling on cleanup's deletes per second")
 	fs.DurationVar(&c.syncInterval, "coordination-interval", 2*time.Second,
 		"how often a replica publishes its statistics and applies the leader's decisions")
 	fs.VisitAll(func(f *flag.Flag) {

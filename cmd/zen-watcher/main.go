@@ -21,11 +21,13 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+	"github.com/kube-zen/zen-watcher/pkg/ha/cleanup"
 	"github.com/kube-zen/zen-watcher/pkg/ingester"
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 	"github.com/kube-zen/zen-watcher/pkg/obsclient"
@@ -105,13 +107,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { writer.Run(gctx); return nil })
-	rep.start(gctx, g, health, pipe, store.Local(), rc, ingesters)
+	cleaner, err := newCleaner(cfg, restCfg, m, log)
+	if err != nil {
+		return err
+	}
+	rep.start(gctx, g, health, pipe, store.Local(), rc, ingesters, cleaner)
 	g.Go(func() error { return server.Serve(gctx, cfg.metricsAddr, health.Handler(), log) })
 	g.Go(func() error { return server.Serve(gctx, cfg.webhookAddr, hooks, log) })
 	log.Info("zen-watcher started", "namespace", cfg.namespace, "apiServer", restCfg.Host)
 	err = g.Wait()
 	log.Info("zen-watcher stopped")
 	return err
+}
+
+// newCleaner builds the leader's cleanup of expired Observations, or nil when it is off.
+func newCleaner(cfg *config, rc *rest.Config, m *metrics.Metrics, log *slog.Logger) (*cleanup.Cleaner, error) {
+	if !cfg.cleanup {
+		return nil, nil
+	}
+	mc, err := metadata.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("building metadata client: %w", err)
+	}
+	return cleanup.New(cleanup.Config{
+		Client: mc, TTL: time.Duration(cfg.ttlSeconds) * time.Second, Interval: cfg.cleanupEvery,
+		Schedule: cfg.cleanupCron, DryRun: cfg.cleanupDryRun, DeletesPerSec: cfg.cleanupRate,
+		Metrics: m, Log: log.With("component", "cleanup"),
+	})
 }
 
 // processingDefaults is the processing of every source whose Ingester says nothing else.

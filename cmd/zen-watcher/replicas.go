@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kube-zen/zen-watcher/pkg/ha"
+	"github.com/kube-zen/zen-watcher/pkg/ha/cleanup"
 	"github.com/kube-zen/zen-watcher/pkg/ingester"
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
@@ -52,10 +54,26 @@ func (r *replicas) wrap() sources.WrapListerWatcher {
 	return r.sharder.Wrap
 }
 
+// leaderWork is what the leader runs while it leads: the coordinator's decisions and cleanup. It
+// returns when leadership (lctx) ends.
+func (r *replicas) leaderWork(coord *ha.Coordinator, cleaner *cleanup.Cleaner) func(lctx context.Context) {
+	return func(lctx context.Context) {
+		var wg sync.WaitGroup
+		if coord != nil {
+			wg.Go(func() { coord.Lead(lctx, r.cfg.tuneInterval) })
+		}
+		if cleaner != nil {
+			wg.Go(func() { cleaner.Run(lctx) })
+		}
+		<-lctx.Done()
+		wg.Wait()
+	}
+}
+
 // start runs membership, the Ingester manager (once this replica knows its share), leader election
 // and coordination in g.
 func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.Health, pipe *pipeline.Pipeline,
-	cache *pipeline.LocalCache, rc redis.UniversalClient, ingesters *ingester.Manager) {
+	cache *pipeline.LocalCache, rc redis.UniversalClient, ingesters *ingester.Manager, cleaner *cleanup.Cleaner) {
 	if r.members == nil {
 		health.AddLiveness("process", func(context.Context) error { return nil })
 		g.Go(func() error { return ingesters.Run(ctx) })
@@ -83,7 +101,10 @@ func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.
 		tuner := pipeline.NewTuner(pipe, pipeline.DefaultOrderPolicy(), r.metrics, r.log)
 		g.Go(func() error { tuner.Run(ctx, r.cfg.tuneInterval); return nil })
 	}
+	lead := r.leaderWork(coord, cleaner)
 	if !r.cfg.leaderElection {
+		// A single replica by configuration: it does the leader's work itself.
+		g.Go(func() error { lead(ctx); return nil })
 		return
 	}
 	g.Go(func() error {
@@ -91,13 +112,7 @@ func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.
 			Client: r.kube, Namespace: r.cfg.namespace, Name: r.cfg.release + "-leader", ID: r.cfg.memberID,
 			LeaseDuration: r.cfg.leaderLease, RenewDeadline: r.cfg.leaderRenew, RetryPeriod: r.cfg.leaderRetry,
 			Metrics: r.metrics, Log: r.log,
-		}, func(lctx context.Context) {
-			if coord != nil {
-				coord.Lead(lctx, r.cfg.tuneInterval)
-			} else {
-				<-lctx.Done()
-			}
-		})
+		}, lead)
 		return nil
 	})
 }

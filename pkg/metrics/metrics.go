@@ -76,6 +76,16 @@ type Metrics struct {
 	IsLeader prometheus.Gauge
 	// LeaderTransitions counts this replica gaining or losing leadership.
 	LeaderTransitions prometheus.Counter
+	// CleanupDeleted counts Observations deleted by cleanup, by reason.
+	CleanupDeleted *prometheus.CounterVec
+	// CleanupRuns counts cleanup runs by result (complete, interrupted, error).
+	CleanupRuns *prometheus.CounterVec
+	// CleanupDuration is the time of a cleanup run.
+	CleanupDuration prometheus.Histogram
+	// CleanupErrors counts deletes that failed.
+	CleanupErrors prometheus.Counter
+	// CleanupBacklog is the number of expired Observations the last run left.
+	CleanupBacklog prometheus.Gauge
 }
 
 // New creates zen-watcher's metrics and registers them with reg.
@@ -202,6 +212,27 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "leader_transitions_total",
 			Help: "Times this replica gained or lost leadership.",
 		}),
+		CleanupDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "cleanup_deleted_total",
+			Help: "Observations deleted by cleanup, by reason.",
+		}, []string{"reason"}),
+		CleanupRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "cleanup_runs_total",
+			Help: "Cleanup runs by result (complete, interrupted, error).",
+		}, []string{"result"}),
+		CleanupDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "cleanup_duration_seconds",
+			Help:    "Time of a cleanup run.",
+			Buckets: []float64{.1, .5, 1, 5, 15, 30, 60, 120, 300, 600},
+		}),
+		CleanupErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "cleanup_errors_total",
+			Help: "Deletes of expired Observations that failed.",
+		}),
+		CleanupBacklog: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "cleanup_backlog",
+			Help: "Expired Observations the last cleanup run left.",
+		}),
 	}
 	reg.MustRegister(
 		m.ObservationsCreated, m.ObservationsFiltered, m.ObservationsDeduplicated,
@@ -211,6 +242,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.StrategyChanges, m.OrderInForce, m.SharedStoreAvailable, m.DedupFallbacks,
 		m.DedupWindowSeconds, m.DedupCacheSize, m.WebhookRequests, m.WebhookBytes, m.WebhookRejected,
 		m.SourceReady, m.Members, m.PartitionsOwned, m.Rebalances, m.IsLeader, m.LeaderTransitions,
+		m.CleanupDeleted, m.CleanupRuns, m.CleanupDuration, m.CleanupErrors, m.CleanupBacklog,
 	)
 	for _, s := range []string{"fingerprint", "event-stream", "key"} {
 		for _, d := range []string{"create", "drop"} {

@@ -33,6 +33,8 @@ func TestMetricsLint(t *testing.T) {
 	m.WebhookBytes.WithLabelValues("falco").Add(10)
 	m.WebhookRejected.WithLabelValues("falco", "too_large").Inc()
 	m.SourceReady.WithLabelValues("falco").Set(1)
+	m.CleanupDeleted.WithLabelValues("expired").Inc()
+	m.CleanupRuns.WithLabelValues("complete").Inc()
 
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {

@@ -2,12 +2,20 @@ package pipeline
 
 import (
 	"encoding/hex"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+)
+
+// The bounds of an Observation's TTL, as the CRD enforces them.
+const (
+	minTTLSeconds = 60
+	maxTTLSeconds = 365 * 24 * 3600
 )
 
 // DetailTruncated is the detail key set when any part of a finding was shortened to fit.
@@ -61,8 +69,9 @@ func BuildObservation(ev *Event, fallbackNS string) *v1alpha1.Observation {
 		obs.Spec.Details[DetailTruncated] = "true"
 	}
 	if ev.TTLSeconds > 0 {
-		ttl := ev.TTLSeconds
+		ttl := min(max(ev.TTLSeconds, minTTLSeconds), maxTTLSeconds)
 		obs.Spec.TTLSecondsAfterCreation = &ttl
+		obs.Labels[v1alpha1.LabelExpiresAt] = strconv.FormatInt(time.Now().Unix()+ttl, 10)
 	}
 	return obs
 }

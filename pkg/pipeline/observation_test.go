@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
 )
@@ -90,6 +92,10 @@ func TestBuildObservation(t *testing.T) {
 			check: func(t *testing.T, o *v1alpha1.Observation) {
 				if o.Spec.TTLSecondsAfterCreation == nil || *o.Spec.TTLSecondsAfterCreation != 3600 {
 					t.Errorf("ttl %v", o.Spec.TTLSecondsAfterCreation)
+				}
+				exp, err := strconv.ParseInt(o.Labels[v1alpha1.LabelExpiresAt], 10, 64)
+				if err != nil || exp < time.Now().Unix()+3590 || exp > time.Now().Unix()+3600 {
+					t.Errorf("expires-at label %q", o.Labels[v1alpha1.LabelExpiresAt])
 				}
 			},
 		},

@@ -53,6 +53,10 @@ const (
 	LabelSource   = GroupName + "/source"
 	LabelSeverity = GroupName + "/severity"
 	LabelCategory = GroupName + "/category"
+	// LabelExpiresAt holds, for an Observation with its own TTL, the Unix second after which it may
+	// be deleted: cleanup decides from metadata alone. Without it, the global TTL applies from the
+	// creation time.
+	LabelExpiresAt = GroupName + "/expires-at"
 )
 
 // Bounds on what one Observation may carry; the API server enforces them through the CRD schema and
