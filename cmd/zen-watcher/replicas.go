@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kube-zen/zen-watcher/pkg/ha"
@@ -87,6 +89,7 @@ func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.
 		})
 		g.Go(func() error { return r.members.Run(ctx) })
 		g.Go(func() error { return r.follow(ctx, ingesters) })
+		g.Go(func() error { r.countNamespaces(ctx); return nil })
 	}
 	var coord *ha.Coordinator
 	if rc != nil {
@@ -136,6 +139,30 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager) erro
 			if r.sharder.Update(set) {
 				ingesters.Reshard()
 			}
+		}
+	}
+}
+
+// countNamespaces keeps the namespaces-owned gauge current: on every share change and every 30 s.
+func (r *replicas) countNamespaces(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		list, err := r.kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		if err == nil {
+			owned := 0
+			for _, ns := range list.Items {
+				if r.sharder.Owns(ns.Name) {
+					owned++
+				}
+			}
+			r.metrics.NamespacesOwned.Set(float64(owned))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.sharder.Counted():
 		}
 	}
 }

@@ -7,6 +7,7 @@ package ha
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,6 +31,26 @@ type LeaderConfig struct {
 	Log                                       *slog.Logger
 }
 
+// watchLeader records when another replica last renewed the leader Lease, for the failover metric.
+func watchLeader(ctx context.Context, cfg LeaderConfig, lastOther *atomic.Int64) {
+	t := time.NewTicker(cfg.RetryPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		l, err := cfg.Client.CoordinationV1().Leases(cfg.Namespace).Get(ctx, cfg.Name, metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil || l.Spec.RenewTime == nil {
+			continue
+		}
+		if h := *l.Spec.HolderIdentity; h != "" && h != cfg.ID {
+			lastOther.Store(l.Spec.RenewTime.UnixNano())
+		}
+	}
+}
+
 // RunLeaderElection campaigns for leadership until ctx ends. While this replica leads, lead runs
 // with a context that ends the moment leadership is lost; the Lease is released on a graceful stop
 // so that another replica takes over at once.
@@ -48,6 +69,8 @@ func RunLeaderElection(ctx context.Context, cfg LeaderConfig, lead func(ctx cont
 		Client:     cfg.Client.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: cfg.ID},
 	}
+	var lastOther atomic.Int64 // unix nanoseconds of the last renewal seen from another leader
+	go watchLeader(ctx, cfg, &lastOther)
 	for ctx.Err() == nil {
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock: lock, ReleaseOnCancel: true, Name: cfg.Name,
@@ -56,7 +79,13 @@ func RunLeaderElection(ctx context.Context, cfg LeaderConfig, lead func(ctx cont
 				OnStartedLeading: func(lctx context.Context) {
 					cfg.Metrics.IsLeader.Set(1)
 					cfg.Metrics.LeaderTransitions.Inc()
-					cfg.Log.Info("leading")
+					if last := lastOther.Load(); last > 0 {
+						gap := time.Since(time.Unix(0, last))
+						cfg.Metrics.FailoverSeconds.Observe(gap.Seconds())
+						cfg.Log.Info("leading", "sincePreviousLeaderRenewed", gap.Round(time.Millisecond))
+					} else {
+						cfg.Log.Info("leading")
+					}
 					lead(lctx)
 				},
 				OnStoppedLeading: func() {

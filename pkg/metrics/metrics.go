@@ -76,6 +76,11 @@ type Metrics struct {
 	IsLeader prometheus.Gauge
 	// LeaderTransitions counts this replica gaining or losing leadership.
 	LeaderTransitions prometheus.Counter
+	// FailoverSeconds is, when this replica took over, the time since the previous leader last
+	// renewed the Lease.
+	FailoverSeconds prometheus.Histogram
+	// NamespacesOwned is the number of namespaces in this replica's share.
+	NamespacesOwned prometheus.Gauge
 	// CleanupDeleted counts Observations deleted by cleanup, by reason.
 	CleanupDeleted *prometheus.CounterVec
 	// CleanupRuns counts cleanup runs by result (complete, interrupted, error).
@@ -212,6 +217,15 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "leader_transitions_total",
 			Help: "Times this replica gained or lost leadership.",
 		}),
+		FailoverSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "leader_failover_seconds",
+			Help:    "At a takeover, the time since the previous leader last renewed the Lease.",
+			Buckets: []float64{.1, .25, .5, 1, 2, 5, 10, 20, 30, 60},
+		}),
+		NamespacesOwned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "shard_namespaces_owned",
+			Help: "Namespaces in this replica's share.",
+		}),
 		CleanupDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "cleanup_deleted_total",
 			Help: "Observations deleted by cleanup, by reason.",
@@ -242,7 +256,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.StrategyChanges, m.OrderInForce, m.SharedStoreAvailable, m.DedupFallbacks,
 		m.DedupWindowSeconds, m.DedupCacheSize, m.WebhookRequests, m.WebhookBytes, m.WebhookRejected,
 		m.SourceReady, m.Members, m.PartitionsOwned, m.Rebalances, m.IsLeader, m.LeaderTransitions,
-		m.CleanupDeleted, m.CleanupRuns, m.CleanupDuration, m.CleanupErrors, m.CleanupBacklog,
+		m.FailoverSeconds, m.NamespacesOwned, m.CleanupDeleted, m.CleanupRuns, m.CleanupDuration, m.CleanupErrors, m.CleanupBacklog,
 	)
 	for _, s := range []string{"fingerprint", "event-stream", "key"} {
 		for _, d := range []string{"create", "drop"} {

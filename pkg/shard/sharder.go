@@ -23,6 +23,7 @@ type Sharder struct {
 	share   Ranges
 	joined  bool
 	changes chan struct{}
+	counted chan struct{}
 }
 
 // NewSharder returns the sharder of member self. Until the first Update it owns everything, which is
@@ -30,7 +31,7 @@ type Sharder struct {
 // shards on the Balanced hash instead of the API server's FNV-1a (see Balanced).
 func NewSharder(self string, partitions int, balanced bool, m *metrics.Metrics, log *slog.Logger) *Sharder {
 	return &Sharder{self: self, partitions: partitions, balanced: balanced, metrics: m, log: log,
-		share: Ranges{{}}, changes: make(chan struct{}, 1)}
+		share: Ranges{{}}, changes: make(chan struct{}, 1), counted: make(chan struct{}, 1)}
 }
 
 // Update recomputes the share from the member set; it reports whether the share changed.
@@ -51,9 +52,11 @@ func (s *Sharder) Update(members []string) bool {
 	if changed {
 		s.metrics.Rebalances.Inc()
 		s.log.Info("share changed", "members", members, "partitions", owned, "ranges", len(share))
-		select {
-		case s.changes <- struct{}{}:
-		default:
+		for _, c := range []chan struct{}{s.changes, s.counted} {
+			select {
+			case c <- struct{}{}:
+			default:
+			}
 		}
 	}
 	return changed
@@ -61,6 +64,9 @@ func (s *Sharder) Update(members []string) bool {
 
 // Changes signals each change of the share.
 func (s *Sharder) Changes() <-chan struct{} { return s.changes }
+
+// Counted signals each change of the share too, for a second listener (the namespace count).
+func (s *Sharder) Counted() <-chan struct{} { return s.counted }
 
 // Joined reports whether this replica is in the member set it last saw.
 func (s *Sharder) Joined() bool {
