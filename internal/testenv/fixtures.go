@@ -7,9 +7,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/kube-zen/zen-watcher/pkg/pipeline"
+	"github.com/kube-zen/zen-watcher/pkg/sources"
 )
 
 // FixturesDir is where the tools' own objects and payloads are: $ZW_FIXTURES, else
@@ -71,4 +75,23 @@ func FixtureObjects(path string) ([]*unstructured.Unstructured, error) {
 		}
 		out = append(out, u)
 	}
+}
+
+// ParseFixture runs parser over every object of a fixture and returns all their findings; a parse
+// error fails the test.
+func ParseFixture(t testing.TB, path string, parser sources.ObjectParser) []*pipeline.Event {
+	t.Helper()
+	objs, err := FixtureObjects(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*pipeline.Event
+	for _, o := range objs {
+		evs, err := parser.ParseObject(o)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		out = append(out, evs...)
+	}
+	return out
 }

@@ -13,20 +13,7 @@ import (
 )
 
 func parseFixture(t *testing.T, path string) []*pipeline.Event {
-	t.Helper()
-	objs, err := testenv.FixtureObjects(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*pipeline.Event
-	for _, o := range objs {
-		evs, err := Parser{}.ParseObject(o)
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		out = append(out, evs...)
-	}
-	return out
+	return testenv.ParseFixture(t, path, Parser{})
 }
 
 func TestVulnerabilityReport(t *testing.T) {
