@@ -53,45 +53,47 @@ type config struct {
 
 // envFlags maps each flag to its environment variable. The chart sets env and `make run` passes
 // flags; a flag on the command line wins over its variable.
-var envFlags = map[string]string{
-	"kubeconfig":                 "KUBECONFIG",
-	"namespace":                  "POD_NAMESPACE",
-	"metrics-addr":               "METRICS_ADDR",
-	"webhook-addr":               "WEBHOOK_ADDR",
-	"default-sources":            "DEFAULT_SOURCES",
-	"kube-qps":                   "KUBE_QPS",
-	"kube-burst":                 "KUBE_BURST",
-	"writer-workers":             "WRITER_WORKERS",
-	"writer-queue":               "WRITER_QUEUE_SIZE",
-	"connect-timeout":            "CONNECT_TIMEOUT",
-	"log-level":                  "LOG_LEVEL",
-	"release":                    "RELEASE_NAME",
-	"redis-addr":                 "REDIS_ADDR",
-	"dedup-window":               "DEDUP_WINDOW",
-	"dedup-max-size":             "DEDUP_MAX_SIZE",
-	"dedup-strategy":             "DEDUP_STRATEGY",
-	"dedup-max-per-window":       "DEDUP_MAX_EVENTS_PER_WINDOW",
-	"processing-order":           "PROCESSING_ORDER",
-	"min-severity":               "FILTER_MIN_SEVERITY",
-	"member-id":                  "POD_NAME",
-	"sharding":                   "SHARDING_ENABLED",
-	"shard-partitions":           "SHARD_PARTITIONS",
-	"shard-hash":                 "SHARD_HASH",
-	"member-lease-duration":      "MEMBER_LEASE_DURATION",
-	"member-renew-interval":      "MEMBER_RENEW_INTERVAL",
-	"leader-election":            "LEADER_ELECTION_ENABLED",
-	"leader-lease-duration":      "LEADER_LEASE_DURATION",
-	"leader-renew-deadline":      "LEADER_RENEW_DEADLINE",
-	"leader-retry-period":        "LEADER_RETRY_PERIOD",
-	"ha-optimization":            "HA_OPTIMIZATION_ENABLED",
-	"coordination-interval":      "COORDINATION_INTERVAL",
-	"observation-ttl-seconds":    "OBSERVATION_TTL_SECONDS",
-	"cleanup":                    "CLEANUP_ENABLED",
-	"cleanup-interval":           "CLEANUP_INTERVAL",
-	"cleanup-schedule":           "CLEANUP_SCHEDULE",
-	"cleanup-dry-run":            "CLEANUP_DRY_RUN",
-	"cleanup-deletes-per-second": "CLEANUP_DELETES_PER_SECOND",
-	"order-tune-interval":        "ORDER_TUNE_INTERVAL",
+func envFlags() map[string]string {
+	return map[string]string{
+		"kubeconfig":                 "KUBECONFIG",
+		"namespace":                  "POD_NAMESPACE",
+		"metrics-addr":               "METRICS_ADDR",
+		"webhook-addr":               "WEBHOOK_ADDR",
+		"default-sources":            "DEFAULT_SOURCES",
+		"kube-qps":                   "KUBE_QPS",
+		"kube-burst":                 "KUBE_BURST",
+		"writer-workers":             "WRITER_WORKERS",
+		"writer-queue":               "WRITER_QUEUE_SIZE",
+		"connect-timeout":            "CONNECT_TIMEOUT",
+		"log-level":                  "LOG_LEVEL",
+		"release":                    "RELEASE_NAME",
+		"redis-addr":                 "REDIS_ADDR",
+		"dedup-window":               "DEDUP_WINDOW",
+		"dedup-max-size":             "DEDUP_MAX_SIZE",
+		"dedup-strategy":             "DEDUP_STRATEGY",
+		"dedup-max-per-window":       "DEDUP_MAX_EVENTS_PER_WINDOW",
+		"processing-order":           "PROCESSING_ORDER",
+		"min-severity":               "FILTER_MIN_SEVERITY",
+		"member-id":                  "POD_NAME",
+		"sharding":                   "SHARDING_ENABLED",
+		"shard-partitions":           "SHARD_PARTITIONS",
+		"shard-hash":                 "SHARD_HASH",
+		"member-lease-duration":      "MEMBER_LEASE_DURATION",
+		"member-renew-interval":      "MEMBER_RENEW_INTERVAL",
+		"leader-election":            "LEADER_ELECTION_ENABLED",
+		"leader-lease-duration":      "LEADER_LEASE_DURATION",
+		"leader-renew-deadline":      "LEADER_RENEW_DEADLINE",
+		"leader-retry-period":        "LEADER_RETRY_PERIOD",
+		"ha-optimization":            "HA_OPTIMIZATION_ENABLED",
+		"coordination-interval":      "COORDINATION_INTERVAL",
+		"observation-ttl-seconds":    "OBSERVATION_TTL_SECONDS",
+		"cleanup":                    "CLEANUP_ENABLED",
+		"cleanup-interval":           "CLEANUP_INTERVAL",
+		"cleanup-schedule":           "CLEANUP_SCHEDULE",
+		"cleanup-dry-run":            "CLEANUP_DRY_RUN",
+		"cleanup-deletes-per-second": "CLEANUP_DELETES_PER_SECOND",
+		"order-tune-interval":        "ORDER_TUNE_INTERVAL",
+	}
 }
 
 func newFlagSet(c *config) *flag.FlagSet {
@@ -154,7 +156,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.syncInterval, "coordination-interval", 2*time.Second,
 		"how often a replica publishes its statistics and applies the leader's decisions")
 	fs.VisitAll(func(f *flag.Flag) {
-		f.Usage += fmt.Sprintf(" (env %s)", envFlags[f.Name])
+		f.Usage += fmt.Sprintf(" (env %s)", envFlags()[f.Name])
 	})
 	return fs
 }
@@ -166,7 +168,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs := newFlagSet(c)
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		env := envFlags[f.Name]
+		env := envFlags()[f.Name]
 		if v := getenv(env); v != "" && err == nil {
 			if serr := fs.Set(f.Name, v); serr != nil {
 				err = fmt.Errorf("environment variable %s=%q: %w", env, v, serr)

@@ -52,11 +52,11 @@ func TestEveryFlagHasAnEnvVar(t *testing.T) {
 	n := 0
 	fs.VisitAll(func(f *flag.Flag) {
 		n++
-		if envFlags[f.Name] == "" {
+		if envFlags()[f.Name] == "" {
 			t.Errorf("flag -%s has no environment variable", f.Name)
 		}
 	})
-	if n != len(envFlags) {
-		t.Errorf("%d flags, %d environment variables", n, len(envFlags))
+	if n != len(envFlags()) {
+		t.Errorf("%d flags, %d environment variables", n, len(envFlags()))
 	}
 }

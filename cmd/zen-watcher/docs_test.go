@@ -16,7 +16,7 @@ func TestConfigurationDocumented(t *testing.T) {
 	}
 	text := string(doc)
 	newFlagSet(&config{}).VisitAll(func(f *flag.Flag) {
-		row := "| `-" + f.Name + "` | `" + envFlags[f.Name] + "` |"
+		row := "| `-" + f.Name + "` | `" + envFlags()[f.Name] + "` |"
 		if !strings.Contains(text, row) {
 			t.Errorf("docs/CONFIGURATION.md has no row starting %q", row)
 		}

@@ -256,22 +256,59 @@ func bindsClusterAdmin(raw json.RawMessage) bool {
 	return len(raw) > 0 && json.Unmarshal(raw, &b) == nil && b.RoleRef.Name == "cluster-admin"
 }
 
-// kinds maps the resources that audit events name to their kinds.
-var kinds = map[string]string{
-	"pods": "Pod", "secrets": "Secret", "configmaps": "ConfigMap", "namespaces": "Namespace",
-	"serviceaccounts": "ServiceAccount", "services": "Service", "nodes": "Node",
-	"deployments": "Deployment", "daemonsets": "DaemonSet", "statefulsets": "StatefulSet", "replicasets": "ReplicaSet",
-	"roles": "Role", "clusterroles": "ClusterRole", "rolebindings": "RoleBinding", "clusterrolebindings": "ClusterRoleBinding",
-	"persistentvolumeclaims": "PersistentVolumeClaim", "persistentvolumes": "PersistentVolume",
-	"jobs": "Job", "cronjobs": "CronJob", "ingresses": "Ingress", "networkpolicies": "NetworkPolicy",
-	"customresourcedefinitions": "CustomResourceDefinition",
+// kindOf names the kind of the resources audit events name; others keep the resource's name.
+func kindOf(resource string) string {
+	switch resource {
+	case "pods":
+		return "Pod"
+	case "secrets":
+		return "Secret"
+	case "configmaps":
+		return "ConfigMap"
+	case "namespaces":
+		return "Namespace"
+	case "serviceaccounts":
+		return "ServiceAccount"
+	case "services":
+		return "Service"
+	case "nodes":
+		return "Node"
+	case "deployments":
+		return "Deployment"
+	case "daemonsets":
+		return "DaemonSet"
+	case "statefulsets":
+		return "StatefulSet"
+	case "replicasets":
+		return "ReplicaSet"
+	case "roles":
+		return "Role"
+	case "clusterroles":
+		return "ClusterRole"
+	case "rolebindings":
+		return "RoleBinding"
+	case "clusterrolebindings":
+		return "ClusterRoleBinding"
+	case "persistentvolumeclaims":
+		return "PersistentVolumeClaim"
+	case "persistentvolumes":
+		return "PersistentVolume"
+	case "jobs":
+		return "Job"
+	case "cronjobs":
+		return "CronJob"
+	case "ingresses":
+		return "Ingress"
+	case "networkpolicies":
+		return "NetworkPolicy"
+	case "customresourcedefinitions":
+		return "CustomResourceDefinition"
+	}
+	return resource
 }
 
 func resource(ref objectRef) v1alpha1.ResourceRef {
-	kind, ok := kinds[ref.Resource]
-	if !ok {
-		kind = ref.Resource
-	}
+	kind := kindOf(ref.Resource)
 	apiVersion := ref.APIVersion
 	if ref.APIGroup != "" && ref.APIVersion != "" {
 		apiVersion = ref.APIGroup + "/" + ref.APIVersion

@@ -49,18 +49,28 @@ func (Parser) ParsePayload(body []byte) ([]*pipeline.Event, error) {
 	return out, err
 }
 
-// priorities maps Falco's priorities; Falco spells them in several cases and lengths.
-var priorities = map[string]v1alpha1.Severity{
-	"emergency": v1alpha1.SeverityCritical, "alert": v1alpha1.SeverityCritical, "critical": v1alpha1.SeverityCritical,
-	"error": v1alpha1.SeverityHigh, "warning": v1alpha1.SeverityMedium, "notice": v1alpha1.SeverityLow,
-	"informational": v1alpha1.SeverityInfo, "info": v1alpha1.SeverityInfo, "debug": v1alpha1.SeverityInfo,
+// priority maps Falco's priorities; Falco spells them in several cases and lengths.
+func priority(p string) (v1alpha1.Severity, bool) {
+	switch strings.ToLower(p) {
+	case "emergency", "alert", "critical":
+		return v1alpha1.SeverityCritical, true
+	case "error":
+		return v1alpha1.SeverityHigh, true
+	case "warning":
+		return v1alpha1.SeverityMedium, true
+	case "notice":
+		return v1alpha1.SeverityLow, true
+	case "informational", "info", "debug":
+		return v1alpha1.SeverityInfo, true
+	}
+	return "", false
 }
 
 func finding(a *alert) (*pipeline.Event, error) {
 	if a.Rule == "" || a.Output == "" {
 		return nil, errors.New("not a Falco alert: rule and output are required")
 	}
-	sev, ok := priorities[strings.ToLower(a.Priority)]
+	sev, ok := priority(a.Priority)
 	if !ok {
 		sev = v1alpha1.Severity(strings.ToLower(a.Priority)) // counted and made info by the pipeline
 	}
@@ -130,7 +140,7 @@ func message(out string) string {
 		if isTimestamp(out[:i]) {
 			out = out[i+2:]
 			if sp := strings.IndexByte(out, ' '); sp > 0 {
-				if _, isPriority := priorities[strings.ToLower(out[:sp])]; isPriority {
+				if _, isPriority := priority(out[:sp]); isPriority {
 					out = out[sp+1:]
 				}
 			}

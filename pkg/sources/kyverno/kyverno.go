@@ -61,7 +61,7 @@ func (Parser) ParseObject(obj *unstructured.Unstructured) ([]*pipeline.Event, er
 	}
 	var out []*pipeline.Event
 	for _, res := range r.Results {
-		eventType, ok := eventTypes[strings.ToLower(res.Result)]
+		eventType, ok := eventType(res.Result)
 		if !ok {
 			continue // pass, skip
 		}
@@ -72,10 +72,17 @@ func (Parser) ParseObject(obj *unstructured.Unstructured) ([]*pipeline.Event, er
 	return out, nil
 }
 
-var eventTypes = map[string]string{
-	"fail":  "policy_violation",
-	"warn":  "policy_warning",
-	"error": "policy_error",
+// eventType names a result's finding; passing and skipped results are none.
+func eventType(result string) (string, bool) {
+	switch strings.ToLower(result) {
+	case "fail":
+		return "policy_violation", true
+	case "warn":
+		return "policy_warning", true
+	case "error":
+		return "policy_error", true
+	}
+	return "", false
 }
 
 // targets are the resources a result is about: its own, else the report's scope, else the
