@@ -156,7 +156,7 @@ func exactlyOnce(t *testing.T, l *load, phase string) {
 }
 
 // TestReplicas runs a release of several replicas under a steady load of warnings in 50
-// namespaces, through a leader kill, scaling 2 → 4 → 2, a rolling restart and 20 s without Redis. After
+// namespaces, through scaling 3 → 5 → 2, a leader kill, a rolling restart and 20 s without Redis. After
 // each, every warning has exactly one Observation and there is one leader.
 func TestReplicas(t *testing.T) {
 	redisSrv, err := testenv.StartRedis()
@@ -209,6 +209,38 @@ func TestReplicas(t *testing.T) {
 		}
 	}
 
+	// (c) scale 3 → 5 → 2, gracefully: stopped replicas delete their Leases, and the leader releases
+	// its own, so the handoff does not wait for a Lease to expire.
+	l.run(t, 40*time.Millisecond)
+	f.start("zw-3")
+	f.start("zw-4")
+	f.waitReady()
+	time.Sleep(2 * time.Second)
+	// Down to two: two followers first, then the leader, whose handoff is timed.
+	oldLeader := leaderOf(t)
+	stopped := 0
+	for _, id := range []string{"zw-0", "zw-1", "zw-2", "zw-3", "zw-4"} {
+		if id != oldLeader && stopped < 2 {
+			f.stop(id)
+			stopped++
+		}
+	}
+	handoff := time.Now()
+	f.stop(oldLeader)
+	eventually(t, 30*time.Second, func(context.Context) error {
+		if now := leaderOf(t); now == oldLeader || now == "" {
+			return fmt.Errorf("leader still %q", now)
+		}
+		return nil
+	})
+	t.Logf("graceful stop of leader %s: %s leads %s after the stop began", oldLeader, leaderOf(t),
+		time.Since(handoff).Round(10*time.Millisecond))
+	time.Sleep(2 * time.Second)
+	l.pause()
+	exactlyOnce(t, l, "after scaling 3 → 5 → 2")
+	f.start("zw-5")
+	f.waitReady()
+
 	// (b) kill -9 the leader under load.
 	leader := leaderOf(t)
 	if leader == "" {
@@ -238,19 +270,6 @@ func TestReplicas(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	l.pause()
 	exactlyOnce(t, l, "after the leader's kill")
-
-	// (c) scale 2 → 4 → 2 (gracefully: the stopped ones delete their Leases).
-	l.run(t, 40*time.Millisecond)
-	f.start("zw-3")
-	f.start("zw-4")
-	f.waitReady()
-	time.Sleep(2 * time.Second)
-	for _, id := range []string{"zw-3", "zw-4"} {
-		f.stop(id)
-	}
-	time.Sleep(2 * time.Second)
-	l.pause()
-	exactlyOnce(t, l, "after scaling up and down")
 
 	// (a) a rolling restart of the remaining replicas, one at a time.
 	l.run(t, 40*time.Millisecond)
