@@ -63,9 +63,15 @@ type Informer struct {
 	seen    atomic.Int64 // findings handed on
 	lastErr atomic.Value // string
 
+	resync  time.Duration
+
 	mu      sync.Mutex
 	emitted map[types.UID][]uint64 // sorted fingerprints handed on, per object
 }
+
+// DefaultResync is how often an informer looks at every object again, to hand on findings that
+// could not be written before.
+const DefaultResync = 10 * time.Minute
 
 // NewInformer returns an informer; wrap may be nil.
 func NewInformer(cfg InformerConfig, client dynamic.Interface, disc discovery.DiscoveryInterface,
@@ -74,6 +80,7 @@ func NewInformer(cfg InformerConfig, client dynamic.Interface, disc discovery.Di
 		cfg: cfg, client: client, discovery: disc, parser: parser, wrap: wrap, metrics: m,
 		log:     log.With("source", cfg.Source, "resource", cfg.GVR.String()),
 		emitted: map[types.UID][]uint64{},
+		resync:  DefaultResync,
 	}
 	i.waiting.Store("")
 	i.lastErr.Store("")
@@ -100,9 +107,11 @@ func (i *Informer) Run(ctx context.Context, h Handler) error {
 	if err := i.waitServed(ctx); err != nil {
 		return err
 	}
-	var resync time.Duration
+	// The resync hands on again what could not be written (its fingerprint was forgotten); Timed
+	// parsers also need it to see time pass.
+	resync := i.resync
 	if t, ok := i.parser.(Timed); ok {
-		resync = t.ResyncPeriod()
+		resync = min(resync, t.ResyncPeriod())
 	}
 	inf := cache.NewSharedIndexInformerWithOptions(i.listerWatcher(), &unstructured.Unstructured{},
 		cache.SharedIndexInformerOptions{ResyncPeriod: resync, ObjectDescription: i.cfg.GVR.String()})
@@ -284,7 +293,14 @@ func (i *Informer) handle(ctx context.Context, h Handler, obj any) {
 			continue
 		}
 		ev := *f // the cached finding stays as it is; the pipeline works on a copy
+		uid, fp := p.UID, f.FP
+		ev.Done = func(o pipeline.Outcome, _ error) {
+			if o == pipeline.OutcomeFailed {
+				i.forgetFinding(uid, fp) // not written: the next resync hands it on again
+			}
+		}
 		if err := h.Handle(ctx, &ev); err != nil {
+			i.forgetFinding(uid, fp)
 			if ctx.Err() != nil {
 				return
 			}
@@ -292,6 +308,16 @@ func (i *Informer) handle(ctx context.Context, h Handler, obj any) {
 			continue
 		}
 		i.seen.Add(1)
+	}
+}
+
+// forgetFinding removes one fingerprint from what was handed on for an object.
+func (i *Informer) forgetFinding(uid types.UID, fp uint64) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	fps := i.emitted[uid]
+	if k, found := slices.BinarySearch(fps, fp); found {
+		i.emitted[uid] = slices.Delete(slices.Clone(fps), k, k+1)
 	}
 }
 
