@@ -63,7 +63,7 @@ type Informer struct {
 	seen    atomic.Int64 // findings handed on
 	lastErr atomic.Value // string
 
-	resync  time.Duration
+	resync time.Duration
 
 	mu      sync.Mutex
 	emitted map[types.UID][]uint64 // sorted fingerprints handed on, per object
