@@ -13,7 +13,7 @@ FUZZ_TIME   ?= 10s
 
 export K8S_VERSION ZW_CACHE KUBEBUILDER_ASSETS
 
-.PHONY: all build generate tools k8s-bins redis helm test test-unit fuzz run demo demo-down lint bench clean help
+.PHONY: all build generate tools k8s-bins redis helm test test-unit fuzz run demo demo-down lint bench scale-test clean help
 
 all: build
 
@@ -76,6 +76,9 @@ bench: tools ## Benchmarks against the real parts (see docs/PERFORMANCE.md).
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./pkg/pipeline
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s ./pkg/redisstate
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./test/integration
+
+scale-test: k8s-bins redis ## Steady warnings through 3 replicas; JSON results in scale-tests/results.
+	$(GO) run ./scale-tests $(SCALE_FLAGS)
 
 clean: ## Remove build output (not the cached control plane).
 	rm -rf bin
