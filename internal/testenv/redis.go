@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -115,4 +116,17 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// RunWithRedis is a TestMain body: it starts redis-server into *r, runs the tests, stops it, and
+// returns the exit code.
+func RunWithRedis(m *testing.M, r **Redis) int {
+	srv, err := StartRedis()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	*r = srv
+	defer srv.Close()
+	return m.Run()
 }

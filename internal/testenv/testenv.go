@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -142,4 +143,21 @@ func (c *Cluster) Stop() error {
 		err = errors.Join(err, os.RemoveAll(c.dir))
 	}
 	return err
+}
+
+// RunWithCluster is a TestMain body: it starts a control plane into *c, runs the tests, stops it, and
+// returns the exit code. A control plane that does not start fails the package with the reason.
+func RunWithCluster(m *testing.M, opts Options, c **Cluster) int {
+	cluster, err := StartCluster(opts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	*c = cluster
+	defer func() {
+		if err := cluster.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping control plane:", err)
+		}
+	}()
+	return m.Run()
 }

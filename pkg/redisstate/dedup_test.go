@@ -2,7 +2,6 @@ package redisstate
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -17,15 +16,7 @@ import (
 var srv *testenv.Redis
 
 func TestMain(m *testing.M) {
-	var err error
-	srv, err = testenv.StartRedis()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = srv.Close()
-	os.Exit(code)
+	os.Exit(testenv.RunWithRedis(m, &srv))
 }
 
 func newStore(t *testing.T, release string) (*DedupStore, *redis.Client) {

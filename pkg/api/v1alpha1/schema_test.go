@@ -20,17 +20,7 @@ import (
 var cluster *testenv.Cluster
 
 func TestMain(m *testing.M) {
-	var err error
-	cluster, err = testenv.StartCluster(testenv.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := cluster.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping control plane:", err)
-	}
-	os.Exit(code)
+	os.Exit(testenv.RunWithCluster(m, testenv.Options{}, &cluster))
 }
 
 func validObservation(name string) *v1alpha1.Observation {

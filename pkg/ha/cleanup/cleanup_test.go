@@ -28,15 +28,7 @@ import (
 var cluster *testenv.Cluster
 
 func TestMain(m *testing.M) {
-	var err error
-	cluster, err = testenv.StartCluster(testenv.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = cluster.Stop()
-	os.Exit(code)
+	os.Exit(testenv.RunWithCluster(m, testenv.Options{}, &cluster))
 }
 
 func newCleaner(t *testing.T, cfg Config) (*Cleaner, *metrics.Metrics) {

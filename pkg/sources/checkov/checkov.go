@@ -41,13 +41,13 @@ type Parser struct {
 
 // ParseObject implements sources.ObjectParser.
 func (p Parser) ParseObject(obj *unstructured.Unstructured) ([]*pipeline.Event, error) {
-	data, err := sources.ConfigMapData(obj, p.Key)
+	var reports []report
+	err := sources.ConfigMapResults(obj, p.Key, func(data []byte) (err error) {
+		reports, err = decode(data)
+		return err
+	})
 	if err != nil {
 		return nil, err
-	}
-	reports, err := decode(data)
-	if err != nil {
-		return nil, fmt.Errorf("ConfigMap %s/%s: %w", obj.GetNamespace(), obj.GetName(), err)
 	}
 	var out []*pipeline.Event
 	for _, r := range reports {

@@ -45,13 +45,13 @@ type Parser struct {
 
 // ParseObject implements sources.ObjectParser.
 func (p Parser) ParseObject(obj *unstructured.Unstructured) ([]*pipeline.Event, error) {
-	data, err := sources.ConfigMapData(obj, p.Key)
+	var controls []control
+	err := sources.ConfigMapResults(obj, p.Key, func(data []byte) (err error) {
+		controls, err = decode(data)
+		return err
+	})
 	if err != nil {
 		return nil, err
-	}
-	controls, err := decode(data)
-	if err != nil {
-		return nil, fmt.Errorf("ConfigMap %s/%s: %w", obj.GetNamespace(), obj.GetName(), err)
 	}
 	// kube-bench reports on a node; the ConfigMap that carries the results names it, if anyone does.
 	node := obj.GetLabels()["kube-bench.aquasecurity.github.io/node"]
