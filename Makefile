@@ -9,7 +9,7 @@ KUBEBUILDER_ASSETS ?= $(ZW_CACHE)/k8s/$(K8S_VERSION)
 KUBECTL     := $(KUBEBUILDER_ASSETS)/kubectl
 TOOLS       := $(GO) tool -modfile=hack/tools/go.mod
 TEST_FLAGS  ?= -race -count=1 -timeout 25m
-FUZZ_TIME   ?= 10s
+FUZZ_TIME   ?= 10000x
 
 export K8S_VERSION ZW_CACHE KUBEBUILDER_ASSETS
 
