@@ -49,6 +49,24 @@ type config struct {
 	cleanupCron    string
 	cleanupDryRun  bool
 	cleanupRate    float64
+	webhook        webhookConfig
+	enablePprof    bool
+	pprofPort      int
+}
+
+// webhookConfig is the webhook server's part of the configuration.
+type webhookConfig struct {
+	durable       bool
+	queueMaxLen   int64
+	queueMaxAge   time.Duration
+	claimIdle     time.Duration
+	rate          float64
+	burst         int
+	maxInFlight   int
+	writeTimeout  time.Duration
+	tlsCertFile   string
+	tlsKeyFile    string
+	secretRefresh time.Duration
 }
 
 // envFlags maps each flag to its environment variable. The chart sets env and `make run` passes
@@ -93,6 +111,19 @@ func envFlags() map[string]string {
 		"cleanup-dry-run":            "CLEANUP_DRY_RUN",
 		"cleanup-deletes-per-second": "CLEANUP_DELETES_PER_SECOND",
 		"order-tune-interval":        "ORDER_TUNE_INTERVAL",
+		"webhook-durable":            "WEBHOOK_DURABLE",
+		"webhook-queue-max-length":   "WEBHOOK_QUEUE_MAX_LENGTH",
+		"webhook-queue-max-age":      "WEBHOOK_QUEUE_MAX_AGE",
+		"webhook-claim-idle":         "WEBHOOK_CLAIM_IDLE",
+		"webhook-rate":               "WEBHOOK_RATE_LIMIT",
+		"webhook-burst":              "WEBHOOK_RATE_BURST",
+		"webhook-max-in-flight":      "WEBHOOK_MAX_IN_FLIGHT",
+		"webhook-write-timeout":      "WEBHOOK_WRITE_TIMEOUT",
+		"webhook-tls-cert-file":      "WEBHOOK_TLS_CERT_FILE",
+		"webhook-tls-key-file":       "WEBHOOK_TLS_KEY_FILE",
+		"webhook-secret-refresh":     "WEBHOOK_SECRET_REFRESH",
+		"enable-pprof":               "ENABLE_PPROF",
+		"pprof-port":                 "PPROF_PORT",
 	}
 }
 
@@ -155,10 +186,34 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Float64Var(&c.cleanupRate, "cleanup-deletes-per-second", 1000, "ceiling on cleanup's deletes per second")
 	fs.DurationVar(&c.syncInterval, "coordination-interval", 2*time.Second,
 		"how often a replica publishes its statistics and applies the leader's decisions")
+	addWebhookFlags(fs, &c.webhook)
+	fs.BoolVar(&c.enablePprof, "enable-pprof", false, "serve net/http/pprof on 127.0.0.1:-pprof-port (never on other interfaces)")
+	fs.IntVar(&c.pprofPort, "pprof-port", 6060, "loopback port of pprof when -enable-pprof is set")
 	fs.VisitAll(func(f *flag.Flag) {
 		f.Usage += fmt.Sprintf(" (env %s)", envFlags()[f.Name])
 	})
 	return fs
+}
+
+func addWebhookFlags(fs *flag.FlagSet, w *webhookConfig) {
+	fs.BoolVar(&w.durable, "webhook-durable", true, "with Redis, answer a webhook once its findings are in a Redis "+
+		"stream that any replica drains (without Redis, or while it is away, answer once they are written)")
+	fs.Int64Var(&w.queueMaxLen, "webhook-queue-max-length", 100_000,
+		"entries a source's stream may hold; past it webhooks are answered once their findings are written")
+	fs.DurationVar(&w.queueMaxAge, "webhook-queue-max-age", time.Hour,
+		"how long an entry may wait unprocessed before it is removed and counted as lost")
+	fs.DurationVar(&w.claimIdle, "webhook-claim-idle", 30*time.Second,
+		"how long a replica may hold a stream entry unfinished before another takes it over")
+	fs.Float64Var(&w.rate, "webhook-rate", 1000, "requests per second each webhook source accepts (429 beyond)")
+	fs.IntVar(&w.burst, "webhook-burst", 2000, "burst of requests above -webhook-rate")
+	fs.IntVar(&w.maxInFlight, "webhook-max-in-flight", 1024, "webhook requests served at once (503 beyond)")
+	fs.DurationVar(&w.writeTimeout, "webhook-write-timeout", 10*time.Second,
+		"how long a request waits for its findings to be written when they are not queued")
+	fs.StringVar(&w.tlsCertFile, "webhook-tls-cert-file", "", "serve webhooks over TLS with this certificate "+
+		"(PEM, reread when it changes); needed for mTLS webhooks")
+	fs.StringVar(&w.tlsKeyFile, "webhook-tls-key-file", "", "private key of -webhook-tls-cert-file")
+	fs.DurationVar(&w.secretRefresh, "webhook-secret-refresh", 30*time.Second,
+		"how often webhook credentials are read again from their Secrets")
 }
 
 // parseConfig reads the environment, then the command line. A malformed value in either is an
@@ -193,6 +248,15 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	}
 	if c.shardHash != "fnv" && c.shardHash != "balanced" {
 		return nil, fmt.Errorf("-shard-hash %q: want fnv or balanced", c.shardHash)
+	}
+	if (c.webhook.tlsCertFile == "") != (c.webhook.tlsKeyFile == "") {
+		return nil, fmt.Errorf("-webhook-tls-cert-file and -webhook-tls-key-file go together")
+	}
+	if c.webhook.rate <= 0 || c.webhook.burst < 1 || c.webhook.maxInFlight < 1 || c.webhook.queueMaxLen < 1 {
+		return nil, fmt.Errorf("-webhook-rate, -webhook-burst, -webhook-max-in-flight and -webhook-queue-max-length must be positive")
+	}
+	if c.pprofPort < 1 || c.pprofPort > 65535 {
+		return nil, fmt.Errorf("-pprof-port %d: want 1-65535", c.pprofPort)
 	}
 	if c.dedupWindow <= 0 || c.tuneInterval <= 0 {
 		return nil, fmt.Errorf("-dedup-window and -order-tune-interval must be positive")

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -94,12 +95,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("building dynamic client: %w", err)
 	}
-	hooks := server.NewWebhooks(pipe, m, log)
+	hooks, queue, err := newWebhooks(cfg, pipe, rc, m, log)
+	if err != nil {
+		return err
+	}
+	hooksTLS, err := webhookTLS(cfg)
+	if err != nil {
+		return err
+	}
 	rep := newReplicas(cfg, kube, m, log)
 	ingesters := ingester.NewManager(ingester.Config{
 		Dynamic: dyn, Discovery: kube.Discovery(), Secrets: ingester.KubeSecrets{Client: kube},
 		Pipeline: pipe, Webhooks: hooks, Defaults: processingDefaults(cfg), Metrics: m, Log: log,
-		DisableDefaults: !cfg.defaultSources, Wrap: rep.wrap(),
+		DisableDefaults: !cfg.defaultSources, Wrap: rep.wrap(), SecretRefresh: cfg.webhook.secretRefresh,
 	})
 
 	health := server.NewHealth(reg)
@@ -112,12 +120,59 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	rep.start(gctx, g, health, pipe, store.Local(), rc, ingesters, cleaner)
-	g.Go(func() error { return server.Serve(gctx, cfg.metricsAddr, health.Handler(), log) })
-	g.Go(func() error { return server.Serve(gctx, cfg.webhookAddr, hooks, log) })
+	if queue != nil {
+		g.Go(func() error { queue.Run(gctx, pipe, hooks.Sources); return nil })
+	}
+	g.Go(func() error { return server.Serve(gctx, cfg.metricsAddr, health.Handler(), nil, log) })
+	g.Go(func() error { return server.Serve(gctx, cfg.webhookAddr, hooks, hooksTLS, log) })
+	if cfg.enablePprof {
+		g.Go(func() error { return server.ServePprof(gctx, cfg.pprofPort, log) })
+	}
 	log.Info("zen-watcher started", "namespace", cfg.namespace, "apiServer", restCfg.Host)
 	err = g.Wait()
 	log.Info("zen-watcher stopped")
 	return err
+}
+
+// newWebhooks builds the webhook server. With Redis, requests are answered once their findings are
+// in the durable queue (returned, to be run), and replays are remembered across replicas; without
+// it, once the findings are written.
+func newWebhooks(cfg *config, pipe *pipeline.Pipeline, rc redis.UniversalClient, m *metrics.Metrics,
+	log *slog.Logger) (*server.Webhooks, *redisstate.Stream, error) {
+	direct := server.Direct{Handler: pipe, Timeout: cfg.webhook.writeTimeout}
+	wc := server.WebhookConfig{
+		Acceptor: direct, RatePerSource: cfg.webhook.rate, BurstPerSource: cfg.webhook.burst,
+		MaxInFlight: cfg.webhook.maxInFlight, TLS: cfg.webhook.tlsCertFile != "",
+		Replay: &server.LocalReplayGuard{}, Metrics: m, Log: log,
+	}
+	var queue *redisstate.Stream
+	if rc != nil {
+		wc.Replay = server.TieredReplayGuard{Shared: redisstate.NewReplayGuard(rc, cfg.release), Local: wc.Replay}
+		if cfg.webhook.durable {
+			var err error
+			queue, err = redisstate.NewStream(rc, redisstate.StreamOptions{
+				Release: cfg.release, Consumer: cfg.memberID, MaxLen: cfg.webhook.queueMaxLen,
+				MaxAge: cfg.webhook.queueMaxAge, ClaimIdle: cfg.webhook.claimIdle,
+			}, m, log)
+			if err != nil {
+				return nil, nil, err
+			}
+			wc.Acceptor = server.Durable{Queue: queue, Fallback: direct, Metrics: m, Log: log}
+		}
+	}
+	return server.NewWebhooks(wc), queue, nil
+}
+
+// webhookTLS is the webhook listener's TLS configuration, or nil to serve plain HTTP.
+func webhookTLS(cfg *config) (*tls.Config, error) {
+	if cfg.webhook.tlsCertFile == "" {
+		return nil, nil
+	}
+	r, err := server.NewCertReloader(cfg.webhook.tlsCertFile, cfg.webhook.tlsKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return r.TLSConfig(), nil
 }
 
 // newCleaner builds the leader's cleanup of expired Observations, or nil when it is off.

@@ -14,19 +14,27 @@ import (
 	"time"
 )
 
-// Redis is a real redis-server on a loopback port, without persistence.
+// Redis is a real redis-server on a loopback port, without persistence unless started with
+// StartRedisPersistent.
 type Redis struct {
 	// Addr is host:port.
 	Addr string
 
-	port int
-	dir  string
-	cmd  *exec.Cmd
+	persist bool
+	port    int
+	dir     string
+	cmd     *exec.Cmd
 }
 
 // StartRedis starts redis-server on a free loopback port. A missing redis-server is an error naming
 // the command that installs it.
-func StartRedis() (*Redis, error) {
+func StartRedis() (*Redis, error) { return startRedis(false) }
+
+// StartRedisPersistent starts redis-server with an append-only file synced on every write, as a
+// durable webhook queue needs: a killed server restarts with every acknowledged entry.
+func StartRedisPersistent() (*Redis, error) { return startRedis(true) }
+
+func startRedis(persist bool) (*Redis, error) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return nil, errors.New("redis-server not found: run `make tools` (as root it installs Debian's " +
 			"redis-server), or `apt-get install -y redis-server`")
@@ -39,7 +47,7 @@ func StartRedis() (*Redis, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Redis{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), port: port, dir: dir}
+	r := &Redis{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), persist: persist, port: port, dir: dir}
 	if err := r.Start(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -53,9 +61,13 @@ func (r *Redis) Start() error {
 	if r.cmd != nil {
 		return errors.New("redis-server already running")
 	}
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.dir,
-		"--logfile", filepath.Join(r.dir, "redis.log"))
+	aof := []string{"--appendonly", "no"}
+	if r.persist {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--dir", r.dir,
+		"--logfile", filepath.Join(r.dir, "redis.log")}, aof...)
+	cmd := exec.Command("redis-server", args...)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting redis-server: %w", err)
 	}
@@ -92,7 +104,8 @@ func (r *Redis) Ping() error {
 	return nil
 }
 
-// Stop kills the server and waits for it to exit; its data is gone, as after a crash.
+// Stop kills the server and waits for it to exit, as a crash would: without persistence its data
+// is gone.
 func (r *Redis) Stop() error {
 	if r.cmd == nil {
 		return nil

@@ -44,6 +44,8 @@ type Config struct {
 	StatusInterval time.Duration
 	// DisableDefaults keeps the default set from running when there is no Ingester.
 	DisableDefaults bool
+	// SecretRefresh is how often webhook credentials are read again from their Secrets (30s).
+	SecretRefresh time.Duration
 }
 
 // Manager runs the sources the Ingesters describe.
@@ -69,6 +71,9 @@ const (
 func NewManager(cfg Config) *Manager {
 	if cfg.StatusInterval <= 0 {
 		cfg.StatusInterval = 5 * time.Second
+	}
+	if cfg.SecretRefresh <= 0 {
+		cfg.SecretRefresh = 30 * time.Second
 	}
 	return &Manager{
 		cfg:      cfg,
@@ -111,6 +116,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.mu.Unlock()
 	m.queue.Add(defaultsKey)
 	go m.statusLoop(ctx)
+	go m.refreshLoop(ctx)
 	go func() {
 		<-ctx.Done()
 		m.queue.ShutDown()
@@ -178,7 +184,7 @@ func (m *Manager) apply(ctx context.Context, key string, ing *v1alpha1.Ingester)
 	cur := m.runners[key]
 	m.mu.Unlock()
 	if cur != nil && cur.plan.key == restartKey(&ing.Spec) {
-		cur.setIngester(ing, nil)
+		cur.setIngester(ing, m.refreshCredentials(ctx, cur, ing))
 		return
 	}
 	p, err := planFor(ctx, ing, m.cfg.Secrets)
@@ -197,6 +203,43 @@ func (m *Manager) apply(ctx context.Context, key string, ing *v1alpha1.Ingester)
 	m.runners[key] = r
 	m.mu.Unlock()
 	m.log.Info("source started", "ingester", key, "source", p.source)
+}
+
+// refreshCredentials reads a running webhook's Secret again and serves the route with what it
+// holds now, so that a rotated token, key or CA takes effect without a restart. An unreadable
+// Secret keeps the credentials in force and is reported in the status.
+func (m *Manager) refreshCredentials(ctx context.Context, r *runner, ing *v1alpha1.Ingester) error {
+	if r.plan.webhook == nil || ing.Spec.Webhook == nil {
+		return nil
+	}
+	auth, err := webhookAuth(ctx, ing, m.cfg.Secrets)
+	if err != nil {
+		return err
+	}
+	route := *r.plan.webhook
+	route.Auth = auth
+	return m.cfg.Webhooks.Register(route)
+}
+
+// refreshLoop queues the Ingesters of running webhooks every SecretRefresh, to pick up rotated
+// credentials.
+func (m *Manager) refreshLoop(ctx context.Context) {
+	t := time.NewTicker(m.cfg.SecretRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.mu.Lock()
+		for key, r := range m.runners {
+			if r.plan.webhook != nil && !isDefaultKey(key) {
+				m.queue.Add(key)
+			}
+		}
+		m.mu.Unlock()
+	}
 }
 
 // Reshard restarts every informer source, so that each lists what the replica owns now. Deterministic

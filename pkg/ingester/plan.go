@@ -6,6 +6,7 @@ package ingester
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -141,23 +142,40 @@ func webhookRoute(ctx context.Context, ing *v1alpha1.Ingester, secrets SecretRea
 		}
 		route.MaxBodyBytes = n
 	}
-	auth := spec.Webhook.Auth
-	switch auth.Type {
-	case v1alpha1.WebhookAuthNone:
-		route.Auth = server.NoAuth{}
-	case v1alpha1.WebhookAuthBearer:
-		if auth.SecretRef == nil {
-			return nil, fmt.Errorf("webhook.auth: bearer needs a secretRef")
-		}
-		tok, err := secrets.SecretValue(ctx, ing.Namespace, auth.SecretRef.Name, auth.SecretRef.Key)
-		if err != nil {
-			return nil, fmt.Errorf("webhook.auth.secretRef: %w", err)
-		}
-		route.Auth = server.BearerAuth{Token: tok}
-	default:
-		return nil, fmt.Errorf("webhook.auth.type %q is not supported by this version (use none or bearer)", auth.Type)
+	auth, err := webhookAuth(ctx, ing, secrets)
+	if err != nil {
+		return nil, err
 	}
+	route.Auth = auth
 	return route, nil
+}
+
+// webhookAuth builds a webhook's authenticator, with its credential read from the Secret now.
+func webhookAuth(ctx context.Context, ing *v1alpha1.Ingester, secrets SecretReader) (server.Authenticator, error) {
+	auth := ing.Spec.Webhook.Auth
+	if auth.Type == v1alpha1.WebhookAuthNone {
+		return server.NoAuth{}, nil
+	}
+	if auth.SecretRef == nil {
+		return nil, fmt.Errorf("webhook.auth: %s needs a secretRef", auth.Type)
+	}
+	secret, err := secrets.SecretValue(ctx, ing.Namespace, auth.SecretRef.Name, auth.SecretRef.Key)
+	if err != nil {
+		return nil, fmt.Errorf("webhook.auth.secretRef: %w", err)
+	}
+	switch auth.Type {
+	case v1alpha1.WebhookAuthBearer:
+		return server.BearerAuth{Token: secret}, nil
+	case v1alpha1.WebhookAuthHMAC:
+		return &server.HMACAuth{Key: secret, SignatureHeader: auth.SignatureHeader}, nil
+	case v1alpha1.WebhookAuthMTLS:
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(secret) {
+			return nil, fmt.Errorf("webhook.auth.secretRef: %s/%s holds no PEM CA certificate", auth.SecretRef.Name, auth.SecretRef.Key)
+		}
+		return &server.MTLSAuth{Roots: roots}, nil
+	}
+	return nil, fmt.Errorf("webhook.auth.type %q: want none, bearer, hmac or mtls", auth.Type)
 }
 
 // defaultIngesters is the set that runs while no Ingester exists: the tools most clusters have,

@@ -64,6 +64,29 @@ type Metrics struct {
 	WebhookBytes *prometheus.CounterVec
 	// WebhookRejected counts webhook requests refused, by source and reason.
 	WebhookRejected *prometheus.CounterVec
+	// WebhookAuthFailures counts webhook requests that failed authentication, by source and reason.
+	WebhookAuthFailures *prometheus.CounterVec
+	// WebhookRateLimited counts webhook requests refused by the source's rate limit.
+	WebhookRateLimited *prometheus.CounterVec
+	// WebhookFindings counts findings accepted from webhooks (each event of a batch body), by source.
+	WebhookFindings *prometheus.CounterVec
+	// WebhookAccepted counts accepted webhook requests by source and mode: queued (in the durable
+	// queue) or written (written before the answer, while the queue was unavailable).
+	WebhookAccepted *prometheus.CounterVec
+	// WebhookQueueFallbacks counts requests the durable queue could not take, by source and reason.
+	WebhookQueueFallbacks *prometheus.CounterVec
+	// WebhookQueueDepth is the entries of a source's queue not yet processed (undelivered or pending).
+	WebhookQueueDepth *prometheus.GaugeVec
+	// WebhookStreamLag is the entries of a source's queue not yet delivered to any replica.
+	WebhookStreamLag *prometheus.GaugeVec
+	// WebhookQueueClaimed counts queue entries this replica took over from a replica that stopped
+	// processing them.
+	WebhookQueueClaimed *prometheus.CounterVec
+	// WebhookQueueLost counts queue entries removed unprocessed because they outlived the queue's age
+	// bound.
+	WebhookQueueLost *prometheus.CounterVec
+	// WebhookQueueProcessed counts queue entries processed and acknowledged, by source and result.
+	WebhookQueueProcessed *prometheus.CounterVec
 	// SourceReady is 1 while a source runs with its objects synced or its webhook served, by source.
 	SourceReady *prometheus.GaugeVec
 	// Members is the number of live replicas this replica sees.
@@ -193,6 +216,46 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "webhook_rejected_total",
 			Help: "Webhook requests refused, by source and reason.",
 		}, []string{"source", "reason"}),
+		WebhookAuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_auth_failures_total",
+			Help: "Webhook requests that failed authentication, by source and reason.",
+		}, []string{"source", "reason"}),
+		WebhookRateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_rate_limited_total",
+			Help: "Webhook requests refused by the source's rate limit.",
+		}, []string{"source"}),
+		WebhookFindings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_findings_total",
+			Help: "Findings accepted from webhooks, each event of a batch body counted, by source.",
+		}, []string{"source"}),
+		WebhookAccepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_accepted_total",
+			Help: "Accepted webhook requests by source and mode (queued, or written while the queue was unavailable).",
+		}, []string{"source", "mode"}),
+		WebhookQueueFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_queue_fallbacks_total",
+			Help: "Webhook requests the durable queue could not take, by source and reason.",
+		}, []string{"source", "reason"}),
+		WebhookQueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "webhook_queue_depth",
+			Help: "Entries of a source's durable queue not yet processed (undelivered or pending).",
+		}, []string{"source"}),
+		WebhookStreamLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "webhook_stream_lag",
+			Help: "Entries of a source's durable queue not yet delivered to any replica.",
+		}, []string{"source"}),
+		WebhookQueueClaimed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_queue_claimed_total",
+			Help: "Durable queue entries taken over from a replica that stopped processing them.",
+		}, []string{"source"}),
+		WebhookQueueLost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_queue_lost_total",
+			Help: "Durable queue entries removed unprocessed because they outlived the queue's age bound.",
+		}, []string{"source"}),
+		WebhookQueueProcessed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_queue_processed_total",
+			Help: "Durable queue entries processed and acknowledged, by source and result (done, undecodable, rejected).",
+		}, []string{"source", "result"}),
 		SourceReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "source_ready",
 			Help: "1 while a source runs with its objects synced or its webhook served, by source.",
@@ -255,6 +318,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.DedupDecisions, m.DedupEffectiveness, m.LowSeverityPercent, m.DedupRateRatio,
 		m.StrategyChanges, m.OrderInForce, m.SharedStoreAvailable, m.DedupFallbacks,
 		m.DedupWindowSeconds, m.DedupCacheSize, m.WebhookRequests, m.WebhookBytes, m.WebhookRejected,
+		m.WebhookAuthFailures, m.WebhookRateLimited, m.WebhookFindings, m.WebhookAccepted, m.WebhookQueueFallbacks,
+		m.WebhookQueueDepth, m.WebhookStreamLag, m.WebhookQueueClaimed, m.WebhookQueueLost, m.WebhookQueueProcessed,
 		m.SourceReady, m.Members, m.PartitionsOwned, m.Rebalances, m.IsLeader, m.LeaderTransitions,
 		m.FailoverSeconds, m.NamespacesOwned, m.CleanupDeleted, m.CleanupRuns, m.CleanupDuration, m.CleanupErrors, m.CleanupBacklog,
 	)

@@ -91,6 +91,10 @@ func (d *Dedup) Outcome() Outcome { return OutcomeDeduplicated }
 // Process implements Stage. A finding passes when its key is new in the window (fingerprint, key)
 // or its count is within the limit (event-stream).
 func (d *Dedup) Process(ctx context.Context, ev *Event) (bool, error) {
+	if ev.Redelivered && ev.Instance != "" {
+		d.create.Inc()
+		return true, nil
+	}
 	key := mix(d.keyOf(ev) ^ d.salt)
 	window := time.Duration(d.window.Load())
 	now := ev.received.UnixNano()

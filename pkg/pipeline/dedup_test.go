@@ -174,3 +174,19 @@ func TestTieredFallsBackAndReturns(t *testing.T) {
 		t.Error("availability not restored in metrics")
 	}
 }
+
+// TestRedeliveredSkipsDedup: a webhook occurrence handed on again after a replica died may find
+// the claim its first delivery took; it passes, and its Instance-derived name keeps it single.
+// Without an Instance there is no such name, so dedup decides as usual.
+func TestRedeliveredSkipsDedup(t *testing.T) {
+	d, _ := newTestDedup(t, DedupConfig{Strategy: v1alpha1.DedupFingerprint}, nil)
+	first := baseEvent()
+	first.Instance = "alert-1"
+	again := first
+	again.Redelivered = true
+	noInstance := baseEvent()
+	noInstance.Redelivered = true
+	if got := decide(t, d, []Event{first, again, noInstance}); !got[0] || !got[1] || got[2] {
+		t.Fatalf("first, redelivered, redelivered without instance: %v", got)
+	}
+}

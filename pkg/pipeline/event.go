@@ -60,9 +60,13 @@ type Event struct {
 	claimStore *Tiered
 	// written counts the source's Observations written, for the Ingester's status.
 	written *atomic.Uint64
+	// Redelivered marks a finding handed on again after its first delivery may have been cut short
+	// (a replica died holding it): the dedup claim it took then may exist with nothing written, so
+	// it skips dedup and relies on its Instance-derived name to be written at most once.
+	Redelivered bool `json:"-"`
 	// Done, when set, is called once with the finding's final outcome: written, filtered,
 	// deduplicated, rate limited, or failed with the error. The webhook server waits on it.
-	Done func(Outcome, error)
+	Done func(Outcome, error) `json:"-"`
 }
 
 // FingerprintHex is the fingerprint as 16 lower-case hex digits, as Observations carry it.

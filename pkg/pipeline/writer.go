@@ -210,3 +210,9 @@ func failureReason(err error) string {
 	}
 	return "server_error"
 }
+
+// Permanent reports whether a failed write can never succeed as it is (the API server judged the
+// Observation itself wrong), so that trying it again is pointless.
+func Permanent(err error) bool {
+	return apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsRequestEntityTooLargeError(err)
+}

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +13,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 	"github.com/kube-zen/zen-watcher/pkg/sources"
@@ -21,36 +23,6 @@ import (
 
 // DefaultMaxBodyBytes bounds a webhook body unless a route sets its own.
 const DefaultMaxBodyBytes = 1 << 20
-
-// Authenticator decides whether a request may deliver findings; a non-nil error is the reason it
-// may not, for the metric (never the credential itself).
-type Authenticator interface {
-	Authenticate(r *http.Request, body []byte) error
-}
-
-// NoAuth accepts every request; a webhook has it only when its Ingester says `auth: none`.
-type NoAuth struct{}
-
-// Authenticate implements Authenticator.
-func (NoAuth) Authenticate(*http.Request, []byte) error { return nil }
-
-// BearerAuth accepts requests whose Authorization header carries the token.
-type BearerAuth struct {
-	Token []byte
-}
-
-// Authenticate implements Authenticator with a constant-time comparison.
-func (b BearerAuth) Authenticate(r *http.Request, _ []byte) error {
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok {
-		return errors.New("missing_token")
-	}
-	if len(b.Token) == 0 || subtle.ConstantTimeCompare([]byte(tok), b.Token) != 1 {
-		return errors.New("wrong_token")
-	}
-	return nil
-}
 
 // Route is one webhook: the path it is served on, the source its findings carry, how its bodies
 // are parsed and who may post them.
@@ -62,20 +34,58 @@ type Route struct {
 	MaxBodyBytes int64
 }
 
-// Webhooks serves every webhook path on one listener. Routes are added and removed while it serves.
-type Webhooks struct {
-	handler sources.Handler
-	metrics *metrics.Metrics
-	log     *slog.Logger
+// Default limits of the webhook server.
+const (
+	DefaultRatePerSource  = 1000
+	DefaultBurstPerSource = 2000
+	DefaultMaxInFlight    = 1024
+)
 
-	mu     sync.Mutex // serializes changes to routes
-	routes atomic.Pointer[map[string]*Route]
-	counts sync.Map // source → *atomic.Int64 of findings accepted
+// WebhookConfig holds what the webhook server needs. Zero limits take the defaults above.
+type WebhookConfig struct {
+	// Acceptor takes each request's findings; the answer is 202 only when it returns nil.
+	Acceptor Acceptor
+	// RatePerSource and BurstPerSource bound each source's requests (429 beyond).
+	RatePerSource  float64
+	BurstPerSource int
+	// MaxInFlight bounds the requests served at once (503 beyond).
+	MaxInFlight int
+	// TLS says the listener serves TLS; webhooks that authenticate by client certificate need it.
+	TLS bool
+	// Replay is the HMAC webhooks' replay memory (a local one when nil).
+	Replay  ReplayGuard
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
 }
 
-// NewWebhooks returns a webhook server that hands findings to h.
-func NewWebhooks(h sources.Handler, m *metrics.Metrics, log *slog.Logger) *Webhooks {
-	w := &Webhooks{handler: h, metrics: m, log: log}
+// Webhooks serves every webhook path on one listener. Routes are added and removed while it serves.
+type Webhooks struct {
+	cfg      WebhookConfig
+	metrics  *metrics.Metrics
+	log      *slog.Logger
+	inFlight chan struct{}
+
+	mu       sync.Mutex // serializes changes to routes
+	routes   atomic.Pointer[map[string]*Route]
+	counts   sync.Map // source → *atomic.Int64 of findings accepted
+	limiters sync.Map // source → *rate.Limiter
+}
+
+// NewWebhooks returns a webhook server.
+func NewWebhooks(cfg WebhookConfig) *Webhooks {
+	if cfg.RatePerSource <= 0 {
+		cfg.RatePerSource = DefaultRatePerSource
+	}
+	if cfg.BurstPerSource <= 0 {
+		cfg.BurstPerSource = DefaultBurstPerSource
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.Replay == nil {
+		cfg.Replay = &LocalReplayGuard{}
+	}
+	w := &Webhooks{cfg: cfg, metrics: cfg.Metrics, log: cfg.Log, inFlight: make(chan struct{}, cfg.MaxInFlight)}
 	empty := map[string]*Route{}
 	w.routes.Store(&empty)
 	return w
@@ -92,6 +102,17 @@ func (w *Webhooks) Register(r Route) error {
 	}
 	if r.Parser == nil || r.Auth == nil {
 		return fmt.Errorf("webhook %s: a parser and an authenticator are required", r.Path)
+	}
+	switch a := r.Auth.(type) {
+	case *MTLSAuth:
+		if !w.cfg.TLS {
+			return fmt.Errorf("webhook %s authenticates by client certificate, but the webhook listener does not serve TLS "+
+				"(set -webhook-tls-cert-file and -webhook-tls-key-file)", r.Path)
+		}
+	case *HMACAuth:
+		if a.Replay == nil {
+			a.Replay = w.cfg.Replay
+		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -118,6 +139,20 @@ func (w *Webhooks) Unregister(path, source string) {
 	w.routes.Store(&next)
 }
 
+// Sources lists the sources served, in no particular order.
+func (w *Webhooks) Sources() []string {
+	routes := *w.routes.Load()
+	seen := make(map[string]bool, len(routes))
+	out := make([]string, 0, len(routes))
+	for _, r := range routes {
+		if !seen[r.Source] {
+			seen[r.Source] = true
+			out = append(out, r.Source)
+		}
+	}
+	return out
+}
+
 // Accepted is the number of findings accepted for source.
 func (w *Webhooks) Accepted(source string) int64 {
 	if c, ok := w.counts.Load(source); ok {
@@ -126,7 +161,8 @@ func (w *Webhooks) Accepted(source string) int64 {
 	return 0
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler. The cheap refusals (path, method, load, rate) come before the
+// body is read; authentication before it is parsed.
 func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	route, ok := (*w.routes.Load())[r.URL.Path]
 	if !ok {
@@ -143,13 +179,34 @@ func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		w.reject(rw, src, "content_type", http.StatusUnsupportedMediaType, "send application/json")
 		return
 	}
+	select {
+	case w.inFlight <- struct{}{}:
+		defer func() { <-w.inFlight }()
+	default:
+		rw.Header().Set("Retry-After", "1")
+		w.reject(rw, src, "overloaded", http.StatusServiceUnavailable, "too many requests in flight; retry")
+		return
+	}
+	if wait, ok := w.admit(src); !ok {
+		w.metrics.WebhookRateLimited.WithLabelValues(src).Inc()
+		rw.Header().Set("Retry-After", strconv.Itoa(int(max(1, (wait+time.Second-1)/time.Second))))
+		w.reject(rw, src, "rate_limited", http.StatusTooManyRequests, "rate limit of this webhook reached; retry later")
+		return
+	}
+	w.serve(rw, r, route)
+}
+
+// serve reads, authenticates, parses and accepts one request.
+func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, route *Route) {
+	src := route.Source
 	body, status, err := w.read(rw, r, route)
 	if err != nil {
 		w.reject(rw, src, map[int]string{413: "too_large", 400: "read_error"}[status], status, err.Error())
 		return
 	}
 	if err := route.Auth.Authenticate(r, body); err != nil {
-		w.reject(rw, src, "auth_"+err.Error(), http.StatusUnauthorized, "not authenticated")
+		w.metrics.WebhookAuthFailures.WithLabelValues(src, err.Error()).Inc()
+		w.reject(rw, src, "auth", http.StatusUnauthorized, "not authenticated")
 		return
 	}
 	findings, err := route.Parser.ParsePayload(body)
@@ -158,20 +215,36 @@ func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		w.reject(rw, src, "malformed", http.StatusBadRequest, err.Error())
 		return
 	}
-	for i, f := range findings {
+	for _, f := range findings {
 		f.Source = src
-		if err := w.handler.Handle(r.Context(), f); err != nil {
-			// The findings before i are on their way; the sender retries the whole body, and the
-			// names derived from each occurrence make the retry write nothing twice.
-			w.log.Warn("webhook finding not accepted", "source", src, "index", i, "error", err)
-			rw.Header().Set("Retry-After", "1")
-			w.reject(rw, src, "busy", http.StatusServiceUnavailable, "busy; retry")
-			return
-		}
 	}
+	how, err := w.cfg.Acceptor.Accept(r.Context(), src, findings)
+	if err != nil {
+		// Nothing is acknowledged that is not safe. What was handed on before the failure may yet
+		// be written; the sender's retry writes nothing twice, names derive from each occurrence.
+		w.log.Warn("webhook findings not accepted", "source", src, "findings", len(findings), "error", err)
+		rw.Header().Set("Retry-After", "1")
+		w.reject(rw, src, "unavailable", http.StatusServiceUnavailable, "findings could not be stored; retry")
+		return
+	}
+	w.metrics.WebhookFindings.WithLabelValues(src).Add(float64(len(findings)))
 	c, _ := w.counts.LoadOrStore(src, new(atomic.Int64))
 	c.(*atomic.Int64).Add(int64(len(findings)))
-	w.replyJSON(rw, src, http.StatusAccepted, map[string]any{"accepted": len(findings)})
+	w.replyJSON(rw, src, http.StatusAccepted, map[string]any{"accepted": len(findings), "durability": how})
+}
+
+// admit takes a token of the source's rate limit, or says how long until one is free.
+func (w *Webhooks) admit(src string) (time.Duration, bool) {
+	l, ok := w.limiters.Load(src)
+	if !ok {
+		l, _ = w.limiters.LoadOrStore(src, rate.NewLimiter(rate.Limit(w.cfg.RatePerSource), w.cfg.BurstPerSource))
+	}
+	res := l.(*rate.Limiter).Reserve()
+	if d := res.Delay(); d > 0 {
+		res.Cancel()
+		return d, false
+	}
+	return 0, true
 }
 
 // read reads the body within the route's bound.

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,22 +23,32 @@ import (
 	"github.com/kube-zen/zen-watcher/pkg/sources/falco"
 )
 
+// countingHandler stands in for the pipeline: it counts findings and reports each written, or
+// refuses them all with err.
 type countingHandler struct {
-	n   int
+	n   atomic.Int64
 	err error
 }
 
-func (c *countingHandler) Handle(context.Context, *pipeline.Event) error {
+func (c *countingHandler) Handle(_ context.Context, ev *pipeline.Event) error {
 	if c.err != nil {
 		return c.err
 	}
-	c.n++
+	c.n.Add(1)
+	if ev.Done != nil {
+		ev.Done(pipeline.OutcomeWritten, nil)
+	}
 	return nil
 }
 
 func newHooks(t testing.TB, h sources.Handler) (*Webhooks, *metrics.Metrics) {
+	return newHooksWith(t, WebhookConfig{Acceptor: Direct{Handler: h}})
+}
+
+func newHooksWith(t testing.TB, cfg WebhookConfig) (*Webhooks, *metrics.Metrics) {
 	m := metrics.New(prometheus.NewRegistry())
-	w := NewWebhooks(h, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg.Metrics, cfg.Log = m, slog.New(slog.NewTextHandler(io.Discard, nil))
+	w := NewWebhooks(cfg)
 	if err := w.Register(Route{Path: "/falco", Source: "falco", Parser: falco.Parser{}, Auth: NoAuth{}, MaxBodyBytes: 1024}); err != nil {
 		t.Fatal(err)
 	}
@@ -82,8 +93,8 @@ func TestWebhookAnswers(t *testing.T) {
 			t.Errorf("%s: HTTP %d, want %d (%s)", tc.name, rec.Code, tc.want, rec.Body.String())
 		}
 	}
-	if h.n != 5 || w.Accepted("falco") != 4 {
-		t.Errorf("handled %d, accepted %d", h.n, w.Accepted("falco"))
+	if h.n.Load() != 5 || w.Accepted("falco") != 4 {
+		t.Errorf("handled %d, accepted %d", h.n.Load(), w.Accepted("falco"))
 	}
 	if testutil.ToFloat64(m.WebhookRejected.WithLabelValues("falco", "malformed")) != 1 ||
 		testutil.ToFloat64(m.WebhookRequests.WithLabelValues("falco", "413")) != 1 {

@@ -1,0 +1,597 @@
+package redisstate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kube-zen/zen-watcher/pkg/metrics"
+	"github.com/kube-zen/zen-watcher/pkg/pipeline"
+)
+
+// Handler processes findings; the pipeline is one. Handle returns an error when it did not take
+// the finding, and otherwise calls the finding's Done exactly once.
+type Handler interface {
+	Handle(ctx context.Context, ev *pipeline.Event) error
+}
+
+// StreamOptions tunes a Stream. Zero values take the defaults named.
+type StreamOptions struct {
+	// Release names the installation; a source's stream is zw:{<release>}:wh:<source>. The braces
+	// keep a release's streams in one Redis Cluster slot, so one read serves them all.
+	Release string
+	// Consumer is this replica's unique name in the consumer group (required).
+	Consumer string
+	// MaxLen bounds each stream's entries (default 100,000); past it appends are refused and the
+	// webhook server processes the findings before answering instead.
+	MaxLen int64
+	// MaxAge bounds how long an entry waits to be processed (default 1h); older ones are removed
+	// unprocessed and counted as lost.
+	MaxAge time.Duration
+	// ClaimIdle is how long an entry may sit with a consumer that does not finish it before another
+	// replica takes it over (default 30s).
+	ClaimIdle time.Duration
+	// MaxInFlight bounds the entries this replica processes at once (default 512).
+	MaxInFlight int
+	// Block is how long a read waits for new entries (default 1s).
+	Block time.Duration
+	// Timeout bounds one round trip of appends (default 1s).
+	Timeout time.Duration
+	// StatsInterval is how often depth and lag are measured and processed entries trimmed (5s).
+	StatsInterval time.Duration
+}
+
+func (o *StreamOptions) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if o.MaxLen <= 0 {
+		o.MaxLen = 100_000
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 512
+	}
+	def(&o.MaxAge, time.Hour)
+	def(&o.ClaimIdle, 30*time.Second)
+	def(&o.Block, time.Second)
+	def(&o.Timeout, time.Second)
+	def(&o.StatsInterval, 5*time.Second)
+}
+
+// group is the consumer group every replica of a release reads in.
+const group = "zen-watcher"
+
+// appendBatch bounds the appends sent in one round trip.
+const appendBatch = 256
+
+// appendScript appends one entry unless the stream is at its bound: trimming to make room would
+// drop findings already acknowledged to their senders.
+var appendScript = redis.NewScript(`
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[2]) then return false end
+return redis.call('XADD', KEYS[1], '*', 'f', ARGV[1])`)
+
+// Stream is the durable queue of webhook findings: one Redis stream per source, appended to by the
+// replica that answers the request and drained by a consumer group across all replicas. An entry
+// is acknowledged only when each of its findings is written, filtered or recognized as a
+// duplicate; entries of a replica that died are claimed by another after ClaimIdle. How much
+// survives a crash of Redis itself is Redis's persistence setting (appendfsync).
+type Stream struct {
+	client  redis.UniversalClient
+	opts    StreamOptions
+	prefix  string
+	metrics *metrics.Metrics
+	log     *slog.Logger
+
+	appends   chan *appendReq
+	acks      chan ack
+	slots     chan struct{}
+	downUntil atomic.Int64 // Unix nanoseconds before which appends are refused at once
+	groups    sync.Map     // stream key → struct{}, groups known to exist
+	inflight  sync.Map     // stream key + "\x00" + entry id → struct{}
+}
+
+type appendReq struct {
+	key     string
+	payload []byte
+	done    chan error
+}
+
+type ack struct {
+	key, id, source string
+	result          string
+}
+
+// fullError is the refusal of a stream at its bound; the webhook server counts it apart.
+type fullError struct{ key string }
+
+func (e fullError) Error() string { return "webhook queue " + e.key + " is full" }
+
+// Full marks the error as the queue's bound rather than an outage.
+func (fullError) Full() bool { return true }
+
+// errUnavailable is returned at once while Redis has recently failed.
+var errUnavailable = errors.New("webhook queue unavailable: Redis did not answer")
+
+// NewStream returns a Stream; call Run before Append.
+func NewStream(client redis.UniversalClient, opts StreamOptions, m *metrics.Metrics, log *slog.Logger) (*Stream, error) {
+	if opts.Consumer == "" {
+		return nil, errors.New("webhook queue: a consumer name is required")
+	}
+	opts.setDefaults()
+	return &Stream{
+		client:  client,
+		opts:    opts,
+		prefix:  "zw:{" + opts.Release + "}:wh:",
+		metrics: m,
+		log:     log.With("component", "webhook-queue"),
+		appends: make(chan *appendReq, appendBatch),
+		acks:    make(chan ack, opts.MaxInFlight),
+		slots:   make(chan struct{}, opts.MaxInFlight),
+	}, nil
+}
+
+// Key is the stream of source.
+func (s *Stream) Key(source string) string { return s.prefix + source }
+
+// Append stores findings of source. It returns nil only when Redis holds them.
+func (s *Stream) Append(ctx context.Context, source string, findings []*pipeline.Event) error {
+	if time.Now().UnixNano() < s.downUntil.Load() {
+		return errUnavailable
+	}
+	payload, err := json.Marshal(findings)
+	if err != nil {
+		return fmt.Errorf("encoding findings of %s: %w", source, err)
+	}
+	req := &appendReq{key: s.Key(source), payload: payload, done: make(chan error, 1)}
+	select {
+	case s.appends <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run appends, consumes, claims, acknowledges and trims until ctx ends. sources lists the sources
+// whose streams this replica reads (the webhooks it serves).
+func (s *Stream) Run(ctx context.Context, h Handler, sources func() []string) {
+	var wg sync.WaitGroup
+	for range 2 {
+		// Two appenders: one batch is in flight while the next gathers.
+		wg.Go(func() { s.appendLoop(ctx) })
+	}
+	wg.Go(func() { s.ackLoop(ctx) })
+	wg.Go(func() { s.consumeLoop(ctx, h, sources) })
+	wg.Go(func() { s.claimLoop(ctx, h, sources) })
+	wg.Go(func() { s.statsLoop(ctx, sources) })
+	wg.Wait()
+}
+
+func (s *Stream) appendLoop(ctx context.Context) {
+	batch := make([]*appendReq, 0, appendBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-s.appends:
+			batch = append(batch[:0], r)
+		}
+	gather:
+		for len(batch) < appendBatch {
+			select {
+			case r := <-s.appends:
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		s.appendAll(ctx, batch)
+	}
+}
+
+// appendAll sends a batch of appends in one round trip and answers each.
+func (s *Stream) appendAll(ctx context.Context, batch []*appendReq) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.Cmd, len(batch))
+	for i, r := range batch {
+		cmds[i] = appendScript.Eval(ctx, pipe, []string{r.key}, r.payload, s.opts.MaxLen)
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, r := range batch {
+		err := cmds[i].Err()
+		switch {
+		case err == nil:
+		case errors.Is(err, redis.Nil):
+			err = fullError{key: r.key}
+		default:
+			var rerr redis.Error
+			if !errors.As(err, &rerr) {
+				// Redis is away: refuse appends for a moment rather than make each request wait.
+				s.downUntil.Store(time.Now().Add(time.Second).UnixNano())
+			}
+			err = fmt.Errorf("appending to %s: %w", r.key, err)
+		}
+		r.done <- err
+	}
+}
+
+// consumeLoop reads new entries for this replica while there is room to process them.
+func (s *Stream) consumeLoop(ctx context.Context, h Handler, sources func() []string) {
+	for ctx.Err() == nil {
+		keys := s.keys(sources)
+		free := cap(s.slots) - len(s.slots)
+		if len(keys) == 0 || free == 0 {
+			sleep(ctx, 50*time.Millisecond)
+			continue
+		}
+		if err := s.ensureGroups(ctx, keys); err != nil {
+			s.log.Debug("creating consumer groups", "error", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		streams := append(slices.Clone(keys), slices.Repeat([]string{">"}, len(keys))...)
+		res, err := s.client.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group: group, Consumer: s.opts.Consumer, Streams: streams,
+			Count: int64(min(free, 128)), Block: s.opts.Block,
+		}).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			continue
+		case err != nil:
+			if strings.HasPrefix(err.Error(), "NOGROUP") {
+				// Redis lost the groups (restarted without persistence): create them again.
+				s.groups.Clear()
+			}
+			if ctx.Err() == nil {
+				s.log.Debug("reading webhook queue", "error", err)
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		for _, st := range res {
+			for _, msg := range st.Messages {
+				s.dispatch(ctx, h, st.Stream, msg, false)
+			}
+		}
+	}
+}
+
+// claimLoop takes over entries that another replica (or this one, after a failed write) left
+// unfinished for ClaimIdle.
+func (s *Stream) claimLoop(ctx context.Context, h Handler, sources func() []string) {
+	t := time.NewTicker(max(s.opts.ClaimIdle/2, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, key := range s.keys(sources) {
+			s.claim(ctx, h, key)
+		}
+	}
+}
+
+func (s *Stream) claim(ctx context.Context, h Handler, key string) {
+	start := "0-0"
+	for range 16 {
+		free := cap(s.slots) - len(s.slots)
+		if free == 0 {
+			return
+		}
+		msgs, next, err := s.client.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+			Stream: key, Group: group, Consumer: s.opts.Consumer,
+			MinIdle: s.opts.ClaimIdle, Start: start, Count: int64(min(free, 128)),
+		}).Result()
+		if err != nil {
+			return
+		}
+		for _, msg := range msgs {
+			if _, busy := s.inflight.Load(key + "\x00" + msg.ID); busy {
+				continue
+			}
+			s.metrics.WebhookQueueClaimed.WithLabelValues(s.source(key)).Inc()
+			s.dispatch(ctx, h, key, msg, true)
+		}
+		if next == "0-0" || next == "" {
+			return
+		}
+		start = next
+	}
+}
+
+// entry tracks the findings of one queue entry until each has its outcome.
+type entry struct {
+	s               *Stream
+	key, id, source string
+	left            atomic.Int64
+	retry, rejected atomic.Bool
+}
+
+// done is each finding's Done: the entry is finished when the last one reports.
+func (e *entry) done(o pipeline.Outcome, err error) {
+	if o == pipeline.OutcomeFailed {
+		if pipeline.Permanent(err) {
+			e.rejected.Store(true)
+		} else {
+			e.retry.Store(true)
+		}
+	}
+	if e.left.Add(-1) == 0 {
+		e.s.finish(e)
+	}
+}
+
+// dispatch hands an entry's findings to h. It blocks while this replica processes MaxInFlight
+// entries already.
+func (s *Stream) dispatch(ctx context.Context, h Handler, key string, msg redis.XMessage, redelivered bool) {
+	id := key + "\x00" + msg.ID
+	if _, busy := s.inflight.LoadOrStore(id, struct{}{}); busy {
+		return
+	}
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		s.inflight.Delete(id)
+		return
+	}
+	e := &entry{s: s, key: key, id: msg.ID, source: s.source(key)}
+	payload, _ := msg.Values["f"].(string)
+	var findings []*pipeline.Event
+	if err := json.Unmarshal([]byte(payload), &findings); err != nil || len(findings) == 0 {
+		// Nothing in it can ever be processed; keeping it would only block the queue's trim.
+		s.log.Error("dropping an undecodable webhook queue entry", "stream", key, "id", msg.ID, "error", err)
+		s.acks <- ack{key: key, id: msg.ID, source: e.source, result: "undecodable"}
+		return
+	}
+	e.left.Store(int64(len(findings)))
+	for _, f := range findings {
+		f.Source = e.source
+		f.Redelivered = redelivered
+		f.Done = e.done
+		if err := h.Handle(ctx, f); err != nil {
+			e.done(pipeline.OutcomeFailed, err)
+		}
+	}
+}
+
+// finish acknowledges an entry whose findings are safe, or leaves it pending to be claimed again.
+func (s *Stream) finish(e *entry) {
+	if e.retry.Load() {
+		s.inflight.Delete(e.key + "\x00" + e.id)
+		<-s.slots
+		return
+	}
+	result := "done"
+	if e.rejected.Load() {
+		result = "rejected"
+	}
+	s.acks <- ack{key: e.key, id: e.id, source: e.source, result: result}
+}
+
+// ackLoop acknowledges finished entries in batches.
+func (s *Stream) ackLoop(ctx context.Context) {
+	batch := make([]ack, 0, 256)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case a := <-s.acks:
+			batch = append(batch[:0], a)
+		}
+	gather:
+		for len(batch) < cap(batch) {
+			select {
+			case a := <-s.acks:
+				batch = append(batch, a)
+			default:
+				break gather
+			}
+		}
+		s.ackAll(ctx, batch)
+	}
+}
+
+func (s *Stream) ackAll(ctx context.Context, batch []ack) {
+	byKey := map[string][]string{}
+	for _, a := range batch {
+		byKey[a.key] = append(byKey[a.key], a.id)
+	}
+	actx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	pipe := s.client.Pipeline()
+	for key, ids := range byKey {
+		pipe.XAck(actx, key, group, ids...)
+	}
+	if _, err := pipe.Exec(actx); err != nil {
+		// Left pending: claimed again later, and written at most once thanks to their names.
+		s.log.Debug("acknowledging webhook queue entries", "error", err)
+	}
+	cancel()
+	for _, a := range batch {
+		s.metrics.WebhookQueueProcessed.WithLabelValues(a.source, a.result).Inc()
+		s.inflight.Delete(a.key + "\x00" + a.id)
+		<-s.slots
+	}
+}
+
+func (s *Stream) keys(sources func() []string) []string {
+	srcs := sources()
+	keys := make([]string, len(srcs))
+	for i, src := range srcs {
+		keys[i] = s.Key(src)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func (s *Stream) source(key string) string { return strings.TrimPrefix(key, s.prefix) }
+
+// ensureGroups creates the consumer group of each stream that does not have it, reading from the
+// stream's start so that entries appended before the group existed are processed too.
+func (s *Stream) ensureGroups(ctx context.Context, keys []string) error {
+	for _, key := range keys {
+		if _, ok := s.groups.Load(key); ok {
+			continue
+		}
+		err := s.client.XGroupCreateMkStream(ctx, key, group, "0").Err()
+		if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+			return fmt.Errorf("creating consumer group of %s: %w", key, err)
+		}
+		s.groups.Store(key, struct{}{})
+	}
+	return nil
+}
+
+// statsLoop measures each stream and trims what every replica has finished with.
+func (s *Stream) statsLoop(ctx context.Context, sources func() []string) {
+	t := time.NewTicker(s.opts.StatsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, key := range s.keys(sources) {
+			if err := s.maintain(ctx, key); err != nil && ctx.Err() == nil {
+				s.log.Debug("measuring webhook queue", "stream", key, "error", err)
+			}
+		}
+	}
+}
+
+// maintain sets the depth and lag gauges of one stream, trims the entries every replica has
+// acknowledged, removes (and counts) entries past the age bound, and forgets idle consumers.
+func (s *Stream) maintain(ctx context.Context, key string) error {
+	src := s.source(key)
+	groups, err := s.client.XInfoGroups(ctx, key).Result()
+	if err != nil {
+		return fmt.Errorf("reading groups: %w", err)
+	}
+	i := slices.IndexFunc(groups, func(g redis.XInfoGroup) bool { return g.Name == group })
+	if i < 0 {
+		return nil
+	}
+	g := groups[i]
+	lag := g.Lag
+	if lag < 0 {
+		// Redis cannot tell after some deletions; the unacknowledged remainder is a close bound.
+		n, err := s.client.XLen(ctx, key).Result()
+		if err != nil {
+			return fmt.Errorf("reading length: %w", err)
+		}
+		lag = max(0, n-g.Pending)
+	}
+	s.metrics.WebhookStreamLag.WithLabelValues(src).Set(float64(lag))
+	s.metrics.WebhookQueueDepth.WithLabelValues(src).Set(float64(lag + g.Pending))
+
+	safe := g.LastDeliveredID
+	if g.Pending > 0 {
+		p, err := s.client.XPending(ctx, key, group).Result()
+		if err != nil {
+			return fmt.Errorf("reading pending entries: %w", err)
+		}
+		safe = p.Lower
+	}
+	if err := s.client.XTrimMinID(ctx, key, safe).Err(); err != nil {
+		return fmt.Errorf("trimming processed entries: %w", err)
+	}
+	if err := s.expire(ctx, key, g, safe); err != nil {
+		return err
+	}
+	return s.forgetConsumers(ctx, key)
+}
+
+// expire removes entries older than MaxAge that are still unprocessed, counting them as lost: a
+// queue that cannot drain (the API server refuses every write, say) must not grow without bound.
+func (s *Stream) expire(ctx context.Context, key string, g redis.XInfoGroup, safe string) error {
+	cutoffMs := time.Now().Add(-s.opts.MaxAge).UnixMilli()
+	if idMillis(safe) >= cutoffMs {
+		return nil
+	}
+	cutoff := strconv.FormatInt(cutoffMs, 10) + "-0"
+	pending, err := s.client.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: key, Group: group, Start: "-", End: "(" + cutoff, Count: s.opts.MaxLen,
+	}).Result()
+	if err != nil {
+		return fmt.Errorf("reading expired pending entries: %w", err)
+	}
+	undelivered := int64(0)
+	if idMillis(g.LastDeliveredID) < cutoffMs {
+		msgs, err := s.client.XRangeN(ctx, key, "("+g.LastDeliveredID, "("+cutoff, s.opts.MaxLen).Result()
+		if err != nil {
+			return fmt.Errorf("reading expired undelivered entries: %w", err)
+		}
+		undelivered = int64(len(msgs))
+	}
+	ids := make([]string, len(pending))
+	for i, p := range pending {
+		ids[i] = p.ID
+	}
+	if len(ids) > 0 {
+		if err := s.client.XAck(ctx, key, group, ids...).Err(); err != nil {
+			return fmt.Errorf("dropping expired pending entries: %w", err)
+		}
+	}
+	if err := s.client.XTrimMinID(ctx, key, cutoff).Err(); err != nil {
+		return fmt.Errorf("trimming expired entries: %w", err)
+	}
+	lost := int64(len(ids)) + undelivered
+	if lost > 0 {
+		s.metrics.WebhookQueueLost.WithLabelValues(s.source(key)).Add(float64(lost))
+		s.log.Error("webhook queue entries expired unprocessed", "stream", key, "entries", lost, "maxAge", s.opts.MaxAge)
+	}
+	return nil
+}
+
+// forgetConsumers deletes consumers of replicas long gone that hold nothing.
+func (s *Stream) forgetConsumers(ctx context.Context, key string) error {
+	cs, err := s.client.XInfoConsumers(ctx, key, group).Result()
+	if err != nil {
+		return fmt.Errorf("reading consumers: %w", err)
+	}
+	idle := max(10*s.opts.ClaimIdle, 5*time.Minute)
+	for _, c := range cs {
+		if c.Name != s.opts.Consumer && c.Pending == 0 && c.Idle > idle {
+			if err := s.client.XGroupDelConsumer(ctx, key, group, c.Name).Err(); err != nil {
+				return fmt.Errorf("deleting consumer %s: %w", c.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// idMillis is the time part of a stream entry ID.
+func idMillis(id string) int64 {
+	ms, _, _ := strings.Cut(id, "-")
+	n, _ := strconv.ParseInt(ms, 10, 64)
+	return n
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

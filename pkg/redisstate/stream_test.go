@@ -1,0 +1,278 @@
+package redisstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kube-zen/zen-watcher/pkg/metrics"
+	"github.com/kube-zen/zen-watcher/pkg/pipeline"
+)
+
+// recorder stands in for the pipeline: it keeps every finding handed to it and reports the
+// outcome that outcome returns (none when hold is set, as a replica that died holding them).
+type recorder struct {
+	mu      sync.Mutex
+	seen    map[string]int
+	redeliv map[string]bool
+	hold    bool
+	outcome func(ev *pipeline.Event) (pipeline.Outcome, error)
+}
+
+func newRecorder() *recorder {
+	return &recorder{seen: map[string]int{}, redeliv: map[string]bool{}}
+}
+
+func (r *recorder) Handle(_ context.Context, ev *pipeline.Event) error {
+	r.mu.Lock()
+	r.seen[ev.Instance]++
+	if ev.Redelivered {
+		r.redeliv[ev.Instance] = true
+	}
+	r.mu.Unlock()
+	if r.hold {
+		return nil
+	}
+	o, err := pipeline.OutcomeWritten, error(nil)
+	if r.outcome != nil {
+		o, err = r.outcome(ev)
+	}
+	go ev.Done(o, err)
+	return nil
+}
+
+func (r *recorder) count(instance string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seen[instance]
+}
+
+func (r *recorder) redelivered(instance string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.redeliv[instance]
+}
+
+func (r *recorder) distinct() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.seen)
+}
+
+type streamEnv struct {
+	client *redis.Client
+	m      *metrics.Metrics
+}
+
+func newStreamEnv(t *testing.T) streamEnv {
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr, DialTimeout: 200 * time.Millisecond,
+		ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond})
+	t.Cleanup(func() { _ = c.Close() })
+	return streamEnv{client: c, m: metrics.New(prometheus.NewRegistry())}
+}
+
+// start runs a Stream for consumer until the test ends or the returned stop is called.
+func (e streamEnv) start(t *testing.T, release, consumer string, h Handler, opts StreamOptions) (*Stream, func()) {
+	t.Helper()
+	opts.Release, opts.Consumer = release, consumer
+	s, err := NewStream(e.client, opts, e.m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx, h, func() []string { return []string{"falco"} }); close(done) }()
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return s, stop
+}
+
+func findings(prefix string, n int) []*pipeline.Event {
+	out := make([]*pipeline.Event, n)
+	for i := range out {
+		out[i] = &pipeline.Event{Source: "falco", Rule: "r", Instance: fmt.Sprintf("%s-%d", prefix, i), Severity: "high"}
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestStreamDeliversEachEntryOnceAcrossConsumers(t *testing.T) {
+	e := newStreamEnv(t)
+	ctx := context.Background()
+	a, b := newRecorder(), newRecorder()
+	sa, _ := e.start(t, "once", "a", a, StreamOptions{StatsInterval: 100 * time.Millisecond})
+	e.start(t, "once", "b", b, StreamOptions{StatsInterval: 100 * time.Millisecond})
+	const requests = 400
+	var wg sync.WaitGroup
+	for i := range requests {
+		wg.Go(func() {
+			if err := sa.Append(ctx, "falco", findings(fmt.Sprint(i), 3)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	waitFor(t, "every finding handled", func() bool { return a.distinct()+b.distinct() >= 3*requests })
+	for i := range requests {
+		for j := range 3 {
+			id := fmt.Sprintf("%d-%d", i, j)
+			if n := a.count(id) + b.count(id); n != 1 {
+				t.Fatalf("finding %s handled %d times", id, n)
+			}
+		}
+	}
+	if a.distinct() == 0 || b.distinct() == 0 {
+		t.Errorf("one consumer did all the work: a %d, b %d", a.distinct(), b.distinct())
+	}
+	key := sa.Key("falco")
+	waitFor(t, "processed entries acknowledged and trimmed", func() bool {
+		n, _ := e.client.XLen(ctx, key).Result()
+		return n <= 1 && testutil.ToFloat64(e.m.WebhookQueueDepth.WithLabelValues("falco")) == 0
+	})
+	if got := testutil.ToFloat64(e.m.WebhookQueueProcessed.WithLabelValues("falco", "done")); got != requests {
+		t.Errorf("processed %v entries, want %d", got, requests)
+	}
+}
+
+// TestStreamClaimsWhatADeadConsumerHeld: consumer a takes entries and never finishes them (it
+// died); after ClaimIdle, b processes them, marked redelivered so that dedup lets them through.
+func TestStreamClaimsWhatADeadConsumerHeld(t *testing.T) {
+	e := newStreamEnv(t)
+	ctx := context.Background()
+	dead := newRecorder()
+	dead.hold = true
+	sa, stopA := e.start(t, "claim", "a", dead, StreamOptions{ClaimIdle: time.Hour})
+	if err := sa.Append(ctx, "falco", findings("held", 5)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a to take the entry", func() bool { return dead.count("held-4") == 1 })
+	stopA()
+
+	live := newRecorder()
+	e.start(t, "claim", "b", live, StreamOptions{ClaimIdle: 300 * time.Millisecond, StatsInterval: 100 * time.Millisecond})
+	waitFor(t, "b to claim and finish the entry", func() bool {
+		return testutil.ToFloat64(e.m.WebhookQueueProcessed.WithLabelValues("falco", "done")) == 1
+	})
+	for i := range 5 {
+		id := fmt.Sprintf("held-%d", i)
+		if live.count(id) != 1 || !live.redelivered(id) {
+			t.Errorf("%s: handled %d times by b, redelivered %v", id, live.count(id), live.redelivered(id))
+		}
+	}
+	if testutil.ToFloat64(e.m.WebhookQueueClaimed.WithLabelValues("falco")) != 1 {
+		t.Error("claim not counted")
+	}
+}
+
+// TestStreamRetriesFailedWritesAndDropsRejected: a finding whose write failed for a passing
+// reason is handed on again; one the API server judged invalid is acknowledged, counted.
+func TestStreamRetriesFailedWritesAndDropsRejected(t *testing.T) {
+	e := newStreamEnv(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	r := newRecorder()
+	r.outcome = func(ev *pipeline.Event) (pipeline.Outcome, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts[ev.Instance]++
+		switch {
+		case ev.Instance == "bad-0":
+			return pipeline.OutcomeFailed, apierrors.NewInvalid(schema.GroupKind{Kind: "Observation"}, "x", nil)
+		case attempts[ev.Instance] == 1:
+			return pipeline.OutcomeFailed, apierrors.NewServiceUnavailable("etcd away")
+		}
+		return pipeline.OutcomeWritten, nil
+	}
+	s, _ := e.start(t, "retry", "a", r, StreamOptions{ClaimIdle: 200 * time.Millisecond})
+	if err := s.Append(ctx, "falco", findings("flaky", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(ctx, "falco", findings("bad", 1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the flaky entry done on its second try", func() bool {
+		return testutil.ToFloat64(e.m.WebhookQueueProcessed.WithLabelValues("falco", "done")) == 1
+	})
+	waitFor(t, "the invalid entry acknowledged as rejected", func() bool {
+		return testutil.ToFloat64(e.m.WebhookQueueProcessed.WithLabelValues("falco", "rejected")) == 1
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if attempts["flaky-0"] != 2 || attempts["bad-0"] != 1 || !r.redelivered("flaky-0") {
+		t.Errorf("attempts %v, flaky redelivered %v", attempts, r.redelivered("flaky-0"))
+	}
+}
+
+func TestStreamBoundsAndOutage(t *testing.T) {
+	e := newStreamEnv(t)
+	ctx := context.Background()
+	held := newRecorder()
+	held.hold = true
+	// No consumer reads "other": its entries stay, and the fourth is refused.
+	s, _ := e.start(t, "bounds", "a", held, StreamOptions{MaxLen: 3})
+	for i := range 4 {
+		err := s.Append(ctx, "other", findings(fmt.Sprint(i), 1))
+		var full interface{ Full() bool }
+		switch {
+		case i < 3 && err != nil:
+			t.Fatalf("append %d: %v", i, err)
+		case i == 3 && !(errors.As(err, &full) && full.Full()):
+			t.Fatalf("append past the bound: %v", err)
+		}
+	}
+
+	// Entries older than MaxAge that nobody processed are removed and counted as lost.
+	old, _ := e.start(t, "bounds", "b", held, StreamOptions{MaxAge: time.Millisecond, StatsInterval: time.Hour})
+	key := old.Key("other")
+	if err := old.ensureGroups(ctx, []string{key}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if err := old.maintain(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if lost := testutil.ToFloat64(e.m.WebhookQueueLost.WithLabelValues("other")); lost != 3 {
+		t.Errorf("lost %v, want 3", lost)
+	}
+	if n, _ := e.client.XLen(ctx, key).Result(); n != 0 {
+		t.Errorf("%d entries left after expiry", n)
+	}
+
+	// Redis away: the append fails, and the next ones fail at once rather than each waiting.
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	if err := s.Append(ctx, "falco", findings("x", 1)); err == nil {
+		t.Fatal("append with Redis stopped succeeded")
+	}
+	if err := s.Append(ctx, "falco", findings("y", 1)); !errors.Is(err, errUnavailable) {
+		t.Fatalf("second append while down: %v", err)
+	}
+}

@@ -1,0 +1,167 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kube-zen/zen-watcher/pkg/metrics"
+	"github.com/kube-zen/zen-watcher/pkg/pipeline"
+)
+
+type fakeQueue struct {
+	err      error
+	appended int
+}
+
+func (q *fakeQueue) Append(context.Context, string, []*pipeline.Event) error {
+	if q.err != nil {
+		return q.err
+	}
+	q.appended++
+	return nil
+}
+
+type fullErr struct{}
+
+func (fullErr) Error() string { return "full" }
+func (fullErr) Full() bool    { return true }
+
+// outcomeHandler reports every finding with the given outcome, or never (hang).
+type outcomeHandler struct {
+	outcome pipeline.Outcome
+	err     error
+	hang    bool
+}
+
+func (h outcomeHandler) Handle(_ context.Context, ev *pipeline.Event) error {
+	if !h.hang {
+		ev.Done(h.outcome, h.err)
+	}
+	return nil
+}
+
+func TestDurableAcceptor(t *testing.T) {
+	cases := []struct {
+		name      string
+		queueErr  error
+		handler   outcomeHandler
+		wantCode  int
+		mode      string
+		fallback  string
+		wantQueue int
+	}{
+		{"queued", nil, outcomeHandler{hang: true}, 202, "queued", "", 1},
+		{"redis down, written", errors.New("dial refused"), outcomeHandler{outcome: pipeline.OutcomeWritten}, 202, "written", "queue_unavailable", 0},
+		{"redis down, duplicate", errors.New("dial refused"), outcomeHandler{outcome: pipeline.OutcomeDeduplicated}, 202, "written", "queue_unavailable", 0},
+		{"queue full, written", fullErr{}, outcomeHandler{outcome: pipeline.OutcomeWritten}, 202, "written", "queue_full", 0},
+		{"redis down, write failed", errors.New("dial refused"),
+			outcomeHandler{outcome: pipeline.OutcomeFailed, err: errors.New("API server away")}, 503, "", "queue_unavailable", 0},
+		{"redis down, write too slow", errors.New("dial refused"), outcomeHandler{hang: true}, 503, "", "queue_unavailable", 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := metrics.New(prometheus.NewRegistry())
+			q := &fakeQueue{err: tc.queueErr}
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			acc := Durable{Queue: q, Fallback: Direct{Handler: tc.handler, Timeout: 50 * time.Millisecond}, Metrics: m, Log: log}
+			w, _ := newHooksWith(t, WebhookConfig{Acceptor: acc})
+			w.metrics = m
+			rec := httptest.NewRecorder()
+			w.ServeHTTP(rec, httptest.NewRequest("POST", "/falco", strings.NewReader(alert+"\n"+alert)))
+			if rec.Code != tc.wantCode {
+				t.Fatalf("HTTP %d, want %d", rec.Code, tc.wantCode)
+			}
+			if tc.wantCode == 503 && rec.Header().Get("Retry-After") == "" {
+				t.Error("503 without Retry-After")
+			}
+			if q.appended != tc.wantQueue {
+				t.Errorf("appended %d, want %d", q.appended, tc.wantQueue)
+			}
+			if tc.mode != "" && testutil.ToFloat64(m.WebhookAccepted.WithLabelValues("falco", tc.mode)) != 1 {
+				t.Errorf("mode %s not counted", tc.mode)
+			}
+			if tc.fallback != "" && testutil.ToFloat64(m.WebhookQueueFallbacks.WithLabelValues("falco", tc.fallback)) != 1 {
+				t.Errorf("fallback %s not counted", tc.fallback)
+			}
+			if tc.wantCode == 202 && testutil.ToFloat64(m.WebhookFindings.WithLabelValues("falco")) != 2 {
+				t.Error("the two events of the body not counted")
+			}
+		})
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	w, m := newHooksWith(t, WebhookConfig{Acceptor: Direct{Handler: &countingHandler{}}, RatePerSource: 1, BurstPerSource: 3})
+	codes := map[int]int{}
+	var retryAfter string
+	for range 5 {
+		rec := httptest.NewRecorder()
+		w.ServeHTTP(rec, httptest.NewRequest("POST", "/falco", strings.NewReader(alert)))
+		codes[rec.Code]++
+		if rec.Code == http.StatusTooManyRequests {
+			retryAfter = rec.Header().Get("Retry-After")
+		}
+	}
+	if codes[202] != 3 || codes[429] != 2 || retryAfter != "1" {
+		t.Errorf("answers %v, Retry-After %q", codes, retryAfter)
+	}
+	if testutil.ToFloat64(m.WebhookRateLimited.WithLabelValues("falco")) != 2 {
+		t.Error("rate-limited requests not counted")
+	}
+	// Another source has its own bucket.
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/secure", strings.NewReader(alert))
+	req.Header.Set("Authorization", "Bearer tok")
+	w.ServeHTTP(rec, req)
+	if rec.Code != 202 {
+		t.Errorf("other source: HTTP %d", rec.Code)
+	}
+}
+
+func TestInFlightBound(t *testing.T) {
+	release := make(chan struct{})
+	h := blockingHandler{release: release}
+	w, m := newHooksWith(t, WebhookConfig{Acceptor: Direct{Handler: h, Timeout: 5 * time.Second}, MaxInFlight: 1})
+	done := make(chan int)
+	go func() {
+		rec := httptest.NewRecorder()
+		w.ServeHTTP(rec, httptest.NewRequest("POST", "/falco", strings.NewReader(alert)))
+		done <- rec.Code
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(w.inFlight) == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	rec := httptest.NewRecorder()
+	w.ServeHTTP(rec, httptest.NewRequest("POST", "/falco", strings.NewReader(alert)))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("second request while one is in flight: HTTP %d", rec.Code)
+	}
+	close(release)
+	if code := <-done; code != 202 {
+		t.Errorf("first request: HTTP %d", code)
+	}
+	if testutil.ToFloat64(m.WebhookRejected.WithLabelValues("falco", "overloaded")) != 1 {
+		t.Error("overload not counted")
+	}
+}
+
+type blockingHandler struct{ release chan struct{} }
+
+func (b blockingHandler) Handle(_ context.Context, ev *pipeline.Event) error {
+	go func() {
+		<-b.release
+		ev.Done(pipeline.OutcomeWritten, nil)
+	}()
+	return nil
+}

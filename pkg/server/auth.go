@@ -1,0 +1,262 @@
+package server
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Authenticator decides whether a request may deliver findings. A non-nil error is the reason it
+// may not, a short word for the metric and the log (never the credential itself).
+type Authenticator interface {
+	Authenticate(r *http.Request, body []byte) error
+}
+
+// authError is a refusal reason; its text is a metric label.
+type authError string
+
+func (e authError) Error() string { return string(e) }
+
+// The reasons a request is refused, as metric labels.
+const (
+	errMissingToken       = authError("missing_token")
+	errWrongToken         = authError("wrong_token")
+	errMissingSignature   = authError("missing_signature")
+	errBadSignature       = authError("bad_signature")
+	errMissingTimestamp   = authError("missing_timestamp")
+	errExpired            = authError("expired")
+	errReplayed           = authError("replayed")
+	errReplayCheck        = authError("replay_check_failed")
+	errNoTLS              = authError("no_tls")
+	errMissingCertificate = authError("missing_certificate")
+	errExpiredCertificate = authError("expired_certificate")
+	errBadCertificate     = authError("bad_certificate")
+)
+
+// NoAuth accepts every request; a webhook has it only when its Ingester says `auth: none`.
+type NoAuth struct{}
+
+// Authenticate implements Authenticator.
+func (NoAuth) Authenticate(*http.Request, []byte) error { return nil }
+
+// BearerAuth accepts requests whose Authorization header carries the token.
+type BearerAuth struct {
+	Token []byte
+}
+
+// Authenticate implements Authenticator with a constant-time comparison.
+func (b BearerAuth) Authenticate(r *http.Request, _ []byte) error {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return errMissingToken
+	}
+	if len(b.Token) == 0 || subtle.ConstantTimeCompare([]byte(tok), b.Token) != 1 {
+		return errWrongToken
+	}
+	return nil
+}
+
+// Default HMAC headers and replay window.
+const (
+	DefaultSignatureHeader = "X-Zen-Signature"
+	DefaultTimestampHeader = "X-Zen-Timestamp"
+	DefaultReplayWindow    = 5 * time.Minute
+)
+
+// ReplayGuard remembers signatures for a while, so that a captured request cannot be sent again.
+type ReplayGuard interface {
+	// Remember records key for ttl and reports whether it was new.
+	Remember(ctx context.Context, key string, ttl time.Duration) (bool, error)
+}
+
+// HMACAuth accepts requests signed with a shared key: the signature header carries
+// hex(HMAC-SHA256(key, timestamp + "." + body)), optionally prefixed "sha256=", and the timestamp
+// header the Unix time in seconds at which the sender signed. A request outside the replay window,
+// or one whose signature was seen before, is refused.
+type HMACAuth struct {
+	Key []byte
+	// SignatureHeader and TimestampHeader default to X-Zen-Signature and X-Zen-Timestamp.
+	SignatureHeader string
+	TimestampHeader string
+	// Window is how far the timestamp may be from now (default 5 minutes).
+	Window time.Duration
+	// Replay remembers the signatures seen within the window; the webhook server supplies its own
+	// when it is nil.
+	Replay ReplayGuard
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Sign returns the signature header value of body signed at ts, as senders compute it.
+func Sign(key []byte, ts time.Time, body []byte) string {
+	mac := hmac.New(sha256.New, key)
+	_, _ = mac.Write([]byte(strconv.FormatInt(ts.Unix(), 10)))
+	_, _ = mac.Write([]byte{'.'})
+	_, _ = mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// Authenticate implements Authenticator.
+func (h *HMACAuth) Authenticate(r *http.Request, body []byte) error {
+	sigHex, _ := strings.CutPrefix(r.Header.Get(orDefault(h.SignatureHeader, DefaultSignatureHeader)), "sha256=")
+	if sigHex == "" {
+		return errMissingSignature
+	}
+	tsText := r.Header.Get(orDefault(h.TimestampHeader, DefaultTimestampHeader))
+	ts, err := strconv.ParseInt(tsText, 10, 64)
+	if err != nil {
+		return errMissingTimestamp
+	}
+	sig, err := hex.DecodeString(sigHex)
+	if err != nil || len(h.Key) == 0 {
+		return errBadSignature
+	}
+	mac := hmac.New(sha256.New, h.Key)
+	_, _ = mac.Write([]byte(tsText))
+	_, _ = mac.Write([]byte{'.'})
+	_, _ = mac.Write(body)
+	if !hmac.Equal(sig, mac.Sum(nil)) {
+		return errBadSignature
+	}
+	// The signature is checked before the clock, so that an unsigned request learns nothing and
+	// only genuine signatures enter the replay memory.
+	window := h.Window
+	if window <= 0 {
+		window = DefaultReplayWindow
+	}
+	now := time.Now
+	if h.Now != nil {
+		now = h.Now
+	}
+	if d := now().Sub(time.Unix(ts, 0)); d > window || d < -window {
+		return errExpired
+	}
+	if h.Replay == nil {
+		return nil
+	}
+	fresh, err := h.Replay.Remember(r.Context(), sigHex, 2*window)
+	switch {
+	case err != nil:
+		return errReplayCheck
+	case !fresh:
+		return errReplayed
+	}
+	return nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// MTLSAuth accepts requests whose TLS client certificate chains to one of Roots and is valid for
+// client authentication. The listener asks for a certificate without judging it, because each
+// webhook trusts its own CA.
+type MTLSAuth struct {
+	Roots *x509.CertPool
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Authenticate implements Authenticator.
+func (m *MTLSAuth) Authenticate(r *http.Request, _ []byte) error {
+	if r.TLS == nil {
+		return errNoTLS
+	}
+	certs := r.TLS.PeerCertificates
+	if len(certs) == 0 {
+		return errMissingCertificate
+	}
+	opts := x509.VerifyOptions{
+		Roots:         m.Roots,
+		Intermediates: x509.NewCertPool(),
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if m.Now != nil {
+		opts.CurrentTime = m.Now()
+	}
+	for _, c := range certs[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	if _, err := certs[0].Verify(opts); err != nil {
+		var inv x509.CertificateInvalidError
+		if errors.As(err, &inv) && inv.Reason == x509.Expired {
+			return errExpiredCertificate
+		}
+		return errBadCertificate
+	}
+	return nil
+}
+
+// LocalReplayGuard is a ReplayGuard in this process's memory, bounded in size. With several
+// replicas the shared one in Redis is used instead, so that a replay to another replica is caught.
+type LocalReplayGuard struct {
+	// Max bounds the remembered keys (default 100,000); past it, the guard refuses new keys rather
+	// than forgetting live ones.
+	Max int
+
+	mu      sync.Mutex
+	expires map[string]time.Time
+	pruned  time.Time
+}
+
+// ErrReplayMemoryFull is returned while the local replay memory holds Max live keys.
+var ErrReplayMemoryFull = errors.New("replay memory full")
+
+// Remember implements ReplayGuard.
+func (g *LocalReplayGuard) Remember(_ context.Context, key string, ttl time.Duration) (bool, error) {
+	now := time.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.expires == nil {
+		g.expires = map[string]time.Time{}
+	}
+	if exp, ok := g.expires[key]; ok && now.Before(exp) {
+		return false, nil
+	}
+	limit := g.Max
+	if limit <= 0 {
+		limit = 100_000
+	}
+	if len(g.expires) >= limit || now.Sub(g.pruned) > time.Minute {
+		for k, exp := range g.expires {
+			if !now.Before(exp) {
+				delete(g.expires, k)
+			}
+		}
+		g.pruned = now
+		if len(g.expires) >= limit {
+			return false, ErrReplayMemoryFull
+		}
+	}
+	g.expires[key] = now.Add(ttl)
+	return true, nil
+}
+
+// TieredReplayGuard remembers in Shared (Redis, seen by every replica) and in Local; while Shared
+// fails, Local alone decides, so that an outage of Redis does not refuse every signed request.
+type TieredReplayGuard struct {
+	Shared ReplayGuard
+	Local  ReplayGuard
+}
+
+// Remember implements ReplayGuard.
+func (t TieredReplayGuard) Remember(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	local, lerr := t.Local.Remember(ctx, key, ttl)
+	shared, serr := t.Shared.Remember(ctx, key, ttl)
+	if serr != nil {
+		return local, lerr
+	}
+	return shared && local, nil
+}

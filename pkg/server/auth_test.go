@@ -1,0 +1,197 @@
+package server
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kube-zen/zen-watcher/pkg/sources/falco"
+)
+
+func TestHMAC(t *testing.T) {
+	key := []byte("s3cret")
+	now := time.Unix(1_800_000_000, 0)
+	w, m := newHooks(t, &countingHandler{})
+	if err := w.Register(Route{Path: "/signed", Source: "signed", Parser: falco.Parser{},
+		Auth: &HMACAuth{Key: key, Now: func() time.Time { return now }}}); err != nil {
+		t.Fatal(err)
+	}
+	signed := func(ts time.Time, k []byte, body string) http.Header {
+		h := http.Header{}
+		h.Set(DefaultSignatureHeader, Sign(k, ts, []byte(body)))
+		h.Set(DefaultTimestampHeader, strconv.FormatInt(ts.Unix(), 10))
+		return h
+	}
+	replayed := signed(now, key, alert)
+	cases := []struct {
+		name    string
+		headers http.Header
+		body    string
+		want    int
+		reason  string
+	}{
+		{"right", replayed, alert, 202, ""},
+		{"replayed", replayed, alert, 401, "replayed"},
+		{"wrong key", signed(now, []byte("other"), alert), alert, 401, "bad_signature"},
+		{"body changed", signed(now.Add(time.Second), key, alert), alert + " ", 401, "bad_signature"},
+		{"missing", http.Header{}, alert, 401, "missing_signature"},
+		{"no timestamp", http.Header{DefaultSignatureHeader: {Sign(key, now, []byte(alert))}}, alert, 401, "missing_timestamp"},
+		{"expired", signed(now.Add(-10*time.Minute), key, alert), alert, 401, "expired"},
+		{"from the future", signed(now.Add(10*time.Minute), key, alert), alert, 401, "expired"},
+		{"within the window", signed(now.Add(-4*time.Minute), key, alert), alert, 202, ""},
+	}
+	for _, tc := range cases {
+		req := httptest.NewRequest("POST", "/signed", strings.NewReader(tc.body))
+		req.Header = tc.headers.Clone()
+		rec := httptest.NewRecorder()
+		w.ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("%s: HTTP %d, want %d", tc.name, rec.Code, tc.want)
+		}
+		if tc.reason != "" && testutil.ToFloat64(m.WebhookAuthFailures.WithLabelValues("signed", tc.reason)) == 0 {
+			t.Errorf("%s: reason %s not counted", tc.name, tc.reason)
+		}
+	}
+}
+
+func TestReplayGuards(t *testing.T) {
+	ctx := context.Background()
+	g := &LocalReplayGuard{Max: 2}
+	for i, want := range []bool{true, false} {
+		if fresh, err := g.Remember(ctx, "a", time.Minute); fresh != want || err != nil {
+			t.Errorf("remember a #%d: %v, %v", i, fresh, err)
+		}
+	}
+	if fresh, _ := g.Remember(ctx, "b", time.Millisecond); !fresh {
+		t.Error("b not fresh")
+	}
+	if _, err := g.Remember(ctx, "c", time.Minute); !errors.Is(err, ErrReplayMemoryFull) {
+		t.Errorf("over the bound with live keys: %v", err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if fresh, err := g.Remember(ctx, "c", time.Minute); !fresh || err != nil {
+		t.Errorf("after b expired: %v, %v", fresh, err)
+	}
+
+	tiered := TieredReplayGuard{Shared: failingGuard{}, Local: &LocalReplayGuard{}}
+	if fresh, err := tiered.Remember(ctx, "x", time.Minute); !fresh || err != nil {
+		t.Errorf("shared down, first: %v, %v", fresh, err)
+	}
+	if fresh, _ := tiered.Remember(ctx, "x", time.Minute); fresh {
+		t.Error("shared down: the local tier did not catch the replay")
+	}
+}
+
+type failingGuard struct{}
+
+func (failingGuard) Remember(context.Context, string, time.Duration) (bool, error) {
+	return false, errors.New("down")
+}
+
+// TestMTLS serves a client-certificate webhook over real TLS and presents good, foreign, expired
+// and no certificates.
+func TestMTLS(t *testing.T) {
+	ca, caKey := newCA(t, "zen-test-ca")
+	other, otherKey := newCA(t, "someone-else")
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+
+	w, m := newHooksWith(t, WebhookConfig{Acceptor: Direct{Handler: &countingHandler{}}, TLS: true})
+	if err := w.Register(Route{Path: "/mtls", Source: "mtls", Parser: falco.Parser{}, Auth: &MTLSAuth{Roots: roots}}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(w)
+	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	defer srv.Close()
+
+	now := time.Now()
+	cases := []struct {
+		name   string
+		cert   *tls.Certificate
+		want   int
+		reason string
+	}{
+		{"right", leaf(t, ca, caKey, now.Add(time.Hour)), 202, ""},
+		{"foreign CA", leaf(t, other, otherKey, now.Add(time.Hour)), 401, "bad_certificate"},
+		{"expired", leaf(t, ca, caKey, now.Add(-time.Minute)), 401, "expired_certificate"},
+		{"none", nil, 401, "missing_certificate"},
+	}
+	for _, tc := range cases {
+		tr := srv.Client().Transport.(*http.Transport).Clone()
+		if tc.cert != nil {
+			tr.TLSClientConfig.Certificates = []tls.Certificate{*tc.cert}
+		}
+		resp, err := (&http.Client{Transport: tr}).Post(srv.URL+"/mtls", "application/json", strings.NewReader(alert))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: HTTP %d, want %d", tc.name, resp.StatusCode, tc.want)
+		}
+		if tc.reason != "" && testutil.ToFloat64(m.WebhookAuthFailures.WithLabelValues("mtls", tc.reason)) != 1 {
+			t.Errorf("%s: reason %s not counted once", tc.name, tc.reason)
+		}
+	}
+
+	plain, _ := newHooks(t, &countingHandler{})
+	if err := plain.Register(Route{Path: "/mtls", Source: "mtls", Parser: falco.Parser{}, Auth: &MTLSAuth{Roots: roots}}); err == nil ||
+		!strings.Contains(err.Error(), "does not serve TLS") {
+		t.Errorf("mTLS webhook on a plain listener: %v", err)
+	}
+}
+
+func newCA(t *testing.T, name string) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, key
+}
+
+func leaf(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, notAfter time.Time) *tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "falcosidekick"},
+		NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: notAfter,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
