@@ -76,6 +76,7 @@ bench: tools ## Benchmarks against the real parts (see docs/PERFORMANCE.md).
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./pkg/pipeline
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s ./pkg/redisstate
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./test/integration
+	$(GO) test -run '^$$' -bench WebhookAccept -benchtime 20000x ./pkg/server
 
 scale-test: k8s-bins redis ## Steady warnings through 3 replicas; JSON results in scale-tests/results.
 	$(GO) run ./scale-tests $(SCALE_FLAGS)

@@ -15,30 +15,48 @@ import (
 	"time"
 )
 
-// Serve serves handler on addr until ctx ends, then shuts down within a few seconds. With a TLS
-// configuration the listener serves TLS.
-func Serve(ctx context.Context, addr string, handler http.Handler, tlsCfg *tls.Config, log *slog.Logger) error {
+// ServeOptions tunes a listener. The timeouts end slow senders: headers or a body that trickle in
+// are cut off, not held forever.
+type ServeOptions struct {
+	// TLS, when set, makes the listener serve TLS.
+	TLS *tls.Config
+	// ReadHeaderTimeout (default 5s), ReadTimeout (30s, the whole request with its body),
+	// WriteTimeout (30s) and IdleTimeout (90s) are http.Server's.
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+}
+
+func (o ServeOptions) server(h http.Handler) *http.Server {
+	or := func(d, def time.Duration) time.Duration {
+		if d > 0 {
+			return d
+		}
+		return def
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: or(o.ReadHeaderTimeout, 5*time.Second),
+		ReadTimeout:       or(o.ReadTimeout, 30*time.Second),
+		WriteTimeout:      or(o.WriteTimeout, 30*time.Second),
+		IdleTimeout:       or(o.IdleTimeout, 90*time.Second),
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// Serve serves handler on addr until ctx ends, then shuts down within a few seconds.
+func Serve(ctx context.Context, addr string, handler http.Handler, opts ServeOptions, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", addr, err)
 	}
-	if tlsCfg != nil {
-		ln = tls.NewListener(ln, tlsCfg)
+	if opts.TLS != nil {
+		ln = tls.NewListener(ln, opts.TLS)
 	}
-	return ServeListener(ctx, ln, handler, log)
+	return ServeListener(ctx, ln, handler, opts, log)
 }
 
-// ServeListener is Serve on a listener the caller opened. The timeouts end slow senders: a body
-// that trickles in is cut off with the read timeout, not held forever.
-func ServeListener(ctx context.Context, ln net.Listener, handler http.Handler, log *slog.Logger) error {
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
+// ServeListener is Serve on a listener the caller opened.
+func ServeListener(ctx context.Context, ln net.Listener, handler http.Handler, opts ServeOptions, log *slog.Logger) error {
+	srv := opts.server(handler)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("serving", "address", ln.Addr().String())
@@ -64,7 +82,7 @@ func ServePprof(ctx context.Context, port int, log *slog.Logger) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return Serve(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), mux, nil, log)
+	return Serve(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), mux, ServeOptions{WriteTimeout: 2 * time.Minute}, log)
 }
 
 // certCheckInterval is how often the certificate files are looked at for a change.

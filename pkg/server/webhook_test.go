@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -205,4 +207,60 @@ func validMethod(m string) bool {
 		}
 	}
 	return true
+}
+
+// TestSlowBodyIsCutOff trickles a body in a byte at a time: the read timeout ends the request, it
+// is counted, and nothing of it stays behind.
+func TestSlowBodyIsCutOff(t *testing.T) {
+	w, m := newHooks(t, &countingHandler{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goroutines := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- ServeListener(ctx, ln, w, ServeOptions{ReadTimeout: 300 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /falco HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+	closed := false
+	for i := 0; i < 100 && !closed; i++ {
+		if _, err := conn.Write([]byte(" ")); err != nil {
+			closed = true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !closed {
+		// The server may have answered and closed without the writes failing yet.
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err := io.ReadAll(conn)
+		closed = err == nil
+	}
+	if !closed {
+		t.Fatal("a body trickling in for 5s was not cut off")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(m.WebhookRejected.WithLabelValues("falco", "read_error")) != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := testutil.ToFloat64(m.WebhookRejected.WithLabelValues("falco", "read_error")); got != 1 {
+		t.Errorf("slow body counted %v times", got)
+	}
+	conn.Close()
+	cancel()
+	if err := <-served; err != nil {
+		t.Error(err)
+	}
+	for runtime.NumGoroutine() > goroutines && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > goroutines {
+		t.Errorf("%d goroutines after the slow request and shutdown, %d before", n, goroutines)
+	}
 }
