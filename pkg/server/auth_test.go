@@ -2,14 +2,8 @@ package server
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -19,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/kube-zen/zen-watcher/internal/testenv"
 	"github.com/kube-zen/zen-watcher/pkg/sources/falco"
 )
 
@@ -105,10 +100,9 @@ func (failingGuard) Remember(context.Context, string, time.Duration) (bool, erro
 // TestMTLS serves a client-certificate webhook over real TLS and presents good, foreign, expired
 // and no certificates.
 func TestMTLS(t *testing.T) {
-	ca, caKey := newCA(t, "zen-test-ca")
-	other, otherKey := newCA(t, "someone-else")
-	roots := x509.NewCertPool()
-	roots.AddCert(ca)
+	ca := newCA(t, "zen-test-ca")
+	other := newCA(t, "someone-else")
+	roots := ca.Pool()
 
 	w, m := newHooksWith(t, WebhookConfig{Acceptor: Direct{Handler: &countingHandler{}}, TLS: true})
 	if err := w.Register(Route{Path: "/mtls", Source: "mtls", Parser: falco.Parser{}, Auth: &MTLSAuth{Roots: roots}}); err != nil {
@@ -126,9 +120,9 @@ func TestMTLS(t *testing.T) {
 		want   int
 		reason string
 	}{
-		{"right", leaf(t, ca, caKey, now.Add(time.Hour)), 202, ""},
-		{"foreign CA", leaf(t, other, otherKey, now.Add(time.Hour)), 401, "bad_certificate"},
-		{"expired", leaf(t, ca, caKey, now.Add(-time.Minute)), 401, "expired_certificate"},
+		{"right", leaf(t, ca, now.Add(time.Hour)), 202, ""},
+		{"foreign CA", leaf(t, other, now.Add(time.Hour)), 401, "bad_certificate"},
+		{"expired", leaf(t, ca, now.Add(-time.Minute)), 401, "expired_certificate"},
 		{"none", nil, 401, "missing_certificate"},
 	}
 	for _, tc := range cases {
@@ -156,42 +150,20 @@ func TestMTLS(t *testing.T) {
 	}
 }
 
-func newCA(t *testing.T, name string) (*x509.Certificate, *ecdsa.PrivateKey) {
+func newCA(t *testing.T, name string) *testenv.CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := testenv.NewCA(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, key
+	return ca
 }
 
-func leaf(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, notAfter time.Time) *tls.Certificate {
+func leaf(t *testing.T, ca *testenv.CA, notAfter time.Time) *tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, _, _, err := ca.Leaf("falcosidekick", notAfter, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "falcosidekick"},
-		NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: notAfter,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return &c
 }
