@@ -24,6 +24,9 @@ type config struct {
 	release        string
 	redisAddr      string
 	redisPassword  string // from REDIS_PASSWORD only: a flag would show it in the process list
+	redisMaster    string
+	redisTLS       bool
+	redisTLSCA     string
 	dedupWindow    time.Duration
 	dedupMaxSize   int
 	dedupStrategy  string
@@ -42,6 +45,10 @@ type config struct {
 	leaderRenew    time.Duration
 	leaderRetry    time.Duration
 	haOptimization bool
+	haWindowLow    time.Duration
+	haWindowHigh   time.Duration
+	haCacheMin     int
+	haCacheMax     int
 	syncInterval   time.Duration
 	ttlSeconds     int64
 	cleanup        bool
@@ -86,6 +93,9 @@ func envFlags() map[string]string {
 		"log-level":                  "LOG_LEVEL",
 		"release":                    "RELEASE_NAME",
 		"redis-addr":                 "REDIS_ADDR",
+		"redis-master-name":          "REDIS_MASTER_NAME",
+		"redis-tls":                  "REDIS_TLS",
+		"redis-tls-ca-file":          "REDIS_TLS_CA_FILE",
 		"dedup-window":               "DEDUP_WINDOW",
 		"dedup-max-size":             "DEDUP_MAX_SIZE",
 		"dedup-strategy":             "DEDUP_STRATEGY",
@@ -104,6 +114,10 @@ func envFlags() map[string]string {
 		"leader-retry-period":        "LEADER_RETRY_PERIOD",
 		"ha-optimization":            "HA_OPTIMIZATION_ENABLED",
 		"coordination-interval":      "COORDINATION_INTERVAL",
+		"ha-window-low-traffic":      "HA_WINDOW_LOW_TRAFFIC",
+		"ha-window-high-traffic":     "HA_WINDOW_HIGH_TRAFFIC",
+		"ha-cache-min":               "HA_CACHE_MIN",
+		"ha-cache-max":               "HA_CACHE_MAX",
 		"observation-ttl-seconds":    "OBSERVATION_TTL_SECONDS",
 		"cleanup":                    "CLEANUP_ENABLED",
 		"cleanup-interval":           "CLEANUP_INTERVAL",
@@ -148,8 +162,12 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.release, "release", "zen-watcher",
 		"name of the installation; prefixes its keys in Redis (zw:<release>:) so releases can share one")
 	fs.StringVar(&c.redisAddr, "redis-addr", "",
-		"Redis host:port for dedup state shared by replicas; empty keeps dedup state in this process only "+
-			"(password from env REDIS_PASSWORD)")
+		"Redis host:port for state shared by replicas; several, comma-separated, for Redis Cluster or the "+
+			"Sentinels with -redis-master-name; empty keeps dedup state in this process only (password from env REDIS_PASSWORD)")
+	fs.StringVar(&c.redisMaster, "redis-master-name", "", "Sentinel master name: -redis-addr lists the Sentinels")
+	fs.BoolVar(&c.redisTLS, "redis-tls", false, "connect to Redis over TLS")
+	fs.StringVar(&c.redisTLSCA, "redis-tls-ca-file", "", "CA bundle (PEM) that Redis's certificate must chain to; "+
+		"empty means the system's")
 	fs.DurationVar(&c.dedupWindow, "dedup-window", 60*time.Second,
 		"how long a finding is remembered by sources that set no window of their own")
 	fs.IntVar(&c.dedupMaxSize, "dedup-max-size", 10000, "keys held by the in-process dedup tier")
@@ -177,6 +195,10 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.leaderRetry, "leader-retry-period", 2*time.Second, "how often candidates try for the leader Lease")
 	fs.BoolVar(&c.haOptimization, "ha-optimization", false,
 		"let the leader set the dedup window and local cache size from the global rate (needs Redis)")
+	fs.DurationVar(&c.haWindowLow, "ha-window-low-traffic", 300*time.Second, "dedup window HA optimization sets at low traffic")
+	fs.DurationVar(&c.haWindowHigh, "ha-window-high-traffic", 60*time.Second, "dedup window HA optimization sets at high traffic")
+	fs.IntVar(&c.haCacheMin, "ha-cache-min", 5000, "smallest local cache HA optimization sets")
+	fs.IntVar(&c.haCacheMax, "ha-cache-max", 50000, "largest local cache HA optimization sets (and never past 10% of the memory limit)")
 	fs.Int64Var(&c.ttlSeconds, "observation-ttl-seconds", 7*24*3600,
 		"lifetime of Observations without a TTL of their own or their source's, clamped to [60, 31536000]")
 	fs.BoolVar(&c.cleanup, "cleanup", true, "delete expired Observations (on the leader)")
@@ -254,6 +276,9 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	}
 	if c.webhook.rate <= 0 || c.webhook.burst < 1 || c.webhook.maxInFlight < 1 || c.webhook.queueMaxLen < 1 {
 		return nil, fmt.Errorf("-webhook-rate, -webhook-burst, -webhook-max-in-flight and -webhook-queue-max-length must be positive")
+	}
+	if c.haWindowLow <= 0 || c.haWindowHigh <= 0 || c.haCacheMin < 1 || c.haCacheMax < c.haCacheMin {
+		return nil, fmt.Errorf("-ha-window-* must be positive and 1 <= -ha-cache-min <= -ha-cache-max")
 	}
 	if c.pprofPort < 1 || c.pprofPort > 65535 {
 		return nil, fmt.Errorf("-pprof-port %d: want 1-65535", c.pprofPort)

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -82,7 +83,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	writer := pipeline.NewWriter(pipeline.WriterConfig{
 		Workers: cfg.writerWorkers, QueueSize: cfg.writerQueue, Namespace: cfg.namespace,
 	}, obs, m, log)
-	store, rc, closeStore := dedupStore(cfg, m, log)
+	store, rc, closeStore, err := dedupStore(cfg, m, log)
+	if err != nil {
+		return err
+	}
 	defer closeStore()
 	pipe, err := pipeline.New(pipeline.Config{
 		Defaults:    processingDefaults(cfg),
@@ -210,25 +214,49 @@ func processingDefaults(cfg *config) pipeline.SourceConfig {
 // dedupStore is the local dedup tier, in front of Redis when an address is given. Redis that does
 // not answer at start is not fatal: dedup runs locally until it does. The Redis client is returned
 // for the rest of the shared state (nil without Redis).
-func dedupStore(cfg *config, m *metrics.Metrics, log *slog.Logger) (*pipeline.Tiered, redis.UniversalClient, func()) {
+func dedupStore(cfg *config, m *metrics.Metrics, log *slog.Logger) (*pipeline.Tiered, redis.UniversalClient, func(), error) {
 	local := pipeline.NewLocalCache(cfg.dedupMaxSize)
 	m.DedupCacheSize.Set(float64(local.Capacity()))
 	if cfg.redisAddr == "" {
-		return pipeline.NewTiered(local, nil, m, log), nil, func() {}
+		return pipeline.NewTiered(local, nil, m, log), nil, func() {}, nil
 	}
-	client := redis.NewClient(&redis.Options{
-		Addr:         cfg.redisAddr,
+	client, err := redisClient(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	shared := redisstate.NewDedupStore(client, redisstate.Options{Release: cfg.release})
+	return pipeline.NewTiered(local, shared, m, log), client, func() {
+		shared.Close()
+		_ = client.Close()
+	}, nil
+}
+
+// redisClient connects to one Redis, a Redis Cluster (several addresses) or the master the
+// Sentinels name (-redis-master-name).
+func redisClient(cfg *config) (redis.UniversalClient, error) {
+	opts := &redis.UniversalOptions{
+		Addrs:        strings.Split(cfg.redisAddr, ","),
+		MasterName:   cfg.redisMaster,
 		Password:     cfg.redisPassword,
 		DialTimeout:  500 * time.Millisecond,
 		ReadTimeout:  500 * time.Millisecond,
 		WriteTimeout: 500 * time.Millisecond,
 		PoolSize:     16,
-	})
-	shared := redisstate.NewDedupStore(client, redisstate.Options{Release: cfg.release})
-	return pipeline.NewTiered(local, shared, m, log), client, func() {
-		shared.Close()
-		_ = client.Close()
 	}
+	if cfg.redisTLS {
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.redisTLSCA != "" {
+			pem, err := os.ReadFile(cfg.redisTLSCA)
+			if err != nil {
+				return nil, fmt.Errorf("reading -redis-tls-ca-file: %w", err)
+			}
+			opts.TLSConfig.RootCAs = x509.NewCertPool()
+			if !opts.TLSConfig.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("-redis-tls-ca-file %s holds no PEM certificate", cfg.redisTLSCA)
+			}
+		}
+	}
+	return redis.NewUniversalClient(opts), nil
 }
 
 func newLogger(level string, w io.Writer) (*slog.Logger, error) {

@@ -95,7 +95,7 @@ func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.
 	if rc != nil {
 		coord = ha.NewCoordinator(ha.CoordinatorConfig{
 			Self: r.cfg.memberID, State: redisstate.NewCoordination(rc, r.cfg.release), Pipeline: pipe, Cache: cache,
-			Optimize: r.cfg.haOptimization, Optimization: ha.DefaultOptimization(), Policy: pipeline.DefaultOrderPolicy(),
+			Optimize: r.cfg.haOptimization, Optimization: r.optimization(), Policy: pipeline.DefaultOrderPolicy(),
 			Members: r.memberCount, Metrics: r.metrics, Log: r.log,
 		})
 		g.Go(func() error { coord.RunReplica(ctx, r.cfg.syncInterval); return nil })
@@ -184,4 +184,12 @@ func defaultMemberID() string {
 		h = "zen-watcher"
 	}
 	return fmt.Sprintf("%s-%d", h, os.Getpid())
+}
+
+// optimization is the guide's HA optimization with the configured bounds.
+func (r *replicas) optimization() ha.Optimization {
+	o := ha.DefaultOptimization()
+	o.LowTrafficWindow, o.HighTrafficWindow = r.cfg.haWindowLow, r.cfg.haWindowHigh
+	o.MinCache, o.MaxCache = r.cfg.haCacheMin, r.cfg.haCacheMax
+	return o
 }
