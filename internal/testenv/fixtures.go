@@ -95,3 +95,28 @@ func ParseFixture(t testing.TB, path string, parser sources.ObjectParser) []*pip
 	}
 	return out
 }
+
+// ToolCRDs are the paths of the tools' own CRDs among the fixtures (Trivy Operator's reports and
+// the policy reports Kyverno writes), to install with the control plane. cert-manager's is left
+// out: tests install it while zen-watcher runs, to show a source waiting for its CRD.
+func ToolCRDs() ([]string, error) {
+	dir, err := FixturesDir()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range []string{
+		"trivy-operator/aquasecurity.github.io_vulnerabilityreports.yaml",
+		"trivy-operator/aquasecurity.github.io_configauditreports.yaml",
+		"trivy-operator/aquasecurity.github.io_exposedsecretreports.yaml",
+		"trivy-operator/aquasecurity.github.io_rbacassessmentreports.yaml",
+		"trivy-operator/aquasecurity.github.io_clustervulnerabilityreports.yaml",
+		"trivy-operator/aquasecurity.github.io_clusterconfigauditreports.yaml",
+		"trivy-operator/aquasecurity.github.io_clusterrbacassessmentreports.yaml",
+		"policyreport/wg-policy_wgpolicyk8s.io_policyreports.yaml",
+		"policyreport/wg-policy_wgpolicyk8s.io_clusterpolicyreports.yaml",
+	} {
+		out = append(out, filepath.Join(dir, f))
+	}
+	return out, nil
+}

@@ -323,10 +323,44 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.SourceReady, m.Members, m.PartitionsOwned, m.Rebalances, m.IsLeader, m.LeaderTransitions,
 		m.FailoverSeconds, m.NamespacesOwned, m.CleanupDeleted, m.CleanupRuns, m.CleanupDuration, m.CleanupErrors, m.CleanupBacklog,
 	)
+	for _, r := range []string{"complete", "interrupted", "error"} {
+		m.CleanupRuns.WithLabelValues(r)
+	}
+	m.CleanupDeleted.WithLabelValues("expired")
 	for _, s := range []string{"fingerprint", "event-stream", "key"} {
 		for _, d := range []string{"create", "drop"} {
 			m.DedupDecisions.WithLabelValues(s, d)
 		}
 	}
 	return m
+}
+
+// WriteFailureReasons are the reason label values of ObservationsFailed.
+var WriteFailureReasons = []string{
+	"invalid", "forbidden", "not_found", "throttled", "canceled", "transport", "server_error", "unknown",
+}
+
+// InitSource creates a source's write series at zero, so that rates and alerts over them work
+// from the source's first moment rather than from its first write or failure.
+func (m *Metrics) InitSource(source string) {
+	m.ObservationsCreated.WithLabelValues(source)
+	for _, r := range WriteFailureReasons {
+		m.ObservationsFailed.WithLabelValues(source, r)
+	}
+}
+
+// InitWebhookSource creates a webhook source's series at zero (queue, acceptance, limits).
+func (m *Metrics) InitWebhookSource(source string) {
+	m.WebhookFindings.WithLabelValues(source)
+	m.WebhookRateLimited.WithLabelValues(source)
+	m.WebhookQueueDepth.WithLabelValues(source)
+	m.WebhookStreamLag.WithLabelValues(source)
+	m.WebhookQueueClaimed.WithLabelValues(source)
+	m.WebhookQueueLost.WithLabelValues(source)
+	for _, mode := range []string{"queued", "written"} {
+		m.WebhookAccepted.WithLabelValues(source, mode)
+	}
+	for _, r := range []string{"done", "rejected", "undecodable"} {
+		m.WebhookQueueProcessed.WithLabelValues(source, r)
+	}
 }

@@ -89,6 +89,7 @@ func newChain(source string, cfg SourceConfig, defaultWindow *atomic.Int64, stor
 		latency:     m.ProcessingLatency.WithLabelValues(source),
 		ttl:         int64(cfg.TTL / time.Second),
 	}
+	m.InitSource(source)
 	var err error
 	if cfg.Filter != nil {
 		if c.filter, err = NewFilter(source, *cfg.Filter, m); err != nil {

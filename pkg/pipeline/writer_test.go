@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -142,4 +143,24 @@ type recordingCreator struct {
 func (c *recordingCreator) Create(_ context.Context, obs *v1alpha1.Observation) error {
 	c.last = obs.Namespace
 	return c.fail[obs.Namespace]
+}
+
+// TestFailureReasonsAreInitialized: every reason a failed write is counted under is one whose
+// series InitSource creates, so that no alert waits for a first failure to have data.
+func TestFailureReasonsAreInitialized(t *testing.T) {
+	errs := []error{
+		nil,
+		apierrors.NewInvalid(schema.GroupKind{Kind: "Observation"}, "x", nil),
+		apierrors.NewForbidden(schema.GroupResource{Resource: "observations"}, "x", errors.New("no")),
+		apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, "x"),
+		apierrors.NewTooManyRequests("slow down", 1),
+		context.Canceled,
+		errors.New("connection refused"),
+		apierrors.NewInternalError(errors.New("etcd")),
+	}
+	for _, err := range errs {
+		if r := failureReason(err); !slices.Contains(metrics.WriteFailureReasons, r) {
+			t.Errorf("reason %q of %v is not in metrics.WriteFailureReasons", r, err)
+		}
+	}
 }

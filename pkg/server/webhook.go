@@ -123,6 +123,7 @@ func (w *Webhooks) Register(r Route) error {
 	next := maps.Clone(cur)
 	next[r.Path] = &r
 	w.routes.Store(&next)
+	w.metrics.InitWebhookSource(r.Source)
 	return nil
 }
 

@@ -47,7 +47,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "building zen-watcher: %v\n%s", err, out)
 		return 1
 	}
-	crds, err := toolCRDs()
+	crds, err := testenv.ToolCRDs()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -20,30 +19,6 @@ import (
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
 	"github.com/kube-zen/zen-watcher/pkg/obsclient"
 )
-
-// toolCRDs are the tools' own CRDs, installed with the control plane. cert-manager's is left out:
-// a test installs it while zen-watcher runs, to show a source waiting for its CRD.
-func toolCRDs() ([]string, error) {
-	dir, err := testenv.FixturesDir()
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, f := range []string{
-		"trivy-operator/aquasecurity.github.io_vulnerabilityreports.yaml",
-		"trivy-operator/aquasecurity.github.io_configauditreports.yaml",
-		"trivy-operator/aquasecurity.github.io_exposedsecretreports.yaml",
-		"trivy-operator/aquasecurity.github.io_rbacassessmentreports.yaml",
-		"trivy-operator/aquasecurity.github.io_clustervulnerabilityreports.yaml",
-		"trivy-operator/aquasecurity.github.io_clusterconfigauditreports.yaml",
-		"trivy-operator/aquasecurity.github.io_clusterrbacassessmentreports.yaml",
-		"policyreport/wg-policy_wgpolicyk8s.io_policyreports.yaml",
-		"policyreport/wg-policy_wgpolicyk8s.io_clusterpolicyreports.yaml",
-	} {
-		out = append(out, filepath.Join(dir, f))
-	}
-	return out, nil
-}
 
 func dyn(t *testing.T) dynamic.Interface {
 	t.Helper()
