@@ -13,7 +13,7 @@ FUZZ_TIME   ?= 10000x
 
 export K8S_VERSION ZW_CACHE KUBEBUILDER_ASSETS
 
-.PHONY: all build generate tools k8s-bins redis helm test test-unit fuzz run demo demo-down lint bench scale-test clean help
+.PHONY: all build generate tools k8s-bins redis helm test test-unit test-chart chart-docs image fuzz run demo demo-down lint bench scale-test clean help
 
 all: build
 
@@ -38,9 +38,19 @@ redis: ## Install redis-server from Debian's packages when it is missing.
 helm: ## Build helm into the cache.
 	hack/install-helm.sh >/dev/null
 
-test: tools ## Everything needed, then every test with -race, then a short fuzz run.
+test: tools ## Everything needed, then every test with -race (the chart's too), then a short fuzz run.
 	$(GO) test $(TEST_FLAGS) ./...
+	cd test/chart && $(GO) test $(TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
+
+test-chart: helm k8s-bins ## The Helm chart's tests: lint, render, dry-run, install, RBAC, alerts and dashboards.
+	cd test/chart && $(GO) test $(TEST_FLAGS) ./...
+
+chart-docs: ## Regenerate the values table of charts/zen-watcher/README.md from values.yaml.
+	$(GO) run ./hack/chartdoc charts/zen-watcher
+
+image: ## Build the container image (needs docker; not available on the development machines).
+	docker build -t ghcr.io/kube-zen/zen-watcher:$$(sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/zen-watcher/Chart.yaml) .
 
 test-unit: ## Only the tests that need no control plane or Redis.
 	$(GO) test -race -count=1 ./pkg/pipeline/... ./pkg/metrics/... ./pkg/server/... ./cmd/...
@@ -71,6 +81,8 @@ lint: ## gofmt, go vet and staticcheck.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(TOOLS) staticcheck ./...
+	cd test/chart && $(GO) vet ./... && $(GO) tool -modfile=../../hack/tools/go.mod staticcheck ./...
+	$(GO) run ./hack/chartdoc -check charts/zen-watcher
 
 bench: tools ## Benchmarks against the real parts (see docs/PERFORMANCE.md).
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./pkg/pipeline

@@ -128,7 +128,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		g.Go(func() error { queue.Run(gctx, pipe, hooks.Sources); return nil })
 	}
 	g.Go(func() error { return server.Serve(gctx, cfg.metricsAddr, health.Handler(), server.ServeOptions{}, log) })
-	g.Go(func() error { return server.Serve(gctx, cfg.webhookAddr, hooks, server.ServeOptions{TLS: hooksTLS}, log) })
+	g.Go(func() error {
+		return server.Serve(gctx, cfg.webhookAddr, hooks, server.ServeOptions{TLS: hooksTLS}, log)
+	})
 	if cfg.enablePprof {
 		g.Go(func() error { return server.ServePprof(gctx, cfg.pprofPort, log) })
 	}

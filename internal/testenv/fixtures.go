@@ -49,6 +49,16 @@ func FixtureObjects(path string) ([]*unstructured.Unstructured, error) {
 	if err != nil {
 		return nil, err
 	}
+	objs, err := DecodeObjects(b)
+	if err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", path, err)
+	}
+	return objs, nil
+}
+
+// DecodeObjects reads Kubernetes objects from YAML documents or JSON (helm's output, a fixture),
+// with a List's items unpacked and empty documents skipped.
+func DecodeObjects(b []byte) ([]*unstructured.Unstructured, error) {
 	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
 	var out []*unstructured.Unstructured
 	for {
@@ -57,7 +67,7 @@ func FixtureObjects(path string) ([]*unstructured.Unstructured, error) {
 			if errors.Is(err, io.EOF) {
 				return out, nil
 			}
-			return nil, fmt.Errorf("decoding %s: %w", path, err)
+			return nil, err
 		}
 		if obj == nil {
 			continue
@@ -66,7 +76,7 @@ func FixtureObjects(path string) ([]*unstructured.Unstructured, error) {
 		if u.IsList() {
 			list, err := u.ToList()
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", path, err)
+				return nil, err
 			}
 			for i := range list.Items {
 				out = append(out, &list.Items[i])
