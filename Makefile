@@ -20,8 +20,10 @@ all: build
 help: ## List the targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
-build: ## Build bin/zen-watcher.
+build: ## Build bin/zen-watcher and bin/obsctl (also usable as the kubectl plugin bin/kubectl-obs).
 	$(GO) build -trimpath -o bin/zen-watcher ./cmd/zen-watcher
+	$(GO) build -trimpath -o bin/obsctl ./cmd/obsctl
+	ln -sf obsctl bin/kubectl-obs
 
 generate: ## Regenerate deepcopy functions and the CRDs from pkg/api.
 	$(TOOLS) controller-gen object:headerFile=hack/boilerplate.go.txt paths=./pkg/api/... \

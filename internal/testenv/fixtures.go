@@ -1,16 +1,12 @@
 package testenv
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
 	"github.com/kube-zen/zen-watcher/pkg/sources"
@@ -56,36 +52,8 @@ func FixtureObjects(path string) ([]*unstructured.Unstructured, error) {
 	return objs, nil
 }
 
-// DecodeObjects reads Kubernetes objects from YAML documents or JSON (helm's output, a fixture),
-// with a List's items unpacked and empty documents skipped.
-func DecodeObjects(b []byte) ([]*unstructured.Unstructured, error) {
-	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	var out []*unstructured.Unstructured
-	for {
-		var obj map[string]any
-		if err := dec.Decode(&obj); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out, nil
-			}
-			return nil, err
-		}
-		if obj == nil {
-			continue
-		}
-		u := &unstructured.Unstructured{Object: obj}
-		if u.IsList() {
-			list, err := u.ToList()
-			if err != nil {
-				return nil, err
-			}
-			for i := range list.Items {
-				out = append(out, &list.Items[i])
-			}
-			continue
-		}
-		out = append(out, u)
-	}
-}
+// DecodeObjects reads Kubernetes objects from YAML documents or JSON; see sources.DecodeObjects.
+func DecodeObjects(b []byte) ([]*unstructured.Unstructured, error) { return sources.DecodeObjects(b) }
 
 // ParseFixture runs parser over every object of a fixture and returns all their findings; a parse
 // error fails the test.

@@ -202,3 +202,15 @@ func defaultIngesters() []*v1alpha1.Ingester {
 	)
 	return out
 }
+
+// Parsers returns how an Ingester's source reads its input: an object parser for an informer
+// source, a payload parser for a webhook (the other is nil). obsctl explain runs findings through
+// them exactly as the running source would.
+func Parsers(spec *v1alpha1.IngesterSpec) (sources.ObjectParser, sources.PayloadParser, error) {
+	if spec.Webhook != nil {
+		p, err := payloadParser(spec)
+		return nil, p, err
+	}
+	p, err := objectParser(spec)
+	return p, nil, err
+}

@@ -5,7 +5,9 @@ package obsclient
 import (
 	"context"
 	"fmt"
+	"strconv"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
@@ -51,13 +53,57 @@ func (c *Client) Create(ctx context.Context, obs *v1alpha1.Observation) error {
 
 // ListObservations lists the Observations of a namespace ("" for all) matching a label selector.
 func (c *Client) ListObservations(ctx context.Context, namespace, labelSelector string) (*v1alpha1.ObservationList, error) {
+	return c.List(ctx, namespace, metav1.ListOptions{LabelSelector: labelSelector})
+}
+
+// List lists one page of Observations of a namespace ("" for all): opts.Limit bounds it and
+// opts.Continue, from the previous page's ListMeta, asks for the next.
+func (c *Client) List(ctx context.Context, namespace string, opts metav1.ListOptions) (*v1alpha1.ObservationList, error) {
 	req := c.rc.Get().Namespace(namespace).Resource(v1alpha1.ObservationResource.Resource)
-	if labelSelector != "" {
-		req = req.Param("labelSelector", labelSelector)
+	if opts.LabelSelector != "" {
+		req = req.Param("labelSelector", opts.LabelSelector)
+	}
+	if opts.Limit > 0 {
+		req = req.Param("limit", strconv.FormatInt(opts.Limit, 10))
+	}
+	if opts.Continue != "" {
+		req = req.Param("continue", opts.Continue)
 	}
 	out := &v1alpha1.ObservationList{}
 	if err := req.Do(ctx).Into(out); err != nil {
 		return nil, fmt.Errorf("listing observations in %q: %w", namespace, err)
+	}
+	return out, nil
+}
+
+// EachObservation calls fn for every Observation of a namespace ("" for all) matching the label
+// selector, a page of pageSize at a time, so that 50,000 of them never sit in memory at once.
+func (c *Client) EachObservation(ctx context.Context, namespace, labelSelector string, pageSize int64,
+	fn func(*v1alpha1.Observation) error) error {
+	opts := metav1.ListOptions{LabelSelector: labelSelector, Limit: pageSize}
+	for {
+		page, err := c.List(ctx, namespace, opts)
+		if err != nil {
+			return err
+		}
+		for i := range page.Items {
+			if err := fn(&page.Items[i]); err != nil {
+				return err
+			}
+		}
+		if page.Continue == "" {
+			return nil
+		}
+		opts.Continue = page.Continue
+	}
+}
+
+// Get reads one Observation.
+func (c *Client) Get(ctx context.Context, namespace, name string) (*v1alpha1.Observation, error) {
+	out := &v1alpha1.Observation{}
+	err := c.rc.Get().Namespace(namespace).Resource(v1alpha1.ObservationResource.Resource).Name(name).Do(ctx).Into(out)
+	if err != nil {
+		return nil, fmt.Errorf("reading observation %s/%s: %w", namespace, name, err)
 	}
 	return out, nil
 }

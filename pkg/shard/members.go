@@ -171,17 +171,7 @@ func (m *Members) recompute() {
 	if err != nil {
 		return
 	}
-	now := time.Now()
-	var live []string
-	for _, l := range list {
-		if l.Spec.HolderIdentity == nil || l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
-			continue
-		}
-		if l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second).After(now) {
-			live = append(live, *l.Spec.HolderIdentity)
-		}
-	}
-	sort.Strings(live)
+	live := LiveMembers(list, time.Now())
 	m.mu.Lock()
 	same := equal(live, m.current)
 	if !same {
@@ -208,4 +198,20 @@ func equal(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// LiveMembers is the sorted member set of a release's member Leases at now: the holders of those
+// renewed within their duration.
+func LiveMembers(leases []*coordinationv1.Lease, now time.Time) []string {
+	var live []string
+	for _, l := range leases {
+		if l.Spec.HolderIdentity == nil || l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
+			continue
+		}
+		if l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second).After(now) {
+			live = append(live, *l.Spec.HolderIdentity)
+		}
+	}
+	sort.Strings(live)
+	return live
 }
