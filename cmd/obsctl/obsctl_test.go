@@ -83,13 +83,13 @@ func seed(t *testing.T) {
 		evs = append(evs, &pipeline.Event{Source: "trivy", Category: v1alpha1.CategorySecurity, Severity: sev,
 			EventType: "vulnerability", Rule: cve, Identity: fmt.Sprint(i), Stateful: true, Title: cve,
 			Resource: v1alpha1.ResourceRef{APIVersion: "apps/v1", Kind: "Deployment", Namespace: "shop", Name: fmt.Sprintf("cart-%d", i%3)},
-			Details: map[string]string{"vulnerabilityID": cve}})
+			Details:  map[string]string{"vulnerabilityID": cve}})
 	}
 	for i := range 5 {
 		evs = append(evs, &pipeline.Event{Source: "k8sevents", Category: v1alpha1.CategoryOperations, Severity: v1alpha1.SeverityMedium,
 			EventType: "back_off", Rule: "BackOff", Identity: fmt.Sprint(i), Stateful: true, Title: "BackOff",
 			Resource: v1alpha1.ResourceRef{APIVersion: "v1", Kind: "Pod", Namespace: "bank", Name: fmt.Sprintf("ledger-%d", i)},
-			Details: map[string]string{"reason": "BackOff"}})
+			Details:  map[string]string{"reason": "BackOff"}})
 	}
 	for i := range 3 {
 		evs = append(evs, &pipeline.Event{Source: "falco", Category: v1alpha1.CategorySecurity, Severity: v1alpha1.SeverityHigh,
