@@ -15,6 +15,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
 	"github.com/kube-zen/zen-watcher/internal/testenv"
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
 	"github.com/kube-zen/zen-watcher/pkg/obsclient"
@@ -82,12 +85,22 @@ func leaderOf(t *testing.T) string {
 	return *l.Spec.HolderIdentity
 }
 
-// load creates distinct Warning Events, round robin over the namespaces, until stopped.
+// load creates distinct Warning Events, round robin over the namespaces, until stopped. It works
+// on the shared control plane unless given another's clients.
 type load struct {
 	namespaces []string
+	kube       kubernetes.Interface
+	cfg        *rest.Config
 	created    atomic.Int64
 	stop       chan struct{}
 	done       sync.WaitGroup
+}
+
+func (l *load) clients() (kubernetes.Interface, *rest.Config) {
+	if l.kube == nil {
+		return cluster.Kube, cluster.Config
+	}
+	return l.kube, l.cfg
 }
 
 func (l *load) run(t *testing.T, every time.Duration) {
@@ -105,7 +118,8 @@ func (l *load) run(t *testing.T, every time.Duration) {
 			ns := l.namespaces[int(n)%len(l.namespaces)]
 			e := warningEvent(ns, fmt.Sprintf("load-%d", n), "Pod", fmt.Sprintf("pod-%d", n), "BackOff",
 				fmt.Sprintf("Back-off restarting failed container %d", n), corev1.EventTypeWarning)
-			_, err := cluster.Kube.CoreV1().Events(ns).Create(context.Background(), e, metav1.CreateOptions{})
+			kube, _ := l.clients()
+			_, err := kube.CoreV1().Events(ns).Create(context.Background(), e, metav1.CreateOptions{})
 			if err != nil && !apierrors.IsAlreadyExists(err) {
 				continue // not created, not counted: the same event is tried at the next tick
 			}
@@ -122,9 +136,14 @@ func (l *load) pause() {
 // exactlyOnce waits until every event created has its Observation and checks none has two.
 func exactlyOnce(t *testing.T, l *load, phase string) {
 	t.Helper()
-	c, err := obsclient.New(cluster.Config)
+	_, cfg := l.clients()
+	c, err := obsclient.New(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	owned := map[string]bool{}
+	for _, ns := range l.namespaces {
+		owned[ns] = true
 	}
 	want := int(l.created.Load())
 	var got int
@@ -137,7 +156,7 @@ func exactlyOnce(t *testing.T, l *load, phase string) {
 		perPod := map[string]int{}
 		got = 0
 		for _, o := range list.Items {
-			if strings.HasPrefix(o.Namespace, "ha-") {
+			if owned[o.Namespace] {
 				perPod[o.Namespace+"/"+o.Spec.Resource.Name]++
 				got++
 			}
