@@ -10,6 +10,7 @@ KUBECTL     := $(KUBEBUILDER_ASSETS)/kubectl
 TOOLS       := $(GO) tool -modfile=hack/tools/go.mod
 TEST_FLAGS  ?= -race -count=1 -timeout 25m
 FUZZ_TIME   ?= 10000x
+PROFILE     ?= quick
 
 export K8S_VERSION ZW_CACHE KUBEBUILDER_ASSETS
 
@@ -92,8 +93,8 @@ bench: tools ## Benchmarks against the real parts (see docs/PERFORMANCE.md).
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./test/integration
 	$(GO) test -run '^$$' -bench WebhookAccept -benchtime 20000x ./pkg/server
 
-scale-test: k8s-bins redis ## Steady warnings through 3 replicas; JSON results in scale-tests/results.
-	$(GO) run ./scale-tests $(SCALE_FLAGS)
+scale-test: k8s-bins redis ## The scale-test harness: PROFILE=quick (under 10 min) or full; results in scale-tests/results.
+	$(GO) run ./scale-tests -profile $(PROFILE) $(SCALE_FLAGS)
 
 clean: ## Remove build output (not the cached control plane).
 	rm -rf bin

@@ -1,105 +1,225 @@
 // Command scale-tests drives load through zen-watcher's real paths and measures what comes out.
-// It brings up a control plane and Redis (through internal/testenv), starts replicas of the real
-// binary as processes, creates Warning Events at a steady rate, and watches the Observations
-// appear: findings in, Observations out, end-to-end latency, and the raw create ceiling of the same
-// API server measured in the same run. Results go to a JSON file.
+// It brings up a control plane (with the tools' CRDs) and Redis through internal/testenv, and for
+// each scenario of scale-tests/scenarios starts replicas of the real binary as processes, creates
+// the tools' objects in the API server and posts webhooks over HTTP, and watches the Observations
+// appear. Each run writes a JSON file per scenario and a Markdown report with SVG charts.
 //
-// This is the harness's frame; scenarios beyond steady Warning Events come with the features they
-// exercise.
+//	go run ./scale-tests -profile quick        # make scale-test
+//	go run ./scale-tests -profile full         # make scale-test PROFILE=full
+//	go run ./scale-tests -scenario burst-500   # one scenario
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"time"
+
+	"k8s.io/client-go/dynamic"
 
 	"github.com/kube-zen/zen-watcher/internal/testenv"
 )
 
-// options are the scenario's knobs.
 type options struct {
-	replicas int
-	rate     float64
-	duration time.Duration
-	out      string
+	profile, scenario, out string
+	check                  bool
 }
 
 func main() {
 	var o options
-	flag.IntVar(&o.replicas, "replicas", 3, "zen-watcher replicas to run")
-	flag.Float64Var(&o.rate, "rate", 100, "warnings created per second")
-	flag.DurationVar(&o.duration, "duration", 20*time.Second, "how long the load lasts")
-	flag.StringVar(&o.out, "out", "scale-tests/results", "folder for the JSON results")
+	flag.StringVar(&o.profile, "profile", "quick", "scenarios to run: quick (under 10 minutes here) or full")
+	flag.StringVar(&o.scenario, "scenario", "", "run only this scenario")
+	flag.StringVar(&o.out, "out", "scale-tests/results", "folder for the results")
+	flag.BoolVar(&o.check, "check", false, "fail on losses, send errors or a throughput far below the target (for CI)")
 	flag.Parse()
-	if err := run(context.Background(), o); err != nil {
+	if err := runAll(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "scale-tests:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, o options) error {
-	if o.replicas < 1 || o.rate <= 0 || o.duration <= 0 {
-		return fmt.Errorf("-replicas, -rate and -duration must be positive")
-	}
+func runAll(ctx context.Context, o options) error {
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp("", "zw-scale-")
+	scenarios, err := loadScenarios(filepath.Join(root, "scale-tests", "scenarios"), o.profile, o.scenario)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
-	binary := filepath.Join(work, "zen-watcher")
-	build := exec.Command("go", "build", "-o", binary, "./cmd/zen-watcher")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building zen-watcher: %v\n%s", err, out)
-	}
-	cluster, err := testenv.StartCluster(testenv.Options{})
+	e, cleanup, err := setUp(root)
 	if err != nil {
 		return err
 	}
-	defer cluster.Stop()
-	redis, err := testenv.StartRedis()
-	if err != nil {
-		return err
-	}
-	defer redis.Close()
-
-	res := &result{Scenario: "steady-warnings", Replicas: o.replicas, TargetRate: o.rate,
-		Started: time.Now().UTC(), Machine: machine()}
-	if res.RawCreatesPerSec, err = rawCeiling(ctx, cluster); err != nil {
-		return err
-	}
-	stop, err := startReplicas(ctx, binary, cluster.Kubeconfig, redis.Addr, o.replicas, work)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	if err := drive(ctx, cluster, o, res); err != nil {
-		return err
-	}
-	return write(o.out, res)
-}
-
-func write(dir string, res *result) error {
+	defer cleanup()
+	stamp := time.Now().UTC().Format("20060102-150405")
+	dir := filepath.Join(o.out, stamp)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	name := filepath.Join(dir, fmt.Sprintf("%s-%s.json", res.Scenario, res.Started.Format("20060102-150405")))
-	b, err := json.MarshalIndent(res, "", "  ")
+	var results []*Result
+	var failures []string
+	for i, sc := range scenarios {
+		fmt.Fprintf(os.Stderr, "scale-tests: [%d/%d] %s\n", i+1, len(scenarios), sc.Name)
+		res, err := runScenario(ctx, e, sc, fmt.Sprintf("s%d", i))
+		if err != nil {
+			return fmt.Errorf("scenario %s: %w", sc.Name, err)
+		}
+		results = append(results, res)
+		if err := writeJSON(filepath.Join(dir, sc.Name+".json"), res); err != nil {
+			return err
+		}
+		failures = append(failures, check(sc, res)...)
+		fmt.Fprintf(os.Stderr, "scale-tests: %s: %d in, %d/%d Observations, lost %d, twice %d, %.0f/s out, P99 %.1f ms\n",
+			sc.Name, res.FindingsIn, res.Observations, res.Expected, res.Lost, res.WrittenTwice, res.ObsPerSec, res.LatencyP99Ms)
+	}
+	report, err := writeReport(dir, o.profile, results)
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(name, b, 0o644); err != nil {
-		return err
+	fmt.Println(report)
+	if o.check && len(failures) > 0 {
+		return errors.New("checks failed:\n  " + strings.Join(failures, "\n  "))
 	}
-	fmt.Printf("%s\n%s\n", b, name)
 	return nil
 }
+
+// setUp builds the binary and starts the control plane and Redis every scenario shares.
+func setUp(root string) (*env, func(), error) {
+	work, err := os.MkdirTemp("", "zw-scale-")
+	if err != nil {
+		return nil, nil, err
+	}
+	e := &env{work: work, binary: filepath.Join(work, "zen-watcher"),
+		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+	build := exec.Command("go", "build", "-o", e.binary, "./cmd/zen-watcher")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, nil, fmt.Errorf("building zen-watcher: %v\n%s", err, out)
+	}
+	crds, err := testenv.ToolCRDs()
+	if err != nil {
+		return nil, nil, err
+	}
+	if e.cluster, err = testenv.StartCluster(testenv.Options{ExtraCRDDirs: crds}); err != nil {
+		return nil, nil, err
+	}
+	if e.redis, err = testenv.StartRedis(); err != nil {
+		_ = e.cluster.Stop()
+		return nil, nil, err
+	}
+	cfg := restConfig(e.cluster)
+	if e.dyn, err = dynamic.NewForConfig(cfg); err != nil {
+		return nil, nil, err
+	}
+	return e, func() {
+		_ = e.redis.Close()
+		_ = e.cluster.Stop()
+		_ = os.RemoveAll(work)
+	}, nil
+}
+
+// runScenario runs one scenario from set-up to tear-down.
+func runScenario(ctx context.Context, e *env, sc Scenario, tok string) (*Result, error) {
+	r := &run{env: e, sc: sc, tok: tok, release: "zw-" + tok, pending: map[string]time.Time{}, seen: map[string]bool{},
+		res: &Result{Scenario: sc.Name, Started: time.Now().UTC(), Machine: machine(), Replicas: sc.Replicas, Extra: map[string]any{}}}
+	var err error
+	if r.res.RawCreatesPerSec, err = rawCeiling(ctx, e, tok); err != nil {
+		return nil, err
+	}
+	if err := r.setUp(ctx); err != nil {
+		return nil, err
+	}
+	defer r.tearDown(ctx)
+	if sc.SyncObjects > 0 {
+		if err := r.createSyncObjects(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.startReplicas(ctx); err != nil {
+		return nil, err
+	}
+	if sc.SyncObjects > 0 {
+		r.res.Extra["syncObjects"] = sc.SyncObjects
+		r.res.Extra["syncSeconds"] = r.res.ReadySeconds
+	}
+	s := startSampler(r.replicas)
+	before := e.counters(ctx)
+	switch {
+	case sc.Idle > 0:
+		time.Sleep(time.Duration(sc.Idle))
+		r.res.LoadSeconds = time.Duration(sc.Idle).Seconds()
+	case sc.ListObservations > 0:
+		if err := r.measureList(ctx); err != nil {
+			return nil, err
+		}
+	case len(sc.Sources) > 0:
+		stop, err := r.watch(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.drive(ctx); err != nil {
+			stop()
+			return nil, err
+		}
+		loadEnd := time.Now()
+		r.drain()
+		stop()
+		r.summarize(loadEnd)
+	}
+	after := e.counters(ctx)
+	s.finish(r.replicas, r.res)
+	if secs := after.at.Sub(before.at).Seconds(); secs > 0 {
+		r.res.RedisOpsPerSec = float64(after.redisOps-before.redisOps) / secs
+		r.res.APIRequestsPerSec = (after.apiRequests - before.apiRequests) / secs
+	}
+	r.res.RedisMemoryBytes = e.redisMemory(ctx)
+	r.res.EtcdBytes = e.etcdBytes()
+	pipelineTotals(r.replicas, r.res)
+	return r.res, nil
+}
+
+// check holds a run to loose, honest bounds: nothing lost, nothing written twice that dedup should
+// have caught, no send errors, and a throughput not far below what was asked.
+func check(sc Scenario, res *Result) []string {
+	var out []string
+	fail := func(format string, args ...any) { out = append(out, sc.Name+": "+fmt.Sprintf(format, args...)) }
+	if res.SendErrors > 0 {
+		fail("%d findings could not be sent (%s)", res.SendErrors, res.FirstSendError)
+	}
+	if res.Lost > 0 {
+		fail("%d findings lost", res.Lost)
+	}
+	if res.WrittenTwice > 0 && !sc.NoDedup {
+		fail("%d findings written twice", res.WrittenTwice)
+	}
+	if len(sc.Sources) > 0 && res.FindingsPerSec < 0.5*sc.Rate {
+		fail("%.0f findings/s sent, asked for %.0f", res.FindingsPerSec, sc.Rate)
+	}
+	return out
+}
+
+func machine() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s, %d CPUs, %s/%s, %s", host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

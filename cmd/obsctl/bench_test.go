@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ func BenchmarkList50000(b *testing.B) {
 		{"list", "-A", "--source", "bench", "-o", "json"},
 		{"stats", "-A", "--source", "bench"},
 	} {
-		b.Run(fmt.Sprint(args[1:]), func(b *testing.B) {
+		b.Run(strings.Join(args, " "), func(b *testing.B) {
 			for b.Loop() {
 				var out, errOut bytes.Buffer
 				cmd := newRootCmd(&out, &errOut)

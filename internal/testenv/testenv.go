@@ -36,6 +36,8 @@ type Cluster struct {
 	Kubeconfig string
 	// Kube is a typed client on Config.
 	Kube kubernetes.Interface
+	// EtcdURL is etcd's client URL (its /metrics tells the database size).
+	EtcdURL string
 
 	env *envtest.Environment
 	dir string
@@ -106,6 +108,9 @@ func StartCluster(opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
 	}
 	c := &Cluster{Config: cfg, env: env}
+	if u := env.ControlPlane.Etcd.URL; u != nil {
+		c.EtcdURL = u.String()
+	}
 	if err := c.finish(); err != nil {
 		_ = env.Stop()
 		return nil, err

@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Result is one scenario's run, as written to JSON.
+type Result struct {
+	Scenario string    `json:"scenario"`
+	Started  time.Time `json:"started"`
+	Machine  string    `json:"machine"`
+	Replicas int       `json:"replicas"`
+
+	RawCreatesPerSec float64  `json:"rawCreatesPerSecond"`
+	ReadySeconds     float64  `json:"readySeconds"`
+	LoadSeconds      float64  `json:"loadSeconds"`
+	FindingsIn       int      `json:"findingsIn"`
+	FindingsPerSec   float64  `json:"findingsPerSecond"`
+	Duplicates       int      `json:"duplicatesSent"`
+	SendErrors       int      `json:"sendErrors"`
+	FirstSendError   string   `json:"firstSendError,omitempty"`
+	Expected         int      `json:"observationsExpected"`
+	Observations     int      `json:"observations"`
+	ObsPerSec        float64  `json:"observationsPerSecond"`
+	RatioOfRaw       float64  `json:"ratioOfRawCeiling"`
+	Lost             int      `json:"lost"`
+	LostSample       []string `json:"lostSample,omitempty"`
+	WrittenTwice     int      `json:"writtenTwice"`
+	LatencyP50Ms     float64  `json:"latencyP50Ms"`
+	LatencyP95Ms     float64  `json:"latencyP95Ms"`
+	LatencyP99Ms     float64  `json:"latencyP99Ms"`
+	DrainSeconds     float64  `json:"drainSecondsAfterLoad"`
+
+	CPUSecondsPer1000 float64          `json:"cpuSecondsPer1000Findings"`
+	PerReplica        []ReplicaUsage   `json:"perReplica"`
+	RedisOpsPerSec    float64          `json:"redisOpsPerSecond"`
+	RedisMemoryBytes  int64            `json:"redisMemoryBytes"`
+	APIRequestsPerSec float64          `json:"apiServerRequestsPerSecond"`
+	EtcdBytes         int64            `json:"etcdDatabaseBytes"`
+	Pipeline          map[string]int64 `json:"pipeline"`
+	Orders            map[string]int   `json:"ordersInForce"`
+	Killed            []Kill           `json:"killed,omitempty"`
+	TakeoverSeconds   float64          `json:"takeoverSeconds,omitempty"`
+	Extra             map[string]any   `json:"extra,omitempty"`
+
+	Series Series `json:"series"`
+}
+
+// ReplicaUsage is one replica's cost over the run.
+type ReplicaUsage struct {
+	ID            string  `json:"id"`
+	CPUMillicores float64 `json:"cpuMillicores"`
+	PeakRSSBytes  int64   `json:"peakRssBytes"`
+	EndRSSBytes   int64   `json:"endRssBytes"`
+}
+
+// Kill is a replica killed on purpose.
+type Kill struct {
+	Replica   string  `json:"replica"`
+	Leader    bool    `json:"leader"`
+	AtSeconds float64 `json:"atSeconds"`
+}
+
+// Series are the time series the report draws: one point a second.
+type Series struct {
+	InPerSec     []float64            `json:"findingsInPerSecond"`
+	OutPerSec    []float64            `json:"observationsPerSecond"`
+	P99Ms        []float64            `json:"latencyP99MsPerSecond"`
+	RSSMiB       map[string][]float64 `json:"rssMiB"`
+	CPUMilicores map[string][]float64 `json:"cpuMillicores"`
+}
+
+// sampler reads each replica's CPU and memory every second.
+type sampler struct {
+	mu    sync.Mutex
+	start time.Time
+	cpu0  map[string]time.Duration
+	last  map[string]time.Duration
+	rss   map[string][]float64
+	mcpu  map[string][]float64
+	peak  map[string]int64
+	end   map[string]int64
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func startSampler(reps []*replica) *sampler {
+	s := &sampler{start: time.Now(), cpu0: map[string]time.Duration{}, last: map[string]time.Duration{},
+		rss: map[string][]float64{}, mcpu: map[string][]float64{}, peak: map[string]int64{}, end: map[string]int64{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	for _, rep := range reps {
+		if cpu, _, err := rep.usage(); err == nil {
+			s.cpu0[rep.id], s.last[rep.id] = cpu, cpu
+		}
+	}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+			s.sample(reps)
+		}
+	}()
+	return s
+}
+
+func (s *sampler) sample(reps []*replica) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rep := range reps {
+		if !rep.alive() {
+			continue
+		}
+		cpu, rss, err := rep.usage()
+		if err != nil {
+			continue
+		}
+		s.mcpu[rep.id] = append(s.mcpu[rep.id], float64((cpu - s.last[rep.id]).Milliseconds()))
+		s.last[rep.id] = cpu
+		s.rss[rep.id] = append(s.rss[rep.id], float64(rss)/(1<<20))
+		s.peak[rep.id] = max(s.peak[rep.id], rss)
+		s.end[rep.id] = rss
+	}
+}
+
+// finish stops sampling and fills the result's per-replica usage.
+func (s *sampler) finish(reps []*replica, res *Result) {
+	close(s.stop)
+	<-s.done
+	s.sample(reps)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	elapsed := time.Since(s.start).Seconds()
+	var total time.Duration
+	for _, rep := range reps {
+		used := s.last[rep.id] - s.cpu0[rep.id]
+		total += used
+		res.PerReplica = append(res.PerReplica, ReplicaUsage{ID: rep.id, CPUMillicores: 1000 * used.Seconds() / elapsed,
+			PeakRSSBytes: s.peak[rep.id], EndRSSBytes: s.end[rep.id]})
+	}
+	if res.FindingsIn > 0 {
+		res.CPUSecondsPer1000 = total.Seconds() * 1000 / float64(res.FindingsIn)
+	}
+	res.Series.RSSMiB, res.Series.CPUMilicores = s.rss, s.mcpu
+}
+
+// counters are the shared parts' totals at a moment.
+type counters struct {
+	at          time.Time
+	redisOps    int64
+	apiRequests float64
+}
+
+func (e *env) counters(ctx context.Context) counters {
+	c := counters{at: time.Now()}
+	rc := redis.NewClient(&redis.Options{Addr: e.redis.Addr})
+	defer rc.Close()
+	if info, err := rc.Info(ctx, "stats").Result(); err == nil {
+		c.redisOps = infoInt(info, "total_commands_processed")
+	}
+	if raw, err := e.cluster.Kube.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx); err == nil {
+		if m, err := parseMetrics(strings.NewReader(string(raw))); err == nil {
+			c.apiRequests = m["apiserver_request_total"]
+		}
+	}
+	return c
+}
+
+func (e *env) redisMemory(ctx context.Context) int64 {
+	rc := redis.NewClient(&redis.Options{Addr: e.redis.Addr})
+	defer rc.Close()
+	info, err := rc.Info(ctx, "memory").Result()
+	if err != nil {
+		return 0
+	}
+	return infoInt(info, "used_memory")
+}
+
+func (e *env) etcdBytes() int64 {
+	if e.cluster.EtcdURL == "" {
+		return 0
+	}
+	resp, err := http.Get(e.cluster.EtcdURL + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	m, err := parseMetrics(resp.Body)
+	if err != nil {
+		return 0
+	}
+	return int64(m["etcd_mvcc_db_total_size_in_bytes"])
+}
+
+func infoInt(info, key string) int64 {
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			var n int64
+			fmt.Sscan(v, &n)
+			return n
+		}
+	}
+	return 0
+}
+
+// pipelineTotals sums the replicas' pipeline counters and reads the orders in force.
+func pipelineTotals(reps []*replica, res *Result) {
+	res.Pipeline, res.Orders = map[string]int64{}, map[string]int{}
+	for _, rep := range reps {
+		if !rep.alive() {
+			continue
+		}
+		m, err := rep.metrics()
+		if err != nil {
+			continue
+		}
+		for _, name := range []string{"zen_watcher_optimization_source_events_processed_total", "zen_watcher_observations_created_total",
+			"zen_watcher_observations_filtered_total", "zen_watcher_observations_deduplicated_total",
+			"zen_watcher_observations_failed_total", "zen_watcher_webhook_queue_claimed_total"} {
+			res.Pipeline[strings.TrimPrefix(name, "zen_watcher_")] += int64(m[name])
+		}
+		for series, v := range m {
+			if rest, ok := strings.CutPrefix(series, `zen_watcher_optimization_order{source="`); ok {
+				src, _, _ := strings.Cut(rest, `"`)
+				res.Orders[src] = int(v)
+			}
+		}
+	}
+}
+
+// summarize turns the run's observations into the result's figures and series.
+func (r *run) summarize(loadEnd time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := r.res
+	res.FindingsPerSec = float64(res.FindingsIn) / res.LoadSeconds
+	res.Observations = len(r.seen)
+	res.Lost = len(r.pending)
+	for k := range r.pending {
+		if len(res.LostSample) == 10 {
+			break
+		}
+		res.LostSample = append(res.LostSample, k)
+	}
+	res.Expected = r.want
+	res.WrittenTwice = r.twice
+	if len(r.outAt) > 0 && len(r.inAt) > 0 {
+		sort.Slice(r.outAt, func(i, j int) bool { return r.outAt[i].Before(r.outAt[j]) })
+		sort.Slice(r.inAt, func(i, j int) bool { return r.inAt[i].Before(r.inAt[j]) })
+		res.ObsPerSec = float64(len(r.outAt)) / r.outAt[len(r.outAt)-1].Sub(r.inAt[0]).Seconds()
+		res.DrainSeconds = max(0, r.outAt[len(r.outAt)-1].Sub(loadEnd).Seconds())
+	}
+	if res.RawCreatesPerSec > 0 {
+		res.RatioOfRaw = res.ObsPerSec / res.RawCreatesPerSec
+	}
+	lat := append([]time.Duration(nil), r.latency...)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	res.LatencyP50Ms, res.LatencyP95Ms, res.LatencyP99Ms = pct(lat, .50), pct(lat, .95), pct(lat, .99)
+	if len(r.inAt) > 0 {
+		t0 := r.inAt[0]
+		res.Series.InPerSec = perSecond(t0, r.inAt)
+		res.Series.OutPerSec = perSecond(t0, r.outAt)
+		res.Series.P99Ms = p99PerSecond(t0, r.latAt, r.latency)
+	}
+}
+
+func pct(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return float64(sorted[int(p*float64(len(sorted)-1))].Microseconds()) / 1000
+}
+
+func perSecond(t0 time.Time, ts []time.Time) []float64 {
+	var out []float64
+	for _, t := range ts {
+		i := int(t.Sub(t0).Seconds())
+		if i < 0 {
+			continue
+		}
+		for len(out) <= i {
+			out = append(out, 0)
+		}
+		out[i]++
+	}
+	return out
+}
+
+// p99PerSecond is the P99 latency of the Observations that appeared in each second.
+func p99PerSecond(t0 time.Time, at []time.Time, lat []time.Duration) []float64 {
+	var buckets [][]time.Duration
+	for i, t := range at {
+		b := int(t.Sub(t0).Seconds())
+		if b < 0 {
+			continue
+		}
+		for len(buckets) <= b {
+			buckets = append(buckets, nil)
+		}
+		buckets[b] = append(buckets[b], lat[i])
+	}
+	out := make([]float64, len(buckets))
+	for i, b := range buckets {
+		sort.Slice(b, func(x, y int) bool { return b[x] < b[y] })
+		out[i] = pct(b, .99)
+	}
+	return out
+}

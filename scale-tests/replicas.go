@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// replica is one zen-watcher process of a run.
+type replica struct {
+	id                       string
+	metricsAddr, webhookAddr string
+	cmd                      *exec.Cmd
+	exited                   chan struct{}
+}
+
+func (r *replica) alive() bool {
+	select {
+	case <-r.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// startReplica runs the binary with the run's release; ready waits for /readyz.
+func (r *run) startReplica(ctx context.Context, i int) (*replica, error) {
+	rep := &replica{id: fmt.Sprintf("%s-%d", r.tok, i), metricsAddr: freeAddr(), webhookAddr: freeAddr(), exited: make(chan struct{})}
+	logf, err := os.Create(filepath.Join(r.env.work, rep.id+".log"))
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-kubeconfig", r.env.cluster.Kubeconfig, "-namespace", r.release, "-release", r.release,
+		"-redis-addr", r.env.redis.Addr, "-member-id", rep.id, "-metrics-addr", rep.metricsAddr,
+		"-webhook-addr", rep.webhookAddr, "-member-lease-duration", "4s", "-member-renew-interval", "1s",
+		"-leader-lease-duration", "4s", "-leader-renew-deadline", "3s", "-leader-retry-period", "500ms",
+		"-webhook-rate", "100000", "-log-level", "warn", "-default-sources=false"}
+	if r.sc.MinSeverity != "" {
+		args = append(args, "-min-severity", r.sc.MinSeverity)
+	}
+	rep.cmd = exec.Command(r.env.binary, args...)
+	rep.cmd.Stdout, rep.cmd.Stderr = logf, logf
+	if err := rep.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { _ = rep.cmd.Wait(); logf.Close(); close(rep.exited) }()
+	return rep, nil
+}
+
+func (rep *replica) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if !rep.alive() {
+			return fmt.Errorf("replica %s exited", rep.id)
+		}
+		if resp, err := http.Get("http://" + rep.metricsAddr + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("replica %s not ready within %s", rep.id, timeout)
+}
+
+func (rep *replica) stop() {
+	if !rep.alive() {
+		return
+	}
+	_ = rep.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-rep.exited:
+	case <-time.After(15 * time.Second):
+		_ = rep.cmd.Process.Kill()
+		<-rep.exited
+	}
+}
+
+func (rep *replica) kill() {
+	_ = rep.cmd.Process.Kill()
+	<-rep.exited
+}
+
+// usage is a process's CPU time so far and its resident memory, from /proc.
+func (rep *replica) usage() (cpu time.Duration, rss int64, err error) {
+	pid := rep.cmd.Process.Pid
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	// Fields after the command name, which may hold spaces: state is the 3rd field, utime the 14th.
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	if len(f) < 13 {
+		return 0, 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const userHZ = 100 // the kernel's USER_HZ on Linux
+	cpu = time.Duration(utime+stime) * time.Second / userHZ
+	status, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer status.Close()
+	sc := bufio.NewScanner(status)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			rss = kb << 10
+		}
+	}
+	return cpu, rss, nil
+}
+
+// metrics reads a replica's /metrics: the sum of each family's samples, by name (labels dropped)
+// and by the full series text.
+func (rep *replica) metrics() (map[string]float64, error) {
+	resp, err := http.Get("http://" + rep.metricsAddr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return parseMetrics(resp.Body)
+}
+
+func parseMetrics(r io.Reader) (map[string]float64, error) {
+	out := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		series := line[:i]
+		name, _, _ := strings.Cut(series, "{")
+		out[name] += v
+		out[series] = v
+	}
+	return out, sc.Err()
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "127.0.0.1:0"
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}

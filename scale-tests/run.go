@@ -1,0 +1,422 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+
+	"github.com/kube-zen/zen-watcher/internal/testenv"
+	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+)
+
+// env is what every scenario of a run shares: the binary, the control plane, Redis.
+type env struct {
+	binary, work string
+	cluster      *testenv.Cluster
+	redis        *testenv.Redis
+	dyn          dynamic.Interface
+	http         *http.Client
+}
+
+// run is one scenario being run.
+type run struct {
+	env        *env
+	sc         Scenario
+	tok        string // prefixes every name and key of the run
+	release    string
+	namespaces []string
+	replicas   []*replica
+	res        *Result
+
+	mu      sync.Mutex
+	pending map[string]time.Time // key → when its finding was sent, until its Observation appears
+	seen    map[string]bool
+	latency []time.Duration
+	latAt   []time.Time
+	outAt   []time.Time
+	want    int // findings that must become Observations
+	inAt    []time.Time
+	twice   int
+}
+
+func (r *run) setUp(ctx context.Context) error {
+	if err := ensureNamespace(ctx, r.env, r.release); err != nil {
+		return err
+	}
+	for i := range 20 {
+		ns := fmt.Sprintf("%s-%02d", r.tok, i)
+		if err := ensureNamespace(ctx, r.env, ns); err != nil {
+			return err
+		}
+		r.namespaces = append(r.namespaces, ns)
+	}
+	for _, src := range r.sc.Sources {
+		if err := r.createIngester(ctx, src); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ensureNamespace(ctx context.Context, e *env, name string) error {
+	_, err := e.cluster.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}},
+		metav1.CreateOptions{})
+	if err != nil && !strings.Contains(err.Error(), "already exists") {
+		return fmt.Errorf("creating namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+func (r *run) createIngester(ctx context.Context, src string) error {
+	spec := drivers[src].spec()
+	if r.sc.NoDedup {
+		off := false
+		spec.Processing.Dedup = &v1alpha1.DedupSpec{Enabled: &off}
+	}
+	ing := &v1alpha1.Ingester{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "Ingester"},
+		ObjectMeta: metav1.ObjectMeta{Name: src, Namespace: r.release},
+		Spec:       spec,
+	}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ing)
+	if err != nil {
+		return err
+	}
+	_, err = r.env.dyn.Resource(v1alpha1.IngesterResource).Namespace(r.release).Create(ctx, &unstructured.Unstructured{Object: u}, metav1.CreateOptions{})
+	return err
+}
+
+// tearDown stops the replicas and removes the run's Ingesters, so that the next scenario starts
+// from nothing of this one's.
+func (r *run) tearDown(ctx context.Context) {
+	for _, rep := range r.replicas {
+		rep.stop()
+	}
+	_ = r.env.dyn.Resource(v1alpha1.IngesterResource).Namespace(r.release).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+}
+
+func (r *run) startReplicas(ctx context.Context) error {
+	start := time.Now()
+	for i := range r.sc.Replicas {
+		rep, err := r.startReplica(ctx, i)
+		if err != nil {
+			return err
+		}
+		r.replicas = append(r.replicas, rep)
+	}
+	for _, rep := range r.replicas {
+		if err := rep.waitReady(3 * time.Minute); err != nil {
+			return err
+		}
+	}
+	r.res.ReadySeconds = time.Since(start).Seconds()
+	// Webhook routes come from the Ingesters, a moment after readiness.
+	for _, src := range r.sc.Sources {
+		if drivers[src].spec().Webhook == nil {
+			continue
+		}
+		for _, rep := range r.replicas {
+			if err := waitRoute(rep, "/"+src, 30*time.Second); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func waitRoute(rep *replica, path string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + rep.webhookAddr + path); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNotFound {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not served by %s", path, rep.id)
+}
+
+// watch follows the Observations of the run's sources and matches them to the findings sent.
+func (r *run) watch(ctx context.Context) (stop func(), err error) {
+	var srcs []string
+	bySource := map[string]driver{}
+	for _, s := range r.sc.Sources {
+		d := drivers[s]
+		srcs = append(srcs, d.source)
+		bySource[d.source] = d
+	}
+	sel := v1alpha1.LabelSource + " in (" + strings.Join(srcs, ",") + ")"
+	ri := r.env.dyn.Resource(v1alpha1.ObservationResource)
+	list, err := ri.List(ctx, metav1.ListOptions{LabelSelector: sel, Limit: 1})
+	if err != nil {
+		return nil, err
+	}
+	// A retrying watch: a connection the API server closes is reopened where it left off, so that
+	// no Added event is missed over a long run.
+	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.GetResourceVersion(), &cache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = sel
+			return ri.Watch(ctx, o)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range w.ResultChan() {
+			u, ok := e.Object.(*unstructured.Unstructured)
+			if !ok || e.Type != watch.Added {
+				continue
+			}
+			src, _, _ := unstructured.NestedString(u.Object, "spec", "source")
+			r.observed(bySource[src].key(u))
+		}
+	}()
+	return func() { w.Stop(); <-done }, nil
+}
+
+func (r *run) observed(key string) {
+	if !strings.HasPrefix(key, r.tok+"-") {
+		return
+	}
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seen[key] {
+		r.twice++
+		return
+	}
+	r.seen[key] = true
+	r.outAt = append(r.outAt, now)
+	if t, ok := r.pending[key]; ok {
+		r.latency = append(r.latency, now.Sub(t))
+		r.latAt = append(r.latAt, now)
+		delete(r.pending, key)
+	}
+}
+
+// plan is the findings of the run in order, with which repeat which and their severities.
+func (r *run) plan(total int) []finding {
+	rng := rand.New(rand.NewPCG(uint64(len(r.sc.Name)), 42)) // the same plan every run
+	sevs, weights := severityMix(r.sc.SeverityMix)
+	out := make([]finding, total)
+	for n := range out {
+		f := finding{n: n, dupOf: -1, sev: pick(rng, sevs, weights)}
+		if n > 0 && rng.Float64() < r.sc.DuplicateRate {
+			f.dupOf = out[rng.IntN(n)].n
+			if o := out[f.dupOf]; o.dupOf >= 0 {
+				f.dupOf = o.dupOf
+			}
+			f.sev = out[f.dupOf].sev
+		}
+		out[n] = f
+	}
+	return out
+}
+
+func severityMix(mix map[string]float64) ([]string, []float64) {
+	if len(mix) == 0 {
+		return []string{"medium"}, []float64{1}
+	}
+	var sevs []string
+	for s := range mix {
+		sevs = append(sevs, s)
+	}
+	sort.Strings(sevs)
+	w := make([]float64, len(sevs))
+	for i, s := range sevs {
+		w[i] = mix[s]
+	}
+	return sevs, w
+}
+
+func pick(rng *rand.Rand, vals []string, weights []float64) string {
+	total := 0.0
+	for _, w := range weights {
+		total += w
+	}
+	x := rng.Float64() * total
+	for i, w := range weights {
+		if x < w {
+			return vals[i]
+		}
+		x -= w
+	}
+	return vals[len(vals)-1]
+}
+
+// expected is whether finding f must become an Observation of its own.
+func (r *run) expected(src string, f finding) bool {
+	if f.dupOf >= 0 {
+		return false // it has its original's key: the original's Observation is the one awaited
+	}
+	if r.sc.MinSeverity == "" || !drivers[src].carriesSeverity {
+		return true
+	}
+	return v1alpha1.Severity(f.sev).Rank() >= v1alpha1.Severity(r.sc.MinSeverity).Rank()
+}
+
+// drive sends the plan at the scenario's rates with 16 senders, recording each send time.
+func (r *run) drive(ctx context.Context) error {
+	phases := []Phase{{Rate: r.sc.Rate, Duration: r.sc.Duration}}
+	if r.sc.Burst != nil {
+		phases = append(phases, *r.sc.Burst)
+	}
+	total := 0
+	for _, p := range phases {
+		total += int(p.Rate * time.Duration(p.Duration).Seconds())
+	}
+	plan := r.plan(total)
+	jobs := make(chan finding, 1024)
+	var errs atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for f := range jobs {
+				src := r.sc.Sources[f.n%len(r.sc.Sources)]
+				if f.dupOf >= 0 {
+					src = r.sc.Sources[f.dupOf%len(r.sc.Sources)]
+				}
+				key := f.key(r.tok)
+				now := time.Now()
+				r.mu.Lock()
+				if r.expected(src, f) {
+					r.pending[key] = now
+					r.want++
+				}
+				r.inAt = append(r.inAt, now)
+				r.mu.Unlock()
+				if err := drivers[src].send(ctx, r, f); err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Errorf("%s finding %d: %w", src, f.n, err))
+					r.mu.Lock()
+					delete(r.pending, key)
+					r.mu.Unlock()
+				}
+			}
+		})
+	}
+	start := time.Now()
+	n := 0
+	for _, p := range phases {
+		interval := time.Duration(float64(time.Second) / p.Rate)
+		phaseStart, count := time.Now(), int(p.Rate*time.Duration(p.Duration).Seconds())
+		for i := range count {
+			time.Sleep(time.Until(phaseStart.Add(time.Duration(i) * interval)))
+			r.chaos(time.Since(start))
+			jobs <- plan[n]
+			n++
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	r.res.LoadSeconds = time.Since(start).Seconds()
+	r.res.FindingsIn = n
+	r.res.SendErrors = int(errs.Load())
+	if e, ok := firstErr.Load().(error); ok {
+		r.res.FirstSendError = e.Error()
+	}
+	for _, f := range plan {
+		if f.dupOf >= 0 {
+			r.res.Duplicates++
+		}
+	}
+	return nil
+}
+
+// chaos kills the leader or a member once, at the scenario's moment.
+func (r *run) chaos(elapsed time.Duration) {
+	kill := func(leader bool) {
+		lease, err := r.env.cluster.Kube.CoordinationV1().Leases(r.release).Get(context.Background(), r.release+"-leader", metav1.GetOptions{})
+		if err != nil || lease.Spec.HolderIdentity == nil {
+			return
+		}
+		for _, rep := range r.replicas {
+			if rep.alive() && (rep.id == *lease.Spec.HolderIdentity) == leader {
+				t := time.Now()
+				rep.kill()
+				r.res.Killed = append(r.res.Killed, Kill{Replica: rep.id, Leader: leader, AtSeconds: elapsed.Seconds()})
+				go r.timeTakeover(rep.id, t, leader)
+				return
+			}
+		}
+	}
+	if d := time.Duration(r.sc.KillLeaderAfter); d > 0 && elapsed >= d && len(r.res.Killed) == 0 {
+		kill(true)
+	}
+	if d := time.Duration(r.sc.KillMemberAfter); d > 0 && elapsed >= d && len(r.res.Killed) == 0 {
+		kill(false)
+	}
+}
+
+// timeTakeover records how long until another replica leads (after a leader's kill) or until the
+// survivors count one member fewer (after a member's).
+func (r *run) timeTakeover(dead string, at time.Time, leader bool) {
+	for time.Since(at) < time.Minute {
+		if leader {
+			l, err := r.env.cluster.Kube.CoordinationV1().Leases(r.release).Get(context.Background(), r.release+"-leader", metav1.GetOptions{})
+			if err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != dead {
+				r.mu.Lock()
+				r.res.TakeoverSeconds = time.Since(at).Seconds()
+				r.mu.Unlock()
+				return
+			}
+		} else {
+			ok := true
+			for _, rep := range r.replicas {
+				if rep.alive() {
+					m, err := rep.metrics()
+					ok = ok && err == nil && int(m["zen_watcher_shard_members"]) == r.sc.Replicas-1
+				}
+			}
+			if ok {
+				r.mu.Lock()
+				r.res.TakeoverSeconds = time.Since(at).Seconds()
+				r.mu.Unlock()
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// drain waits until every expected Observation appeared or nothing new came for 30 s.
+func (r *run) drain() {
+	last, lastCount := time.Now(), -1
+	for {
+		r.mu.Lock()
+		left, count := len(r.pending), len(r.outAt)
+		r.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		if count != lastCount {
+			last, lastCount = time.Now(), count
+		}
+		if time.Since(last) > 30*time.Second {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // a late duplicate would show now
+}
