@@ -146,6 +146,11 @@ func runScenario(ctx context.Context, e *env, sc Scenario, tok string) (*Result,
 			return nil, err
 		}
 	}
+	if sc.CleanupObservations > 0 {
+		if err := r.createExpired(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := r.startReplicas(ctx); err != nil {
 		return nil, err
 	}
@@ -159,6 +164,10 @@ func runScenario(ctx context.Context, e *env, sc Scenario, tok string) (*Result,
 	case sc.Idle > 0:
 		time.Sleep(time.Duration(sc.Idle))
 		r.res.LoadSeconds = time.Duration(sc.Idle).Seconds()
+	case sc.CleanupObservations > 0:
+		if err := r.measureCleanup(ctx); err != nil {
+			return nil, err
+		}
 	case sc.ListObservations > 0:
 		if err := r.measureList(ctx); err != nil {
 			return nil, err

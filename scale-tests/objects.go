@@ -160,3 +160,74 @@ func (r *run) measureList(ctx context.Context) error {
 	}
 	return nil
 }
+
+// createExpired creates the cleanup scenario's Observations: expired ones (their expires-at label
+// an hour ago) and a tenth as many live ones, which must survive.
+func (r *run) createExpired(ctx context.Context) error {
+	oc, err := obsclient.New(restConfig(r.env.cluster))
+	if err != nil {
+		return err
+	}
+	n, live := r.sc.CleanupObservations, r.sc.CleanupObservations/10
+	past, future := strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10), strconv.FormatInt(time.Now().Add(24*time.Hour).Unix(), 10)
+	d, err := parallel(n+live, func(i int) error {
+		exp, kind := past, "expired"
+		if i >= n {
+			exp, kind = future, "live"
+		}
+		ns := r.namespaces[i%len(r.namespaces)]
+		return oc.Create(ctx, &v1alpha1.Observation{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("%s-%s-%d", r.tok, kind, i),
+				Labels: map[string]string{v1alpha1.LabelSource: "scale-" + kind, v1alpha1.LabelExpiresAt: exp}},
+			Spec: v1alpha1.ObservationSpec{Source: "scale-" + kind, Category: "operations", Severity: "low", EventType: "back_off",
+				Title: "expired finding"},
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("creating Observations to clean up: %w", err)
+	}
+	r.res.Extra["cleanupCreateSeconds"] = d.Seconds()
+	return nil
+}
+
+// measureCleanup waits until the leader has deleted every expired Observation, and checks the live
+// ones are still there.
+func (r *run) measureCleanup(ctx context.Context) error {
+	oc, err := obsclient.New(restConfig(r.env.cluster))
+	if err != nil {
+		return err
+	}
+	count := func(source string) (int, error) {
+		n := 0
+		err := oc.EachObservation(ctx, "", v1alpha1.LabelSource+"="+source, 5000, func(*v1alpha1.Observation) error { n++; return nil })
+		return n, err
+	}
+	start := time.Now()
+	for {
+		left, err := count("scale-expired")
+		if err != nil {
+			return err
+		}
+		if left == 0 {
+			break
+		}
+		if time.Since(start) > 10*time.Minute {
+			r.res.Lost = left
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+	r.res.LoadSeconds = time.Since(start).Seconds()
+	r.res.Extra["cleanupSeconds"] = r.res.LoadSeconds
+	r.res.Extra["cleanupExpired"] = r.sc.CleanupObservations
+	live, err := count("scale-live")
+	if err != nil {
+		return err
+	}
+	r.res.Extra["liveLeft"] = live
+	if want := r.sc.CleanupObservations / 10; live != want {
+		r.res.Extra["liveDeletedWrongly"] = want - live
+		r.res.Lost += want - live
+	}
+	return nil
+}

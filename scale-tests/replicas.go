@@ -41,9 +41,12 @@ func (r *run) startReplica(ctx context.Context, i int) (*replica, error) {
 	}
 	args := []string{"-kubeconfig", r.env.cluster.Kubeconfig, "-namespace", r.release, "-release", r.release,
 		"-redis-addr", r.env.redis.Addr, "-member-id", rep.id, "-metrics-addr", rep.metricsAddr,
-		"-webhook-addr", rep.webhookAddr, "-member-lease-duration", "4s", "-member-renew-interval", "1s",
-		"-leader-lease-duration", "4s", "-leader-renew-deadline", "3s", "-leader-retry-period", "500ms",
-		"-webhook-rate", "100000", "-log-level", "warn", "-default-sources=false"}
+		"-webhook-addr", rep.webhookAddr, "-webhook-rate", "100000", "-log-level", "warn", "-default-sources=false"}
+	if r.sc.FastLeases {
+		args = append(args, "-member-lease-duration", "4s", "-member-renew-interval", "1s",
+			"-leader-lease-duration", "4s", "-leader-renew-deadline", "3s", "-leader-retry-period", "500ms",
+			"-webhook-claim-idle", "5s")
+	}
 	if r.sc.MinSeverity != "" {
 		args = append(args, "-min-severity", r.sc.MinSeverity)
 	}

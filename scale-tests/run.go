@@ -84,6 +84,11 @@ func ensureNamespace(ctx context.Context, e *env, name string) error {
 
 func (r *run) createIngester(ctx context.Context, src string) error {
 	spec := drivers[src].spec()
+	if spec.Informer != nil {
+		// Only the scenario's own namespaces: the objects earlier scenarios left must not be read
+		// again (they would crowd this scenario's findings at the writer).
+		spec.Informer.Namespaces = r.namespaces
+	}
 	if r.sc.NoDedup {
 		off := false
 		spec.Processing.Dedup = &v1alpha1.DedupSpec{Enabled: &off}
@@ -400,7 +405,7 @@ func (r *run) timeTakeover(dead string, at time.Time, leader bool) {
 	}
 }
 
-// drain waits until every expected Observation appeared or nothing new came for 30 s.
+// drain waits until every expected Observation appeared or nothing new came for 60 s.
 func (r *run) drain() {
 	last, lastCount := time.Now(), -1
 	for {
@@ -413,7 +418,7 @@ func (r *run) drain() {
 		if count != lastCount {
 			last, lastCount = time.Now(), count
 		}
-		if time.Since(last) > 30*time.Second {
+		if time.Since(last) > 60*time.Second {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)

@@ -33,6 +33,9 @@ type Scenario struct {
 	MinSeverity string `json:"minSeverity,omitempty"`
 	// NoDedup turns dedup off for every source.
 	NoDedup bool `json:"noDedup,omitempty"`
+	// FastLeases runs the replicas with 4 s leases renewed every second (failover scenarios), instead
+	// of the defaults (15 s, renewed every 5 s).
+	FastLeases bool `json:"fastLeases,omitempty"`
 	// KillLeaderAfter kills the leader with SIGKILL this long into the load.
 	KillLeaderAfter Duration `json:"killLeaderAfter,omitempty"`
 	// KillMemberAfter kills a replica that does not lead this long into the load.
@@ -43,6 +46,9 @@ type Scenario struct {
 	// ListObservations, when set, creates this many Observations and measures listing them, whole
 	// and in pages of 500, and etcd's size per Observation.
 	ListObservations int `json:"listObservations,omitempty"`
+	// CleanupObservations, when set, creates this many expired Observations (and a tenth as many
+	// live ones), then starts the replicas and measures how long the leader takes to delete them.
+	CleanupObservations int `json:"cleanupObservations,omitempty"`
 	// Idle measures the replicas' memory with no load for this long instead of driving any.
 	Idle Duration `json:"idle,omitempty"`
 }

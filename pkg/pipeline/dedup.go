@@ -49,6 +49,7 @@ const (
 	claimNone uint8 = iota
 	claimKey
 	claimCount
+	claimLocal
 )
 
 // NewDedup compiles cfg for source. defaultWindow is followed when cfg.Window is zero.
@@ -107,6 +108,15 @@ func (d *Dedup) Process(ctx context.Context, ev *Event) (bool, error) {
 		if keep {
 			ev.claim, ev.claimKey, ev.claimStore = claimCount, key, d.store
 		}
+	} else if ev.Stateful {
+		// A state's Observation name derives from its fingerprint: the API server itself refuses a
+		// second one, across replicas. A shared claim would add nothing but a hazard: taken by a
+		// replica that died before writing, it would hide the state from its next owner for good
+		// (a source hands on each state once). So states claim in this replica's tier only.
+		keep = d.store.ClaimLocal(key, now, window)
+		if keep {
+			ev.claim, ev.claimKey, ev.claimStore = claimLocal, key, d.store
+		}
 	} else {
 		keep = d.store.Claim(ctx, key, now, window)
 		if keep {
@@ -126,7 +136,11 @@ func release(ctx context.Context, ev *Event) {
 	if ev.claim == claimNone || ev.claimStore == nil {
 		return
 	}
-	ev.claimStore.Release(ctx, ev.claimKey, ev.claim == claimCount)
+	if ev.claim == claimLocal {
+		ev.claimStore.ReleaseLocal(ev.claimKey)
+	} else {
+		ev.claimStore.Release(ctx, ev.claimKey, ev.claim == claimCount)
+	}
 	ev.claim = claimNone
 }
 

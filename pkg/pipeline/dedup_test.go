@@ -190,3 +190,29 @@ func TestRedeliveredSkipsDedup(t *testing.T) {
 		t.Fatalf("first, redelivered, redelivered without instance: %v", got)
 	}
 }
+
+// TestStatesClaimLocally: a state (a report entry, a warning) is kept even when the shared store
+// holds its key (a replica that died before writing it took the claim); the shared store is not
+// asked. An occurrence (an alert) is still deduplicated across replicas.
+func TestStatesClaimLocally(t *testing.T) {
+	shared := &failingStore{claims: map[uint64]bool{}}
+	d, _ := newTestDedup(t, DedupConfig{Strategy: v1alpha1.DedupFingerprint}, shared)
+	state := baseEvent()
+	state.Stateful = true
+	alert := baseEvent()
+	alert.Instance = "a-1"
+	for _, ev := range []Event{state, alert} {
+		ev.FP = Fingerprint(&ev)
+		shared.claims[mix(d.keyOf(&ev)^d.salt)] = true // claimed elsewhere, never written
+	}
+	calls := shared.calls.Load()
+	if got := decide(t, d, []Event{state, state}); !got[0] || got[1] {
+		t.Errorf("state: %v, want kept once", got)
+	}
+	if shared.calls.Load() != calls {
+		t.Error("a state's claim went to the shared store")
+	}
+	if got := decide(t, d, []Event{alert}); got[0] {
+		t.Error("an alert claimed by another replica was kept")
+	}
+}

@@ -72,6 +72,15 @@ func (t *Tiered) Claim(ctx context.Context, key uint64, now int64, ttl time.Dura
 	return t.local.Claim(key, now, now+int64(ttl))
 }
 
+// ClaimLocal claims key in this replica's tier alone, for findings whose Observation name keeps
+// them single across replicas.
+func (t *Tiered) ClaimLocal(key uint64, now int64, ttl time.Duration) bool {
+	return t.local.Claim(key, now, now+int64(ttl))
+}
+
+// ReleaseLocal takes back a ClaimLocal.
+func (t *Tiered) ReleaseLocal(key uint64) { t.local.Delete(key) }
+
 // Admit counts one occurrence of key at now in window and reports whether it is within limit.
 func (t *Tiered) Admit(ctx context.Context, key uint64, now int64, window time.Duration, limit int64) bool {
 	// The shared count is at least the local one: past the limit locally means past it globally.
