@@ -39,17 +39,17 @@ type Result struct {
 	LatencyP99Ms     float64  `json:"latencyP99Ms"`
 	DrainSeconds     float64  `json:"drainSecondsAfterLoad"`
 
-	CPUSecondsPer1000 float64          `json:"cpuSecondsPer1000Findings"`
-	PerReplica        []ReplicaUsage   `json:"perReplica"`
-	RedisOpsPerSec    float64          `json:"redisOpsPerSecond"`
-	RedisMemoryBytes  int64            `json:"redisMemoryBytes"`
-	APIRequestsPerSec float64          `json:"apiServerRequestsPerSecond"`
-	EtcdBytes         int64            `json:"etcdDatabaseBytes"`
-	Pipeline          map[string]int64 `json:"pipeline"`
-	Orders            map[string]int   `json:"ordersInForce"`
-	Killed            []Kill           `json:"killed,omitempty"`
-	TakeoverSeconds   float64          `json:"takeoverSeconds,omitempty"`
-	Extra             map[string]any   `json:"extra,omitempty"`
+	CPUSecondsPer1000 float64           `json:"cpuSecondsPer1000Findings"`
+	PerReplica        []ReplicaUsage    `json:"perReplica"`
+	RedisOpsPerSec    float64           `json:"redisOpsPerSecond"`
+	RedisMemoryBytes  int64             `json:"redisMemoryBytes"`
+	APIRequestsPerSec float64           `json:"apiServerRequestsPerSecond"`
+	EtcdBytes         int64             `json:"etcdDatabaseBytes"`
+	Pipeline          map[string]int64  `json:"pipeline"`
+	Orders            map[string]string `json:"ordersInForce"`
+	Killed            []Kill            `json:"killed,omitempty"`
+	TakeoverSeconds   float64           `json:"takeoverSeconds,omitempty"`
+	Extra             map[string]any    `json:"extra,omitempty"`
 
 	Series Series `json:"series"`
 }
@@ -218,7 +218,7 @@ func infoInt(info, key string) int64 {
 
 // pipelineTotals sums the replicas' pipeline counters and reads the orders in force.
 func pipelineTotals(reps []*replica, res *Result) {
-	res.Pipeline, res.Orders = map[string]int64{}, map[string]int{}
+	res.Pipeline, res.Orders = map[string]int64{}, map[string]string{}
 	for _, rep := range reps {
 		if !rep.alive() {
 			continue
@@ -233,9 +233,11 @@ func pipelineTotals(reps []*replica, res *Result) {
 			res.Pipeline[strings.TrimPrefix(name, "zen_watcher_")] += int64(m[name])
 		}
 		for series, v := range m {
-			if rest, ok := strings.CutPrefix(series, `zen_watcher_optimization_order{source="`); ok {
-				src, _, _ := strings.Cut(rest, `"`)
-				res.Orders[src] = int(v)
+			// zen_watcher_optimization_order{order="filter_first",source="trivy"} 1
+			if rest, ok := strings.CutPrefix(series, `zen_watcher_optimization_order{order="`); ok && v == 1 {
+				order, rest, _ := strings.Cut(rest, `"`)
+				src, _, _ := strings.Cut(strings.TrimPrefix(rest, `,source="`), `"`)
+				res.Orders[src] = order
 			}
 		}
 	}
