@@ -58,8 +58,11 @@ func (r *run) setUp(ctx context.Context) error {
 	if err := ensureNamespace(ctx, r.env, r.release); err != nil {
 		return err
 	}
-	for i := range 20 {
-		ns := fmt.Sprintf("%s-%02d", r.tok, i)
+	for _, word := range namespaceWords {
+		// Names as clusters have them, differing from their first letters: a numbered series
+		// (app-01, app-02, ...) clusters under the API server's FNV-1a and would put every
+		// namespace on one replica (docs/ARCHITECTURE.md).
+		ns := word + "-" + r.tok
 		if err := ensureNamespace(ctx, r.env, ns); err != nil {
 			return err
 		}
@@ -105,6 +108,10 @@ func (r *run) createIngester(ctx context.Context, src string) error {
 	_, err = r.env.dyn.Resource(v1alpha1.IngesterResource).Namespace(r.release).Create(ctx, &unstructured.Unstructured{Object: u}, metav1.CreateOptions{})
 	return err
 }
+
+var namespaceWords = []string{"payments", "checkout", "frontend", "search", "catalog", "identity", "billing",
+	"shipping", "inventory", "analytics", "notifications", "reporting", "recommendations", "media", "gateway",
+	"orders", "reviews", "ledger", "support", "pricing"}
 
 // tearDown stops the replicas and removes the run's Ingesters, so that the next scenario starts
 // from nothing of this one's.
