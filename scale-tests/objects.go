@@ -121,8 +121,8 @@ func (r *run) measureList(ctx context.Context) error {
 		ns := r.namespaces[i%len(r.namespaces)]
 		return oc.Create(ctx, &v1alpha1.Observation{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("%s-o-%d", r.tok, i),
-				Labels: map[string]string{v1alpha1.LabelSource: "scale", v1alpha1.LabelSeverity: "high", v1alpha1.LabelCategory: "security"}},
-			Spec: v1alpha1.ObservationSpec{Source: "scale", Category: "security", Severity: "high", EventType: "vulnerability",
+				Labels: map[string]string{v1alpha1.LabelSource: "scale-" + r.tok, v1alpha1.LabelSeverity: "high", v1alpha1.LabelCategory: "security"}},
+			Spec: v1alpha1.ObservationSpec{Source: "scale-" + r.tok, Category: "security", Severity: "high", EventType: "vulnerability",
 				Resource: v1alpha1.ResourceRef{APIVersion: "apps/v1", Kind: "Deployment", Namespace: ns, Name: fmt.Sprintf("app-%d", i%500)},
 				Title:    fmt.Sprintf("CVE-2026-%05d in libscale 1.0", i%1000), Description: "A vulnerability in libscale 1.0, fixed in 1.1.",
 				Details: map[string]v1alpha1.DetailValue{"vulnerabilityID": v1alpha1.DetailValue(fmt.Sprintf("CVE-2026-%05d", i%1000)),
@@ -139,7 +139,7 @@ func (r *run) measureList(ctx context.Context) error {
 	if after > before {
 		r.res.Extra["etcdBytesPerObservation"] = float64(after-before) / float64(r.sc.ListObservations)
 	}
-	sel := v1alpha1.LabelSource + "=scale"
+	sel := v1alpha1.LabelSource + "=scale-" + r.tok
 	start := time.Now()
 	whole, err := oc.List(ctx, "", metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
