@@ -103,27 +103,11 @@ func sendWarning(ctx context.Context, r *run, f finding) error {
 
 func sendTrivy(ctx context.Context, r *run, f finding) error {
 	ns, key := r.ns(f), f.key(r.tok)
-	workload := "app-" + key
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "aquasecurity.github.io/v1alpha1", "kind": "VulnerabilityReport",
-		"metadata": map[string]any{"name": fmt.Sprintf("%s-r-%d", r.tok, f.n), "namespace": ns, "labels": map[string]any{
-			"trivy-operator.resource.kind": "Deployment", "trivy-operator.resource.name": workload,
-			"trivy-operator.resource.namespace": ns, "trivy-operator.container.name": "app"}},
-		"report": map[string]any{
-			"updateTimestamp": time.Now().UTC().Format(time.RFC3339),
-			"scanner":         map[string]any{"name": "Trivy", "vendor": "Aqua Security", "version": "0.50.0"},
-			"registry":        map[string]any{"server": "index.docker.io"},
-			"artifact":        map[string]any{"repository": "library/app", "tag": "1.0"},
-			"os":              map[string]any{"family": "debian", "name": "12"},
-			"summary": map[string]any{"criticalCount": 0, "highCount": 0, "mediumCount": 0, "lowCount": 0,
-				"unknownCount": 0, "noneCount": 0},
-			"vulnerabilities": []any{map[string]any{
-				"vulnerabilityID": key, "resource": "libscale", "installedVersion": "1.0", "fixedVersion": "1.1",
-				"severity": strings.ToUpper(f.sev), "title": "scale test " + key, "primaryLink": "https://example.com/" + key,
-				"score": 5.0, "target": "library/app:1.0", "lastModifiedDate": "2026-01-01T00:00:00Z",
-				"publishedDate": "2026-01-01T00:00:00Z"}},
-		},
-	}}
+	u := vulnerabilityReport(fmt.Sprintf("%s-r-%d", r.tok, f.n), ns, "app-"+key, []any{map[string]any{
+		"vulnerabilityID": key, "resource": "libscale", "installedVersion": "1.0", "fixedVersion": "1.1",
+		"severity": strings.ToUpper(f.sev), "title": "scale test " + key, "primaryLink": "https://example.com/" + key,
+		"score": 5.0, "target": "library/app:1.0", "lastModifiedDate": "2026-01-01T00:00:00Z",
+		"publishedDate": "2026-01-01T00:00:00Z"}})
 	_, err := r.env.dyn.Resource(schema.GroupVersionResource{Group: "aquasecurity.github.io", Version: "v1alpha1",
 		Resource: "vulnerabilityreports"}).Namespace(ns).Create(ctx, u, metav1.CreateOptions{})
 	return err

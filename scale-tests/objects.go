@@ -83,22 +83,7 @@ func (r *run) createSyncObjects(ctx context.Context) error {
 	gvr := schema.GroupVersionResource{Group: "aquasecurity.github.io", Version: "v1alpha1", Resource: "vulnerabilityreports"}
 	d, err := parallel(r.sc.SyncObjects, func(i int) error {
 		ns := r.namespaces[i%len(r.namespaces)]
-		u := &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": "aquasecurity.github.io/v1alpha1", "kind": "VulnerabilityReport",
-			"metadata": map[string]any{"name": fmt.Sprintf("%s-sync-%d", r.tok, i), "namespace": ns, "labels": map[string]any{
-				"trivy-operator.resource.kind": "Deployment", "trivy-operator.resource.name": fmt.Sprintf("app-%d", i),
-				"trivy-operator.resource.namespace": ns}},
-			"report": map[string]any{
-				"updateTimestamp": time.Now().UTC().Format(time.RFC3339),
-				"scanner":         map[string]any{"name": "Trivy", "vendor": "Aqua Security", "version": "0.50.0"},
-				"registry":        map[string]any{"server": "index.docker.io"},
-				"artifact":        map[string]any{"repository": "library/app", "tag": "1.0"},
-				"os":              map[string]any{"family": "debian", "name": "12"},
-				"summary": map[string]any{"criticalCount": 0, "highCount": 0, "mediumCount": 0, "lowCount": 0,
-					"unknownCount": 0, "noneCount": 0},
-				"vulnerabilities": []any{},
-			},
-		}}
+		u := vulnerabilityReport(fmt.Sprintf("%s-sync-%d", r.tok, i), ns, fmt.Sprintf("app-%d", i), nil)
 		_, err := r.env.dyn.Resource(gvr).Namespace(ns).Create(ctx, u, metav1.CreateOptions{})
 		return err
 	})
@@ -230,4 +215,28 @@ func (r *run) measureCleanup(ctx context.Context) error {
 		r.res.Lost += want - live
 	}
 	return nil
+}
+
+// vulnerabilityReport is a Trivy Operator report on a Deployment's container "app", as the operator
+// writes it, with the given vulnerabilities.
+func vulnerabilityReport(name, ns, workload string, vulns []any) *unstructured.Unstructured {
+	if vulns == nil {
+		vulns = []any{}
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "aquasecurity.github.io/v1alpha1", "kind": "VulnerabilityReport",
+		"metadata": map[string]any{"name": name, "namespace": ns, "labels": map[string]any{
+			"trivy-operator.resource.kind": "Deployment", "trivy-operator.resource.name": workload,
+			"trivy-operator.resource.namespace": ns, "trivy-operator.container.name": "app"}},
+		"report": map[string]any{
+			"updateTimestamp": time.Now().UTC().Format(time.RFC3339),
+			"scanner":         map[string]any{"name": "Trivy", "vendor": "Aqua Security", "version": "0.50.0"},
+			"registry":        map[string]any{"server": "index.docker.io"},
+			"artifact":        map[string]any{"repository": "library/app", "tag": "1.0"},
+			"os":              map[string]any{"family": "debian", "name": "12"},
+			"summary": map[string]any{"criticalCount": 0, "highCount": 0, "mediumCount": 0, "lowCount": 0,
+				"unknownCount": 0, "noneCount": 0},
+			"vulnerabilities": vulns,
+		},
+	}}
 }

@@ -184,24 +184,30 @@ func (s *Stream) Run(ctx context.Context, h Handler, sources func() []string) {
 }
 
 func (s *Stream) appendLoop(ctx context.Context) {
-	batch := make([]*appendReq, 0, appendBatch)
+	batches(ctx, s.appends, appendBatch, func(batch []*appendReq) { s.appendAll(ctx, batch) })
+}
+
+// batches hands fn what waits on ch, up to size at a time, as soon as anything does: under load a
+// batch fills, and a lone item goes at once, without waiting for company.
+func batches[T any](ctx context.Context, ch <-chan T, size int, fn func([]T)) {
+	batch := make([]T, 0, size)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case r := <-s.appends:
-			batch = append(batch[:0], r)
+		case v := <-ch:
+			batch = append(batch[:0], v)
 		}
 	gather:
-		for len(batch) < appendBatch {
+		for len(batch) < size {
 			select {
-			case r := <-s.appends:
-				batch = append(batch, r)
+			case v := <-ch:
+				batch = append(batch, v)
 			default:
 				break gather
 			}
 		}
-		s.appendAll(ctx, batch)
+		fn(batch)
 	}
 }
 
@@ -390,25 +396,7 @@ func (s *Stream) finish(e *entry) {
 
 // ackLoop acknowledges finished entries in batches.
 func (s *Stream) ackLoop(ctx context.Context) {
-	batch := make([]ack, 0, 256)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case a := <-s.acks:
-			batch = append(batch[:0], a)
-		}
-	gather:
-		for len(batch) < cap(batch) {
-			select {
-			case a := <-s.acks:
-				batch = append(batch, a)
-			default:
-				break gather
-			}
-		}
-		s.ackAll(ctx, batch)
-	}
+	batches(ctx, s.acks, 256, func(batch []ack) { s.ackAll(ctx, batch) })
 }
 
 func (s *Stream) ackAll(ctx context.Context, batch []ack) {

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -230,13 +229,13 @@ func dynamicClient(t *testing.T) dynamic.Interface {
 type replica struct {
 	metricsAddr, webhookAddr string
 	cmd                      *exec.Cmd
-	out                      *syncBuffer
+	out                      *testenv.Buffer
 	exited                   chan struct{}
 }
 
 func startReplica(t *testing.T, kubeconfig string, args ...string) *replica {
 	t.Helper()
-	r := &replica{metricsAddr: freeAddr(t), webhookAddr: freeAddr(t), out: &syncBuffer{}, exited: make(chan struct{})}
+	r := &replica{metricsAddr: freeAddr(t), webhookAddr: freeAddr(t), out: &testenv.Buffer{}, exited: make(chan struct{})}
 	r.cmd = exec.Command(binary, append([]string{"-kubeconfig", kubeconfig, "-metrics-addr", r.metricsAddr,
 		"-webhook-addr", r.webhookAddr}, args...)...)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
@@ -303,21 +302,4 @@ func eventually(t *testing.T, timeout time.Duration, cond func() error) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -71,7 +69,7 @@ type replica struct {
 	metricsAddr string
 	webhookAddr string
 	cmd         *exec.Cmd
-	out         *syncBuffer
+	out         *testenv.Buffer
 	exited      chan struct{}
 	err         error
 }
@@ -83,7 +81,7 @@ func startReplica(t *testing.T, name string, extra ...string) *replica {
 		name:        name,
 		metricsAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
 		webhookAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
-		out:         &syncBuffer{},
+		out:         &testenv.Buffer{},
 		exited:      make(chan struct{}),
 	}
 	args := append([]string{"-kubeconfig", cluster.Kubeconfig, "-metrics-addr", r.metricsAddr,
@@ -167,21 +165,4 @@ func eventually(t *testing.T, timeout time.Duration, cond func(ctx context.Conte
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
