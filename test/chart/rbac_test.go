@@ -5,12 +5,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -235,7 +233,7 @@ type replica struct {
 
 func startReplica(t *testing.T, kubeconfig string, args ...string) *replica {
 	t.Helper()
-	r := &replica{metricsAddr: freeAddr(t), webhookAddr: freeAddr(t), out: &testenv.Buffer{}, exited: make(chan struct{})}
+	r := &replica{metricsAddr: testenv.FreeAddr(t), webhookAddr: testenv.FreeAddr(t), out: &testenv.Buffer{}, exited: make(chan struct{})}
 	r.cmd = exec.Command(binary, append([]string{"-kubeconfig", kubeconfig, "-metrics-addr", r.metricsAddr,
 		"-webhook-addr", r.webhookAddr}, args...)...)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
@@ -277,16 +275,6 @@ func (r *replica) waitReady(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 }
 
 func eventually(t *testing.T, timeout time.Duration, cond func() error) {

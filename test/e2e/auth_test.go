@@ -105,7 +105,7 @@ func TestWebhookAuthModes(t *testing.T) {
 		Webhook: &v1alpha1.WebhookSource{Path: "/falcom", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthMTLS,
 			SecretRef: &v1alpha1.SecretKeyRef{Name: "falco-ca", Key: "ca.crt"}}}})
 
-	pprofPort := freePort(t)
+	pprofPort := testenv.FreePort(t)
 	start := func(id string, extra ...string) *replica {
 		args := append([]string{"-namespace", "zen-system", "-release", "auth", "-member-id", id, "-redis-addr", redis.Addr,
 			"-webhook-tls-cert-file", certFile, "-webhook-tls-key-file", keyFile, "-webhook-secret-refresh", "1s"}, extra...)

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/kube-zen/zen-watcher/internal/testenv"
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
 	"github.com/kube-zen/zen-watcher/pkg/obsclient"
 )
@@ -148,7 +149,7 @@ clusters: [{name: c, cluster: {server: "https://127.0.0.1:%d", insecure-skip-tls
 users: [{name: u, user: {token: t}}]
 contexts: [{name: c, context: {cluster: c, user: u}}]
 current-context: c
-`, freePort(t))
+`, testenv.FreePort(t))
 	if err := os.WriteFile(dead, []byte(kc), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -5,12 +5,10 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -79,8 +77,8 @@ func startReplica(t *testing.T, name string, extra ...string) *replica {
 	t.Helper()
 	r := &replica{
 		name:        name,
-		metricsAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
-		webhookAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
+		metricsAddr: testenv.FreeAddr(t),
+		webhookAddr: testenv.FreeAddr(t),
 		out:         &testenv.Buffer{},
 		exited:      make(chan struct{}),
 	}
@@ -137,16 +135,6 @@ func (r *replica) waitReady(t *testing.T, timeout time.Duration) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s not ready within %s\n%s", r.name, timeout, r.out.String())
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // eventually retries cond until it returns nil or timeout passes, then fails with its last error.
