@@ -80,7 +80,13 @@ demo: build k8s-bins redis ## Control plane, Redis, CRDs, three replicas and som
 demo-down: ## Stop everything `make demo` started.
 	hack/demo.sh down
 
-lint: ## gofmt, go vet and staticcheck.
+lint: ## gofmt, go vet, staticcheck, go.mod tidy, and no binary or large file tracked.
+	hack/check-tracked-files.sh --self-test
+	hack/check-tracked-files.sh
+	@if git grep -nE '\.\./shared|"shared", *"fixtures"' -- '*.go' '*.sh' Makefile .ci; then \
+		echo "the lines above read files outside the clone; tests read testdata/ only"; exit 1; fi
+	$(GO) mod tidy -diff
+	cd test/chart && $(GO) mod tidy -diff
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(TOOLS) staticcheck ./...

@@ -12,19 +12,16 @@ import (
 	"github.com/kube-zen/zen-watcher/pkg/sources"
 )
 
-// FixturesDir is where the tools' own objects and payloads are: $ZW_FIXTURES, else
-// shared/fixtures/upstream beside the repository.
+// FixturesDir is where the tools' own objects and payloads are: testdata/upstream in the
+// repository, one folder per tool, each with a SOURCES.md naming every file's origin and licence.
 func FixturesDir() (string, error) {
-	if d := os.Getenv("ZW_FIXTURES"); d != "" {
-		return d, nil
-	}
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	d := filepath.Join(filepath.Dir(root), "shared", "fixtures", "upstream")
+	d := filepath.Join(root, "testdata", "upstream")
 	if _, err := os.Stat(d); err != nil {
-		return "", fmt.Errorf("upstream fixtures not found at %s (set ZW_FIXTURES): %w", d, err)
+		return "", fmt.Errorf("upstream fixtures not found at %s: %w", d, err)
 	}
 	return d, nil
 }
