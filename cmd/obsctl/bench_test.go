@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kube-zen/zen-watcher/internal/testenv"
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
 	"github.com/kube-zen/zen-watcher/pkg/obsclient"
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
@@ -23,10 +23,7 @@ import (
 //
 //	go test ./cmd/obsctl -run '^$' -bench List50000 -benchtime 3x
 func BenchmarkList50000(b *testing.B) {
-	n := 50_000
-	if s := os.Getenv("ZW_OBSCTL_OBSERVATIONS"); s != "" {
-		n, _ = strconv.Atoi(s)
-	}
+	n := testenv.PositiveIntFromEnv(b, "ZW_OBSCTL_OBSERVATIONS", 50_000)
 	fill(b, n)
 	for _, args := range [][]string{
 		{"list", "-A", "--source", "bench"},

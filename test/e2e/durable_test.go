@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -124,10 +122,7 @@ func (p *poster) postRange(from, to, workers int, onWritten func(int), at func(d
 // kills one replica with SIGKILL mid-stream, then stops Redis during posting. Every alert answered
 // 2xx must end with exactly one Observation; while Redis is away, a 2xx must mean written already.
 func TestDurableWebhooks(t *testing.T) {
-	total := 20_000
-	if s := os.Getenv("ZW_DURABLE_ALERTS"); s != "" {
-		total, _ = strconv.Atoi(s)
-	}
+	total := testenv.PositiveIntFromEnv(t, "ZW_DURABLE_ALERTS", 20_000)
 	redis, err := testenv.StartRedisPersistent()
 	if err != nil {
 		t.Fatal(err)
