@@ -45,6 +45,9 @@ type ProcessCluster struct {
 // StartProcessCluster starts etcd and kube-apiserver (ShardedListAndWatch on) on free loopback
 // ports and installs zen-watcher's CRDs and any extra ones.
 func StartProcessCluster(extraCRDs ...string) (*ProcessCluster, error) {
+	if err := unitOnly("a control plane"); err != nil {
+		return nil, err
+	}
 	bin := AssetsDir()
 	for _, b := range []string{"etcd", "kube-apiserver"} {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {

@@ -35,6 +35,9 @@ func StartRedis() (*Redis, error) { return startRedis(false) }
 func StartRedisPersistent() (*Redis, error) { return startRedis(true) }
 
 func startRedis(persist bool) (*Redis, error) {
+	if err := unitOnly("redis-server"); err != nil {
+		return nil, err
+	}
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return nil, errors.New("redis-server not found: run `make tools` (as root it installs Debian's " +
 			"redis-server), or `apt-get install -y redis-server`")

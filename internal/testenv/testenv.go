@@ -79,6 +79,9 @@ func RepoRoot() (string, error) {
 
 // StartCluster starts etcd and kube-apiserver, installs the CRDs and waits until they are served.
 func StartCluster(opts Options) (*Cluster, error) {
+	if err := unitOnly("a control plane"); err != nil {
+		return nil, err
+	}
 	assets := AssetsDir()
 	var missing []string
 	for _, b := range []string{"kube-apiserver", "etcd", "kubectl"} {
