@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	writer := pipeline.NewWriter(pipeline.WriterConfig{
 		Workers: cfg.writerWorkers, QueueSize: cfg.writerQueue, Namespace: cfg.namespace,
 	}, obs, m, log)
-	store, rc, closeStore, err := dedupStore(cfg, m, log)
+	store, rc, closeStore, err := dedupStore(ctx, cfg, m, log)
 	if err != nil {
 		return err
 	}
@@ -214,9 +214,10 @@ func processingDefaults(cfg *config) pipeline.SourceConfig {
 }
 
 // dedupStore is the local dedup tier, in front of Redis when an address is given. Redis that does
-// not answer at start is not fatal: dedup runs locally until it does. The Redis client is returned
-// for the rest of the shared state (nil without Redis).
-func dedupStore(cfg *config, m *metrics.Metrics, log *slog.Logger) (*pipeline.Tiered, redis.UniversalClient, func(), error) {
+// not answer at start is not fatal: dedup runs locally until it does. A Redis that answers but is
+// older than redisstate.MinVersion is refused, since parts of the shared state would fail on it
+// at every call. The Redis client is returned for the rest of the shared state (nil without Redis).
+func dedupStore(ctx context.Context, cfg *config, m *metrics.Metrics, log *slog.Logger) (*pipeline.Tiered, redis.UniversalClient, func(), error) {
 	local := pipeline.NewLocalCache(cfg.dedupMaxSize)
 	m.DedupCacheSize.Set(float64(local.Capacity()))
 	if cfg.redisAddr == "" {
@@ -225,6 +226,18 @@ func dedupStore(cfg *config, m *metrics.Metrics, log *slog.Logger) (*pipeline.Ti
 	client, err := redisClient(cfg)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	vctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	version, err := redisstate.CheckVersion(vctx, client)
+	cancel()
+	switch {
+	case errors.Is(err, redisstate.ErrTooOld):
+		_ = client.Close()
+		return nil, nil, nil, fmt.Errorf("-redis-addr %s: %w", cfg.redisAddr, err)
+	case err != nil:
+		log.Warn("Redis does not answer at start; dedup runs locally until it does", "addr", cfg.redisAddr, "err", err)
+	default:
+		log.Info("Redis answers", "addr", cfg.redisAddr, "version", version)
 	}
 	shared := redisstate.NewDedupStore(client, redisstate.Options{Release: cfg.release})
 	return pipeline.NewTiered(local, shared, m, log), client, func() {

@@ -104,9 +104,10 @@ func (d *Dedup) Process(ctx context.Context, ev *Event) (bool, error) {
 	}
 	var keep bool
 	if d.strategy == v1alpha1.DedupEventStream {
-		keep = d.store.Admit(ctx, key, now, window, d.limit)
+		var token uint64
+		keep, token = d.store.Admit(ctx, key, now, window, d.limit)
 		if keep {
-			ev.claim, ev.claimKey, ev.claimStore = claimCount, key, d.store
+			ev.claim, ev.claimKey, ev.claimToken, ev.claimStore = claimCount, key, token, d.store
 		}
 	} else if ev.Stateful {
 		// A state's Observation name derives from its fingerprint: the API server itself refuses a
@@ -118,9 +119,10 @@ func (d *Dedup) Process(ctx context.Context, ev *Event) (bool, error) {
 			ev.claim, ev.claimKey, ev.claimStore = claimLocal, key, d.store
 		}
 	} else {
-		keep = d.store.Claim(ctx, key, now, window)
+		var token uint64
+		keep, token = d.store.Claim(ctx, key, now, window)
 		if keep {
-			ev.claim, ev.claimKey, ev.claimStore = claimKey, key, d.store
+			ev.claim, ev.claimKey, ev.claimToken, ev.claimStore = claimKey, key, token, d.store
 		}
 	}
 	if keep {
@@ -131,6 +133,11 @@ func (d *Dedup) Process(ctx context.Context, ev *Event) (bool, error) {
 	return keep, nil
 }
 
+// releaseTimeout bounds taking back a claim. The release must outlive the request that made the
+// claim: a webhook whose deadline passed while the writer's queue was full still has to give its
+// claim back, or the sender's retry would be judged a duplicate of nothing.
+const releaseTimeout = 2 * time.Second
+
 // release takes back the dedup claim of a finding that was not written.
 func release(ctx context.Context, ev *Event) {
 	if ev.claim == claimNone || ev.claimStore == nil {
@@ -139,7 +146,9 @@ func release(ctx context.Context, ev *Event) {
 	if ev.claim == claimLocal {
 		ev.claimStore.ReleaseLocal(ev.claimKey)
 	} else {
-		ev.claimStore.Release(ctx, ev.claimKey, ev.claim == claimCount)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		ev.claimStore.Release(rctx, ev.claimKey, ev.claim == claimCount, ev.claimToken)
+		cancel()
 	}
 	ev.claim = claimNone
 }

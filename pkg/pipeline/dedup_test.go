@@ -119,24 +119,24 @@ type failingStore struct {
 	claims map[uint64]bool
 }
 
-func (f *failingStore) Claim(_ context.Context, key uint64, _ time.Duration) (bool, error) {
+func (f *failingStore) Claim(_ context.Context, key uint64, ttl time.Duration, token uint64) (bool, Hold, error) {
 	f.calls.Add(1)
 	if f.down.Load() {
-		return false, errors.New("connection refused")
+		return false, Hold{}, errors.New("connection refused")
 	}
 	if f.claims[key] {
-		return false, nil
+		return false, Hold{Left: ttl}, nil
 	}
 	f.claims[key] = true
-	return true, nil
+	return true, Hold{Token: token, Left: ttl}, nil
 }
 
-func (f *failingStore) Incr(context.Context, uint64, time.Duration) (int64, error) {
+func (f *failingStore) Incr(context.Context, uint64, time.Duration, uint64) (int64, Hold, error) {
 	f.calls.Add(1)
-	return 0, errors.New("connection refused")
+	return 0, Hold{}, errors.New("connection refused")
 }
 
-func (f *failingStore) Release(_ context.Context, key uint64, _ bool) error {
+func (f *failingStore) Release(_ context.Context, key uint64, _ bool, _ uint64) error {
 	delete(f.claims, key)
 	return nil
 }
@@ -150,24 +150,24 @@ func TestTieredFallsBackAndReturns(t *testing.T) {
 	ctx := context.Background()
 
 	shared.claims[mix(99)] = true // another replica's claim
-	if tier.Claim(ctx, mix(99), time.Now().UnixNano(), time.Hour) {
+	if first(tier.Claim(ctx, mix(99), time.Now().UnixNano(), time.Hour)) {
 		t.Fatal("a key claimed by another replica was new")
 	}
 	shared.down.Store(true)
-	if !tier.Claim(ctx, mix(1), time.Now().UnixNano(), time.Hour) || tier.Claim(ctx, mix(1), time.Now().UnixNano(), time.Hour) {
+	if !first(tier.Claim(ctx, mix(1), time.Now().UnixNano(), time.Hour)) || first(tier.Claim(ctx, mix(1), time.Now().UnixNano(), time.Hour)) {
 		t.Fatal("local fallback did not deduplicate")
 	}
 	if testutil.ToFloat64(m.SharedStoreAvailable) != 0 || testutil.ToFloat64(m.DedupFallbacks) < 1 {
 		t.Error("fallback not reported in metrics")
 	}
 	calls := shared.calls.Load()
-	tier.Claim(ctx, mix(2), time.Now().UnixNano(), time.Hour)
+	first(tier.Claim(ctx, mix(2), time.Now().UnixNano(), time.Hour))
 	if shared.calls.Load() != calls {
 		t.Error("the store was asked again within its backoff")
 	}
 	shared.down.Store(false)
 	time.Sleep(minStoreBackoff + 50*time.Millisecond)
-	if !tier.Claim(ctx, mix(3), time.Now().UnixNano(), time.Hour) || !shared.claims[mix(3)] {
+	if !first(tier.Claim(ctx, mix(3), time.Now().UnixNano(), time.Hour)) || !shared.claims[mix(3)] {
 		t.Error("the store was not used again after it came back")
 	}
 	if testutil.ToFloat64(m.SharedStoreAvailable) != 1 {
@@ -216,3 +216,5 @@ func TestStatesClaimLocally(t *testing.T) {
 		t.Error("an alert claimed by another replica was kept")
 	}
 }
+
+func first(ok bool, _ uint64) bool { return ok }

@@ -57,6 +57,7 @@ type Event struct {
 	// The dedup claim this finding holds, taken back if it is not written.
 	claim      uint8
 	claimKey   uint64
+	claimToken uint64 // names the claim in the shared tier; zero when only the local tier has it
 	claimStore *Tiered
 	// written counts the source's Observations written, for the Ingester's status.
 	written *atomic.Uint64

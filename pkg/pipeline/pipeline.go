@@ -190,14 +190,18 @@ func validSource(s string) bool {
 
 // drop records a finding that stopped at a stage.
 func (p *Pipeline) drop(ctx context.Context, c *chain, ev *Event, o Outcome) {
+	if o != OutcomeDeduplicated {
+		// It was never written: a later report of it must not be taken for a duplicate. This is
+		// what keeps dedup_first and filter_first giving the same Observations — a finding the
+		// filter drops after dedup claimed it gives its claim back.
+		release(ctx, ev)
+	}
 	switch o {
 	case OutcomeFiltered:
 		c.filtered.Inc()
 	case OutcomeDeduplicated:
 		c.duped.Inc()
 	case OutcomeRateLimited:
-		// It was never written: a later report of it must not be taken for a duplicate.
-		release(ctx, ev)
 		c.rateLimited.Inc()
 	}
 	// A finding that stops at a stage takes well under a microsecond, and reading the clock costs

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -13,13 +14,26 @@ import (
 // Store is dedup state shared by every replica (Redis in production). Keys are the dedup stage's
 // 64-bit keys; the Store decides how to spell them.
 type Store interface {
-	// Claim records key for ttl unless it is already recorded; true means this caller was first.
-	Claim(ctx context.Context, key uint64, ttl time.Duration) (bool, error)
-	// Incr counts one occurrence of key in a window that starts at the first one, and returns the count.
-	Incr(ctx context.Context, key uint64, window time.Duration) (int64, error)
+	// Claim records key for ttl under token unless it is already recorded; first means this caller
+	// was first. The Hold says how long the key stays recorded: ttl when first, else what is left
+	// of the holder's claim.
+	Claim(ctx context.Context, key uint64, ttl time.Duration, token uint64) (first bool, h Hold, err error)
+	// Incr counts one occurrence of key in a window that starts at the first one (which names the
+	// window with token), and returns the count. The Hold names the window and its time left.
+	Incr(ctx context.Context, key uint64, window time.Duration, token uint64) (int64, Hold, error)
 	// Release takes back a Claim (counted=false) or an Incr (counted=true) whose finding could not
-	// be written, so that the next report of it is not mistaken for a duplicate.
-	Release(ctx context.Context, key uint64, counted bool) error
+	// be written, so that the next report of it is not mistaken for a duplicate. It takes back only
+	// what token names: a claim or window that expired and was taken again by another is left alone.
+	Release(ctx context.Context, key uint64, counted bool, token uint64) error
+}
+
+// Hold is what the shared Store keeps for a key after a Claim or an Incr.
+type Hold struct {
+	// Token names the claim or the count's window, for Release.
+	Token uint64
+	// Left is how long the Store keeps the key; the local tier keeps it no longer, or it would
+	// call a finding a duplicate after the shared window has ended.
+	Left time.Duration
 }
 
 // Tiered is the dedup state the pipeline uses: a LocalCache in front of an optional shared Store.
@@ -55,21 +69,26 @@ func NewTiered(local *LocalCache, shared Store, m *metrics.Metrics, log *slog.Lo
 // Local is the in-process tier, for resizing by HA optimization.
 func (t *Tiered) Local() *LocalCache { return t.local }
 
-// Claim reports whether key is new at now (unix nanoseconds), recording it for ttl.
-func (t *Tiered) Claim(ctx context.Context, key uint64, now int64, ttl time.Duration) bool {
+// Claim reports whether key is new at now (unix nanoseconds), recording it for ttl. The token it
+// returns names the claim in the shared tier for Release (zero when only the local tier has it).
+func (t *Tiered) Claim(ctx context.Context, key uint64, now int64, ttl time.Duration) (bool, uint64) {
 	if _, held := t.local.Peek(key, now); held {
-		return false
+		return false, 0
 	}
 	if t.useShared(now) {
-		isNew, err := t.shared.Claim(ctx, key, ttl)
+		token := newToken()
+		first, h, err := t.shared.Claim(ctx, key, ttl, token)
 		if err == nil {
 			t.up()
-			t.local.Put(key, now+int64(ttl), 1)
-			return isNew
+			t.local.Put(key, now+int64(h.Left), 1)
+			if !first {
+				token = 0
+			}
+			return first, token
 		}
 		t.fail(ctx, now, err)
 	}
-	return t.local.Claim(key, now, now+int64(ttl))
+	return t.local.Claim(key, now, now+int64(ttl)), 0
 }
 
 // ClaimLocal claims key in this replica's tier alone, for findings whose Observation name keeps
@@ -81,39 +100,43 @@ func (t *Tiered) ClaimLocal(key uint64, now int64, ttl time.Duration) bool {
 // ReleaseLocal takes back a ClaimLocal.
 func (t *Tiered) ReleaseLocal(key uint64) { t.local.Delete(key) }
 
-// Admit counts one occurrence of key at now in window and reports whether it is within limit.
-func (t *Tiered) Admit(ctx context.Context, key uint64, now int64, window time.Duration, limit int64) bool {
+// Admit counts one occurrence of key at now in window and reports whether it is within limit,
+// with the token of the shared window it was counted in (zero when counted locally only).
+func (t *Tiered) Admit(ctx context.Context, key uint64, now int64, window time.Duration, limit int64) (bool, uint64) {
 	// The shared count is at least the local one: past the limit locally means past it globally.
 	if n, held := t.local.Peek(key, now); held && n >= limit {
 		t.local.Incr(key, now, now+int64(window))
-		return false
+		return false, 0
 	}
 	if t.useShared(now) {
-		n, err := t.shared.Incr(ctx, key, window)
+		n, h, err := t.shared.Incr(ctx, key, window, newToken())
 		if err == nil {
 			t.up()
-			t.local.Put(key, now+int64(window), n)
-			return n <= limit
+			t.local.Put(key, now+int64(h.Left), n)
+			return n <= limit, h.Token
 		}
 		t.fail(ctx, now, err)
 	}
-	return t.local.Incr(key, now, now+int64(window)) <= limit
+	return t.local.Incr(key, now, now+int64(window)) <= limit, 0
 }
 
-// Release takes back a Claim or an Admit in both tiers.
-func (t *Tiered) Release(ctx context.Context, key uint64, counted bool) {
+// Release takes back a Claim or an Admit in both tiers; token is what they returned.
+func (t *Tiered) Release(ctx context.Context, key uint64, counted bool, token uint64) {
 	if counted {
 		t.local.Decr(key)
 	} else {
 		t.local.Delete(key)
 	}
-	if t.shared == nil {
+	if t.shared == nil || token == 0 {
 		return
 	}
-	if err := t.shared.Release(ctx, key, counted); err != nil {
+	if err := t.shared.Release(ctx, key, counted, token); err != nil {
 		t.fail(ctx, time.Now().UnixNano(), err)
 	}
 }
+
+// newToken is a random, non-zero name for one claim or window.
+func newToken() uint64 { return rand.Uint64() | 1 }
 
 func (t *Tiered) useShared(now int64) bool {
 	return t.shared != nil && now >= t.downUntil.Load()

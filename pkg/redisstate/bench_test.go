@@ -23,7 +23,7 @@ func BenchmarkClaimPipelined(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := s.Claim(ctx, next.Add(1), time.Minute); err != nil {
+			if _, _, err := s.Claim(ctx, next.Add(1), time.Minute, 1); err != nil {
 				b.Error(err)
 				return
 			}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/kube-zen/zen-watcher/pkg/pipeline"
 )
 
 // ErrClosed is returned by a DedupStore after Close.
@@ -23,7 +25,8 @@ var ErrClosed = errors.New("redis dedup store closed")
 // goes out at once, without waiting for company.
 type DedupStore struct {
 	client  redis.UniversalClient
-	prefix  string
+	prefix  string // of claims: zw:<release>:d:<key>
+	counts  string // of counts: zw:<release>:c:<key>
 	timeout time.Duration
 	reqs    chan *request
 	pool    sync.Pool
@@ -34,7 +37,7 @@ type DedupStore struct {
 
 // Options tunes a DedupStore.
 type Options struct {
-	// Release names the installation; keys are zw:<release>:d:<key>.
+	// Release names the installation; claims are zw:<release>:d:<key>, counts zw:<release>:c:<key>.
 	Release string
 	// Workers is the number of batches in flight at once (default 4).
 	Workers int
@@ -54,16 +57,18 @@ const (
 )
 
 type request struct {
-	op   op
-	key  uint64
-	ttl  time.Duration
-	done chan result
+	op    op
+	key   uint64
+	ttl   time.Duration
+	token uint64
+	done  chan result
 }
 
 type result struct {
-	ok  bool
-	n   int64
-	err error
+	ok   bool
+	n    int64
+	hold pipeline.Hold
+	err  error
 }
 
 // NewDedupStore starts the batching workers; Close stops them.
@@ -80,6 +85,7 @@ func NewDedupStore(client redis.UniversalClient, opts Options) *DedupStore {
 	s := &DedupStore{
 		client:  client,
 		prefix:  "zw:" + opts.Release + ":d:",
+		counts:  "zw:" + opts.Release + ":c:",
 		timeout: opts.Timeout,
 		reqs:    make(chan *request, opts.Workers*opts.MaxBatch),
 		stop:    make(chan struct{}),
@@ -98,34 +104,54 @@ func (s *DedupStore) Close() {
 	})
 }
 
-// Claim implements pipeline.Store with SET key 1 NX PX ttl.
-func (s *DedupStore) Claim(ctx context.Context, key uint64, ttl time.Duration) (bool, error) {
-	r, err := s.do(ctx, opClaim, key, ttl)
-	return r.ok, err
+// Claim implements pipeline.Store with SET key token NX PX ttl, then PTTL for the time left.
+func (s *DedupStore) Claim(ctx context.Context, key uint64, ttl time.Duration, token uint64) (bool, pipeline.Hold, error) {
+	r, err := s.do(ctx, opClaim, key, ttl, token)
+	return r.ok, r.hold, err
 }
 
-// Incr implements pipeline.Store with INCR and PEXPIRE NX, so the window starts at the first one.
-func (s *DedupStore) Incr(ctx context.Context, key uint64, window time.Duration) (int64, error) {
-	r, err := s.do(ctx, opIncr, key, window)
-	return r.n, err
+// incrScript counts an occurrence and starts its window at the first one, in one atomic step: the
+// expiry and the window's token are set only when the count is new, so later occurrences neither
+// push the window out nor rename it. As a script it needs no PEXPIRE NX (Redis 7) and cannot leave
+// a count without an expiry. It returns the count, the milliseconds left and the window's token.
+const incrScript = `local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+if n == 1 then
+  redis.call('HSET', KEYS[1], 't', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return {n, redis.call('PTTL', KEYS[1]), redis.call('HGET', KEYS[1], 't')}`
+
+// releaseClaimScript deletes a claim only while it is still the caller's.
+const releaseClaimScript = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`
+
+// releaseCountScript takes one occurrence back only while the window is still the caller's.
+const releaseCountScript = `if redis.call('HGET', KEYS[1], 't') == ARGV[1] then return redis.call('HINCRBY', KEYS[1], 'n', -1) end
+return 0`
+
+// Incr implements pipeline.Store with incrScript.
+func (s *DedupStore) Incr(ctx context.Context, key uint64, window time.Duration, token uint64) (int64, pipeline.Hold, error) {
+	r, err := s.do(ctx, opIncr, key, window, token)
+	return r.n, r.hold, err
 }
 
-// Release implements pipeline.Store: DEL for a claim, DECR for a count.
-func (s *DedupStore) Release(ctx context.Context, key uint64, counted bool) error {
+// Release implements pipeline.Store: a compare-and-delete of the claim, or a compare-and-decrement
+// of the count, by token.
+func (s *DedupStore) Release(ctx context.Context, key uint64, counted bool, token uint64) error {
 	o := opReleaseClaim
 	if counted {
 		o = opReleaseCount
 	}
-	_, err := s.do(ctx, o, key, 0)
+	_, err := s.do(ctx, o, key, 0, token)
 	return err
 }
 
-func (s *DedupStore) do(ctx context.Context, o op, key uint64, ttl time.Duration) (result, error) {
+func (s *DedupStore) do(ctx context.Context, o op, key uint64, ttl time.Duration, token uint64) (result, error) {
 	r, _ := s.pool.Get().(*request)
 	if r == nil {
 		r = &request{done: make(chan result, 1)}
 	}
-	r.op, r.key, r.ttl = o, key, ttl
+	r.op, r.key, r.ttl, r.token = o, key, ttl, token
 	select {
 	case s.reqs <- r:
 	case <-ctx.Done():
@@ -184,46 +210,80 @@ func (s *DedupStore) drain() {
 	}
 }
 
-// send runs one batch as a pipeline and answers every request in it.
+// send runs one batch as a pipeline and answers every request in it, each by its own command's
+// result: one refused command does not fail the claims that succeeded beside it. (When the
+// connection fails, go-redis sets the error on every command of the batch.)
 func (s *DedupStore) send(batch []*request) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
 	pipe := s.client.Pipeline()
 	cmds := make([]redis.Cmder, len(batch))
+	ttls := make([]*redis.DurationCmd, len(batch))
 	for i, r := range batch {
-		k := s.key(r.key)
+		tok := strconv.FormatUint(r.token, 10)
 		switch r.op {
 		case opClaim:
-			cmds[i] = pipe.SetNX(ctx, k, 1, r.ttl)
+			k := s.key(s.prefix, r.key)
+			cmds[i] = pipe.SetNX(ctx, k, tok, r.ttl)
+			ttls[i] = pipe.PTTL(ctx, k)
 		case opIncr:
-			cmds[i] = pipe.Incr(ctx, k)
-			pipe.Do(ctx, "pexpire", k, r.ttl.Milliseconds(), "NX")
+			cmds[i] = pipe.Eval(ctx, incrScript, []string{s.key(s.counts, r.key)}, r.ttl.Milliseconds(), tok)
 		case opReleaseClaim:
-			cmds[i] = pipe.Del(ctx, k)
+			cmds[i] = pipe.Eval(ctx, releaseClaimScript, []string{s.key(s.prefix, r.key)}, tok)
 		case opReleaseCount:
-			cmds[i] = pipe.Decr(ctx, k)
+			cmds[i] = pipe.Eval(ctx, releaseCountScript, []string{s.key(s.counts, r.key)}, tok)
 		}
 	}
-	_, err := pipe.Exec(ctx)
+	_, _ = pipe.Exec(ctx) // the commands carry their own errors
 	for i, r := range batch {
 		res := result{}
-		if cerr := cmds[i].Err(); cerr != nil {
-			res.err = fmt.Errorf("redis %s: %w", cmds[i].Name(), cerr)
-		} else if err != nil && !errors.Is(err, redis.Nil) {
-			res.err = fmt.Errorf("redis pipeline: %w", err)
-		}
-		switch c := cmds[i].(type) {
-		case *redis.BoolCmd:
-			res.ok = c.Val()
-		case *redis.IntCmd:
-			res.n = c.Val()
+		if err := cmds[i].Err(); err != nil {
+			res.err = fmt.Errorf("redis %s: %w", cmds[i].Name(), err)
+		} else {
+			switch r.op {
+			case opClaim:
+				res.ok = cmds[i].(*redis.BoolCmd).Val()
+				res.hold = claimHold(ttls[i], r)
+			case opIncr:
+				res.n, res.hold, res.err = countResult(cmds[i].(*redis.Cmd))
+			}
 		}
 		r.done <- res
 	}
 }
 
-func (s *DedupStore) key(k uint64) string {
+// claimHold reads the time left of a claim; when PTTL failed or found no expiry, the claim's own
+// ttl is the best guess.
+func claimHold(c *redis.DurationCmd, r *request) pipeline.Hold {
+	h := pipeline.Hold{Left: r.ttl}
+	switch left, err := c.Result(); {
+	case err != nil || left == -1:
+	case left < 0: // -2: gone already (expired between the two commands)
+		h.Left = 0
+	default:
+		h.Left = left
+	}
+	return h
+}
+
+// countResult reads incrScript's answer: {count, milliseconds left, window token}.
+func countResult(c *redis.Cmd) (int64, pipeline.Hold, error) {
+	vals, err := c.Slice()
+	if err != nil || len(vals) != 3 {
+		return 0, pipeline.Hold{}, fmt.Errorf("redis count script: unexpected answer %v: %w", c.Val(), err)
+	}
+	n, _ := vals[0].(int64)
+	ms, _ := vals[1].(int64)
+	tok, _ := vals[2].(string)
+	token, err := strconv.ParseUint(tok, 10, 64)
+	if err != nil {
+		return 0, pipeline.Hold{}, fmt.Errorf("redis count script: window token %q: %w", tok, err)
+	}
+	return n, pipeline.Hold{Token: token, Left: time.Duration(max(ms, 0)) * time.Millisecond}, nil
+}
+
+func (s *DedupStore) key(prefix string, k uint64) string {
 	var buf [64]byte
-	b := append(buf[:0], s.prefix...)
+	b := append(buf[:0], prefix...)
 	return string(strconv.AppendUint(b, k, 16))
 }

@@ -35,6 +35,15 @@ type replica struct {
 
 func newReplica(t *testing.T, release string, useRedis bool) *replica {
 	t.Helper()
+	return newReplicaWith(t, release, useRedis, pipeline.SourceConfig{
+		Order: v1alpha1.OrderFilterFirst,
+		Dedup: &pipeline.DedupConfig{Strategy: v1alpha1.DedupFingerprint},
+	})
+}
+
+// newReplicaWith is newReplica with processing defaults of the test's own.
+func newReplicaWith(t *testing.T, release string, useRedis bool, defaults pipeline.SourceConfig) *replica {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m := metrics.New(prometheus.NewRegistry())
 	client, err := obsclient.New(cluster.Config)
@@ -51,10 +60,7 @@ func newReplica(t *testing.T, release string, useRedis bool) *replica {
 	}
 	writer := pipeline.NewWriter(pipeline.WriterConfig{Workers: 8, Namespace: "default"}, client, m, log)
 	pipe, err := pipeline.New(pipeline.Config{
-		Defaults: pipeline.SourceConfig{
-			Order: v1alpha1.OrderFilterFirst,
-			Dedup: &pipeline.DedupConfig{Strategy: v1alpha1.DedupFingerprint},
-		},
+		Defaults:    defaults,
 		DedupWindow: time.Hour,
 	}, pipeline.NewTiered(pipeline.NewLocalCache(10000), shared, m, log), writer, m)
 	if err != nil {
