@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kube-zen/zen-watcher/pkg/shard"
@@ -200,7 +201,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.haCacheMin, "ha-cache-min", 5000, "smallest local cache HA optimization sets")
 	fs.IntVar(&c.haCacheMax, "ha-cache-max", 50000, "largest local cache HA optimization sets (and never past 10% of the memory limit)")
 	fs.Int64Var(&c.ttlSeconds, "observation-ttl-seconds", 7*24*3600,
-		"lifetime of Observations without a TTL of their own or their source's, clamped to [60, 31536000]")
+		"lifetime of Observations without a TTL of their own or their source's, in [60, 31536000]")
 	fs.BoolVar(&c.cleanup, "cleanup", true, "delete expired Observations (on the leader)")
 	fs.DurationVar(&c.cleanupEvery, "cleanup-interval", time.Minute, "pause between continuous cleanup runs")
 	fs.StringVar(&c.cleanupCron, "cleanup-schedule", "", "extra cleanup runs on a cron schedule, such as \"0 3 * * *\"")
@@ -235,7 +236,7 @@ func addWebhookFlags(fs *flag.FlagSet, w *webhookConfig) {
 		"(PEM, reread when it changes); needed for mTLS webhooks")
 	fs.StringVar(&w.tlsKeyFile, "webhook-tls-key-file", "", "private key of -webhook-tls-cert-file")
 	fs.DurationVar(&w.secretRefresh, "webhook-secret-refresh", 30*time.Second,
-		"how often webhook credentials are read again from their Secrets")
+		"how often webhook credentials are read again from their Secrets, and Ingesters that could not be applied are tried again")
 }
 
 // parseConfig reads the environment, then the command line. A malformed value in either is an
@@ -262,29 +263,76 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	if c.writerWorkers < 1 || c.writerQueue < 1 {
-		return nil, fmt.Errorf("-writer-workers and -writer-queue must be at least 1")
-	}
-	if c.dedupMaxSize < 1 || c.maxPerWindow < 1 {
-		return nil, fmt.Errorf("-dedup-max-size and -dedup-max-per-window must be at least 1")
-	}
-	if c.shardHash != "fnv" && c.shardHash != "balanced" {
-		return nil, fmt.Errorf("-shard-hash %q: want fnv or balanced", c.shardHash)
-	}
-	if (c.webhook.tlsCertFile == "") != (c.webhook.tlsKeyFile == "") {
-		return nil, fmt.Errorf("-webhook-tls-cert-file and -webhook-tls-key-file go together")
-	}
-	if c.webhook.rate <= 0 || c.webhook.burst < 1 || c.webhook.maxInFlight < 1 || c.webhook.queueMaxLen < 1 {
-		return nil, fmt.Errorf("-webhook-rate, -webhook-burst, -webhook-max-in-flight and -webhook-queue-max-length must be positive")
-	}
-	if c.haWindowLow <= 0 || c.haWindowHigh <= 0 || c.haCacheMin < 1 || c.haCacheMax < c.haCacheMin {
-		return nil, fmt.Errorf("-ha-window-* must be positive and 1 <= -ha-cache-min <= -ha-cache-max")
-	}
-	if c.pprofPort < 1 || c.pprofPort > 65535 {
-		return nil, fmt.Errorf("-pprof-port %d: want 1-65535", c.pprofPort)
-	}
-	if c.dedupWindow <= 0 || c.tuneInterval <= 0 {
-		return nil, fmt.Errorf("-dedup-window and -order-tune-interval must be positive")
+	if err := c.validate(); err != nil {
+		return nil, err
 	}
 	return c, nil
+}
+
+// rule is one condition the configuration must meet, named by the flag it is about.
+type rule struct {
+	flag  string
+	value any
+	ok    bool
+	want  string
+}
+
+// validate checks every value against what the daemon can run with and refuses the configuration
+// with all of its faults at once, each naming the flag, the value and the rule. A configuration
+// that starts but cannot work (a leader that can never renew, a zero interval that panics a ticker,
+// a TTL under a minute that cleanup would act on) is worse than one refused at start.
+func (c *config) validate() error {
+	w := &c.webhook
+	rules := []rule{
+		{"writer-workers", c.writerWorkers, c.writerWorkers >= 1, "at least 1"},
+		{"writer-queue", c.writerQueue, c.writerQueue >= 1, "at least 1"},
+		{"connect-timeout", c.connectTimeout, c.connectTimeout > 0, "positive"},
+		{"kube-burst", c.kubeBurst, c.kubeQPS <= 0 || c.kubeBurst >= 1, "at least 1 when -kube-qps is positive"},
+		{"dedup-max-size", c.dedupMaxSize, c.dedupMaxSize >= 1, "at least 1"},
+		{"dedup-max-per-window", c.maxPerWindow, c.maxPerWindow >= 1, "at least 1"},
+		{"dedup-window", c.dedupWindow, c.dedupWindow > 0, "positive"},
+		{"order-tune-interval", c.tuneInterval, c.tuneInterval > 0, "positive"},
+		{"shard-hash", c.shardHash, c.shardHash == "fnv" || c.shardHash == "balanced", "fnv or balanced"},
+		{"shard-partitions", c.partitions, c.partitions >= 1, "at least 1"},
+		{"member-lease-duration", c.memberLease, c.memberLease > 0, "positive"},
+		{"member-renew-interval", c.memberRenew, c.memberRenew > 0 && c.memberRenew < c.memberLease,
+			fmt.Sprintf("positive and shorter than -member-lease-duration (%v)", c.memberLease)},
+		{"leader-lease-duration", c.leaderLease, !c.leaderElection || c.leaderLease > 0, "positive"},
+		{"leader-renew-deadline", c.leaderRenew, !c.leaderElection || c.leaderRenew > 0 && c.leaderRenew < c.leaderLease,
+			fmt.Sprintf("positive and shorter than -leader-lease-duration (%v)", c.leaderLease)},
+		// client-go's leader election jitters its retries by 1.2: a renew deadline within that of
+		// the retry period makes it return at once, and no replica would ever lead.
+		{"leader-retry-period", c.leaderRetry, !c.leaderElection || c.leaderRetry > 0 && 6*c.leaderRetry < 5*c.leaderRenew,
+			fmt.Sprintf("positive and under -leader-renew-deadline / 1.2 (%v)", c.leaderRenew*5/6)},
+		{"coordination-interval", c.syncInterval, c.syncInterval > 0, "positive"},
+		{"ha-window-low-traffic", c.haWindowLow, c.haWindowLow > 0, "positive"},
+		{"ha-window-high-traffic", c.haWindowHigh, c.haWindowHigh > 0, "positive"},
+		{"ha-cache-min", c.haCacheMin, c.haCacheMin >= 1, "at least 1"},
+		{"ha-cache-max", c.haCacheMax, c.haCacheMax >= c.haCacheMin, fmt.Sprintf("at least -ha-cache-min (%d)", c.haCacheMin)},
+		{"observation-ttl-seconds", c.ttlSeconds, c.ttlSeconds >= 60 && c.ttlSeconds <= 365*24*3600,
+			"from 60 (a minute) to 31536000 (a year)"},
+		{"cleanup-interval", c.cleanupEvery, !c.cleanup || c.cleanupEvery > 0, "positive"},
+		{"cleanup-deletes-per-second", c.cleanupRate, !c.cleanup || c.cleanupRate > 0, "positive"},
+		{"webhook-rate", w.rate, w.rate > 0, "positive"},
+		{"webhook-burst", w.burst, w.burst >= 1, "at least 1"},
+		{"webhook-max-in-flight", w.maxInFlight, w.maxInFlight >= 1, "at least 1"},
+		{"webhook-queue-max-length", w.queueMaxLen, w.queueMaxLen >= 1, "at least 1"},
+		{"webhook-queue-max-age", w.queueMaxAge, w.queueMaxAge > 0, "positive"},
+		{"webhook-claim-idle", w.claimIdle, w.claimIdle > 0, "positive"},
+		{"webhook-write-timeout", w.writeTimeout, w.writeTimeout > 0, "positive"},
+		{"webhook-secret-refresh", w.secretRefresh, w.secretRefresh > 0, "positive"},
+		{"webhook-tls-key-file", w.tlsKeyFile, (w.tlsCertFile == "") == (w.tlsKeyFile == ""),
+			"set together with -webhook-tls-cert-file"},
+		{"pprof-port", c.pprofPort, c.pprofPort >= 1 && c.pprofPort <= 65535, "1-65535"},
+	}
+	var faults []string
+	for _, r := range rules {
+		if !r.ok {
+			faults = append(faults, fmt.Sprintf("-%s (env %s) = %v: must be %s", r.flag, envFlags()[r.flag], r.value, r.want))
+		}
+	}
+	if len(faults) > 0 {
+		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(faults, "\n  "))
+	}
+	return nil
 }

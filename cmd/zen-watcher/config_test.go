@@ -26,6 +26,21 @@ func TestParseConfig(t *testing.T) {
 		{name: "malformed flag", args: []string{"-kube-burst", "lots"}, wantErr: "kube-burst"},
 		{name: "zero workers", args: []string{"-writer-workers", "0"}, wantErr: "at least 1"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
+		{name: "renew deadline as long as the lease", args: []string{"-leader-lease-duration", "10s", "-leader-renew-deadline", "10s"},
+			wantErr: "-leader-renew-deadline (env LEADER_RENEW_DEADLINE) = 10s: must be positive and shorter than -leader-lease-duration (10s)"},
+		{name: "retry within the renew deadline's jitter", args: []string{"-leader-renew-deadline", "2s", "-leader-retry-period", "2s"},
+			wantErr: "-leader-retry-period"},
+		{name: "no election, no election rules", args: []string{"-leader-election=false", "-leader-renew-deadline", "20s"},
+			check: func(c *config) bool { return !c.leaderElection }},
+		{name: "zero coordination interval", args: []string{"-coordination-interval", "0s"}, wantErr: "-coordination-interval (env "},
+		{name: "member renew past its lease", args: []string{"-member-renew-interval", "20s"}, wantErr: "-member-renew-interval"},
+		{name: "zero partitions", args: []string{"-shard-partitions", "0"}, wantErr: "-shard-partitions"},
+		{name: "sub-minute TTL", env: map[string]string{"OBSERVATION_TTL_SECONDS": "30"},
+			wantErr: "-observation-ttl-seconds (env OBSERVATION_TTL_SECONDS) = 30: must be from 60"},
+		{name: "negative TTL", args: []string{"-observation-ttl-seconds", "-5"}, wantErr: "-observation-ttl-seconds"},
+		{name: "a minute TTL", args: []string{"-observation-ttl-seconds", "60"}, check: func(c *config) bool { return c.ttlSeconds == 60 }},
+		{name: "every fault at once", args: []string{"-writer-queue", "0", "-webhook-rate", "0"},
+			wantErr: "-writer-queue (env WRITER_QUEUE_SIZE) = 0: must be at least 1\n  -webhook-rate"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

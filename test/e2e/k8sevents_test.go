@@ -161,6 +161,11 @@ current-context: c
 		{"missing kubeconfig", []string{"-kubeconfig", filepath.Join(dir, "nope")}, "kubeconfig"},
 		{"server not answering", []string{"-kubeconfig", dead, "-connect-timeout", "2s"}, "does not answer"},
 		{"bad flag value", []string{"-kubeconfig", dead, "-writer-workers", "many"}, "writer-workers"},
+		// A leader that could never renew, and a TTL under a minute: refused before anything runs.
+		{"renew deadline as long as the lease", []string{"-kubeconfig", dead, "-leader-lease-duration", "5s",
+			"-leader-renew-deadline", "5s"}, "-leader-renew-deadline (env LEADER_RENEW_DEADLINE) = 5s: must be positive and shorter"},
+		{"sub-minute TTL", []string{"-kubeconfig", dead, "-observation-ttl-seconds", "30"},
+			"-observation-ttl-seconds (env OBSERVATION_TTL_SECONDS) = 30: must be from 60"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
