@@ -39,6 +39,8 @@ type InformerConfig struct {
 	Namespaces []string
 	// LabelSelector and FieldSelector are passed to the API server.
 	LabelSelector, FieldSelector string
+	// Resync is how often every object is looked at again (zero: DefaultResync).
+	Resync time.Duration
 }
 
 // WrapListerWatcher decorates the ListerWatcher of every informer; sharding uses it to narrow what a
@@ -81,6 +83,9 @@ func NewInformer(cfg InformerConfig, client dynamic.Interface, disc discovery.Di
 		log:     log.With("source", cfg.Source, "resource", cfg.GVR.String()),
 		emitted: map[types.UID][]uint64{},
 		resync:  DefaultResync,
+	}
+	if cfg.Resync > 0 {
+		i.resync = cfg.Resync
 	}
 	i.waiting.Store("")
 	i.lastErr.Store("")
@@ -295,8 +300,10 @@ func (i *Informer) handle(ctx context.Context, h Handler, obj any) {
 		ev := *f // the cached finding stays as it is; the pipeline works on a copy
 		uid, fp := p.UID, f.FP
 		ev.Done = func(o pipeline.Outcome, _ error) {
-			if o == pipeline.OutcomeFailed {
-				i.forgetFinding(uid, fp) // not written: the next resync hands it on again
+			// Not written, failed or held back by the source's rate limit: the next resync hands
+			// it on again. (Filtered and deduplicated findings are decided; written ones are done.)
+			if o == pipeline.OutcomeFailed || o == pipeline.OutcomeRateLimited {
+				i.forgetFinding(uid, fp)
 			}
 		}
 		if err := h.Handle(ctx, &ev); err != nil {
