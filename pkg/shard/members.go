@@ -163,7 +163,14 @@ func (m *Members) leave() {
 }
 
 // recompute derives the member set from the unexpired Leases and publishes it when it changed.
+// It runs from the Lease informer's handlers and from a ticker at once; reading the Leases,
+// comparing and publishing all happen under one lock, so that the set published last is always
+// the newest one read — an older set can never arrive after a newer one and stay, leaving a dead
+// member's namespaces unowned. Publishing does not block: the one stale set a slow reader has
+// not taken yet is replaced.
 func (m *Members) recompute() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.lister == nil {
 		return
 	}
@@ -172,17 +179,12 @@ func (m *Members) recompute() {
 		return
 	}
 	live := LiveMembers(list, time.Now())
-	m.mu.Lock()
-	same := equal(live, m.current)
-	if !same {
-		m.current = live
-	}
-	m.mu.Unlock()
-	if same {
+	if equal(live, m.current) {
 		return
 	}
+	m.current = live
 	select {
-	case <-m.changes: // drop a stale set nobody read yet
+	case <-m.changes:
 	default:
 	}
 	m.changes <- live
