@@ -42,12 +42,14 @@ type CoordinatorConfig struct {
 type Coordinator struct {
 	cfg  CoordinatorConfig
 	prev map[string]map[string]pipeline.OrderStats // leader: member → source → cumulative
-	last time.Time
+	// primed is false until the leader's first round has read where the counts stand.
+	primed bool
+	last   time.Time
 }
 
 // NewCoordinator returns a coordinator.
 func NewCoordinator(cfg CoordinatorConfig) *Coordinator {
-	return &Coordinator{cfg: cfg, prev: map[string]map[string]pipeline.OrderStats{}}
+	return &Coordinator{cfg: cfg}
 }
 
 // RunReplica publishes this replica's statistics and applies the leader's decisions every interval
@@ -96,9 +98,12 @@ func (c *Coordinator) SyncOnce(ctx context.Context) {
 	}
 }
 
-// Lead decides every interval until ctx (the leadership's) ends.
+// Lead decides every interval until ctx (the leadership's) ends. Its first round only reads where
+// every replica's counts stand: a new leader has no previous round, and taking all counts since
+// the replicas started for one interval's would jump the dedup window and cache size to their
+// bounds at every leader change.
 func (c *Coordinator) Lead(ctx context.Context, interval time.Duration) {
-	c.prev = map[string]map[string]pipeline.OrderStats{}
+	c.primed = false
 	c.last = time.Now()
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -121,6 +126,10 @@ func (c *Coordinator) LeadOnce(ctx context.Context, now time.Time) {
 	}
 	elapsed := now.Sub(c.last)
 	c.last = now
+	if !c.primed {
+		c.prev, c.primed = all, true // the baseline round
+		return
+	}
 	global := c.deltas(all)
 	orders := map[string]v1alpha1.Order{}
 	var events uint64
@@ -165,8 +174,8 @@ func (c *Coordinator) deltas(all map[string]map[string]pipeline.OrderStats) map[
 		prev := c.prev[member]
 		for src, cur := range sources {
 			d := cur
-			if p, ok := prev[src]; ok && cur.Events >= p.Events && cur.DedupSeen >= p.DedupSeen && cur.FilterSeen >= p.FilterSeen {
-				d = cur.Sub(p)
+			if p, ok := prev[src]; ok {
+				d = cur.Since(p)
 			}
 			out[src] = out[src].Add(d)
 		}

@@ -134,9 +134,19 @@ func TestLeaderDecidesFromEveryReplica(t *testing.T) {
 			}
 		}
 	}
+	ctx := context.Background()
+	// What the replicas counted before this leader's term is its baseline, not its first
+	// interval: the first round decides nothing and publishes no tuning.
+	feed(pa, 500)
+	leader.SyncOnce(ctx)
+	follower.SyncOnce(ctx)
+	leader.last = time.Now().Add(-time.Second)
+	leader.LeadOnce(ctx, time.Now())
+	if len(state.orders) != 0 || state.window != 0 {
+		t.Fatalf("the baseline round published orders %v and window %v", state.orders, state.window)
+	}
 	feed(pa, 60) // 60 + 60 findings: 120 ≥ the 100 needed, 99% duplicates
 	feed(pb, 60)
-	ctx := context.Background()
 	leader.SyncOnce(ctx)
 	follower.SyncOnce(ctx)
 	leader.last = time.Now().Add(-10 * time.Second)

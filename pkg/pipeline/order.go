@@ -35,6 +35,19 @@ func (s OrderStats) Sub(prev OrderStats) OrderStats {
 	}
 }
 
+// Since returns the counts since prev, or all of s when a counter went down: the counts started
+// again (a restarted replica, a source reconfigured by an Ingester edit), and subtracting would
+// wrap the unsigned counters into nonsense.
+func (s OrderStats) Since(prev OrderStats) OrderStats {
+	if s.Events < prev.Events || s.LowSeverity < prev.LowSeverity || s.FilterSeen < prev.FilterSeen ||
+		s.FilterDropped < prev.FilterDropped || s.DedupSeen < prev.DedupSeen || s.DedupDropped < prev.DedupDropped ||
+		s.FilterNanos < prev.FilterNanos || s.FilterSamples < prev.FilterSamples ||
+		s.DedupNanos < prev.DedupNanos || s.DedupSamples < prev.DedupSamples {
+		return s
+	}
+	return s.Sub(prev)
+}
+
 // Add returns the sum of two sources of counts (replicas' statistics, aggregated).
 func (s OrderStats) Add(o OrderStats) OrderStats {
 	return OrderStats{

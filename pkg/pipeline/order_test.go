@@ -48,3 +48,30 @@ func TestDecideOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestStatsSinceACounterReset: counts that went down (a source reconfigured by an Ingester edit,
+// a restarted replica) started again, so the interval's counts are all of them; subtracting would
+// wrap the unsigned counters and report, say, every finding as low severity.
+func TestStatsSinceACounterReset(t *testing.T) {
+	prev := OrderStats{Events: 1000, LowSeverity: 900, FilterSeen: 1000, DedupSeen: 1000, DedupDropped: 10}
+	for _, tc := range []struct {
+		name string
+		cur  OrderStats
+		want OrderStats
+	}{
+		{"grew", OrderStats{Events: 1100, LowSeverity: 950, FilterSeen: 1100, DedupSeen: 1100, DedupDropped: 12},
+			OrderStats{Events: 100, LowSeverity: 50, FilterSeen: 100, DedupSeen: 100, DedupDropped: 2}},
+		{"reset", OrderStats{Events: 40, LowSeverity: 0, FilterSeen: 40, DedupSeen: 40},
+			OrderStats{Events: 40, LowSeverity: 0, FilterSeen: 40, DedupSeen: 40}},
+		{"one counter reset", OrderStats{Events: 1200, LowSeverity: 5, FilterSeen: 1200, DedupSeen: 1200, DedupDropped: 11},
+			OrderStats{Events: 1200, LowSeverity: 5, FilterSeen: 1200, DedupSeen: 1200, DedupDropped: 11}},
+	} {
+		got := tc.cur.Since(prev)
+		if got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
+		if r := got.LowSeverityRatio(); r < 0 || r > 1 {
+			t.Errorf("%s: low severity ratio %v", tc.name, r)
+		}
+	}
+}

@@ -41,7 +41,7 @@ func (t *Tuner) Run(ctx context.Context, interval time.Duration) {
 // Tune makes one round of decisions at now.
 func (t *Tuner) Tune(now time.Time) {
 	for _, s := range t.pipeline.Stats() {
-		delta := s.Stats.Sub(t.prev[s.Source])
+		delta := s.Stats.Since(t.prev[s.Source])
 		t.prev[s.Source] = s.Stats
 		if delta.Events == 0 {
 			continue
