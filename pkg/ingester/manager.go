@@ -221,8 +221,9 @@ func (m *Manager) refreshCredentials(ctx context.Context, r *runner, ing *v1alph
 	return m.cfg.Webhooks.Register(route)
 }
 
-// refreshLoop queues the Ingesters of running webhooks every SecretRefresh, to pick up rotated
-// credentials.
+// refreshLoop queues, every SecretRefresh, the Ingesters of running webhooks, to pick up rotated
+// credentials, and the Ingesters that could not be applied, so that one created before its Secret
+// (or whose Secret was fixed) starts without being touched.
 func (m *Manager) refreshLoop(ctx context.Context) {
 	t := time.NewTicker(m.cfg.SecretRefresh)
 	defer t.Stop()
@@ -234,7 +235,7 @@ func (m *Manager) refreshLoop(ctx context.Context) {
 		}
 		m.mu.Lock()
 		for key, r := range m.runners {
-			if r.plan.webhook != nil && !isDefaultKey(key) {
+			if (r.plan.webhook != nil || r.specError() != nil) && !isDefaultKey(key) {
 				m.queue.Add(key)
 			}
 		}
@@ -279,7 +280,6 @@ func (m *Manager) restartInformers(ctx context.Context) {
 
 // fail records an error for an Ingester's status; a source already running goes on as it was.
 func (m *Manager) fail(key string, ing *v1alpha1.Ingester, err error) {
-	m.log.Warn("ingester not applied", "ingester", key, "error", err)
 	m.mu.Lock()
 	r := m.runners[key]
 	if r == nil {
@@ -287,6 +287,10 @@ func (m *Manager) fail(key string, ing *v1alpha1.Ingester, err error) {
 		m.runners[key] = r
 	}
 	m.mu.Unlock()
+	// A failed Ingester is tried again every refresh: say so once per distinct error, not each time.
+	if prev := r.specError(); prev == nil || prev.Error() != err.Error() {
+		m.log.Warn("ingester not applied", "ingester", key, "error", err)
+	}
 	r.setIngester(ing, err)
 }
 

@@ -30,6 +30,13 @@ func (r *runner) setIngester(ing *v1alpha1.Ingester, err error) {
 	r.ing, r.specErr = ing, err
 }
 
+// specError is the error of the Ingester's last application, nil when it is in force.
+func (r *runner) specError() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.specErr
+}
+
 func (r *runner) ingester() *v1alpha1.Ingester {
 	r.mu.Lock()
 	defer r.mu.Unlock()

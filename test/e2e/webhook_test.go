@@ -303,3 +303,34 @@ func installCRD(t *testing.T, path string) {
 		return fmt.Errorf("CRD %s not established", crd.Name)
 	})
 }
+
+// TestIngesterStartsWhenItsSecretAppears: a webhook Ingester created before the Secret it names
+// fails (its route is not served) and starts, without being touched, once the Secret exists.
+func TestIngesterStartsWhenItsSecretAppears(t *testing.T) {
+	ensureNamespace(t, "zen-system")
+	ingester(t, "falco-late", v1alpha1.IngesterSpec{Source: "falcol", Adapter: v1alpha1.AdapterFalco,
+		Webhook: &v1alpha1.WebhookSource{Path: "/falcol", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthBearer,
+			SecretRef: &v1alpha1.SecretKeyRef{Name: "falco-late-token", Key: "token"}}}})
+	r := startReplica(t, "late", "-namespace", "zen-system", "-release", "late", "-member-id", "late",
+		"-webhook-secret-refresh", "1s")
+	r.waitReady(t, 60*time.Second)
+	time.Sleep(2 * time.Second) // two refreshes without the Secret
+	if code := post(t, r, "/falcol", "late-token-5c1e", []byte(alertBody("late-0"))); code != http.StatusNotFound {
+		t.Fatalf("before its Secret exists the route answers %d, want 404", code)
+	}
+	secrets := cluster.Kube.CoreV1().Secrets("zen-system")
+	if _, err := secrets.Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "falco-late-token"},
+		Data: map[string][]byte{"token": []byte("late-token-5c1e")}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = secrets.Delete(context.Background(), "falco-late-token", metav1.DeleteOptions{}) })
+	eventually(t, 15*time.Second, func(context.Context) error {
+		if code := post(t, r, "/falcol", "late-token-5c1e", []byte(alertBody("late-1"))); code/100 != 2 {
+			return fmt.Errorf("the route answers %d", code)
+		}
+		return nil
+	})
+	if code := post(t, r, "/falcol", "wrong", []byte(alertBody("late-2"))); code != http.StatusUnauthorized {
+		t.Errorf("a wrong token: %d, want 401", code)
+	}
+}
