@@ -19,25 +19,28 @@ type Result struct {
 	Machine  string    `json:"machine"`
 	Replicas int       `json:"replicas"`
 
-	RawCreatesPerSec float64  `json:"rawCreatesPerSecond"`
-	ReadySeconds     float64  `json:"readySeconds"`
-	LoadSeconds      float64  `json:"loadSeconds"`
-	FindingsIn       int      `json:"findingsIn"`
-	FindingsPerSec   float64  `json:"findingsPerSecond"`
-	Duplicates       int      `json:"duplicatesSent"`
-	SendErrors       int      `json:"sendErrors"`
-	FirstSendError   string   `json:"firstSendError,omitempty"`
-	Expected         int      `json:"observationsExpected"`
-	Observations     int      `json:"observations"`
-	ObsPerSec        float64  `json:"observationsPerSecond"`
-	RatioOfRaw       float64  `json:"ratioOfRawCeiling"`
-	Lost             int      `json:"lost"`
-	LostSample       []string `json:"lostSample,omitempty"`
-	WrittenTwice     int      `json:"writtenTwice"`
-	LatencyP50Ms     float64  `json:"latencyP50Ms"`
-	LatencyP95Ms     float64  `json:"latencyP95Ms"`
-	LatencyP99Ms     float64  `json:"latencyP99Ms"`
-	DrainSeconds     float64  `json:"drainSecondsAfterLoad"`
+	RawCreatesPerSec float64 `json:"rawCreatesPerSecond"`
+	ReadySeconds     float64 `json:"readySeconds"`
+	LoadSeconds      float64 `json:"loadSeconds"`
+	FindingsIn       int     `json:"findingsIn"`
+	FindingsPerSec   float64 `json:"findingsPerSecond"`
+	// Phases are the rates asked and sent of the steady phase and the burst, each on its own.
+	Phases         []PhaseResult `json:"phases,omitempty"`
+	Duplicates     int           `json:"duplicatesSent"`
+	SendErrors     int           `json:"sendErrors"`
+	FirstSendError string        `json:"firstSendError,omitempty"`
+	Expected       int           `json:"observationsExpected"`
+	Observations   int           `json:"observations"`
+	ObsPerSec      float64       `json:"observationsPerSecond"`
+	RatioOfRaw     float64       `json:"ratioOfRawCeiling"`
+	Lost           int           `json:"lost"`
+	LostSample     []string      `json:"lostSample,omitempty"`
+	WrittenTwice   int           `json:"writtenTwice"`
+	LatencyP10Ms   float64       `json:"latencyP10Ms"`
+	LatencyP50Ms   float64       `json:"latencyP50Ms"`
+	LatencyP95Ms   float64       `json:"latencyP95Ms"`
+	LatencyP99Ms   float64       `json:"latencyP99Ms"`
+	DrainSeconds   float64       `json:"drainSecondsAfterLoad"`
 
 	CPUSecondsPer1000 float64           `json:"cpuSecondsPer1000Findings"`
 	PerReplica        []ReplicaUsage    `json:"perReplica"`
@@ -52,6 +55,14 @@ type Result struct {
 	Extra             map[string]any    `json:"extra,omitempty"`
 
 	Series Series `json:"series"`
+}
+
+// PhaseResult is one phase of the load: the rate it asked for and the rate the generator sent.
+type PhaseResult struct {
+	Name       string  `json:"name"`
+	Rate       float64 `json:"rate"`
+	SentPerSec float64 `json:"sentPerSecond"`
+	Seconds    float64 `json:"seconds"`
 }
 
 // ReplicaUsage is one replica's cost over the run.
@@ -270,7 +281,7 @@ func (r *run) summarize(loadEnd time.Time) {
 	}
 	lat := append([]time.Duration(nil), r.latency...)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	res.LatencyP50Ms, res.LatencyP95Ms, res.LatencyP99Ms = pct(lat, .50), pct(lat, .95), pct(lat, .99)
+	res.LatencyP10Ms, res.LatencyP50Ms, res.LatencyP95Ms, res.LatencyP99Ms = pct(lat, .10), pct(lat, .50), pct(lat, .95), pct(lat, .99)
 	if len(r.inAt) > 0 {
 		t0 := r.inAt[0]
 		res.Series.InPerSec = perSecond(t0, r.inAt)

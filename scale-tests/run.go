@@ -295,9 +295,12 @@ func (r *run) drive(ctx context.Context) error {
 		phases = append(phases, *r.sc.Burst)
 	}
 	total := 0
-	for _, p := range phases {
+	ends := make([]int, len(phases)) // plan index where each phase ends
+	for i, p := range phases {
 		total += int(p.Rate * time.Duration(p.Duration).Seconds())
+		ends[i] = total
 	}
+	lastSent := make([]time.Time, len(phases)) // when each phase's last finding went to a sender
 	plan := r.plan(total)
 	jobs := make(chan finding, 1024)
 	var errs atomic.Int64
@@ -318,6 +321,9 @@ func (r *run) drive(ctx context.Context) error {
 					r.want++
 				}
 				r.inAt = append(r.inAt, now)
+				if pi := phaseOf(ends, f.n); now.After(lastSent[pi]) {
+					lastSent[pi] = now
+				}
 				r.mu.Unlock()
 				if err := drivers[src].send(ctx, r, f); err != nil {
 					errs.Add(1)
@@ -330,10 +336,12 @@ func (r *run) drive(ctx context.Context) error {
 		})
 	}
 	start := time.Now()
+	starts := make([]time.Time, len(phases))
 	n := 0
-	for _, p := range phases {
+	for pi, p := range phases {
 		interval := time.Duration(float64(time.Second) / p.Rate)
 		phaseStart, count := time.Now(), int(p.Rate*time.Duration(p.Duration).Seconds())
+		starts[pi] = phaseStart
 		for i := range count {
 			time.Sleep(time.Until(phaseStart.Add(time.Duration(i) * interval)))
 			r.chaos(time.Since(start))
@@ -343,6 +351,21 @@ func (r *run) drive(ctx context.Context) error {
 	}
 	close(jobs)
 	wg.Wait()
+	for i, p := range phases {
+		// A phase lasts until its last finding went to a sender, plus one interval: a generator
+		// that keeps up takes the phase's duration, one that falls behind takes longer.
+		took := lastSent[i].Sub(starts[i]) + time.Duration(float64(time.Second)/p.Rate)
+		name := "steady"
+		if i > 0 {
+			name = "burst"
+		}
+		count := ends[i]
+		if i > 0 {
+			count -= ends[i-1]
+		}
+		r.res.Phases = append(r.res.Phases, PhaseResult{Name: name, Rate: p.Rate, SentPerSec: float64(count) / took.Seconds(),
+			Seconds: took.Seconds()})
+	}
 	r.res.LoadSeconds = time.Since(start).Seconds()
 	r.res.FindingsIn = n
 	r.res.SendErrors = int(errs.Load())
@@ -355,6 +378,16 @@ func (r *run) drive(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// phaseOf is the phase of plan index n, given the index where each phase ends.
+func phaseOf(ends []int, n int) int {
+	for i, e := range ends {
+		if n < e {
+			return i
+		}
+	}
+	return len(ends) - 1
 }
 
 // chaos kills the leader or a member once, at the scenario's moment.

@@ -51,6 +51,8 @@ type Scenario struct {
 	CleanupObservations int `json:"cleanupObservations,omitempty"`
 	// Idle measures the replicas' memory with no load for this long instead of driving any.
 	Idle Duration `json:"idle,omitempty"`
+	// Pass is what a run must show for -check to pass (required).
+	Pass *Pass `json:"pass"`
 }
 
 // Phase is a rate held for a while.
@@ -123,5 +125,5 @@ func (s *Scenario) validate() error {
 	if len(s.Sources) > 0 && (s.Rate <= 0 || s.Duration <= 0) {
 		return fmt.Errorf("a rate and a duration are required with sources")
 	}
-	return nil
+	return s.Pass.validate(s)
 }

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+)
+
+// Pass is what a run of a scenario must show for -check (and so CI) to pass. Every bound is set
+// from measurements on the project's 2-core machines with a margin for their noise, and written in
+// the scenario's file, so that a regression of a few tens of percent fails. Whatever a scenario
+// measures, these always hold: nothing failed to send, nothing was lost, nothing was written twice
+// (unless dedup is off), and exactly the expected Observations were written — a finding the filter
+// should have dropped counts as written in excess.
+type Pass struct {
+	// MinSendRatio: every phase (the steady one and the burst, each on its own) sent at least this
+	// fraction of the rate it asked for; below it the generator, not zen-watcher, was measured.
+	MinSendRatio float64 `json:"minSendRatio,omitempty"`
+	// MinBurstSendRatio is MinSendRatio for the burst phase, whose rate the generator on the same
+	// cores may not reach; it defaults to MinSendRatio.
+	MinBurstSendRatio float64 `json:"minBurstSendRatio,omitempty"`
+	// MinRatioOfRaw: Observations/s out, from the first finding in to the last Observation, at least
+	// this fraction of the raw create ceiling measured just before the scenario in the same run.
+	MinRatioOfRaw float64 `json:"minRatioOfRaw,omitempty"`
+	// MaxP10Ms, MaxP50Ms and MaxP99Ms bound the latency from a finding's send to its
+	// Observation's watch event. The fastest tenth waits in no queue, so it moves least with the
+	// machine's noise and by all of any delay added to the path: it is what catches a slower path.
+	// The median and P99 catch queues and stalls.
+	MaxP10Ms float64 `json:"maxP10Ms,omitempty"`
+	MaxP50Ms float64 `json:"maxP50Ms,omitempty"`
+	MaxP99Ms float64 `json:"maxP99Ms,omitempty"`
+	// MaxDrainSeconds bounds the time from the last finding sent (the end of the burst, when
+	// there is one) to the last Observation.
+	MaxDrainSeconds float64 `json:"maxDrainSeconds,omitempty"`
+	// MaxPeakRSSMiB bounds the peak resident memory of every replica.
+	MaxPeakRSSMiB float64 `json:"maxPeakRssMiB,omitempty"`
+	// MaxTakeoverSeconds bounds the time from a kill until another replica leads, or the
+	// survivors count one member fewer.
+	MaxTakeoverSeconds float64 `json:"maxTakeoverSeconds,omitempty"`
+	// MaxExtra bounds figures of the scenario's own measurement by their name in the result's
+	// extra (syncSeconds, cleanupSeconds, listWholeSeconds, ...).
+	MaxExtra map[string]float64 `json:"maxExtra,omitempty"`
+}
+
+// validate refuses a Pass that would check less than its scenario measures.
+func (p *Pass) validate(s *Scenario) error {
+	if p == nil {
+		return fmt.Errorf("no pass conditions: every scenario states what a run of it must show")
+	}
+	if len(s.Sources) > 0 && s.SyncObjects == 0 {
+		if p.MinSendRatio <= 0 || p.MinRatioOfRaw <= 0 || p.MaxP50Ms <= 0 || p.MaxP99Ms <= 0 || p.MaxPeakRSSMiB <= 0 {
+			return fmt.Errorf("pass: a scenario with load needs minSendRatio, minRatioOfRaw, maxP50Ms, maxP99Ms and maxPeakRssMiB")
+		}
+	}
+	if s.Burst != nil && p.MaxDrainSeconds <= 0 {
+		return fmt.Errorf("pass: a burst scenario needs maxDrainSeconds")
+	}
+	if (s.KillLeaderAfter > 0 || s.KillMemberAfter > 0) && p.MaxTakeoverSeconds <= 0 {
+		return fmt.Errorf("pass: a kill scenario needs maxTakeoverSeconds")
+	}
+	if (s.Idle > 0 || s.CleanupObservations > 0 || s.ListObservations > 0 || s.SyncObjects > 0) &&
+		p.MaxPeakRSSMiB <= 0 && len(p.MaxExtra) == 0 {
+		return fmt.Errorf("pass: state a bound on what the scenario measures (maxPeakRssMiB or maxExtra)")
+	}
+	return nil
+}
+
+// check returns every way res falls short of sc's pass conditions, each as one line.
+func check(sc Scenario, res *Result) []string {
+	var out []string
+	fail := func(format string, args ...any) { out = append(out, sc.Name+": "+fmt.Sprintf(format, args...)) }
+	p := sc.Pass
+	if p == nil {
+		p = &Pass{}
+	}
+	if res.SendErrors > 0 {
+		fail("%d findings could not be sent (%s)", res.SendErrors, res.FirstSendError)
+	}
+	if res.Lost > 0 {
+		fail("%d findings lost (e.g. %v)", res.Lost, res.LostSample)
+	}
+	if res.WrittenTwice > 0 && !sc.NoDedup {
+		fail("%d findings written twice", res.WrittenTwice)
+	}
+	// Written = expected - lost + unexpected: what is left over was written though it should not
+	// have been (a finding below the filter's severity, say).
+	if extra := res.Observations - (res.Expected - res.Lost); len(sc.Sources) > 0 && extra != 0 {
+		fail("%d Observations written, %d expected: %d not expected", res.Observations, res.Expected, extra)
+	}
+	if n, ok := res.Extra["liveDeletedWrongly"]; ok {
+		fail("%v live Observations deleted by cleanup", n)
+	}
+	for _, ph := range res.Phases {
+		ratio := p.MinSendRatio
+		if ph.Name == "burst" && p.MinBurstSendRatio > 0 {
+			ratio = p.MinBurstSendRatio
+		}
+		if ratio > 0 && ph.SentPerSec < ratio*ph.Rate {
+			fail("the %s phase sent %.0f findings/s, asked for %.0f (at least %.0f%%)", ph.Name, ph.SentPerSec, ph.Rate, 100*ratio)
+		}
+	}
+	if p.MinRatioOfRaw > 0 && res.RatioOfRaw < p.MinRatioOfRaw {
+		fail("Observations/s out %.0f is %.2f of the raw ceiling (%.0f/s), bound %.2f", res.ObsPerSec, res.RatioOfRaw,
+			res.RawCreatesPerSec, p.MinRatioOfRaw)
+	}
+	if p.MaxP10Ms > 0 && res.LatencyP10Ms > p.MaxP10Ms {
+		fail("P10 %.1f ms, bound %.1f ms", res.LatencyP10Ms, p.MaxP10Ms)
+	}
+	if p.MaxP50Ms > 0 && res.LatencyP50Ms > p.MaxP50Ms {
+		fail("P50 %.1f ms, bound %.1f ms", res.LatencyP50Ms, p.MaxP50Ms)
+	}
+	if p.MaxP99Ms > 0 && res.LatencyP99Ms > p.MaxP99Ms {
+		fail("P99 %.0f ms, bound %.0f ms", res.LatencyP99Ms, p.MaxP99Ms)
+	}
+	if p.MaxDrainSeconds > 0 && res.DrainSeconds > p.MaxDrainSeconds {
+		fail("drained %.1f s after the load, bound %.1f s", res.DrainSeconds, p.MaxDrainSeconds)
+	}
+	if p.MaxPeakRSSMiB > 0 {
+		for _, u := range res.PerReplica {
+			if mib := float64(u.PeakRSSBytes) / (1 << 20); mib > p.MaxPeakRSSMiB {
+				fail("replica %s peaked at %.1f MiB resident, bound %.0f MiB", u.ID, mib, p.MaxPeakRSSMiB)
+			}
+		}
+	}
+	if p.MaxTakeoverSeconds > 0 && len(res.Killed) > 0 && (res.TakeoverSeconds == 0 || res.TakeoverSeconds > p.MaxTakeoverSeconds) {
+		fail("taken over after %.2f s (0: not within a minute), bound %.2f s", res.TakeoverSeconds, p.MaxTakeoverSeconds)
+	}
+	names := make([]string, 0, len(p.MaxExtra))
+	for k := range p.MaxExtra {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		v, ok := res.Extra[k].(float64)
+		switch {
+		case !ok:
+			fail("%s was not measured (a bound on it is stated)", k)
+		case v > p.MaxExtra[k]:
+			fail("%s %.2f, bound %.2f", k, v, p.MaxExtra[k])
+		}
+	}
+	return out
+}

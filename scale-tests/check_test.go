@@ -1,0 +1,119 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kube-zen/zen-watcher/internal/testenv"
+)
+
+// TestScenarioFilesHavePassConditions: every scenario file parses and states the bounds its kind
+// of measurement needs, so that -check checks each one.
+func TestScenarioFilesHavePassConditions(t *testing.T) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, profile := range []string{"quick", "full"} {
+		scs, err := loadScenarios(root+"/scale-tests/scenarios", profile, "")
+		if err != nil {
+			t.Fatalf("profile %s: %v", profile, err)
+		}
+		for _, sc := range scs {
+			if sc.Pass == nil {
+				t.Errorf("%s: no pass block", sc.Name)
+			}
+		}
+	}
+}
+
+func TestPassValidate(t *testing.T) {
+	load := Scenario{Name: "load", Replicas: 1, Sources: []string{"falco"}, Rate: 10, Duration: Duration(time.Second)}
+	full := &Pass{MinSendRatio: .9, MinRatioOfRaw: .1, MaxP50Ms: 20, MaxP99Ms: 100, MaxPeakRSSMiB: 100}
+	burst := load
+	burst.Burst = &Phase{Rate: 100, Duration: Duration(time.Second)}
+	kill := load
+	kill.KillLeaderAfter = Duration(time.Second)
+	for _, tc := range []struct {
+		name string
+		sc   Scenario
+		pass *Pass
+		ok   bool
+	}{
+		{"none", load, nil, false},
+		{"load, all bounds", load, full, true},
+		{"load without P99", load, &Pass{MinSendRatio: .9, MinRatioOfRaw: .1, MaxPeakRSSMiB: 100}, false},
+		{"burst without drain", burst, full, false},
+		{"burst with drain", burst, &Pass{MinSendRatio: .9, MinRatioOfRaw: .1, MaxP50Ms: 20, MaxP99Ms: 100, MaxPeakRSSMiB: 100, MaxDrainSeconds: 5}, true},
+		{"load without P50", load, &Pass{MinSendRatio: .9, MinRatioOfRaw: .1, MaxP99Ms: 100, MaxPeakRSSMiB: 100}, false},
+		{"kill without takeover", kill, full, false},
+		{"idle without a bound", Scenario{Name: "idle", Replicas: 1, Idle: Duration(time.Second)}, &Pass{}, false},
+		{"idle with RSS", Scenario{Name: "idle", Replicas: 1, Idle: Duration(time.Second)}, &Pass{MaxPeakRSSMiB: 80}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := tc.sc
+			sc.Pass = tc.pass
+			if err := sc.validate(); (err == nil) != tc.ok {
+				t.Errorf("validate: %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
+
+func TestCheck(t *testing.T) {
+	sc := Scenario{Name: "s", Replicas: 1, Sources: []string{"falco"}, Rate: 100, Duration: Duration(10 * time.Second),
+		Pass: &Pass{MinSendRatio: .9, MinBurstSendRatio: .4, MinRatioOfRaw: .2, MaxP10Ms: 10, MaxP50Ms: 50, MaxP99Ms: 500, MaxDrainSeconds: 3, MaxPeakRSSMiB: 90,
+			MaxTakeoverSeconds: 6, MaxExtra: map[string]float64{"syncSeconds": 5}}}
+	good := func() *Result {
+		return &Result{Expected: 1000, Observations: 1000, RawCreatesPerSec: 400, ObsPerSec: 100, RatioOfRaw: .25,
+			LatencyP10Ms: 5, LatencyP50Ms: 30, LatencyP99Ms: 200, DrainSeconds: 1, PerReplica: []ReplicaUsage{{ID: "a", PeakRSSBytes: 60 << 20}},
+			Phases: []PhaseResult{{Name: "steady", Rate: 100, SentPerSec: 99}},
+			Killed: []Kill{{Replica: "a"}}, TakeoverSeconds: 4,
+			Extra: map[string]any{"syncSeconds": 2.0}}
+	}
+	for _, tc := range []struct {
+		name  string
+		spoil func(*Result)
+		want  string // a part of the one failure expected; "" for none
+	}{
+		{"all within bounds", func(*Result) {}, ""},
+		{"lost", func(r *Result) { r.Lost = 1; r.Observations = 999 }, "lost"},
+		{"written twice", func(r *Result) { r.WrittenTwice = 1 }, "twice"},
+		{"filtered finding written", func(r *Result) { r.Observations = 1001 }, "1001 Observations written, 1000 expected: 1 not expected"},
+		{"send errors", func(r *Result) { r.SendErrors = 3; r.FirstSendError = "refused" }, "could not be sent"},
+		{"generator behind", func(r *Result) { r.Phases[0].SentPerSec = 80 }, "steady phase sent 80"},
+		{"burst behind its own bound", func(r *Result) {
+			r.Phases = append(r.Phases, PhaseResult{Name: "burst", Rate: 1000, SentPerSec: 390})
+		}, "burst phase sent 390 findings/s, asked for 1000 (at least 40%)"},
+		{"burst within its own bound", func(r *Result) {
+			r.Phases = append(r.Phases, PhaseResult{Name: "burst", Rate: 1000, SentPerSec: 410})
+		}, ""},
+		{"slow out", func(r *Result) { r.RatioOfRaw = .15 }, "of the raw ceiling"},
+		{"P10", func(r *Result) { r.LatencyP10Ms = 13 }, "P10 13.0 ms, bound 10.0 ms"},
+		{"P50", func(r *Result) { r.LatencyP50Ms = 65 }, "P50 65.0 ms, bound 50.0 ms"},
+		{"P99", func(r *Result) { r.LatencyP99Ms = 650 }, "P99 650 ms"},
+		{"drain", func(r *Result) { r.DrainSeconds = 4 }, "drained 4.0 s"},
+		{"memory", func(r *Result) { r.PerReplica[0].PeakRSSBytes = 100 << 20 }, "peaked at 100.0 MiB"},
+		{"takeover slow", func(r *Result) { r.TakeoverSeconds = 7 }, "taken over after 7.00 s"},
+		{"takeover never", func(r *Result) { r.TakeoverSeconds = 0 }, "taken over after 0.00 s"},
+		{"extra over", func(r *Result) { r.Extra["syncSeconds"] = 9.0 }, "syncSeconds 9.00, bound 5.00"},
+		{"extra missing", func(r *Result) { delete(r.Extra, "syncSeconds") }, "syncSeconds was not measured"},
+		{"live deleted", func(r *Result) { r.Extra["liveDeletedWrongly"] = 3 }, "live Observations deleted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := good()
+			tc.spoil(res)
+			got := check(sc, res)
+			if tc.want == "" {
+				if len(got) > 0 {
+					t.Fatalf("failures %q, want none", got)
+				}
+				return
+			}
+			if len(got) != 1 || !strings.Contains(got[0], tc.want) {
+				t.Fatalf("failures %q, want one containing %q", got, tc.want)
+			}
+		})
+	}
+}
