@@ -53,12 +53,18 @@ func main() {
 	}
 }
 
-func runAll(ctx context.Context, o options) error {
+// chosen is the repository's root and the scenarios the options name.
+func chosen(o options) (string, []Scenario, error) {
 	root, err := testenv.RepoRoot()
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	scenarios, err := loadScenarios(filepath.Join(root, "scale-tests", "scenarios"), o.profile, o.scenario)
+	return root, scenarios, err
+}
+
+func runAll(ctx context.Context, o options) error {
+	root, scenarios, err := chosen(o)
 	if err != nil {
 		return err
 	}
@@ -101,11 +107,7 @@ func runAll(ctx context.Context, o options) error {
 
 // recheckAll holds the results of an earlier run (its JSON files) to today's pass conditions.
 func recheckAll(_ context.Context, o options) error {
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		return err
-	}
-	scenarios, err := loadScenarios(filepath.Join(root, "scale-tests", "scenarios"), o.profile, o.scenario)
+	_, scenarios, err := chosen(o)
 	if err != nil {
 		return err
 	}

@@ -110,11 +110,15 @@ func NewRing(members []string, partitions int) *Ring {
 	return NewRingWithHash(members, partitions, Hash)
 }
 
-// NewRingWithHash is NewRing on another hash of the namespace.
+// NewRingWithHash is NewRing on another hash of the namespace. With more members than
+// partitions the partitions are raised to the member count: the consistent hash cannot place
+// fewer partitions than members (it panics), and every replica, seeing the same members, raises
+// them alike.
 func NewRingWithHash(members []string, partitions int, hash Hasher) *Ring {
 	if partitions <= 0 {
 		partitions = DefaultPartitions
 	}
+	partitions = max(partitions, len(members))
 	r := &Ring{partitions: partitions, owners: make([]string, partitions), hash: hash}
 	if len(members) == 0 {
 		return r

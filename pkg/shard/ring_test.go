@@ -3,6 +3,7 @@ package shard
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/sharding"
@@ -134,6 +135,27 @@ func TestBalanceOfRealisticNames(t *testing.T) {
 						t.Errorf("balanced hash, %s: %s owns %d of 50", name, m, c)
 					}
 				}
+			}
+		}
+	}
+}
+
+// TestMoreMembersThanPartitions: a ring with fewer partitions than members (a small
+// -shard-partitions and a scale-up) does not panic; every namespace has one owner, and every
+// member computes the same ring.
+func TestMoreMembersThanPartitions(t *testing.T) {
+	for _, tc := range []struct{ members, partitions int }{{3, 2}, {5, 3}, {10, 1}, {3, 3}} {
+		var ms []string
+		for i := range tc.members {
+			ms = append(ms, fmt.Sprintf("zw-%d", i))
+		}
+		rev := slices.Clone(ms)
+		slices.Reverse(rev)
+		a, b := NewRing(ms, tc.partitions), NewRing(rev, tc.partitions)
+		for _, ns := range []string{"payments", "checkout", "kube-system", "team-1", "team-2"} {
+			owner := a.Owner(ns)
+			if !slices.Contains(ms, owner) || b.Owner(ns) != owner {
+				t.Errorf("%d members, %d partitions: %s owned by %q and %q", tc.members, tc.partitions, ns, owner, b.Owner(ns))
 			}
 		}
 	}
