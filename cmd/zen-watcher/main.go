@@ -123,10 +123,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	rep.start(gctx, g, health, pipe, store.Local(), rc, ingesters, cleaner)
+	var maintainQueue func(context.Context)
 	if queue != nil {
 		g.Go(func() error { queue.Run(gctx, pipe, hooks.Sources); return nil })
+		maintainQueue = func(ctx context.Context) { queue.Maintain(ctx, hooks.Sources) }
 	}
+	rep.start(gctx, g, health, pipe, store.Local(), rc, ingesters, cleaner, maintainQueue)
 	g.Go(func() error { return server.Serve(gctx, cfg.metricsAddr, health.Handler(), server.ServeOptions{}, log) })
 	g.Go(func() error {
 		return server.Serve(gctx, cfg.webhookAddr, hooks, server.ServeOptions{TLS: hooksTLS}, log)

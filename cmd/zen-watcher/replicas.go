@@ -56,9 +56,10 @@ func (r *replicas) wrap() sources.WrapListerWatcher {
 	return r.sharder.Wrap
 }
 
-// leaderWork is what the leader runs while it leads: the coordinator's decisions and cleanup. It
-// returns when leadership (lctx) ends.
-func (r *replicas) leaderWork(coord *ha.Coordinator, cleaner *cleanup.Cleaner) func(lctx context.Context) {
+// leaderWork is what the leader runs while it leads: the coordinator's decisions, cleanup, and the
+// webhook queue's maintenance (maintain, nil without a durable queue). It returns when leadership
+// (lctx) ends.
+func (r *replicas) leaderWork(coord *ha.Coordinator, cleaner *cleanup.Cleaner, maintain func(context.Context)) func(lctx context.Context) {
 	return func(lctx context.Context) {
 		var wg sync.WaitGroup
 		if coord != nil {
@@ -66,6 +67,9 @@ func (r *replicas) leaderWork(coord *ha.Coordinator, cleaner *cleanup.Cleaner) f
 		}
 		if cleaner != nil {
 			wg.Go(func() { cleaner.Run(lctx) })
+		}
+		if maintain != nil {
+			wg.Go(func() { maintain(lctx) })
 		}
 		<-lctx.Done()
 		wg.Wait()
@@ -75,7 +79,8 @@ func (r *replicas) leaderWork(coord *ha.Coordinator, cleaner *cleanup.Cleaner) f
 // start runs membership, the Ingester manager (once this replica knows its share), leader election
 // and coordination in g.
 func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.Health, pipe *pipeline.Pipeline,
-	cache *pipeline.LocalCache, rc redis.UniversalClient, ingesters *ingester.Manager, cleaner *cleanup.Cleaner) {
+	cache *pipeline.LocalCache, rc redis.UniversalClient, ingesters *ingester.Manager, cleaner *cleanup.Cleaner,
+	maintain func(context.Context)) {
 	if r.members == nil {
 		health.AddLiveness("process", func(context.Context) error { return nil })
 		g.Go(func() error { return ingesters.Run(ctx) })
@@ -104,7 +109,7 @@ func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.
 		tuner := pipeline.NewTuner(pipe, pipeline.DefaultOrderPolicy(), r.metrics, r.log)
 		g.Go(func() error { tuner.Run(ctx, r.cfg.tuneInterval); return nil })
 	}
-	lead := r.leaderWork(coord, cleaner)
+	lead := r.leaderWork(coord, cleaner, maintain)
 	if !r.cfg.leaderElection {
 		// A single replica by configuration: it does the leader's work itself.
 		g.Go(func() error { lead(ctx); return nil })

@@ -168,8 +168,9 @@ func (s *Stream) Append(ctx context.Context, source string, findings []*pipeline
 	}
 }
 
-// Run appends, consumes, claims, acknowledges and trims until ctx ends. sources lists the sources
-// whose streams this replica reads (the webhooks it serves).
+// Run appends, consumes, claims, acknowledges and measures until ctx ends. sources lists the
+// sources whose streams this replica reads (the webhooks it serves). Trimming and expiry are the
+// leader's (Maintain).
 func (s *Stream) Run(ctx context.Context, h Handler, sources func() []string) {
 	var wg sync.WaitGroup
 	for range 2 {
@@ -449,8 +450,23 @@ func (s *Stream) ensureGroups(ctx context.Context, keys []string) error {
 	return nil
 }
 
-// statsLoop measures each stream and trims what every replica has finished with.
+// statsLoop sets each stream's depth and lag gauges, on every replica.
 func (s *Stream) statsLoop(ctx context.Context, sources func() []string) {
+	s.every(ctx, sources, "measuring webhook queue", func(ctx context.Context, key string) error {
+		_, err := s.measure(ctx, key)
+		return err
+	})
+}
+
+// Maintain trims what every replica has finished with, removes and counts entries past the age
+// bound, and forgets long-gone consumers, every StatsInterval until ctx ends. Only the leader runs
+// it (with ctx its leadership's): run by every replica, lost entries were counted once per replica.
+func (s *Stream) Maintain(ctx context.Context, sources func() []string) {
+	s.every(ctx, sources, "maintaining webhook queue", s.maintain)
+}
+
+// every runs fn on each stream every StatsInterval until ctx ends.
+func (s *Stream) every(ctx context.Context, sources func() []string, what string, fn func(context.Context, string) error) {
 	t := time.NewTicker(s.opts.StatsInterval)
 	defer t.Stop()
 	for {
@@ -460,24 +476,24 @@ func (s *Stream) statsLoop(ctx context.Context, sources func() []string) {
 		case <-t.C:
 		}
 		for _, key := range s.keys(sources) {
-			if err := s.maintain(ctx, key); err != nil && ctx.Err() == nil {
-				s.log.Debug("measuring webhook queue", "stream", key, "error", err)
+			if err := fn(ctx, key); err != nil && ctx.Err() == nil {
+				s.log.Warn(what, "stream", key, "error", err)
 			}
 		}
 	}
 }
 
-// maintain sets the depth and lag gauges of one stream, trims the entries every replica has
-// acknowledged, removes (and counts) entries past the age bound, and forgets idle consumers.
-func (s *Stream) maintain(ctx context.Context, key string) error {
+// measure sets the depth and lag gauges of one stream and returns its consumer group's state
+// (nil while the group does not exist).
+func (s *Stream) measure(ctx context.Context, key string) (*redis.XInfoGroup, error) {
 	src := s.source(key)
 	groups, err := s.client.XInfoGroups(ctx, key).Result()
 	if err != nil {
-		return fmt.Errorf("reading groups: %w", err)
+		return nil, fmt.Errorf("reading groups: %w", err)
 	}
 	i := slices.IndexFunc(groups, func(g redis.XInfoGroup) bool { return g.Name == group })
 	if i < 0 {
-		return nil
+		return nil, nil
 	}
 	g := groups[i]
 	lag := g.Lag
@@ -485,13 +501,22 @@ func (s *Stream) maintain(ctx context.Context, key string) error {
 		// Redis cannot tell after some deletions; the unacknowledged remainder is a close bound.
 		n, err := s.client.XLen(ctx, key).Result()
 		if err != nil {
-			return fmt.Errorf("reading length: %w", err)
+			return nil, fmt.Errorf("reading length: %w", err)
 		}
 		lag = max(0, n-g.Pending)
 	}
 	s.metrics.WebhookStreamLag.WithLabelValues(src).Set(float64(lag))
 	s.metrics.WebhookQueueDepth.WithLabelValues(src).Set(float64(lag + g.Pending))
+	return &g, nil
+}
 
+// maintain measures one stream, trims the entries every replica has acknowledged, removes (and
+// counts) entries past the age bound, and forgets idle consumers.
+func (s *Stream) maintain(ctx context.Context, key string) error {
+	g, err := s.measure(ctx, key)
+	if err != nil || g == nil {
+		return err
+	}
 	safe := g.LastDeliveredID
 	if g.Pending > 0 {
 		p, err := s.client.XPending(ctx, key, group).Result()
@@ -503,7 +528,7 @@ func (s *Stream) maintain(ctx context.Context, key string) error {
 	if err := s.client.XTrimMinID(ctx, key, safe).Err(); err != nil {
 		return fmt.Errorf("trimming processed entries: %w", err)
 	}
-	if err := s.expire(ctx, key, g, safe); err != nil {
+	if err := s.expire(ctx, key, *g, safe); err != nil {
 		return err
 	}
 	return s.forgetConsumers(ctx, key)
@@ -525,11 +550,11 @@ func (s *Stream) expire(ctx context.Context, key string, g redis.XInfoGroup, saf
 	}
 	undelivered := int64(0)
 	if idMillis(g.LastDeliveredID) < cutoffMs {
-		msgs, err := s.client.XRangeN(ctx, key, "("+g.LastDeliveredID, "("+cutoff, s.opts.MaxLen).Result()
+		// Counted inside Redis: the entries themselves (up to a MiB each) never cross the wire.
+		undelivered, err = s.client.Eval(ctx, countRangeScript, []string{key}, "("+g.LastDeliveredID, "("+cutoff).Int64()
 		if err != nil {
-			return fmt.Errorf("reading expired undelivered entries: %w", err)
+			return fmt.Errorf("counting expired undelivered entries: %w", err)
 		}
-		undelivered = int64(len(msgs))
 	}
 	ids := make([]string, len(pending))
 	for i, p := range pending {
@@ -550,6 +575,16 @@ func (s *Stream) expire(ctx context.Context, key string, g redis.XInfoGroup, saf
 	}
 	return nil
 }
+
+// countRangeScript counts the entries of a stream between two IDs (exclusive forms allowed), a
+// thousand at a time, and returns only the count.
+const countRangeScript = `local n, start = 0, ARGV[1]
+while true do
+  local page = redis.call('XRANGE', KEYS[1], start, ARGV[2], 'COUNT', 1000)
+  n = n + #page
+  if #page < 1000 then return n end
+  start = '(' .. page[#page][1]
+end`
 
 // forgetConsumers deletes consumers of replicas long gone that hold nothing.
 func (s *Stream) forgetConsumers(ctx context.Context, key string) error {

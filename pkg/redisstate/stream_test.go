@@ -98,6 +98,14 @@ func (e streamEnv) start(t *testing.T, release, consumer string, h Handler, opts
 	return s, stop
 }
 
+// lead runs the leader's maintenance of s until the test ends.
+func lead(t *testing.T, s *Stream) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Maintain(ctx, func() []string { return []string{"falco"} }); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
 func findings(prefix string, n int) []*pipeline.Event {
 	out := make([]*pipeline.Event, n)
 	for i := range out {
@@ -122,6 +130,7 @@ func TestStreamDeliversEachEntryOnceAcrossConsumers(t *testing.T) {
 	ctx := context.Background()
 	a, b := newRecorder(), newRecorder()
 	sa, _ := e.start(t, "once", "a", a, StreamOptions{StatsInterval: 100 * time.Millisecond})
+	lead(t, sa) // the leader's part: trimming what both consumers finished
 	e.start(t, "once", "b", b, StreamOptions{StatsInterval: 100 * time.Millisecond})
 	const requests = 400
 	var wg sync.WaitGroup
@@ -274,5 +283,37 @@ func TestStreamBoundsAndOutage(t *testing.T) {
 	}
 	if err := s.Append(ctx, "falco", findings("y", 1)); !errors.Is(err, errUnavailable) {
 		t.Fatalf("second append while down: %v", err)
+	}
+}
+
+// TestQueueExpiryIsTheLeadersAndCountedOnce: two replicas hold entries they never finish; past
+// MaxAge the leader removes them and counts each once, while the other replica, which only
+// measures, counts nothing — however many rounds go by.
+func TestQueueExpiryIsTheLeadersAndCountedOnce(t *testing.T) {
+	e := newStreamEnv(t)
+	follower := streamEnv{client: e.client, m: metrics.New(prometheus.NewRegistry())}
+	ctx := context.Background()
+	held := newRecorder()
+	held.hold = true
+	opts := StreamOptions{MaxAge: 300 * time.Millisecond, StatsInterval: 50 * time.Millisecond, ClaimIdle: time.Hour}
+	a, _ := e.start(t, "expiry", "a", held, opts)
+	follower.start(t, "expiry", "b", held, opts)
+	lead(t, a)
+	for i := range 5 {
+		if err := a.Append(ctx, "falco", findings(fmt.Sprint("exp-", i), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lost := func(env streamEnv) float64 { return testutil.ToFloat64(env.m.WebhookQueueLost.WithLabelValues("falco")) }
+	waitFor(t, "the expired entries counted", func() bool { return lost(e) >= 5 })
+	time.Sleep(300 * time.Millisecond) // six more rounds of both
+	if got := lost(e); got != 5 {
+		t.Errorf("the leader counted %v lost entries, want 5", got)
+	}
+	if got := lost(follower); got != 0 {
+		t.Errorf("the follower counted %v lost entries, want 0", got)
+	}
+	if n, _ := e.client.XLen(ctx, a.Key("falco")).Result(); n != 0 {
+		t.Errorf("%d entries left after expiry", n)
 	}
 }
