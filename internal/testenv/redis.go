@@ -23,6 +23,7 @@ type Redis struct {
 	persist bool
 	port    int
 	dir     string
+	extra   []string // further redis-server arguments (cluster mode)
 	cmd     *exec.Cmd
 }
 
@@ -69,7 +70,7 @@ func (r *Redis) Start() error {
 		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
 	}
 	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--dir", r.dir,
-		"--logfile", filepath.Join(r.dir, "redis.log")}, aof...)
+		"--logfile", filepath.Join(r.dir, "redis.log")}, append(aof, r.extra...)...)
 	cmd := exec.Command("redis-server", args...)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting redis-server: %w", err)

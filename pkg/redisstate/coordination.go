@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,58 +19,76 @@ import (
 type Coordination struct {
 	client redis.UniversalClient
 	prefix string
+	stats  string
+	now    func() time.Time
 }
 
 // NewCoordination returns the shared state of release.
 func NewCoordination(client redis.UniversalClient, release string) *Coordination {
-	return &Coordination{client: client, prefix: "zw:" + release + ":"}
+	// Every replica's statistics are fields of one hash, under a hash tag: one HGETALL reads them
+	// all, also on a Redis Cluster, where a SCAN sees only the keys of the node it happens to ask.
+	return &Coordination{client: client, prefix: "zw:" + release + ":", stats: "zw:{" + release + "}:stats", now: time.Now}
 }
 
 // statsTTL outlives a few publishing rounds; a replica that stops publishing drops out.
 const statsTTL = 30 * time.Second
 
-// PublishStats stores one replica's cumulative statistics per source.
+// published is one replica's field of the statistics hash.
+type published struct {
+	AtMs    int64                          `json:"at"`
+	Sources map[string]pipeline.OrderStats `json:"sources"`
+}
+
+// PublishStats stores one replica's cumulative statistics per source, stamped with when, and
+// removes the fields of replicas that stopped publishing.
 func (c *Coordination) PublishStats(ctx context.Context, member string, stats map[string]pipeline.OrderStats) error {
 	if len(stats) == 0 {
 		return nil
 	}
-	key := c.prefix + "stats:" + member
-	fields := make(map[string]any, len(stats))
-	for src, s := range stats {
-		b, err := json.Marshal(s)
-		if err != nil {
-			return err
-		}
-		fields[src] = b
+	b, err := json.Marshal(published{AtMs: c.now().UnixMilli(), Sources: stats})
+	if err != nil {
+		return err
 	}
 	pipe := c.client.TxPipeline()
-	pipe.HSet(ctx, key, fields)
-	pipe.PExpire(ctx, key, statsTTL)
-	_, err := pipe.Exec(ctx)
-	return err
+	pipe.HSet(ctx, c.stats, member, b)
+	pipe.PExpire(ctx, c.stats, statsTTL)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	_, stale, err := c.read(ctx)
+	if err != nil || len(stale) == 0 {
+		return err
+	}
+	return c.client.HDel(ctx, c.stats, stale...).Err()
 }
 
 // AllStats returns every live replica's statistics: member → source → statistics.
 func (c *Coordination) AllStats(ctx context.Context) (map[string]map[string]pipeline.OrderStats, error) {
-	out := map[string]map[string]pipeline.OrderStats{}
-	iter := c.client.Scan(ctx, 0, c.prefix+"stats:*", 100).Iterator()
-	for iter.Next(ctx) {
-		key := iter.Val()
-		vals, err := c.client.HGetAll(ctx, key).Result()
-		if err != nil {
-			return nil, err
-		}
-		member := strings.TrimPrefix(key, c.prefix+"stats:")
-		out[member] = map[string]pipeline.OrderStats{}
-		for src, v := range vals {
-			var s pipeline.OrderStats
-			if err := json.Unmarshal([]byte(v), &s); err != nil {
-				return nil, fmt.Errorf("statistics of %s/%s: %w", member, src, err)
-			}
-			out[member][src] = s
-		}
+	live, _, err := c.read(ctx)
+	return live, err
+}
+
+// read splits the statistics hash into the live replicas' statistics and the stale members.
+func (c *Coordination) read(ctx context.Context) (map[string]map[string]pipeline.OrderStats, []string, error) {
+	vals, err := c.client.HGetAll(ctx, c.stats).Result()
+	if err != nil {
+		return nil, nil, err
 	}
-	return out, iter.Err()
+	cutoff := c.now().Add(-statsTTL).UnixMilli()
+	out := map[string]map[string]pipeline.OrderStats{}
+	var stale []string
+	for member, v := range vals {
+		var p published
+		if err := json.Unmarshal([]byte(v), &p); err != nil {
+			return nil, nil, fmt.Errorf("statistics of %s: %w", member, err)
+		}
+		if p.AtMs < cutoff {
+			stale = append(stale, member)
+			continue
+		}
+		out[member] = p.Sources
+	}
+	return out, stale, nil
 }
 
 // PublishOrders stores the order in force per source.
