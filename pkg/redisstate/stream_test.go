@@ -304,7 +304,9 @@ func TestQueueExpiryIsTheLeadersAndCountedOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	lost := func(env streamEnv) float64 { return testutil.ToFloat64(env.m.WebhookQueueLost.WithLabelValues("falco")) }
+	lost := func(env streamEnv) float64 {
+		return testutil.ToFloat64(env.m.WebhookQueueLost.WithLabelValues("falco"))
+	}
 	waitFor(t, "the expired entries counted", func() bool { return lost(e) >= 5 })
 	time.Sleep(300 * time.Millisecond) // six more rounds of both
 	if got := lost(e); got != 5 {
