@@ -53,10 +53,12 @@ type BearerAuth struct {
 	Token []byte
 }
 
-// Authenticate implements Authenticator with a constant-time comparison.
+// Authenticate implements Authenticator with a constant-time comparison. The scheme is matched
+// without regard to case, as HTTP's authentication schemes are (RFC 9110, 11.1).
 func (b BearerAuth) Authenticate(r *http.Request, _ []byte) error {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	tok = strings.TrimLeft(tok, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return errMissingToken
 	}
 	if len(b.Token) == 0 || subtle.ConstantTimeCompare([]byte(tok), b.Token) != 1 {
@@ -143,7 +145,9 @@ func (h *HMACAuth) Authenticate(r *http.Request, body []byte) error {
 	if h.Replay == nil {
 		return nil
 	}
-	fresh, err := h.Replay.Remember(r.Context(), sigHex, 2*window)
+	// The replay memory keys on the MAC itself, not on how the header spelled it: the same
+	// signature in upper case, or without "sha256=", is the same request again.
+	fresh, err := h.Replay.Remember(r.Context(), hex.EncodeToString(sig), 2*window)
 	switch {
 	case err != nil:
 		return errReplayCheck

@@ -32,6 +32,11 @@ func TestHMAC(t *testing.T) {
 		return h
 	}
 	replayed := signed(now, key, alert)
+	respelled := func(f func(string) string) http.Header {
+		h := replayed.Clone()
+		h.Set(DefaultSignatureHeader, f(h.Get(DefaultSignatureHeader)))
+		return h
+	}
 	cases := []struct {
 		name    string
 		headers http.Header
@@ -41,6 +46,13 @@ func TestHMAC(t *testing.T) {
 	}{
 		{"right", replayed, alert, 202, ""},
 		{"replayed", replayed, alert, 401, "replayed"},
+		// The same MAC spelled otherwise is the same request again.
+		{"replayed in upper case", respelled(func(v string) string { return "sha256=" + strings.ToUpper(v[7:]) }), alert, 401, "replayed"},
+		{"replayed, one letter upper-cased", respelled(func(v string) string {
+			i := strings.IndexAny(v[7:], "abcdef") + 7
+			return v[:i] + strings.ToUpper(v[i:i+1]) + v[i+1:]
+		}), alert, 401, "replayed"},
+		{"replayed without the prefix", respelled(func(v string) string { return v[7:] }), alert, 401, "replayed"},
 		{"wrong key", signed(now, []byte("other"), alert), alert, 401, "bad_signature"},
 		{"body changed", signed(now.Add(time.Second), key, alert), alert + " ", 401, "bad_signature"},
 		{"missing", http.Header{}, alert, 401, "missing_signature"},

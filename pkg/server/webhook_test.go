@@ -79,6 +79,10 @@ func TestWebhookAnswers(t *testing.T) {
 		{"unknown path", "POST", "/x", "application/json", "", alert, 404},
 		{"bearer ok", "POST", "/secure", "application/json", "Bearer tok", alert, 202},
 		{"bearer wrong", "POST", "/secure", "application/json", "Bearer nope", "", 401},
+		{"bearer scheme in lower case", "POST", "/secure", "application/json", "bearer tok", alert, 202},
+		{"bearer scheme in upper case, two spaces", "POST", "/secure", "application/json", "BEARER  tok", alert, 202},
+		{"bearer without a token", "POST", "/secure", "application/json", "Bearer ", "", 401},
+		{"basic scheme", "POST", "/secure", "application/json", "Basic dG9r", "", 401},
 		{"bearer missing", "POST", "/secure", "application/json", "", alert, 401},
 	}
 	for _, tc := range cases {
@@ -95,7 +99,8 @@ func TestWebhookAnswers(t *testing.T) {
 			t.Errorf("%s: HTTP %d, want %d (%s)", tc.name, rec.Code, tc.want, rec.Body.String())
 		}
 	}
-	if h.n.Load() != 5 || w.Accepted("falco") != 4 {
+	// Five, and the two bearer alerts whose scheme is spelled otherwise.
+	if h.n.Load() != 7 || w.Accepted("falco") != 4 {
 		t.Errorf("handled %d, accepted %d", h.n.Load(), w.Accepted("falco"))
 	}
 	if testutil.ToFloat64(m.WebhookRejected.WithLabelValues("falco", "malformed")) != 1 ||

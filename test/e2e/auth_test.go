@@ -145,6 +145,9 @@ func TestWebhookAuthModes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The same signature spelled in upper case: the same request again, refused on any replica.
+	upper := fresh.Clone()
+	upper.Set(server.DefaultSignatureHeader, "sha256="+strings.ToUpper(strings.TrimPrefix(fresh.Get(server.DefaultSignatureHeader), "sha256=")))
 	cases := []struct {
 		name   string
 		to     *replica
@@ -157,6 +160,7 @@ func TestWebhookAuthModes(t *testing.T) {
 		{"hmac right", a, "/falcoh", body, fresh, nil, 202},
 		{"hmac replayed to the same replica", a, "/falcoh", body, fresh, nil, 401},
 		{"hmac replayed to another replica", b, "/falcoh", body, fresh, nil, 401},
+		{"hmac replayed in upper case", b, "/falcoh", body, upper, nil, 401},
 		{"hmac wrong key", a, "/falcoh", body, signedHeader([]byte("guess"), now, body), nil, 401},
 		{"hmac missing", a, "/falcoh", body, nil, nil, 401},
 		{"hmac expired", b, "/falcoh", body, signedHeader([]byte(oldKey), now.Add(-10*time.Minute), body), nil, 401},
@@ -195,7 +199,7 @@ func TestWebhookAuthModes(t *testing.T) {
 	}
 
 	if a.metric(`zen_watcher_webhook_auth_failures_total{reason="replayed",source="falcoh"}`) != 1 ||
-		b.metric(`zen_watcher_webhook_auth_failures_total{reason="replayed",source="falcoh"}`) != 1 {
+		b.metric(`zen_watcher_webhook_auth_failures_total{reason="replayed",source="falcoh"}`) != 2 {
 		t.Error("replays not counted on each replica")
 	}
 

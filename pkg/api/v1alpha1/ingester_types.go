@@ -98,7 +98,7 @@ type WebhookAuth struct {
 	// SecretRef holds the bearer token, the HMAC key, or the CA bundle for mTLS.
 	// +optional
 	SecretRef *SecretKeyRef `json:"secretRef,omitempty"`
-	// SignatureHeader carries the HMAC-SHA256 signature of the body (hmac only).
+	// SignatureHeader carries the HMAC-SHA256 signature of "<timestamp>.<body>" (hmac only).
 	// +optional
 	SignatureHeader string `json:"signatureHeader,omitempty"`
 }
