@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
+	"github.com/kube-zen/zen-watcher/pkg/pipeline"
 	"github.com/kube-zen/zen-watcher/pkg/sources"
 )
 
@@ -69,6 +70,8 @@ type Webhooks struct {
 	routes   atomic.Pointer[map[string]*Route]
 	counts   sync.Map // source → *atomic.Int64 of findings accepted
 	limiters sync.Map // source → *rate.Limiter
+	// refusalLog bounds the log lines of refused requests: a flood of them must not flood the log.
+	refusalLog *rate.Limiter
 }
 
 // NewWebhooks returns a webhook server.
@@ -85,7 +88,8 @@ func NewWebhooks(cfg WebhookConfig) *Webhooks {
 	if cfg.Replay == nil {
 		cfg.Replay = &LocalReplayGuard{}
 	}
-	w := &Webhooks{cfg: cfg, metrics: cfg.Metrics, log: cfg.Log, inFlight: make(chan struct{}, cfg.MaxInFlight)}
+	w := &Webhooks{cfg: cfg, metrics: cfg.Metrics, log: cfg.Log, inFlight: make(chan struct{}, cfg.MaxInFlight),
+		refusalLog: rate.NewLimiter(1, 10)}
 	empty := map[string]*Route{}
 	w.routes.Store(&empty)
 	return w
@@ -216,8 +220,15 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, route *Route) 
 		w.reject(rw, src, "malformed", http.StatusBadRequest, err.Error())
 		return
 	}
-	for _, f := range findings {
+	for i, f := range findings {
 		f.Source = src
+		// Refused now, with the reason, rather than acknowledged and then refused by the API server.
+		if err := pipeline.Writable(f); err != nil {
+			w.metrics.SourceEventsIgnored.WithLabelValues(src, "unwritable").Inc()
+			w.rejectLogged(rw, r, src, "unwritable", http.StatusUnprocessableEntity,
+				fmt.Sprintf("finding %d of %d cannot be written: %v", i+1, len(findings), err))
+			return
+		}
 	}
 	how, err := w.cfg.Acceptor.Accept(r.Context(), src, findings)
 	if err != nil {
@@ -280,6 +291,16 @@ func jsonish(ct string) bool {
 	}
 	return mt == "application/json" || mt == "application/x-ndjson" || mt == "application/jsonl" ||
 		mt == "text/plain" || strings.HasSuffix(mt, "+json")
+}
+
+// rejectLogged is reject with a log line naming the client, the path and the reason, at most a
+// line a second (bursts of ten) across all sources; the metric counts every one.
+func (w *Webhooks) rejectLogged(rw http.ResponseWriter, r *http.Request, src, reason string, code int, msg string) {
+	if w.refusalLog.Allow() {
+		w.log.Warn("webhook request refused", "source", src, "path", r.URL.Path, "client", r.RemoteAddr,
+			"code", code, "reason", msg)
+	}
+	w.reject(rw, src, reason, code, msg)
 }
 
 func (w *Webhooks) reject(rw http.ResponseWriter, src, reason string, code int, msg string) {

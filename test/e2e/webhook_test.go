@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -332,5 +333,49 @@ func TestIngesterStartsWhenItsSecretAppears(t *testing.T) {
 	})
 	if code := post(t, r, "/falcol", "wrong", []byte(alertBody("late-2"))); code != http.StatusUnauthorized {
 		t.Errorf("a wrong token: %d, want 401", code)
+	}
+}
+
+// TestUnwritableFindingsAreRefusedBeforeTheAnswer: through the binary, alerts whose Observation the
+// API server would refuse (a pod name over 253, a namespace over 63, a 200 KB detail key) get 422
+// with the reason and leave no Observation and no multi-megabyte log line; a good alert after them
+// is written.
+func TestUnwritableFindingsAreRefusedBeforeTheAnswer(t *testing.T) {
+	ensureNamespace(t, "zen-system")
+	ensureNamespace(t, "unwritable")
+	ingester(t, "falco-unwritable", v1alpha1.IngesterSpec{Source: "falcou", Adapter: v1alpha1.AdapterFalco,
+		Webhook: &v1alpha1.WebhookSource{Path: "/falcou", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthNone}}})
+	r := startReplica(t, "unwritable", "-namespace", "zen-system", "-release", "unwritable", "-member-id", "unwritable")
+	r.waitReady(t, 60*time.Second)
+	waitRoute(t, r, "/falcou")
+	alert := func(fields map[string]string) []byte {
+		b, err := json.Marshal(map[string]any{"output": "unwritable test", "priority": "Warning", "rule": "Unwritable test",
+			"time": "2026-12-01T10:00:00Z", "hostname": "node-1", "output_fields": fields})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name   string
+		fields map[string]string
+	}{
+		{"pod name over 253", map[string]string{"k8s.ns.name": "unwritable", "k8s.pod.name": strings.Repeat("p", 300)}},
+		{"namespace over 63", map[string]string{"k8s.ns.name": strings.Repeat("n", 64), "k8s.pod.name": "cart-0"}},
+		{"a 200 KB detail key", map[string]string{"k8s.ns.name": "unwritable", strings.Repeat("k", 200_000): "1"}},
+	} {
+		if code := post(t, r, "/falcou", "", alert(tc.fields)); code != http.StatusUnprocessableEntity {
+			t.Errorf("%s: HTTP %d, want 422", tc.name, code)
+		}
+	}
+	if code := post(t, r, "/falcou", "", alert(map[string]string{"k8s.ns.name": "unwritable", "k8s.pod.name": "cart-0"})); code != http.StatusAccepted {
+		t.Fatalf("a good alert after them: HTTP %d, want 202", code)
+	}
+	waitObservations(t, "unwritable", "falcou", 1)
+	if n := r.metric(`zen_watcher_webhook_rejected_total{reason="unwritable",source="falcou"}`); n != 3 {
+		t.Errorf("%v refusals counted, want 3", n)
+	}
+	if out := r.out.String(); len(out) > 256<<10 {
+		t.Errorf("the replica logged %d bytes for three refusals", len(out))
 	}
 }
