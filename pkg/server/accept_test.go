@@ -16,6 +16,7 @@ import (
 
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
+	"github.com/kube-zen/zen-watcher/pkg/sources/falco"
 )
 
 type fakeQueue struct {
@@ -164,4 +165,45 @@ func (b blockingHandler) Handle(_ context.Context, ev *pipeline.Event) error {
 		ev.Done(pipeline.OutcomeWritten, nil)
 	}()
 	return nil
+}
+
+// TestUnauthenticatedLoadTakesNoRateOrSlot: a flood of wrong tokens, and of HMAC requests without
+// a signature, is refused from the headers: it takes none of the source's rate limit and no
+// in-flight slot, so the genuine requests after it are accepted.
+func TestUnauthenticatedLoadTakesNoRateOrSlot(t *testing.T) {
+	w, m := newHooksWith(t, WebhookConfig{Acceptor: Direct{Handler: &countingHandler{}}, RatePerSource: 1, BurstPerSource: 2,
+		MaxInFlight: 1})
+	if err := w.Register(Route{Path: "/signed", Source: "signed", Parser: falco.Parser{}, Auth: &HMACAuth{Key: []byte("k")}}); err != nil {
+		t.Fatal(err)
+	}
+	w.inFlight <- struct{}{} // the one slot is taken: anything that asks for it gets 503
+	post := func(path, auth string) int {
+		req := httptest.NewRequest("POST", path, strings.NewReader(alert))
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		w.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for range 200 {
+		if code := post("/secure", "Bearer wrong"); code != http.StatusUnauthorized {
+			t.Fatalf("a wrong token: HTTP %d, want 401 before any slot or rate is taken", code)
+		}
+		if code := post("/signed", ""); code != http.StatusUnauthorized {
+			t.Fatalf("an unsigned request: HTTP %d, want 401", code)
+		}
+	}
+	<-w.inFlight
+	for i := range 2 {
+		if code := post("/secure", "Bearer tok"); code != http.StatusAccepted {
+			t.Fatalf("genuine request %d after the flood: HTTP %d, want 202", i, code)
+		}
+	}
+	if n := testutil.ToFloat64(m.WebhookRateLimited.WithLabelValues("secure")); n != 0 {
+		t.Errorf("%v requests rate limited, want 0", n)
+	}
+	if n := testutil.ToFloat64(m.WebhookAuthFailures.WithLabelValues("secure", "wrong_token")); n != 200 {
+		t.Errorf("%v wrong tokens counted, want 200", n)
+	}
 }

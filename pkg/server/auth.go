@@ -21,6 +21,14 @@ type Authenticator interface {
 	Authenticate(r *http.Request, body []byte) error
 }
 
+// HeaderAuthenticator is an Authenticator that can refuse a request from its headers (and TLS
+// state) alone. The webhook server asks it before the request takes an in-flight slot or any of
+// its source's rate limit and before the body is read, so that unauthenticated load cannot crowd
+// out genuine senders.
+type HeaderAuthenticator interface {
+	AuthenticateHeaders(r *http.Request) error
+}
+
 // authError is a refusal reason; its text is a metric label.
 type authError string
 
@@ -52,6 +60,9 @@ func (NoAuth) Authenticate(*http.Request, []byte) error { return nil }
 type BearerAuth struct {
 	Token []byte
 }
+
+// AuthenticateHeaders implements HeaderAuthenticator: a bearer token is all in the headers.
+func (b BearerAuth) AuthenticateHeaders(r *http.Request) error { return b.Authenticate(r, nil) }
 
 // Authenticate implements Authenticator with a constant-time comparison. The scheme is matched
 // without regard to case, as HTTP's authentication schemes are (RFC 9110, 11.1).
@@ -105,6 +116,23 @@ func Sign(key []byte, ts time.Time, body []byte) string {
 	_, _ = mac.Write([]byte{'.'})
 	_, _ = mac.Write(body)
 	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// AuthenticateHeaders implements HeaderAuthenticator: a request without a signature and a
+// timestamp in the form the sender must use is refused before its body is read. The signature
+// itself needs the body.
+func (h *HMACAuth) AuthenticateHeaders(r *http.Request) error {
+	sigHex, _ := strings.CutPrefix(r.Header.Get(orDefault(h.SignatureHeader, DefaultSignatureHeader)), "sha256=")
+	if sigHex == "" {
+		return errMissingSignature
+	}
+	if _, err := strconv.ParseInt(r.Header.Get(orDefault(h.TimestampHeader, DefaultTimestampHeader)), 10, 64); err != nil {
+		return errMissingTimestamp
+	}
+	if len(sigHex) != 2*sha256.Size {
+		return errBadSignature
+	}
+	return nil
 }
 
 // Authenticate implements Authenticator.
@@ -172,6 +200,9 @@ type MTLSAuth struct {
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
+
+// AuthenticateHeaders implements HeaderAuthenticator: the client certificate is all in the TLS state.
+func (m *MTLSAuth) AuthenticateHeaders(r *http.Request) error { return m.Authenticate(r, nil) }
 
 // Authenticate implements Authenticator.
 func (m *MTLSAuth) Authenticate(r *http.Request, _ []byte) error {

@@ -166,8 +166,10 @@ func (w *Webhooks) Accepted(source string) int64 {
 	return 0
 }
 
-// ServeHTTP implements http.Handler. The cheap refusals (path, method, load, rate) come before the
-// body is read; authentication before it is parsed.
+// ServeHTTP implements http.Handler. The cheap refusals (path, method, content type, what the
+// headers show of authentication) come before a request takes an in-flight slot or any of its
+// source's rate limit; load and rate before the body is read; full authentication before it is
+// parsed.
 func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	route, ok := (*w.routes.Load())[r.URL.Path]
 	if !ok {
@@ -183,6 +185,12 @@ func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if !jsonish(r.Header.Get("Content-Type")) {
 		w.reject(rw, src, "content_type", http.StatusUnsupportedMediaType, "send application/json")
 		return
+	}
+	if ha, ok := route.Auth.(HeaderAuthenticator); ok {
+		if err := ha.AuthenticateHeaders(r); err != nil {
+			w.refuseAuth(rw, r, src, err)
+			return
+		}
 	}
 	select {
 	case w.inFlight <- struct{}{}:
@@ -210,8 +218,7 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, route *Route) 
 		return
 	}
 	if err := route.Auth.Authenticate(r, body); err != nil {
-		w.metrics.WebhookAuthFailures.WithLabelValues(src, err.Error()).Inc()
-		w.reject(rw, src, "auth", http.StatusUnauthorized, "not authenticated")
+		w.refuseAuth(rw, r, src, err)
 		return
 	}
 	findings, err := route.Parser.ParsePayload(body)
@@ -291,6 +298,16 @@ func jsonish(ct string) bool {
 	}
 	return mt == "application/json" || mt == "application/x-ndjson" || mt == "application/jsonl" ||
 		mt == "text/plain" || strings.HasSuffix(mt, "+json")
+}
+
+// refuseAuth answers 401, counting the reason; the log line (rate-limited) names the client.
+func (w *Webhooks) refuseAuth(rw http.ResponseWriter, r *http.Request, src string, err error) {
+	w.metrics.WebhookAuthFailures.WithLabelValues(src, err.Error()).Inc()
+	if w.refusalLog.Allow() {
+		w.log.Warn("webhook request refused", "source", src, "path", r.URL.Path, "client", r.RemoteAddr,
+			"code", http.StatusUnauthorized, "reason", err.Error())
+	}
+	w.reject(rw, src, "auth", http.StatusUnauthorized, "not authenticated")
 }
 
 // rejectLogged is reject with a log line naming the client, the path and the reason, at most a
