@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
 )
 
 // Authenticator decides whether a request may deliver findings. A non-nil error is the reason it
@@ -234,53 +236,41 @@ func (m *MTLSAuth) Authenticate(r *http.Request, _ []byte) error {
 	return nil
 }
 
-// LocalReplayGuard is a ReplayGuard in this process's memory, bounded in size. With several
-// replicas the shared one in Redis is used instead, so that a replay to another replica is caught.
+// LocalReplayGuard is a ReplayGuard in this process's memory: a bounded, expiring LRU. With
+// several replicas the shared one in Redis decides (TieredReplayGuard), so that a replay to another
+// replica is caught; this one decides alone only without Redis or while it is away.
 type LocalReplayGuard struct {
-	// Max bounds the remembered keys (default 100,000); past it, the guard refuses new keys rather
-	// than forgetting live ones.
+	// Max bounds the remembered keys (default 100,000). Past it the least recently seen key is
+	// forgotten: refusing genuine requests once the memory is full would be worse than the
+	// chance that a signature older than the last Max is replayed within its window.
 	Max int
 
-	mu      sync.Mutex
-	expires map[string]time.Time
-	pruned  time.Time
+	once  sync.Once
+	mu    sync.Mutex // makes the look-up and the insert one step
+	cache *utilcache.LRUExpireCache
 }
-
-// ErrReplayMemoryFull is returned while the local replay memory holds Max live keys.
-var ErrReplayMemoryFull = errors.New("replay memory full")
 
 // Remember implements ReplayGuard.
 func (g *LocalReplayGuard) Remember(_ context.Context, key string, ttl time.Duration) (bool, error) {
-	now := time.Now()
+	g.once.Do(func() {
+		limit := g.Max
+		if limit <= 0 {
+			limit = 100_000
+		}
+		g.cache = utilcache.NewLRUExpireCache(limit)
+	})
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.expires == nil {
-		g.expires = map[string]time.Time{}
-	}
-	if exp, ok := g.expires[key]; ok && now.Before(exp) {
+	if _, seen := g.cache.Get(key); seen {
 		return false, nil
 	}
-	limit := g.Max
-	if limit <= 0 {
-		limit = 100_000
-	}
-	if len(g.expires) >= limit || now.Sub(g.pruned) > time.Minute {
-		for k, exp := range g.expires {
-			if !now.Before(exp) {
-				delete(g.expires, k)
-			}
-		}
-		g.pruned = now
-		if len(g.expires) >= limit {
-			return false, ErrReplayMemoryFull
-		}
-	}
-	g.expires[key] = now.Add(ttl)
+	g.cache.Add(key, struct{}{}, ttl)
 	return true, nil
 }
 
-// TieredReplayGuard remembers in Shared (Redis, seen by every replica) and in Local; while Shared
-// fails, Local alone decides, so that an outage of Redis does not refuse every signed request.
+// TieredReplayGuard remembers in Shared (Redis, seen by every replica) and in Local. While Shared
+// answers it decides alone — Local only records, for an outage to come — and while Shared fails
+// Local decides, so that an outage of Redis does not refuse every signed request.
 type TieredReplayGuard struct {
 	Shared ReplayGuard
 	Local  ReplayGuard
@@ -293,5 +283,5 @@ func (t TieredReplayGuard) Remember(ctx context.Context, key string, ttl time.Du
 	if serr != nil {
 		return local, lerr
 	}
-	return shared && local, nil
+	return shared, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -86,12 +87,16 @@ func TestReplayGuards(t *testing.T) {
 	if fresh, _ := g.Remember(ctx, "b", time.Millisecond); !fresh {
 		t.Error("b not fresh")
 	}
-	if _, err := g.Remember(ctx, "c", time.Minute); !errors.Is(err, ErrReplayMemoryFull) {
-		t.Errorf("over the bound with live keys: %v", err)
-	}
 	time.Sleep(5 * time.Millisecond)
+	if fresh, _ := g.Remember(ctx, "b", time.Minute); !fresh {
+		t.Error("b not fresh again after it expired")
+	}
+	// Full: the least recently seen key is forgotten, and a genuine new one is never refused.
 	if fresh, err := g.Remember(ctx, "c", time.Minute); !fresh || err != nil {
-		t.Errorf("after b expired: %v, %v", fresh, err)
+		t.Errorf("a new key with the memory full: %v, %v", fresh, err)
+	}
+	if fresh, _ := g.Remember(ctx, "c", time.Minute); fresh {
+		t.Error("c replayed: not caught")
 	}
 
 	tiered := TieredReplayGuard{Shared: failingGuard{}, Local: &LocalReplayGuard{}}
@@ -100,6 +105,19 @@ func TestReplayGuards(t *testing.T) {
 	}
 	if fresh, _ := tiered.Remember(ctx, "x", time.Minute); fresh {
 		t.Error("shared down: the local tier did not catch the replay")
+	}
+
+	// While the shared tier answers it decides: a local memory that forgot, or holds a key the
+	// shared tier has let go, changes nothing.
+	shared := &LocalReplayGuard{}
+	answering := TieredReplayGuard{Shared: shared, Local: &LocalReplayGuard{Max: 1}}
+	for i := range 1000 {
+		if fresh, err := answering.Remember(ctx, fmt.Sprint("genuine-", i), time.Minute); !fresh || err != nil {
+			t.Fatalf("genuine request %d refused: %v, %v", i, fresh, err)
+		}
+	}
+	if fresh, _ := answering.Remember(ctx, "genuine-0", time.Minute); fresh {
+		t.Error("a replay the shared tier knows was accepted because the local tier forgot it")
 	}
 }
 
