@@ -39,8 +39,7 @@ type published struct {
 	Sources map[string]pipeline.OrderStats `json:"sources"`
 }
 
-// PublishStats stores one replica's cumulative statistics per source, stamped with when, and
-// removes the fields of replicas that stopped publishing.
+// PublishStats stores one replica's cumulative statistics per source, stamped with when.
 func (c *Coordination) PublishStats(ctx context.Context, member string, stats map[string]pipeline.OrderStats) error {
 	if len(stats) == 0 {
 		return nil
@@ -52,20 +51,24 @@ func (c *Coordination) PublishStats(ctx context.Context, member string, stats ma
 	pipe := c.client.TxPipeline()
 	pipe.HSet(ctx, c.stats, member, b)
 	pipe.PExpire(ctx, c.stats, statsTTL)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return err
-	}
-	_, stale, err := c.read(ctx)
-	if err != nil || len(stale) == 0 {
-		return err
-	}
-	return c.client.HDel(ctx, c.stats, stale...).Err()
+	_, err = pipe.Exec(ctx)
+	return err
 }
 
-// AllStats returns every live replica's statistics: member → source → statistics.
+// AllStats returns every live replica's statistics: member → source → statistics, and removes the
+// fields of replicas that stopped publishing. Only the leader reads them all, so pruning here
+// costs one read a round instead of one per replica and publish.
 func (c *Coordination) AllStats(ctx context.Context) (map[string]map[string]pipeline.OrderStats, error) {
-	live, _, err := c.read(ctx)
-	return live, err
+	live, stale, err := c.read(ctx)
+	if err != nil || len(stale) == 0 {
+		return live, err
+	}
+	// A replica that resumes between the read and the removal loses one round's figures; it
+	// publishes again at its next tick.
+	if err := c.client.HDel(ctx, c.stats, stale...).Err(); err != nil {
+		return nil, fmt.Errorf("removing the statistics of stopped replicas %v: %w", stale, err)
+	}
+	return live, nil
 }
 
 // read splits the statistics hash into the live replicas' statistics and the stale members.

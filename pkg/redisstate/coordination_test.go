@@ -57,7 +57,7 @@ func TestCoordinationAgainstRedis(t *testing.T) {
 }
 
 // TestStaleReplicasDropOut: a replica that stopped publishing for longer than statsTTL is left
-// out of AllStats, and its field is removed by the next publish.
+// out of AllStats, which removes its field; publishing reads nothing back.
 func TestStaleReplicasDropOut(t *testing.T) {
 	ctx := context.Background()
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr})
@@ -70,6 +70,9 @@ func TestStaleReplicasDropOut(t *testing.T) {
 	}
 	if err := co.PublishStats(ctx, "live", map[string]pipeline.OrderStats{"falco": {Events: 2}}); err != nil {
 		t.Fatal(err)
+	}
+	if !c.HExists(ctx, "zw:{stale}:stats", "gone").Val() {
+		t.Fatal("a publish removed another replica's field: only the leader's read prunes")
 	}
 	all, err := co.AllStats(ctx)
 	if err != nil || len(all) != 1 || all["live"]["falco"].Events != 2 {
