@@ -303,21 +303,24 @@ func jsonish(ct string) bool {
 // refuseAuth answers 401, counting the reason; the log line (rate-limited) names the client.
 func (w *Webhooks) refuseAuth(rw http.ResponseWriter, r *http.Request, src string, err error) {
 	w.metrics.WebhookAuthFailures.WithLabelValues(src, err.Error()).Inc()
-	if w.refusalLog.Allow() {
-		w.log.Warn("webhook request refused", "source", src, "path", r.URL.Path, "client", r.RemoteAddr,
-			"code", http.StatusUnauthorized, "reason", err.Error())
-	}
+	w.logRefusal(r, src, http.StatusUnauthorized, err.Error())
 	w.reject(rw, src, "auth", http.StatusUnauthorized, "not authenticated")
 }
 
-// rejectLogged is reject with a log line naming the client, the path and the reason, at most a
-// line a second (bursts of ten) across all sources; the metric counts every one.
+// rejectLogged is reject with a log line.
 func (w *Webhooks) rejectLogged(rw http.ResponseWriter, r *http.Request, src, reason string, code int, msg string) {
+	w.logRefusal(r, src, code, msg)
+	w.reject(rw, src, reason, code, msg)
+}
+
+// logRefusal names the client, the path and the reason of a refusal, at most a line a second
+// (bursts of ten) across all sources, so that a flood cannot fill the log; the metrics count
+// every one.
+func (w *Webhooks) logRefusal(r *http.Request, src string, code int, reason string) {
 	if w.refusalLog.Allow() {
 		w.log.Warn("webhook request refused", "source", src, "path", r.URL.Path, "client", r.RemoteAddr,
-			"code", code, "reason", msg)
+			"code", code, "reason", reason)
 	}
-	w.reject(rw, src, reason, code, msg)
 }
 
 func (w *Webhooks) reject(rw http.ResponseWriter, src, reason string, code int, msg string) {
