@@ -11,9 +11,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // K8sVersion is the version of the control-plane binaries the tests expect.
@@ -106,6 +108,9 @@ func StartCluster(opts Options) (*Cluster, error) {
 	if !opts.DisableSharding {
 		env.ControlPlane.GetAPIServer().Configure().Append("feature-gates", "ShardedListAndWatch=true")
 	}
+	// envtest logs through controller-runtime's logger, which otherwise prints a stack trace on
+	// every test binary's output to say that it was never set.
+	ctrllog.SetLogger(logr.Discard())
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
