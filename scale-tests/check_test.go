@@ -30,7 +30,7 @@ func TestScenarioFilesHavePassConditions(t *testing.T) {
 
 func TestPassValidate(t *testing.T) {
 	load := Scenario{Name: "load", Replicas: 1, Sources: []string{"falco"}, Rate: 10, Duration: Duration(time.Second)}
-	full := &Pass{MinSendRatio: .9, MinRatioOfRaw: .1, MaxP50Ms: 20, MaxP99Ms: 100, MaxPeakRSSMiB: 100}
+	full := &Pass{MinSendRatio: .9, MinRatioOfRaw: .1, MaxP50Ms: 20, MaxP50OverProbe: 1.2, MaxP99Ms: 100, MaxPeakRSSMiB: 100}
 	burst := load
 	burst.Burst = &Phase{Rate: 100, Duration: Duration(time.Second)}
 	kill := load
@@ -45,7 +45,9 @@ func TestPassValidate(t *testing.T) {
 		{"load, all bounds", load, full, true},
 		{"load without P99", load, &Pass{MinSendRatio: .9, MinRatioOfRaw: .1, MaxPeakRSSMiB: 100}, false},
 		{"burst without drain", burst, full, false},
-		{"burst with drain", burst, &Pass{MinSendRatio: .9, MinRatioOfRaw: .1, MaxP50Ms: 20, MaxP99Ms: 100, MaxPeakRSSMiB: 100, MaxDrainSeconds: 5}, true},
+		{"burst with drain", burst, &Pass{MinSendRatio: .9, MinRatioOfRaw: .1, MaxP50Ms: 20, MaxP50OverProbe: 1.2, MaxP99Ms: 100, MaxPeakRSSMiB: 100,
+			MaxDrainSeconds: 5}, true},
+		{"load without a bound over the probe", load, &Pass{MinSendRatio: .9, MinRatioOfRaw: .1, MaxP50Ms: 20, MaxP99Ms: 100, MaxPeakRSSMiB: 100}, false},
 		{"load without P50", load, &Pass{MinSendRatio: .9, MinRatioOfRaw: .1, MaxP99Ms: 100, MaxPeakRSSMiB: 100}, false},
 		{"kill without takeover", kill, full, false},
 		{"idle without a bound", Scenario{Name: "idle", Replicas: 1, Idle: Duration(time.Second)}, &Pass{}, false},
@@ -63,11 +65,11 @@ func TestPassValidate(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	sc := Scenario{Name: "s", Replicas: 1, Sources: []string{"falco"}, Rate: 100, Duration: Duration(10 * time.Second),
-		Pass: &Pass{MinSendRatio: .9, MinBurstSendRatio: .4, MinRatioOfRaw: .2, MaxP10Ms: 10, MaxP50Ms: 50, MaxP99Ms: 500, MaxDrainSeconds: 3, MaxPeakRSSMiB: 90,
+		Pass: &Pass{MinSendRatio: .9, MinBurstSendRatio: .4, MinRatioOfRaw: .2, MaxP10Ms: 10, MaxP50Ms: 50, MaxP10OverProbe: 1.5, MaxP50OverProbe: 1.2, MaxP99Ms: 500, MaxDrainSeconds: 3, MaxPeakRSSMiB: 90,
 			MaxTakeoverSeconds: 6, MaxExtra: map[string]float64{"syncSeconds": 5}}}
 	good := func() *Result {
 		return &Result{Expected: 1000, Observations: 1000, RawCreatesPerSec: 400, ObsPerSec: 100, RatioOfRaw: .25,
-			LatencyP10Ms: 5, LatencyP50Ms: 30, LatencyP99Ms: 200, DrainSeconds: 1, PerReplica: []ReplicaUsage{{ID: "a", PeakRSSBytes: 60 << 20}},
+			LatencyP10Ms: 5, LatencyP50Ms: 30, LatencyP99Ms: 200, ProbeP10Ms: 4, ProbeP50Ms: 28, DrainSeconds: 1, PerReplica: []ReplicaUsage{{ID: "a", PeakRSSBytes: 60 << 20}},
 			Phases: []PhaseResult{{Name: "steady", Rate: 100, SentPerSec: 99}},
 			Killed: []Kill{{Replica: "a"}}, TakeoverSeconds: 4,
 			Extra: map[string]any{"syncSeconds": 2.0}}
@@ -90,8 +92,14 @@ func TestCheck(t *testing.T) {
 			r.Phases = append(r.Phases, PhaseResult{Name: "burst", Rate: 1000, SentPerSec: 410})
 		}, ""},
 		{"slow out", func(r *Result) { r.RatioOfRaw = .15 }, "of the raw ceiling"},
-		{"P10", func(r *Result) { r.LatencyP10Ms = 13 }, "P10 13.0 ms, bound 10.0 ms"},
-		{"P50", func(r *Result) { r.LatencyP50Ms = 65 }, "P50 65.0 ms, bound 50.0 ms"},
+		{"P10", func(r *Result) { r.LatencyP10Ms, r.ProbeP10Ms = 13, 12 }, "P10 13.0 ms, bound 10.0 ms"},
+		{"P50", func(r *Result) { r.LatencyP50Ms, r.ProbeP50Ms = 65, 60 }, "P50 65.0 ms, bound 50.0 ms"},
+		{"P10 over the probe's", func(r *Result) { r.ProbeP10Ms = 3 }, "P10 5.0 ms is 1.67× the probe's 3.0 ms, bound 1.50×"},
+		{"P50 over the probe's", func(r *Result) { r.LatencyP50Ms = 36 }, "P50 36.0 ms is 1.29× the probe's 28.0 ms, bound 1.20×"},
+		{"slow machine, both slower", func(r *Result) {
+			r.LatencyP50Ms, r.ProbeP50Ms, r.LatencyP10Ms, r.ProbeP10Ms = 45, 44, 9, 8
+		}, ""},
+		{"no probe", func(r *Result) { r.ProbeP50Ms = 0 }, "the probe measured no P50"},
 		{"P99", func(r *Result) { r.LatencyP99Ms = 650 }, "P99 650 ms"},
 		{"drain", func(r *Result) { r.DrainSeconds = 4 }, "drained 4.0 s"},
 		{"memory", func(r *Result) { r.PerReplica[0].PeakRSSBytes = 100 << 20 }, "peaked at 100.0 MiB"},

@@ -214,11 +214,21 @@ func runScenario(ctx context.Context, e *env, sc Scenario, tok string) (*Result,
 		if err != nil {
 			return nil, err
 		}
+		pr, err := startProbe(ctx, e, tok)
+		if err != nil {
+			stop()
+			return nil, err
+		}
 		if err := r.drive(ctx); err != nil {
+			_ = pr.stop(r.res)
 			stop()
 			return nil, err
 		}
 		loadEnd := time.Now()
+		if err := pr.stop(r.res); err != nil {
+			stop()
+			return nil, err
+		}
 		r.drain()
 		stop()
 		r.summarize(loadEnd)

@@ -41,6 +41,12 @@ type Result struct {
 	LatencyP95Ms   float64       `json:"latencyP95Ms"`
 	LatencyP99Ms   float64       `json:"latencyP99Ms"`
 	DrainSeconds   float64       `json:"drainSecondsAfterLoad"`
+	// ProbeP10Ms, ProbeP50Ms and ProbeP99Ms are the latency of a plain client walking an
+	// informer finding's path alongside the load (see probe), over ProbeSamples findings.
+	ProbeSamples int     `json:"probeSamples,omitempty"`
+	ProbeP10Ms   float64 `json:"probeP10Ms,omitempty"`
+	ProbeP50Ms   float64 `json:"probeP50Ms,omitempty"`
+	ProbeP99Ms   float64 `json:"probeP99Ms,omitempty"`
 
 	CPUSecondsPer1000 float64           `json:"cpuSecondsPer1000Findings"`
 	PerReplica        []ReplicaUsage    `json:"perReplica"`
