@@ -64,81 +64,98 @@ type config struct {
 
 // webhookConfig is the webhook server's part of the configuration.
 type webhookConfig struct {
-	durable       bool
-	queueMaxLen   int64
-	queueMaxAge   time.Duration
-	claimIdle     time.Duration
-	rate          float64
-	burst         int
-	maxInFlight   int
-	writeTimeout  time.Duration
-	tlsCertFile   string
-	tlsKeyFile    string
-	secretRefresh time.Duration
+	durable      bool
+	queueMaxLen  int64
+	queueMaxAge  time.Duration
+	claimIdle    time.Duration
+	rate         float64
+	burst        int
+	maxInFlight  int
+	writeTimeout time.Duration
+	// The listener's own bounds: its connections, and how slowly a request may arrive.
+	maxConns          int
+	maxConnsPerClient int
+	readHeaderTimeout time.Duration
+	readTimeout       time.Duration
+	idleTimeout       time.Duration
+	minBodyRate       float64
+	refusalRate       float64
+	refusalBurst      int
+	tlsCertFile       string
+	tlsKeyFile        string
+	secretRefresh     time.Duration
 }
 
 // envFlags maps each flag to its environment variable. The chart sets env and `make run` passes
 // flags; a flag on the command line wins over its variable.
 func envFlags() map[string]string {
 	return map[string]string{
-		"kubeconfig":                 "KUBECONFIG",
-		"namespace":                  "POD_NAMESPACE",
-		"metrics-addr":               "METRICS_ADDR",
-		"webhook-addr":               "WEBHOOK_ADDR",
-		"default-sources":            "DEFAULT_SOURCES",
-		"kube-qps":                   "KUBE_QPS",
-		"kube-burst":                 "KUBE_BURST",
-		"writer-workers":             "WRITER_WORKERS",
-		"writer-queue":               "WRITER_QUEUE_SIZE",
-		"connect-timeout":            "CONNECT_TIMEOUT",
-		"log-level":                  "LOG_LEVEL",
-		"release":                    "RELEASE_NAME",
-		"redis-addr":                 "REDIS_ADDR",
-		"redis-master-name":          "REDIS_MASTER_NAME",
-		"redis-tls":                  "REDIS_TLS",
-		"redis-tls-ca-file":          "REDIS_TLS_CA_FILE",
-		"dedup-window":               "DEDUP_WINDOW",
-		"dedup-max-size":             "DEDUP_MAX_SIZE",
-		"dedup-strategy":             "DEDUP_STRATEGY",
-		"dedup-max-per-window":       "DEDUP_MAX_EVENTS_PER_WINDOW",
-		"processing-order":           "PROCESSING_ORDER",
-		"min-severity":               "FILTER_MIN_SEVERITY",
-		"member-id":                  "POD_NAME",
-		"sharding":                   "SHARDING_ENABLED",
-		"shard-partitions":           "SHARD_PARTITIONS",
-		"shard-hash":                 "SHARD_HASH",
-		"member-lease-duration":      "MEMBER_LEASE_DURATION",
-		"member-renew-interval":      "MEMBER_RENEW_INTERVAL",
-		"leader-election":            "LEADER_ELECTION_ENABLED",
-		"leader-lease-duration":      "LEADER_LEASE_DURATION",
-		"leader-renew-deadline":      "LEADER_RENEW_DEADLINE",
-		"leader-retry-period":        "LEADER_RETRY_PERIOD",
-		"ha-optimization":            "HA_OPTIMIZATION_ENABLED",
-		"coordination-interval":      "COORDINATION_INTERVAL",
-		"ha-window-low-traffic":      "HA_WINDOW_LOW_TRAFFIC",
-		"ha-window-high-traffic":     "HA_WINDOW_HIGH_TRAFFIC",
-		"ha-cache-min":               "HA_CACHE_MIN",
-		"ha-cache-max":               "HA_CACHE_MAX",
-		"observation-ttl-seconds":    "OBSERVATION_TTL_SECONDS",
-		"cleanup":                    "CLEANUP_ENABLED",
-		"cleanup-interval":           "CLEANUP_INTERVAL",
-		"cleanup-schedule":           "CLEANUP_SCHEDULE",
-		"cleanup-dry-run":            "CLEANUP_DRY_RUN",
-		"cleanup-deletes-per-second": "CLEANUP_DELETES_PER_SECOND",
-		"order-tune-interval":        "ORDER_TUNE_INTERVAL",
-		"webhook-durable":            "WEBHOOK_DURABLE",
-		"webhook-queue-max-length":   "WEBHOOK_QUEUE_MAX_LENGTH",
-		"webhook-queue-max-age":      "WEBHOOK_QUEUE_MAX_AGE",
-		"webhook-claim-idle":         "WEBHOOK_CLAIM_IDLE",
-		"webhook-rate":               "WEBHOOK_RATE_LIMIT",
-		"webhook-burst":              "WEBHOOK_RATE_BURST",
-		"webhook-max-in-flight":      "WEBHOOK_MAX_IN_FLIGHT",
-		"webhook-write-timeout":      "WEBHOOK_WRITE_TIMEOUT",
-		"webhook-tls-cert-file":      "WEBHOOK_TLS_CERT_FILE",
-		"webhook-tls-key-file":       "WEBHOOK_TLS_KEY_FILE",
-		"webhook-secret-refresh":     "WEBHOOK_SECRET_REFRESH",
-		"enable-pprof":               "ENABLE_PPROF",
-		"pprof-port":                 "PPROF_PORT",
+		"kubeconfig":                         "KUBECONFIG",
+		"namespace":                          "POD_NAMESPACE",
+		"metrics-addr":                       "METRICS_ADDR",
+		"webhook-addr":                       "WEBHOOK_ADDR",
+		"default-sources":                    "DEFAULT_SOURCES",
+		"kube-qps":                           "KUBE_QPS",
+		"kube-burst":                         "KUBE_BURST",
+		"writer-workers":                     "WRITER_WORKERS",
+		"writer-queue":                       "WRITER_QUEUE_SIZE",
+		"connect-timeout":                    "CONNECT_TIMEOUT",
+		"log-level":                          "LOG_LEVEL",
+		"release":                            "RELEASE_NAME",
+		"redis-addr":                         "REDIS_ADDR",
+		"redis-master-name":                  "REDIS_MASTER_NAME",
+		"redis-tls":                          "REDIS_TLS",
+		"redis-tls-ca-file":                  "REDIS_TLS_CA_FILE",
+		"dedup-window":                       "DEDUP_WINDOW",
+		"dedup-max-size":                     "DEDUP_MAX_SIZE",
+		"dedup-strategy":                     "DEDUP_STRATEGY",
+		"dedup-max-per-window":               "DEDUP_MAX_EVENTS_PER_WINDOW",
+		"processing-order":                   "PROCESSING_ORDER",
+		"min-severity":                       "FILTER_MIN_SEVERITY",
+		"member-id":                          "POD_NAME",
+		"sharding":                           "SHARDING_ENABLED",
+		"shard-partitions":                   "SHARD_PARTITIONS",
+		"shard-hash":                         "SHARD_HASH",
+		"member-lease-duration":              "MEMBER_LEASE_DURATION",
+		"member-renew-interval":              "MEMBER_RENEW_INTERVAL",
+		"leader-election":                    "LEADER_ELECTION_ENABLED",
+		"leader-lease-duration":              "LEADER_LEASE_DURATION",
+		"leader-renew-deadline":              "LEADER_RENEW_DEADLINE",
+		"leader-retry-period":                "LEADER_RETRY_PERIOD",
+		"ha-optimization":                    "HA_OPTIMIZATION_ENABLED",
+		"coordination-interval":              "COORDINATION_INTERVAL",
+		"ha-window-low-traffic":              "HA_WINDOW_LOW_TRAFFIC",
+		"ha-window-high-traffic":             "HA_WINDOW_HIGH_TRAFFIC",
+		"ha-cache-min":                       "HA_CACHE_MIN",
+		"ha-cache-max":                       "HA_CACHE_MAX",
+		"observation-ttl-seconds":            "OBSERVATION_TTL_SECONDS",
+		"cleanup":                            "CLEANUP_ENABLED",
+		"cleanup-interval":                   "CLEANUP_INTERVAL",
+		"cleanup-schedule":                   "CLEANUP_SCHEDULE",
+		"cleanup-dry-run":                    "CLEANUP_DRY_RUN",
+		"cleanup-deletes-per-second":         "CLEANUP_DELETES_PER_SECOND",
+		"order-tune-interval":                "ORDER_TUNE_INTERVAL",
+		"webhook-durable":                    "WEBHOOK_DURABLE",
+		"webhook-queue-max-length":           "WEBHOOK_QUEUE_MAX_LENGTH",
+		"webhook-queue-max-age":              "WEBHOOK_QUEUE_MAX_AGE",
+		"webhook-claim-idle":                 "WEBHOOK_CLAIM_IDLE",
+		"webhook-rate":                       "WEBHOOK_RATE_LIMIT",
+		"webhook-burst":                      "WEBHOOK_RATE_BURST",
+		"webhook-max-in-flight":              "WEBHOOK_MAX_IN_FLIGHT",
+		"webhook-write-timeout":              "WEBHOOK_WRITE_TIMEOUT",
+		"webhook-max-connections":            "WEBHOOK_MAX_CONNECTIONS",
+		"webhook-max-connections-per-client": "WEBHOOK_MAX_CONNECTIONS_PER_CLIENT",
+		"webhook-read-header-timeout":        "WEBHOOK_READ_HEADER_TIMEOUT",
+		"webhook-read-timeout":               "WEBHOOK_READ_TIMEOUT",
+		"webhook-idle-timeout":               "WEBHOOK_IDLE_TIMEOUT",
+		"webhook-client-refusal-rate":        "WEBHOOK_CLIENT_REFUSAL_RATE",
+		"webhook-client-refusal-burst":       "WEBHOOK_CLIENT_REFUSAL_BURST",
+		"webhook-min-body-rate":              "WEBHOOK_MIN_BODY_RATE",
+		"webhook-tls-cert-file":              "WEBHOOK_TLS_CERT_FILE",
+		"webhook-tls-key-file":               "WEBHOOK_TLS_KEY_FILE",
+		"webhook-secret-refresh":             "WEBHOOK_SECRET_REFRESH",
+		"enable-pprof":                       "ENABLE_PPROF",
+		"pprof-port":                         "PPROF_PORT",
 	}
 }
 
@@ -232,6 +249,22 @@ func addWebhookFlags(fs *flag.FlagSet, w *webhookConfig) {
 	fs.IntVar(&w.maxInFlight, "webhook-max-in-flight", 1024, "webhook requests served at once (503 beyond)")
 	fs.DurationVar(&w.writeTimeout, "webhook-write-timeout", 10*time.Second,
 		"how long a request waits for its findings to be written when they are not queued")
+	fs.IntVar(&w.maxConns, "webhook-max-connections", 1024,
+		"open connections the webhook listener keeps; one more is closed unread (0: no limit)")
+	fs.IntVar(&w.maxConnsPerClient, "webhook-max-connections-per-client", 256,
+		"open connections of one client address; behind a proxy every sender has its address, so raise it or set 0 (no limit)")
+	fs.DurationVar(&w.readHeaderTimeout, "webhook-read-header-timeout", 5*time.Second,
+		"how long a request's headers may take to arrive")
+	fs.DurationVar(&w.readTimeout, "webhook-read-timeout", 30*time.Second,
+		"how long a whole request, headers and body, may take to arrive")
+	fs.DurationVar(&w.idleTimeout, "webhook-idle-timeout", 60*time.Second,
+		"how long a kept-alive connection may wait for its next request")
+	fs.Float64Var(&w.minBodyRate, "webhook-min-body-rate", 4096,
+		"bytes a second a request body must keep up: t seconds into it, at least (t - 2s) times this many have arrived (408 otherwise; 0: any rate)")
+	fs.Float64Var(&w.refusalRate, "webhook-client-refusal-rate", 20,
+		"refused requests a second one client address may earn (failed authentication, unknown paths, bodies too slow, large or not JSON) "+
+			"before it is answered 429 unread; behind a proxy every sender shares its address, so raise it or set 0 (no budget)")
+	fs.IntVar(&w.refusalBurst, "webhook-client-refusal-burst", 100, "burst above -webhook-client-refusal-rate")
 	fs.StringVar(&w.tlsCertFile, "webhook-tls-cert-file", "", "serve webhooks over TLS with this certificate "+
 		"(PEM, reread when it changes); needed for mTLS webhooks")
 	fs.StringVar(&w.tlsKeyFile, "webhook-tls-key-file", "", "private key of -webhook-tls-cert-file")
@@ -321,6 +354,15 @@ func (c *config) validate() error {
 		{"webhook-claim-idle", w.claimIdle, w.claimIdle > 0, "positive"},
 		{"webhook-write-timeout", w.writeTimeout, w.writeTimeout > 0, "positive"},
 		{"webhook-secret-refresh", w.secretRefresh, w.secretRefresh > 0, "positive"},
+		{"webhook-max-connections", w.maxConns, w.maxConns >= 0, "0 or more"},
+		{"webhook-max-connections-per-client", w.maxConnsPerClient, w.maxConnsPerClient >= 0, "0 or more"},
+		{"webhook-read-header-timeout", w.readHeaderTimeout, w.readHeaderTimeout > 0, "positive"},
+		{"webhook-read-timeout", w.readTimeout, w.readTimeout >= w.readHeaderTimeout,
+			fmt.Sprintf("at least -webhook-read-header-timeout (%v)", w.readHeaderTimeout)},
+		{"webhook-idle-timeout", w.idleTimeout, w.idleTimeout > 0, "positive"},
+		{"webhook-min-body-rate", w.minBodyRate, w.minBodyRate >= 0, "0 or more"},
+		{"webhook-client-refusal-rate", w.refusalRate, w.refusalRate >= 0, "0 or more"},
+		{"webhook-client-refusal-burst", w.refusalBurst, w.refusalBurst >= 1, "at least 1"},
 		{"webhook-tls-key-file", w.tlsKeyFile, (w.tlsCertFile == "") == (w.tlsKeyFile == ""),
 			"set together with -webhook-tls-cert-file"},
 		{"pprof-port", c.pprofPort, c.pprofPort >= 1 && c.pprofPort <= 65535, "1-65535"},

@@ -131,7 +131,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	rep.start(gctx, g, health, pipe, store.Local(), rc, ingesters, cleaner, maintainQueue)
 	g.Go(func() error { return server.Serve(gctx, cfg.metricsAddr, health.Handler(), server.ServeOptions{}, log) })
 	g.Go(func() error {
-		return server.Serve(gctx, cfg.webhookAddr, hooks, server.ServeOptions{TLS: hooksTLS}, log)
+		return server.Serve(gctx, cfg.webhookAddr, hooks, webhookServeOptions(cfg, hooksTLS, m), log)
 	})
 	if cfg.enablePprof {
 		g.Go(func() error { return server.ServePprof(gctx, cfg.pprofPort, log) })
@@ -140,6 +140,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	err = g.Wait()
 	log.Info("zen-watcher stopped")
 	return err
+}
+
+// webhookServeOptions is the webhook listener's timeouts and connection limits.
+func webhookServeOptions(cfg *config, tlsCfg *tls.Config, m *metrics.Metrics) server.ServeOptions {
+	w := cfg.webhook
+	return server.ServeOptions{
+		TLS: tlsCfg, ReadHeaderTimeout: w.readHeaderTimeout, ReadTimeout: w.readTimeout, IdleTimeout: w.idleTimeout,
+		Limits: server.ConnLimits{
+			Max: w.maxConns, PerClient: w.maxConnsPerClient,
+			Refused: func(reason string) { m.WebhookConnectionsRefused.WithLabelValues(reason).Inc() },
+			Opened:  func(n int) { m.WebhookConnections.Set(float64(n)) },
+		},
+	}
 }
 
 // newWebhooks builds the webhook server. With Redis, requests are answered once their findings are
@@ -151,6 +164,8 @@ func newWebhooks(cfg *config, pipe *pipeline.Pipeline, rc redis.UniversalClient,
 	wc := server.WebhookConfig{
 		Acceptor: direct, RatePerSource: cfg.webhook.rate, BurstPerSource: cfg.webhook.burst,
 		MaxInFlight: cfg.webhook.maxInFlight, TLS: cfg.webhook.tlsCertFile != "",
+		MinBodyRate: cfg.webhook.minBodyRate, ReadTimeout: cfg.webhook.readTimeout,
+		RefusalsPerClient: cfg.webhook.refusalRate, RefusalBurstPerClient: cfg.webhook.refusalBurst,
 		Replay: &server.LocalReplayGuard{}, Metrics: m, Log: log,
 	}
 	var queue *redisstate.Stream

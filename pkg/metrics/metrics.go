@@ -87,6 +87,11 @@ type Metrics struct {
 	WebhookQueueLost *prometheus.CounterVec
 	// WebhookQueueProcessed counts queue entries processed and acknowledged, by source and result.
 	WebhookQueueProcessed *prometheus.CounterVec
+	// WebhookConnections is the webhook listener's open connections.
+	WebhookConnections prometheus.Gauge
+	// WebhookConnectionsRefused counts connections closed unread because the listener or their
+	// client had as many open as allowed, by reason (listener_full, client_full).
+	WebhookConnectionsRefused *prometheus.CounterVec
 	// SourceReady is 1 while a source runs with its objects synced or its webhook served, by source.
 	SourceReady *prometheus.GaugeVec
 	// Members is the number of live replicas this replica sees.
@@ -256,6 +261,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "webhook_queue_processed_total",
 			Help: "Durable queue entries processed and acknowledged, by source and result (done, undecodable, rejected).",
 		}, []string{"source", "result"}),
+		WebhookConnections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "webhook_connections",
+			Help: "Open connections of the webhook listener.",
+		}),
+		WebhookConnectionsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_connections_refused_total",
+			Help: "Webhook connections closed unread because the listener or their client had as many open as allowed, by reason.",
+		}, []string{"reason"}),
 		SourceReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "source_ready",
 			Help: "1 while a source runs with its objects synced or its webhook served, by source.",
@@ -320,11 +333,14 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.DedupWindowSeconds, m.DedupCacheSize, m.WebhookRequests, m.WebhookBytes, m.WebhookRejected,
 		m.WebhookAuthFailures, m.WebhookRateLimited, m.WebhookFindings, m.WebhookAccepted, m.WebhookQueueFallbacks,
 		m.WebhookQueueDepth, m.WebhookStreamLag, m.WebhookQueueClaimed, m.WebhookQueueLost, m.WebhookQueueProcessed,
-		m.SourceReady, m.Members, m.PartitionsOwned, m.Rebalances, m.IsLeader, m.LeaderTransitions,
+		m.WebhookConnections, m.WebhookConnectionsRefused, m.SourceReady, m.Members, m.PartitionsOwned, m.Rebalances, m.IsLeader, m.LeaderTransitions,
 		m.FailoverSeconds, m.NamespacesOwned, m.CleanupDeleted, m.CleanupRuns, m.CleanupDuration, m.CleanupErrors, m.CleanupBacklog,
 	)
 	for _, r := range []string{"complete", "interrupted", "error"} {
 		m.CleanupRuns.WithLabelValues(r)
+	}
+	for _, r := range []string{"listener_full", "client_full"} {
+		m.WebhookConnectionsRefused.WithLabelValues(r)
 	}
 	m.CleanupDeleted.WithLabelValues("expired")
 	for _, s := range []string{"fingerprint", "event-stream", "key"} {

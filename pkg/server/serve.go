@@ -23,6 +23,8 @@ type ServeOptions struct {
 	// ReadHeaderTimeout (default 5s), ReadTimeout (30s, the whole request with its body),
 	// WriteTimeout (30s) and IdleTimeout (90s) are http.Server's.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Limits bounds the open connections, counted below TLS.
+	Limits ConnLimits
 }
 
 func (o ServeOptions) server(h http.Handler) *http.Server {
@@ -48,13 +50,17 @@ func Serve(ctx context.Context, addr string, handler http.Handler, opts ServeOpt
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", addr, err)
 	}
+	// Below TLS: a connection over a limit is closed before its handshake costs anything, and the
+	// server still sees the *tls.Conn it needs for client certificates.
+	ln = LimitListener(ln, opts.Limits)
 	if opts.TLS != nil {
 		ln = tls.NewListener(ln, opts.TLS)
 	}
 	return ServeListener(ctx, ln, handler, opts, log)
 }
 
-// ServeListener is Serve on a listener the caller opened.
+// ServeListener is Serve on a listener the caller opened, which applies opts.TLS and opts.Limits
+// itself.
 func ServeListener(ctx context.Context, ln net.Listener, handler http.Handler, opts ServeOptions, log *slog.Logger) error {
 	srv := opts.server(handler)
 	errc := make(chan error, 1)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -53,6 +54,15 @@ type WebhookConfig struct {
 	MaxInFlight int
 	// TLS says the listener serves TLS; webhooks that authenticate by client certificate need it.
 	TLS bool
+	// MinBodyRate, in bytes a second, ends a body that arrives slower once its first two seconds
+	// have passed (408); zero reads at any rate. ReadTimeout, the listener's, bounds the whole body.
+	MinBodyRate float64
+	ReadTimeout time.Duration
+	// RefusalsPerClient and RefusalBurstPerClient are each client address's budget of refused
+	// requests (failed authentication, unknown paths, bodies too slow, too large or not JSON);
+	// past it the address is answered 429 unread. Zero: no budget.
+	RefusalsPerClient     float64
+	RefusalBurstPerClient int
 	// Replay is the HMAC webhooks' replay memory (a local one when nil).
 	Replay  ReplayGuard
 	Metrics *metrics.Metrics
@@ -72,6 +82,8 @@ type Webhooks struct {
 	limiters sync.Map // source → *rate.Limiter
 	// refusalLog bounds the log lines of refused requests: a flood of them must not flood the log.
 	refusalLog *rate.Limiter
+	// refusals is each client address's budget of refused requests (nil: none).
+	refusals *refusalBudget
 }
 
 // NewWebhooks returns a webhook server.
@@ -89,7 +101,7 @@ func NewWebhooks(cfg WebhookConfig) *Webhooks {
 		cfg.Replay = &LocalReplayGuard{}
 	}
 	w := &Webhooks{cfg: cfg, metrics: cfg.Metrics, log: cfg.Log, inFlight: make(chan struct{}, cfg.MaxInFlight),
-		refusalLog: rate.NewLimiter(1, 10)}
+		refusalLog: rate.NewLimiter(1, 10), refusals: newRefusalBudget(cfg.RefusalsPerClient, cfg.RefusalBurstPerClient)}
 	empty := map[string]*Route{}
 	w.routes.Store(&empty)
 	return w
@@ -166,11 +178,35 @@ func (w *Webhooks) Accepted(source string) int64 {
 	return 0
 }
 
-// ServeHTTP implements http.Handler. The cheap refusals (path, method, content type, what the
+// ServeHTTP implements http.Handler. A client address that has spent its refusal budget is
+// answered 429 before anything else is looked at.
+func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	if w.refusals == nil {
+		w.handle(rw, r)
+		return
+	}
+	client := remoteHost(r.RemoteAddr)
+	if wait, out := w.refusals.exhausted(client); out {
+		src := "unknown"
+		if route, ok := (*w.routes.Load())[r.URL.Path]; ok {
+			src = route.Source
+		}
+		rw.Header().Set("Retry-After", retryAfter(wait))
+		w.reject(rw, src, "client_refused", http.StatusTooManyRequests, "too many refused requests from this address; retry later")
+		return
+	}
+	sw := &statusWriter{ResponseWriter: rw}
+	w.handle(sw, r)
+	if spends(sw.code) {
+		w.refusals.spend(client)
+	}
+}
+
+// handle serves one request. The cheap refusals (path, method, content type, what the
 // headers show of authentication) come before a request takes an in-flight slot or any of its
 // source's rate limit; load and rate before the body is read; full authentication before it is
 // parsed.
-func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+func (w *Webhooks) handle(rw http.ResponseWriter, r *http.Request) {
 	route, ok := (*w.routes.Load())[r.URL.Path]
 	if !ok {
 		w.reply(rw, "unknown", http.StatusNotFound, "no webhook at "+r.URL.Path)
@@ -202,7 +238,7 @@ func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	if wait, ok := w.admit(src); !ok {
 		w.metrics.WebhookRateLimited.WithLabelValues(src).Inc()
-		rw.Header().Set("Retry-After", strconv.Itoa(int(max(1, (wait+time.Second-1)/time.Second))))
+		rw.Header().Set("Retry-After", retryAfter(wait))
 		w.reject(rw, src, "rate_limited", http.StatusTooManyRequests, "rate limit of this webhook reached; retry later")
 		return
 	}
@@ -214,7 +250,7 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, route *Route) 
 	src := route.Source
 	body, status, err := w.read(rw, r, route)
 	if err != nil {
-		w.reject(rw, src, map[int]string{413: "too_large", 400: "read_error"}[status], status, err.Error())
+		w.rejectLogged(rw, r, src, map[int]string{413: "too_large", 408: "slow_body", 400: "read_error"}[status], status, err.Error())
 		return
 	}
 	if err := route.Auth.Authenticate(r, body); err != nil {
@@ -266,6 +302,19 @@ func (w *Webhooks) admit(src string) (time.Duration, bool) {
 	return 0, true
 }
 
+// retryAfter is a Retry-After header's whole seconds for a wait, at least one.
+func retryAfter(wait time.Duration) string {
+	return strconv.Itoa(int(max(1, (wait+time.Second-1)/time.Second)))
+}
+
+// remoteHost is a request's client address without its port.
+func remoteHost(remoteAddr string) string {
+	if host, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		return host
+	}
+	return remoteAddr
+}
+
 // read reads the body within the route's bound.
 func (w *Webhooks) read(rw http.ResponseWriter, r *http.Request, route *Route) ([]byte, int, error) {
 	limit := route.MaxBodyBytes
@@ -275,12 +324,15 @@ func (w *Webhooks) read(rw http.ResponseWriter, r *http.Request, route *Route) (
 	if r.ContentLength > limit {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body of %d bytes, at most %d", r.ContentLength, limit)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, limit))
+	paced := newMinRateReader(rw, r.Body, w.cfg.MinBodyRate, w.cfg.ReadTimeout)
+	body, err := io.ReadAll(http.MaxBytesReader(rw, io.NopCloser(paced), limit))
 	w.metrics.WebhookBytes.WithLabelValues(route.Source).Add(float64(len(body)))
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", limit)
+	case timedOut(err):
+		return nil, http.StatusRequestTimeout, fmt.Errorf("body of %d bytes so far arrived too slowly: %w", len(body), err)
 	case err != nil:
 		return nil, http.StatusBadRequest, fmt.Errorf("reading body: %w", err)
 	}
