@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -226,4 +227,88 @@ func TestWebhookAuthModes(t *testing.T) {
 // alertBody is a Falco alert whose output is distinct for each id.
 func alertBody(id string) string {
 	return fmt.Sprintf(`{"output":"auth test %s","priority":"Warning","rule":"Auth test","time":"2026-11-26T10:00:00Z","hostname":"node-auth"}`, id)
+}
+
+// TestDocumentedSigningExample runs the shell example of docs/SOURCES.md — openssl and curl, as
+// a user would paste it — against a replica's hmac webhook, with the test's key and address in
+// place of the example's kubectl and Service lines.
+func TestDocumentedSigningExample(t *testing.T) {
+	for _, tool := range []string{"bash", "openssl", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("the documented example needs %s: %v", tool, err)
+		}
+	}
+	script := documentedBlock(t, "docs/SOURCES.md", "<!-- hmac-shell -->")
+	const key = "doc-example-key-5d2e"
+	ensureNamespace(t, "zen-system")
+	secrets := cluster.Kube.CoreV1().Secrets("zen-system")
+	if _, err := secrets.Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "falco-hmac-doc"},
+		Data: map[string][]byte{"key": []byte(key)}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = secrets.Delete(context.Background(), "falco-hmac-doc", metav1.DeleteOptions{}) })
+	ingester(t, "falco-hmac-doc", v1alpha1.IngesterSpec{Source: "falcod", Adapter: v1alpha1.AdapterFalco,
+		Webhook: &v1alpha1.WebhookSource{Path: "/falcod", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthHMAC,
+			SecretRef: &v1alpha1.SecretKeyRef{Name: "falco-hmac-doc", Key: "key"}}}})
+	r := startReplica(t, "doc-example", "-namespace", "zen-system", "-release", "doc-example", "-member-id", "doc-example")
+	r.waitReady(t, 60*time.Second)
+	waitRoute(t, r, "/falcod")
+
+	var lines []string
+	for _, l := range strings.Split(script, "\n") {
+		switch {
+		case strings.HasPrefix(l, "key="):
+			l = "key=" + key
+		case strings.HasPrefix(l, "url="):
+			l = "url=http://" + r.webhookAddr + "/falcod"
+		}
+		lines = append(lines, l)
+	}
+	run := func() string {
+		out, err := exec.Command("bash", "-euo", "pipefail", "-c", strings.Join(lines, "\n")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("the documented example failed: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	if out := run(); !strings.Contains(out, `"accepted":1`) {
+		t.Fatalf("the documented example was answered %q, want one finding accepted", out)
+	}
+	waitObservations(t, "zen-system", "falcod", 1)
+	if n := r.metric(`zen_watcher_webhook_auth_failures_total{reason="bad_signature",source="falcod"}`); n > 0 {
+		t.Errorf("%v bad signatures counted", n)
+	}
+}
+
+// documentedBlock returns the fenced code block that follows marker in the repository file path,
+// without the indentation of the list item it sits in.
+func documentedBlock(t *testing.T, path, marker string) string {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(b), marker)
+	if !ok {
+		t.Fatalf("%s has no %s", path, marker)
+	}
+	var block []string
+	in := false
+	for _, l := range strings.Split(after, "\n") {
+		l = strings.TrimPrefix(l, "  ")
+		switch {
+		case !in && strings.HasPrefix(l, "```"):
+			in = true
+		case in && strings.HasPrefix(l, "```"):
+			return strings.Join(block, "\n")
+		case in:
+			block = append(block, l)
+		}
+	}
+	t.Fatalf("%s: no closed code block after %s", path, marker)
+	return ""
 }
