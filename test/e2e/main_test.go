@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,6 +76,28 @@ type replica struct {
 // startReplica starts the daemon with the test cluster's kubeconfig; extra flags come last and win.
 func startReplica(t *testing.T, name string, extra ...string) *replica {
 	t.Helper()
+	return startBinary(t, binary, name, extra...)
+}
+
+// plainBinary is the daemon built without the race detector, whose shadow memory would hide
+// what a test measures of the process's own memory; built once, by the first test that needs it.
+var plainBinary = sync.OnceValues(func() (string, error) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	path := binary + "-plain"
+	build := exec.Command("go", "build", "-o", path, "./cmd/zen-watcher")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building zen-watcher without -race: %v\n%s", err, out)
+	}
+	return path, nil
+})
+
+// startBinary is startReplica with the daemon at bin.
+func startBinary(t *testing.T, bin, name string, extra ...string) *replica {
+	t.Helper()
 	r := &replica{
 		name:        name,
 		metricsAddr: testenv.FreeAddr(t),
@@ -84,7 +107,7 @@ func startReplica(t *testing.T, name string, extra ...string) *replica {
 	}
 	args := append([]string{"-kubeconfig", cluster.Kubeconfig, "-metrics-addr", r.metricsAddr,
 		"-webhook-addr", r.webhookAddr, "-order-tune-interval", "1s"}, extra...)
-	r.cmd = exec.Command(binary, args...)
+	r.cmd = exec.Command(bin, args...)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
