@@ -119,6 +119,9 @@ func (c *Cleaner) Run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			// A replica that no longer leads has no backlog of its own: the new leader's first
+			// run reports it. A gauge left standing would be summed with the new leader's.
+			c.cfg.Metrics.CleanupBacklog.Set(0)
 			return
 		case <-time.After(max(wait, 0)):
 		}
@@ -153,6 +156,9 @@ func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
 				switch err := c.delete(ctx, it); {
 				case err == nil:
 					deleted.Add(1)
+					// Counted as it happens: a run takes minutes, and a leader killed during one
+					// must have shown what it deleted.
+					c.cfg.Metrics.CleanupDeleted.WithLabelValues("expired").Inc()
 				case apierrors.IsNotFound(err):
 					gone.Add(1)
 				case apierrors.IsConflict(err):
@@ -251,7 +257,6 @@ func (c *Cleaner) record(res Result, err error) {
 	}
 	m.CleanupRuns.WithLabelValues(result).Inc()
 	m.CleanupDuration.Observe(res.Duration.Seconds())
-	m.CleanupDeleted.WithLabelValues("expired").Add(float64(res.Deleted))
 	backlog := res.Expired - res.Deleted - res.Gone - res.Changed
 	if c.cfg.DryRun {
 		backlog = res.Expired

@@ -246,3 +246,54 @@ func TestDryRunGlobalTTLAndInterruption(t *testing.T) {
 		t.Errorf("a good schedule was refused: %v", err)
 	}
 }
+
+// TestMetricsFollowTheRun: the deleted count rises while a run deletes, not only when it ends, and
+// a replica whose leadership ends reports no backlog.
+func TestMetricsFollowTheRun(t *testing.T) {
+	nss := namespaces(t, "metrics", 2)
+	createMany(t, nss, "m", 200, time.Now().Add(-time.Minute).Unix())
+	deleted := func(m *metrics.Metrics) float64 {
+		return testutil.ToFloat64(m.CleanupDeleted.WithLabelValues("expired"))
+	}
+
+	slow, m := newCleaner(t, Config{DeletesPerSec: 100}) // about two seconds for 200
+	done := make(chan Result, 1)
+	go func() {
+		res, _ := slow.RunOnce(context.Background())
+		done <- res
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for deleted(m) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case res := <-done:
+		t.Fatalf("the run ended (%+v) before any deletion was counted: %v", res, deleted(m))
+	default:
+	}
+	if n := deleted(m); n == 0 || n >= 200 {
+		t.Errorf("%v deletions counted while the run went on, want some and not all", n)
+	}
+	res := <-done
+	if n := deleted(m); n != float64(res.Deleted) || res.Deleted < 200 {
+		t.Errorf("%v deletions counted, the run deleted %d", n, res.Deleted)
+	}
+
+	createMany(t, nss, "n", 50, time.Now().Add(-time.Minute).Unix())
+	dry, dm := newCleaner(t, Config{DryRun: true, Interval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { dry.Run(ctx); close(stopped) }()
+	deadline = time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(dm.CleanupBacklog) < 50 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if b := testutil.ToFloat64(dm.CleanupBacklog); b < 50 {
+		t.Fatalf("backlog %v while leading, want at least 50", b)
+	}
+	cancel() // leadership lost
+	<-stopped
+	if b := testutil.ToFloat64(dm.CleanupBacklog); b != 0 {
+		t.Errorf("backlog %v after leadership ended, want 0", b)
+	}
+}
