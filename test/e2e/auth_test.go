@@ -240,13 +240,7 @@ func TestDocumentedSigningExample(t *testing.T) {
 	}
 	script := documentedBlock(t, "docs/SOURCES.md", "<!-- hmac-shell -->")
 	const key = "doc-example-key-5d2e"
-	ensureNamespace(t, "zen-system")
-	secrets := cluster.Kube.CoreV1().Secrets("zen-system")
-	if _, err := secrets.Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "falco-hmac-doc"},
-		Data: map[string][]byte{"key": []byte(key)}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = secrets.Delete(context.Background(), "falco-hmac-doc", metav1.DeleteOptions{}) })
+	secret(t, "falco-hmac-doc", map[string][]byte{"key": []byte(key)})
 	ingester(t, "falco-hmac-doc", v1alpha1.IngesterSpec{Source: "falcod", Adapter: v1alpha1.AdapterFalco,
 		Webhook: &v1alpha1.WebhookSource{Path: "/falcod", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthHMAC,
 			SecretRef: &v1alpha1.SecretKeyRef{Name: "falco-hmac-doc", Key: "key"}}}})

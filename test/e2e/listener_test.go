@@ -17,9 +17,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
 	"github.com/kube-zen/zen-watcher/pkg/server"
 )
@@ -42,17 +39,8 @@ func TestListenerHoldsUnderConnectionAttacks(t *testing.T) {
 	ensureNamespace(t, "listener")
 	ingester(t, "falco-listener", v1alpha1.IngesterSpec{Source: "falcol", Adapter: v1alpha1.AdapterFalco,
 		Webhook: &v1alpha1.WebhookSource{Path: "/falcol", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthNone}}})
-	secrets := cluster.Kube.CoreV1().Secrets("zen-system")
-	if _, err := secrets.Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "falco-listener-token"},
-		Data: map[string][]byte{"token": []byte(listenerToken)}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = secrets.Delete(context.Background(), "falco-listener-token", metav1.DeleteOptions{}) })
-	if _, err := secrets.Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "falco-listener-hmac"},
-		Data: map[string][]byte{"key": []byte(listenerKey)}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = secrets.Delete(context.Background(), "falco-listener-hmac", metav1.DeleteOptions{}) })
+	secret(t, "falco-listener-token", map[string][]byte{"token": []byte(listenerToken)})
+	secret(t, "falco-listener-hmac", map[string][]byte{"key": []byte(listenerKey)})
 	ingester(t, "falco-listener-hmac", v1alpha1.IngesterSpec{Source: "falcolh", Adapter: v1alpha1.AdapterFalco,
 		Webhook: &v1alpha1.WebhookSource{Path: "/falcolh", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthHMAC,
 			SecretRef: &v1alpha1.SecretKeyRef{Name: "falco-listener-hmac", Key: "key"}}}})

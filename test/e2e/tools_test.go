@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -109,6 +110,18 @@ func getIngester(t *testing.T, name string) *v1alpha1.Ingester {
 		t.Fatal(err)
 	}
 	return ing
+}
+
+// secret creates the Secret name in zen-system with data, deleted when the test ends.
+func secret(t *testing.T, name string, data map[string][]byte) {
+	t.Helper()
+	ensureNamespace(t, "zen-system")
+	secrets := cluster.Kube.CoreV1().Secrets("zen-system")
+	if _, err := secrets.Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: data},
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = secrets.Delete(context.Background(), name, metav1.DeleteOptions{}) })
 }
 
 func ensureNamespace(t *testing.T, name string) {
