@@ -99,6 +99,7 @@ type Stream struct {
 	slots     chan struct{}
 	downUntil atomic.Int64 // Unix nanoseconds before which appends are refused at once
 	groups    sync.Map     // stream key → struct{}, groups known to exist
+	read      sync.Map     // stream key → struct{}, streams this consumer took entries from
 	inflight  sync.Map     // stream key + "\x00" + entry id → struct{}
 }
 
@@ -182,6 +183,39 @@ func (s *Stream) Run(ctx context.Context, h Handler, sources func() []string) {
 	wg.Go(func() { s.claimLoop(ctx, h, sources) })
 	wg.Go(func() { s.statsLoop(ctx, sources) })
 	wg.Wait()
+	s.handBack()
+}
+
+// handBack marks every entry this consumer still holds as idle for ClaimIdle already, so that
+// another replica's next claim takes it over instead of waiting for it to age: a replica that
+// stops (a rolling restart) leaves nothing waiting on it. What it was writing when it stopped may
+// still be written; the replica that takes the entry over writes it under the same names, once.
+//
+// It goes by the streams this consumer took entries from: at a stop the webhooks' routes, and so
+// the sources, may be gone already.
+func (s *Stream) handBack() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var keys []string
+	s.read.Range(func(k, _ any) bool { keys = append(keys, k.(string)); return true })
+	for _, key := range keys {
+		pending, err := s.client.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: key, Group: group, Start: "-", End: "+",
+			Count: int64(s.opts.MaxInFlight), Consumer: s.opts.Consumer}).Result()
+		if err != nil || len(pending) == 0 {
+			continue
+		}
+		// XCLAIM to itself: the owner stays, the idle time is set (go-redis has no IDLE option).
+		args := []any{"XCLAIM", key, group, s.opts.Consumer, 0}
+		for _, p := range pending {
+			args = append(args, p.ID)
+		}
+		args = append(args, "IDLE", s.opts.ClaimIdle.Milliseconds(), "JUSTID")
+		if err := s.client.Do(ctx, args...).Err(); err != nil {
+			s.log.Warn("handing back webhook queue entries", "stream", key, "entries", len(pending), "error", err)
+			continue
+		}
+		s.log.Info("handed back webhook queue entries", "stream", key, "entries", len(pending))
+	}
 }
 
 func (s *Stream) appendLoop(ctx context.Context) {
@@ -284,7 +318,8 @@ func (s *Stream) consumeLoop(ctx context.Context, h Handler, sources func() []st
 // claimLoop takes over entries that another replica (or this one, after a failed write) left
 // unfinished for ClaimIdle.
 func (s *Stream) claimLoop(ctx context.Context, h Handler, sources func() []string) {
-	t := time.NewTicker(max(s.opts.ClaimIdle/2, 100*time.Millisecond))
+	// Every second at most, so that what a stopping replica hands back is taken over at once.
+	t := time.NewTicker(min(max(s.opts.ClaimIdle/2, 100*time.Millisecond), time.Second))
 	defer t.Stop()
 	for {
 		select {
@@ -355,6 +390,7 @@ func (s *Stream) dispatch(ctx context.Context, h Handler, key string, msg redis.
 	if _, busy := s.inflight.LoadOrStore(id, struct{}{}); busy {
 		return
 	}
+	s.read.Store(key, struct{}{})
 	select {
 	case s.slots <- struct{}{}:
 	case <-ctx.Done():

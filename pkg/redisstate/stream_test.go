@@ -319,3 +319,34 @@ func TestQueueExpiryIsTheLeadersAndCountedOnce(t *testing.T) {
 		t.Errorf("%d entries left after expiry", n)
 	}
 }
+
+// TestStreamHandsBackOnStop: consumer a takes an entry and stops before finishing it, as a replica
+// in a rolling restart does; b takes it over at its next claim, not after ClaimIdle.
+func TestStreamHandsBackOnStop(t *testing.T) {
+	e := newStreamEnv(t)
+	ctx := context.Background()
+	busy := newRecorder()
+	busy.hold = true
+	const idle = time.Minute
+	sa, stopA := e.start(t, "handback", "a", busy, StreamOptions{ClaimIdle: idle})
+	if err := sa.Append(ctx, "falco", findings("stopping", 5)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a to take the entry", func() bool { return busy.count("stopping-4") == 1 })
+	stopA()
+
+	live := newRecorder()
+	start := time.Now()
+	e.start(t, "handback", "b", live, StreamOptions{ClaimIdle: idle})
+	waitFor(t, "b to take over what a handed back", func() bool {
+		return testutil.ToFloat64(e.m.WebhookQueueProcessed.WithLabelValues("falco", "done")) == 1
+	})
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("taken over after %v: a did not hand it back", took)
+	}
+	for i := range 5 {
+		if id := fmt.Sprintf("stopping-%d", i); live.count(id) != 1 || !live.redelivered(id) {
+			t.Errorf("%s: handled %d times by b, redelivered %v", id, live.count(id), live.redelivered(id))
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -202,6 +203,27 @@ func TestDurableWebhooks(t *testing.T) {
 	}
 	t.Logf("Redis outage: %d of %d alerts answered after being written, %d refusals retried", written, outage, p.refused.Load())
 	waitNames(t, p, total, total+outage, 3*time.Minute)
+
+	// Phase 3: a graceful stop (SIGTERM, as in a rolling restart) mid-stream. What b held, it
+	// hands back; a takes it over at its next claim, and nothing is lost or written twice.
+	const rolling = 2_000
+	from := total + outage
+	var stoppedB sync.Once
+	p.postRange(from, from+rolling, 8, nil, func(done int) {
+		if done == rolling/2 {
+			stoppedB.Do(func() {
+				p.setTargets(a)
+				b.stop()
+				t.Logf("stopped %s gracefully after %d answers", b.name, done)
+			})
+		}
+	})
+	waitNames(t, p, from, from+rolling, 3*time.Minute)
+	for line := range strings.SplitSeq(b.out.String(), "\n") {
+		if strings.Contains(line, "back webhook queue entries") {
+			t.Logf("%s: %s", b.name, line)
+		}
+	}
 }
 
 // waitNames waits until every alert in [from, to) has its Observation, and checks that no other
