@@ -51,6 +51,7 @@ type config struct {
 	haCacheMin     int
 	haCacheMax     int
 	syncInterval   time.Duration
+	shutdownDelay  time.Duration
 	ttlSeconds     int64
 	cleanup        bool
 	cleanupEvery   time.Duration
@@ -118,6 +119,7 @@ func envFlags() map[string]string {
 		"shard-hash":                         "SHARD_HASH",
 		"member-lease-duration":              "MEMBER_LEASE_DURATION",
 		"member-renew-interval":              "MEMBER_RENEW_INTERVAL",
+		"shutdown-delay":                     "SHUTDOWN_DELAY",
 		"leader-election":                    "LEADER_ELECTION_ENABLED",
 		"leader-lease-duration":              "LEADER_LEASE_DURATION",
 		"leader-renew-deadline":              "LEADER_RENEW_DEADLINE",
@@ -224,6 +226,9 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.cleanupCron, "cleanup-schedule", "", "extra cleanup runs on a cron schedule, such as \"0 3 * * *\"")
 	fs.BoolVar(&c.cleanupDryRun, "cleanup-dry-run", false, "count expired Observations, delete none")
 	fs.Float64Var(&c.cleanupRate, "cleanup-deletes-per-second", 1000, "ceiling on cleanup's deletes per second")
+	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0,
+		"on SIGTERM, fail readiness at once and keep serving this long before stopping, so that a load balancer stops sending first "+
+			"(in Kubernetes the chart's preStop sleep does this)")
 	fs.DurationVar(&c.syncInterval, "coordination-interval", 2*time.Second,
 		"how often a replica publishes its statistics and applies the leader's decisions")
 	addWebhookFlags(fs, &c.webhook)
@@ -338,6 +343,7 @@ func (c *config) validate() error {
 		{"leader-retry-period", c.leaderRetry, !c.leaderElection || c.leaderRetry > 0 && 6*c.leaderRetry < 5*c.leaderRenew,
 			fmt.Sprintf("positive and under -leader-renew-deadline / 1.2 (%v)", c.leaderRenew*5/6)},
 		{"coordination-interval", c.syncInterval, c.syncInterval > 0, "positive"},
+		{"shutdown-delay", c.shutdownDelay, c.shutdownDelay >= 0, "0 or more"},
 		{"ha-window-low-traffic", c.haWindowLow, c.haWindowLow > 0, "positive"},
 		{"ha-window-high-traffic", c.haWindowHigh, c.haWindowHigh > 0, "positive"},
 		{"ha-cache-min", c.haCacheMin, c.haCacheMin >= 1, "at least 1"},

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -116,6 +117,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	health := server.NewHealth(reg)
 	health.AddReadiness("sources", func(context.Context) error { return ingesters.Ready() })
+	var stopping atomic.Bool
+	health.AddReadiness("stopping", func(context.Context) error {
+		if stopping.Load() {
+			return errors.New("stopping")
+		}
+		return nil
+	})
+	ctx, cancel := delayedStop(ctx, cfg.shutdownDelay, func() {
+		stopping.Store(true)
+		log.Info("stopping", "after", cfg.shutdownDelay)
+	})
+	defer cancel()
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { writer.Run(gctx); return nil })
@@ -140,6 +153,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	err = g.Wait()
 	log.Info("zen-watcher stopped")
 	return err
+}
+
+// delayedStop returns a context that ends delay after parent does, and calls stopping the moment
+// parent ends: a replica told to stop fails its readiness at once and goes on serving while the
+// load balancer in front of it stops sending.
+func delayedStop(parent context.Context, delay time.Duration, stopping func()) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	go func() {
+		select {
+		case <-parent.Done():
+		case <-ctx.Done():
+			return
+		}
+		stopping()
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	return ctx, cancel
 }
 
 // webhookServeOptions is the webhook listener's timeouts and connection limits.

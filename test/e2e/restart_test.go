@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"syscall"
 	"testing"
 	"time"
 
@@ -142,4 +144,52 @@ func TestAPIServerRestart(t *testing.T) {
 			t.Errorf("%s processed %.0f%% of the warnings, want 20-45%%", r.name, 100*share)
 		}
 	}
+}
+
+// TestShutdownDelayKeepsServing: told to stop, a replica with -shutdown-delay fails its readiness
+// at once, goes on accepting and writing webhooks for the delay, then stops.
+func TestShutdownDelayKeepsServing(t *testing.T) {
+	ensureNamespace(t, "zen-system")
+	ensureNamespace(t, "draining")
+	ingester(t, "falco-draining", v1alpha1.IngesterSpec{Source: "falcodr", Adapter: v1alpha1.AdapterFalco,
+		Webhook: &v1alpha1.WebhookSource{Path: "/falcodr", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthNone}}})
+	const delay = 3 * time.Second
+	r := startReplica(t, "draining", "-namespace", "zen-system", "-release", "draining", "-member-id", "draining",
+		"-shutdown-delay", delay.String())
+	r.waitReady(t, 60*time.Second)
+	waitRoute(t, r, "/falcodr")
+	alert := func(n int) []byte {
+		return fmt.Appendf(nil, `{"output":"draining %d","priority":"Warning","rule":"Draining","time":"2026-12-01T10:00:00Z",`+
+			`"hostname":"node-1","output_fields":{"k8s.ns.name":"draining","k8s.pod.name":"cart-%d"}}`, n, n)
+	}
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	signalled := time.Now()
+	eventually(t, 2*time.Second, func(context.Context) error {
+		resp, err := http.Get("http://" + r.metricsAddr + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return fmt.Errorf("still ready")
+		}
+		return nil
+	})
+	if code := post(t, r, "/falcodr", "", alert(1)); code != http.StatusAccepted {
+		t.Fatalf("an alert during the delay: HTTP %d, want 202", code)
+	}
+	if time.Since(signalled) >= delay {
+		t.Fatal("the checks took longer than the delay: the test proves nothing")
+	}
+	select {
+	case <-r.exited:
+		if took := time.Since(signalled); took < delay {
+			t.Errorf("exited %v after SIGTERM, before the delay of %v", took, delay)
+		}
+	case <-time.After(delay + 15*time.Second):
+		t.Fatal("not stopped long after the delay")
+	}
+	waitObservations(t, "draining", "falcodr", 1)
 }
