@@ -58,15 +58,15 @@ func (r *replicas) wrap() sources.WrapListerWatcher {
 
 // leaderWork is what the leader runs while it leads: the coordinator's decisions, cleanup, and the
 // webhook queue's maintenance (maintain, nil without a durable queue). It returns when leadership
-// (lctx) ends.
-func (r *replicas) leaderWork(coord *ha.Coordinator, cleaner *cleanup.Cleaner, maintain func(context.Context)) func(lctx context.Context) {
-	return func(lctx context.Context) {
+// (lctx) ends; the decisions and deletes also stop the moment fence no longer holds.
+func (r *replicas) leaderWork(coord *ha.Coordinator, cleaner *cleanup.Cleaner, maintain func(context.Context)) func(lctx context.Context, fence ha.Fence) {
+	return func(lctx context.Context, fence ha.Fence) {
 		var wg sync.WaitGroup
 		if coord != nil {
-			wg.Go(func() { coord.Lead(lctx, r.cfg.tuneInterval) })
+			wg.Go(func() { coord.Lead(lctx, r.cfg.tuneInterval, fence) })
 		}
 		if cleaner != nil {
-			wg.Go(func() { cleaner.Run(lctx) })
+			wg.Go(func() { cleaner.Run(lctx, fence) })
 		}
 		if maintain != nil {
 			wg.Go(func() { maintain(lctx) })
@@ -112,7 +112,7 @@ func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.
 	lead := r.leaderWork(coord, cleaner, maintain)
 	if !r.cfg.leaderElection {
 		// A single replica by configuration: it does the leader's work itself.
-		g.Go(func() error { lead(ctx); return nil })
+		g.Go(func() error { lead(ctx, ha.Unfenced); return nil })
 		return
 	}
 	g.Go(func() error {

@@ -2,6 +2,7 @@ package ha
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -11,13 +12,26 @@ import (
 )
 
 // SharedState is what replicas share; Redis (redisstate.Coordination) in production.
+//
+// The leader's writes are fenced by the term that BeginTerm hands out, each greater than any before
+// it: a write under any other term than the newest, or when the state holds none (it was lost),
+// fails with an error whose Fenced method returns true, so that a deposed leader's late write
+// cannot land.
 type SharedState interface {
 	PublishStats(ctx context.Context, member string, stats map[string]pipeline.OrderStats) error
 	AllStats(ctx context.Context) (map[string]map[string]pipeline.OrderStats, error)
-	PublishOrders(ctx context.Context, orders map[string]v1alpha1.Order) error
+	BeginTerm(ctx context.Context, leader string) (term int64, err error)
+	PublishOrders(ctx context.Context, term int64, orders map[string]v1alpha1.Order) error
 	Orders(ctx context.Context) (map[string]v1alpha1.Order, error)
-	PublishTuning(ctx context.Context, window time.Duration, cacheSize int) error
+	PublishTuning(ctx context.Context, term int64, window time.Duration, cacheSize int) error
 	Tuning(ctx context.Context) (window time.Duration, cacheSize int, ok bool, err error)
+}
+
+// fenced reports whether err is a shared state's refusal of a write under a term that is not
+// the newest.
+func fenced(err error) bool {
+	var f interface{ Fenced() bool }
+	return errors.As(err, &f) && f.Fenced()
 }
 
 // CoordinatorConfig holds what a Coordinator needs.
@@ -40,11 +54,16 @@ type CoordinatorConfig struct {
 // Coordinator is one replica's part in acting as one: every replica publishes its statistics and
 // applies what the leader decided; the leader decides.
 type Coordinator struct {
-	cfg  CoordinatorConfig
-	prev map[string]map[string]pipeline.OrderStats // leader: member → source → cumulative
+	cfg CoordinatorConfig
+
+	// The leader's state, reset at the start of each term.
+	fence Fence
+	term  int64                                     // 0 until a term is begun in the shared state
+	prev  map[string]map[string]pipeline.OrderStats // member → source → cumulative
 	// primed is false until the leader's first round has read where the counts stand.
 	primed bool
 	last   time.Time
+	tune  tuning
 }
 
 // NewCoordinator returns a coordinator.
@@ -98,13 +117,13 @@ func (c *Coordinator) SyncOnce(ctx context.Context) {
 	}
 }
 
-// Lead decides every interval until ctx (the leadership's) ends. Its first round only reads where
-// every replica's counts stand: a new leader has no previous round, and taking all counts since
-// the replicas started for one interval's would jump the dedup window and cache size to their
-// bounds at every leader change.
-func (c *Coordinator) Lead(ctx context.Context, interval time.Duration) {
-	c.primed = false
-	c.last = time.Now()
+// Lead decides every interval until ctx (the leadership's) ends; it acts only while fence holds.
+// Its first round only reads where every replica's
+// counts stand and what tuning is in force: a new leader has no previous round, and taking all
+// counts since the replicas started for one interval's would jump the dedup window and cache
+// size to their bounds at every leader change.
+func (c *Coordinator) Lead(ctx context.Context, interval time.Duration, fence Fence) {
+	c.BeginLeading(fence)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -117,8 +136,22 @@ func (c *Coordinator) Lead(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// LeadOnce makes one round of the leader's decisions from everyone's statistics since the last one.
+// BeginLeading resets the leader's state for a new term guarded by fence.
+func (c *Coordinator) BeginLeading(fence Fence) {
+	c.fence, c.term, c.primed = fence, 0, false
+	c.last = time.Now()
+	c.tune = tuning{}
+}
+
+// LeadOnce makes one round of the leader's decisions from everyone's statistics since the last
+// one. It does nothing once the fence no longer holds.
 func (c *Coordinator) LeadOnce(ctx context.Context, now time.Time) {
+	if !c.held() {
+		return
+	}
+	if c.term == 0 && !c.beginTerm(ctx) {
+		return
+	}
 	all, err := c.cfg.State.AllStats(ctx)
 	if err != nil {
 		c.cfg.Log.Warn("reading replicas' statistics", "error", err)
@@ -127,7 +160,7 @@ func (c *Coordinator) LeadOnce(ctx context.Context, now time.Time) {
 	elapsed := now.Sub(c.last)
 	c.last = now
 	if !c.primed {
-		c.prev, c.primed = all, true // the baseline round
+		c.prime(ctx, all)
 		return
 	}
 	global := c.deltas(all)
@@ -148,21 +181,60 @@ func (c *Coordinator) LeadOnce(ctx context.Context, now time.Time) {
 		}
 		want := pipeline.DecideOrder(c.cfg.Policy, d, s.Order, s.LastChange, now)
 		orders[s.Source] = want
-		if want != s.Order && c.cfg.Pipeline.SetOrder(s.Source, want) {
+		if want != s.Order && c.held() && c.cfg.Pipeline.SetOrder(s.Source, want) {
 			c.cfg.Log.Info("changed processing order for all replicas", "source", s.Source, "from", s.Order, "to", want,
 				"lowSeverity", d.LowSeverityRatio(), "dedupRate", d.DedupRatio())
 		}
 	}
-	if err := c.cfg.State.PublishOrders(ctx, orders); err != nil && ctx.Err() == nil {
-		c.cfg.Log.Warn("publishing orders", "error", err)
+	if len(orders) > 0 {
+		c.publish(ctx, "publishing orders", func() error { return c.cfg.State.PublishOrders(ctx, c.term, orders) })
 	}
 	if c.cfg.Optimize && elapsed > 0 {
-		rate := float64(events) / elapsed.Seconds()
-		window := c.cfg.Optimization.Window(rate)
-		size := c.cfg.Optimization.CacheSize(rate, c.cfg.Members(), window)
-		if err := c.cfg.State.PublishTuning(ctx, window, size); err != nil && ctx.Err() == nil {
-			c.cfg.Log.Warn("publishing tuning", "error", err)
+		window, size := c.tune.next(c.cfg.Optimization, float64(events)/elapsed.Seconds(), c.cfg.Members())
+		c.publish(ctx, "publishing tuning", func() error { return c.cfg.State.PublishTuning(ctx, c.term, window, size) })
+	}
+}
+
+func (c *Coordinator) held() bool { return c.fence == nil || c.fence.Held() }
+
+// beginTerm takes a new term token in the shared state; a leader writes nothing without one.
+func (c *Coordinator) beginTerm(ctx context.Context) bool {
+	n, err := c.cfg.State.BeginTerm(ctx, c.cfg.Self)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.cfg.Log.Warn("beginning a leader term in the shared state", "error", err)
 		}
+		return false
+	}
+	c.term = n
+	c.cfg.Log.Info("leader term begun in the shared state", "term", n)
+	return true
+}
+
+// prime is the baseline round: where every replica's counts stand, and the tuning in force, from
+// which this term's tuning moves on gently.
+func (c *Coordinator) prime(ctx context.Context, all map[string]map[string]pipeline.OrderStats) {
+	c.prev, c.primed = all, true
+	if _, size, ok, err := c.cfg.State.Tuning(ctx); err == nil && ok {
+		c.tune = tuning{size: size}
+	}
+}
+
+// publish runs one fenced write of the shared state, if the fence still holds. A write refused for
+// its term makes the next round begin a new one: while this replica's own fence holds, the other
+// term can only be a deposed leader's late command, or the state was lost.
+func (c *Coordinator) publish(ctx context.Context, what string, write func() error) {
+	if !c.held() {
+		return
+	}
+	err := write()
+	switch {
+	case err == nil || ctx.Err() != nil:
+	case fenced(err):
+		c.cfg.Log.Warn("the shared state refused this leader's term; beginning a new one", "term", c.term, "error", err)
+		c.term = 0
+	default:
+		c.cfg.Log.Warn(what, "error", err)
 	}
 }
 

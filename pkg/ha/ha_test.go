@@ -55,6 +55,33 @@ type memState struct {
 	orders map[string]v1alpha1.Order
 	window time.Duration
 	cache  int
+	term   int64
+	writes int // the fenced writes that landed
+}
+
+// refused is memState's fenced refusal.
+type refused struct{}
+
+func (refused) Error() string { return "refused" }
+func (refused) Fenced() bool  { return true }
+
+func (m *memState) BeginTerm(context.Context, string) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.term++
+	return m.term, nil
+}
+
+// fenced runs write if term is the newest.
+func (m *memState) fenced(term int64, write func()) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if term != m.term {
+		return refused{}
+	}
+	write()
+	m.writes++
+	return nil
 }
 
 func (m *memState) PublishStats(_ context.Context, member string, s map[string]pipeline.OrderStats) error {
@@ -72,22 +99,16 @@ func (m *memState) AllStats(context.Context) (map[string]map[string]pipeline.Ord
 	}
 	return out, nil
 }
-func (m *memState) PublishOrders(_ context.Context, o map[string]v1alpha1.Order) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.orders = o
-	return nil
+func (m *memState) PublishOrders(_ context.Context, term int64, o map[string]v1alpha1.Order) error {
+	return m.fenced(term, func() { m.orders = o })
 }
 func (m *memState) Orders(context.Context) (map[string]v1alpha1.Order, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.orders, nil
 }
-func (m *memState) PublishTuning(_ context.Context, w time.Duration, c int) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.window, m.cache = w, c
-	return nil
+func (m *memState) PublishTuning(_ context.Context, term int64, w time.Duration, c int) error {
+	return m.fenced(term, func() { m.window, m.cache = w, c })
 }
 func (m *memState) Tuning(context.Context) (time.Duration, int, bool, error) {
 	m.mu.Lock()
@@ -135,6 +156,7 @@ func TestLeaderDecidesFromEveryReplica(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
+	leader.BeginLeading(Unfenced)
 	// What the replicas counted before this leader's term is its baseline, not its first
 	// interval: the first round decides nothing and publishes no tuning.
 	feed(pa, 500)

@@ -79,3 +79,37 @@ func MemoryLimit() int64 {
 	}
 	return 0
 }
+
+// How gently the leader's tuning moves: the rate it decides from follows the measured one by this
+// share a round, and the cache shrinks by at most this share a round. Growing is never held
+// back: a larger cache loses nothing.
+const (
+	rateSmoothing = 0.3
+	maxShrink     = 0.125
+)
+
+// tuning is the leader's last published cache size and the smoothed rate behind its decisions.
+// One round's burst or lull, or a leader change, must not swing the cache: shrinking it throws
+// dedup keys away.
+type tuning struct {
+	rate   float64
+	seeded bool
+	size   int // 0 until known
+}
+
+// next is the window and cache size for a round that measured rate findings per second over all
+// members.
+func (t *tuning) next(o Optimization, rate float64, members int) (time.Duration, int) {
+	if t.seeded {
+		t.rate += rateSmoothing * (rate - t.rate)
+	} else {
+		t.rate, t.seeded = rate, true
+	}
+	window := o.Window(t.rate)
+	size := o.CacheSize(t.rate, members, window)
+	if t.size > 0 && size < t.size {
+		size = max(size, t.size-int(math.Ceil(float64(t.size)*maxShrink)))
+	}
+	t.size = size
+	return window, size
+}

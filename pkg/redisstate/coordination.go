@@ -27,7 +27,9 @@ type Coordination struct {
 func NewCoordination(client redis.UniversalClient, release string) *Coordination {
 	// Every replica's statistics are fields of one hash, under a hash tag: one HGETALL reads them
 	// all, also on a Redis Cluster, where a SCAN sees only the keys of the node it happens to ask.
-	return &Coordination{client: client, prefix: "zw:" + release + ":", stats: "zw:{" + release + "}:stats", now: time.Now}
+	// The leader's term and what it writes share the tag too, so one script checks and writes.
+	prefix := "zw:{" + release + "}:"
+	return &Coordination{client: client, prefix: prefix, stats: prefix + "stats", now: time.Now}
 }
 
 // statsTTL outlives a few publishing rounds; a replica that stops publishing drops out.
@@ -94,20 +96,94 @@ func (c *Coordination) read(ctx context.Context) (map[string]map[string]pipeline
 	return out, stale, nil
 }
 
-// PublishOrders stores the order in force per source.
-func (c *Coordination) PublishOrders(ctx context.Context, orders map[string]v1alpha1.Order) error {
+// termTTL is how long the leader term outlives the last fenced write. A release with no leader
+// writing for that long begins again at term 1, which no earlier command can hold any more.
+const termTTL = 24 * time.Hour
+
+// beginTermScript hands out the next term and names its leader.
+var beginTermScript = redis.NewScript(`
+local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+redis.call('HSET', KEYS[1], 'leader', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return n`)
+
+// fencedWriteScript sets fields of a hash only under the newest term: KEYS[1] is the term, KEYS[2]
+// the hash; ARGV is the term, the hash's time to live in milliseconds, then fields and values.
+// Every key of a release shares one hash tag, so the script runs on a Redis Cluster too.
+var fencedWriteScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'n')
+if not cur then return -1 end
+if cur ~= ARGV[1] then return tonumber(cur) end
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ` + strconv.FormatInt(termTTL.Milliseconds(), 10) + `)
+return 0`)
+
+// fencedError is a write refused for its term; the coordinator recognizes it by its Fenced method.
+type fencedError struct {
+	term, current int64 // current is -1 when the state holds no term
+}
+
+func (e fencedError) Error() string {
+	if e.current < 0 {
+		return fmt.Sprintf("shared state holds no leader term (term %d refused)", e.term)
+	}
+	return fmt.Sprintf("leader term %d refused: term %d holds the shared state", e.term, e.current)
+}
+
+// Fenced marks the refusal.
+func (fencedError) Fenced() bool { return true }
+
+// BeginTerm hands out a leader term greater than any before it; the writes of every earlier term
+// are refused from now on.
+func (c *Coordination) BeginTerm(ctx context.Context, leader string) (int64, error) {
+	n, err := beginTermScript.Run(ctx, c.client, []string{c.prefix + "term"}, leader, termTTL.Milliseconds()).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("beginning a leader term: %w", err)
+	}
+	return n, nil
+}
+
+// Term returns the newest leader term and its leader (0 and "" when there is none).
+func (c *Coordination) Term(ctx context.Context) (int64, string, error) {
+	vals, err := c.client.HMGet(ctx, c.prefix+"term", "n", "leader").Result()
+	if err != nil || vals[0] == nil {
+		return 0, "", err
+	}
+	n, err := strconv.ParseInt(fmt.Sprint(vals[0]), 10, 64)
+	if err != nil {
+		return 0, "", fmt.Errorf("malformed leader term %v", vals[0])
+	}
+	leader, _ := vals[1].(string)
+	return n, leader, nil
+}
+
+// fencedWrite sets fields of key under term.
+func (c *Coordination) fencedWrite(ctx context.Context, term int64, key string, ttl time.Duration, fields ...any) error {
+	args := append([]any{term, ttl.Milliseconds()}, fields...)
+	cur, err := fencedWriteScript.Run(ctx, c.client, []string{c.prefix + "term", key}, args...).Int64()
+	switch {
+	case err != nil:
+		return err
+	case cur != 0:
+		return fencedError{term: term, current: cur}
+	}
+	return nil
+}
+
+// PublishOrders stores the order in force per source, under the leader's term.
+func (c *Coordination) PublishOrders(ctx context.Context, term int64, orders map[string]v1alpha1.Order) error {
 	if len(orders) == 0 {
 		return nil
 	}
-	fields := make(map[string]any, len(orders))
+	fields := make([]any, 0, 2*len(orders))
 	for src, o := range orders {
-		fields[src] = string(o)
+		fields = append(fields, src, string(o))
 	}
-	pipe := c.client.TxPipeline()
-	pipe.HSet(ctx, c.prefix+"order", fields)
-	pipe.Expire(ctx, c.prefix+"order", 24*time.Hour)
-	_, err := pipe.Exec(ctx)
-	return err
+	if err := c.fencedWrite(ctx, term, c.prefix+"order", 24*time.Hour, fields...); err != nil {
+		return fmt.Errorf("publishing orders: %w", err)
+	}
+	return nil
 }
 
 // Orders returns the orders the leader published.
@@ -123,13 +199,13 @@ func (c *Coordination) Orders(ctx context.Context) (map[string]v1alpha1.Order, e
 	return out, nil
 }
 
-// PublishTuning stores the dedup window and local cache size that HA optimization chose.
-func (c *Coordination) PublishTuning(ctx context.Context, window time.Duration, cacheSize int) error {
-	pipe := c.client.TxPipeline()
-	pipe.HSet(ctx, c.prefix+"ha", "windowMs", window.Milliseconds(), "cacheSize", cacheSize)
-	pipe.Expire(ctx, c.prefix+"ha", 10*time.Minute)
-	_, err := pipe.Exec(ctx)
-	return err
+// PublishTuning stores the dedup window and local cache size that HA optimization chose, under
+// the leader's term.
+func (c *Coordination) PublishTuning(ctx context.Context, term int64, window time.Duration, cacheSize int) error {
+	if err := c.fencedWrite(ctx, term, c.prefix+"ha", 10*time.Minute, "windowMs", window.Milliseconds(), "cacheSize", cacheSize); err != nil {
+		return fmt.Errorf("publishing tuning: %w", err)
+	}
+	return nil
 }
 
 // Tuning returns what HA optimization published; ok is false when nothing is in force.

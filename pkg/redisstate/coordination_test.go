@@ -2,7 +2,9 @@ package redisstate
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,7 +36,11 @@ func TestCoordinationAgainstRedis(t *testing.T) {
 	if all["zw-0"]["falco"].DedupDropped != 7 || all["zw-1"]["trivy"].Events != 3 || len(all) != 2 {
 		t.Errorf("statistics %+v", all)
 	}
-	if err := co.PublishOrders(ctx, map[string]v1alpha1.Order{"falco": v1alpha1.OrderDedupFirst}); err != nil {
+	term, err := co.BeginTerm(ctx, "zw-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := co.PublishOrders(ctx, term, map[string]v1alpha1.Order{"falco": v1alpha1.OrderDedupFirst}); err != nil {
 		t.Fatal(err)
 	}
 	if o, err := co.Orders(ctx); err != nil || o["falco"] != v1alpha1.OrderDedupFirst {
@@ -43,16 +49,88 @@ func TestCoordinationAgainstRedis(t *testing.T) {
 	if _, _, ok, err := co.Tuning(ctx); ok || err != nil {
 		t.Errorf("tuning before any was published: %v %v", ok, err)
 	}
-	if err := co.PublishTuning(ctx, 90*time.Second, 12000); err != nil {
+	if err := co.PublishTuning(ctx, term, 90*time.Second, 12000); err != nil {
 		t.Fatal(err)
 	}
 	if w, n, ok, err := co.Tuning(ctx); !ok || err != nil || w != 90*time.Second || n != 12000 {
 		t.Errorf("tuning %v %d %v %v", w, n, ok, err)
 	}
-	for _, key := range []string{"zw:{coord}:stats", "zw:coord:order", "zw:coord:ha"} {
+	for _, key := range []string{"zw:{coord}:stats", "zw:{coord}:order", "zw:{coord}:ha", "zw:{coord}:term"} {
 		if ttl := c.PTTL(ctx, key).Val(); ttl <= 0 {
 			t.Errorf("%s has no TTL (%v)", key, ttl)
 		}
+	}
+}
+
+// TestFencedWrites: once a new leader has begun its term, a deposed leader's writes are refused and
+// change nothing; so are writes after the state lost its term, until a new term begins.
+func TestFencedWrites(t *testing.T) {
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer c.Close()
+	co := NewCoordination(c, "fence")
+	old, err := co.BeginTerm(ctx, "zw-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := co.PublishTuning(ctx, old, time.Minute, 50000); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := co.BeginTerm(ctx, "zw-1")
+	if err != nil || cur <= old {
+		t.Fatalf("new term %d after %d: %v", cur, old, err)
+	}
+	if n, leader, err := co.Term(ctx); n != cur || leader != "zw-1" || err != nil {
+		t.Errorf("term %d of %q (%v), want %d of zw-1", n, leader, err, cur)
+	}
+	if err := co.PublishTuning(ctx, cur, 2*time.Minute, 20000); err != nil {
+		t.Fatal(err)
+	}
+	type write struct {
+		name string
+		do   func(term int64) error
+	}
+	writes := []write{
+		{"tuning", func(term int64) error { return co.PublishTuning(ctx, term, 5*time.Minute, 5000) }},
+		{"orders", func(term int64) error {
+			return co.PublishOrders(ctx, term, map[string]v1alpha1.Order{"falco": v1alpha1.OrderDedupFirst})
+		}},
+	}
+	unchanged := func(when string) {
+		t.Helper()
+		if w, n, _, _ := co.Tuning(ctx); w != 2*time.Minute || n != 20000 {
+			t.Errorf("%s: tuning %v %d, want the current leader's", when, w, n)
+		}
+		if o, _ := co.Orders(ctx); len(o) != 0 {
+			t.Errorf("%s: orders %v landed", when, o)
+		}
+	}
+	for _, w := range writes {
+		err := w.do(old)
+		var f interface{ Fenced() bool }
+		if !errors.As(err, &f) || !f.Fenced() {
+			t.Errorf("the deposed leader's %s: %v, want a fenced refusal", w.name, err)
+		}
+	}
+	unchanged("after the deposed leader's writes")
+	if err := c.Del(ctx, "zw:{fence}:term").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range writes {
+		if err := w.do(cur); err == nil || !strings.Contains(err.Error(), "no leader term") {
+			t.Errorf("%s with no term in the state: %v, want a fenced refusal", w.name, err)
+		}
+	}
+	unchanged("after writes with no term")
+	again, err := co.BeginTerm(ctx, "zw-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := co.PublishTuning(ctx, again, 3*time.Minute, 30000); err != nil {
+		t.Errorf("the new term's write: %v", err)
+	}
+	if err := co.PublishTuning(ctx, cur, time.Minute, 5000); err == nil {
+		t.Error("a term from before the state was lost was accepted")
 	}
 }
 
@@ -110,6 +188,16 @@ func TestSharedStateOnARedisCluster(t *testing.T) {
 		if len(all) != members {
 			t.Fatalf("the leader saw %d of %d replicas' statistics", len(all), members)
 		}
+	}
+	term, err := co.BeginTerm(ctx, "zw-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := co.PublishTuning(ctx, term, time.Minute, 9000); err != nil {
+		t.Fatalf("a fenced write on a cluster: %v", err)
+	}
+	if err := co.PublishTuning(ctx, term-1, time.Minute, 5000); err == nil {
+		t.Error("a fenced write under an old term landed on a cluster")
 	}
 	s := NewDedupStore(c, Options{Release: "cluster"})
 	defer s.Close()

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/metadata"
 
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+	"github.com/kube-zen/zen-watcher/pkg/ha"
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 )
 
@@ -107,8 +108,10 @@ func New(cfg Config) (*Cleaner, error) {
 func clamp(d time.Duration) time.Duration { return min(max(d, MinTTL), MaxTTL) }
 
 // Run cleans up until ctx ends: the leadership's context, so that a replica that loses leadership
-// stops at once. A new leader simply starts again: a run is idempotent.
-func (c *Cleaner) Run(ctx context.Context) {
+// stops at once. Each delete first asks fence whether this replica still leads: a leader that
+// was paused deletes nothing once it has resumed, whatever its goroutines see first. A new leader
+// simply starts again: a run is idempotent.
+func (c *Cleaner) Run(ctx context.Context, fence ha.Fence) {
 	next := c.cfg.Now()
 	for {
 		wait := time.Until(next)
@@ -125,7 +128,12 @@ func (c *Cleaner) Run(ctx context.Context) {
 			return
 		case <-time.After(max(wait, 0)):
 		}
-		res, err := c.RunOnce(ctx)
+		res, err := c.RunOnce(ctx, fence)
+		if errors.Is(err, errDeposed) {
+			c.cfg.Metrics.CleanupBacklog.Set(0)
+			c.cfg.Log.Info("cleanup stopped: no longer the leader", "deleted", res.Deleted)
+			return
+		}
 		if err != nil && ctx.Err() == nil {
 			c.cfg.Log.Warn("cleanup run", "error", err, "deleted", res.Deleted)
 		} else if res.Expired > 0 {
@@ -141,11 +149,16 @@ type item struct {
 	namespace, name, uid, rv string
 }
 
-// RunOnce makes one bounded pass over every Observation.
-func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
+// errDeposed ends a run whose fence no longer holds.
+var errDeposed = errors.New("no longer the leader")
+
+// RunOnce makes one bounded pass over every Observation while fence holds.
+func (c *Cleaner) RunOnce(ctx context.Context, fence ha.Fence) (Result, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.MaxRun)
 	defer cancel()
+	ctx, depose := context.WithCancelCause(ctx)
+	defer depose(nil)
 	var res Result
 	var deleted, gone, changed, failed, skipped atomic.Int64
 	work := make(chan item, c.cfg.Workers*4)
@@ -153,6 +166,11 @@ func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
 	for range c.cfg.Workers {
 		wg.Go(func() {
 			for it := range work {
+				if !fence.Held() {
+					depose(errDeposed)
+					skipped.Add(1)
+					continue
+				}
 				switch err := c.delete(ctx, it); {
 				case err == nil:
 					deleted.Add(1)
@@ -183,6 +201,9 @@ func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
 	}, &res.Listed)
 	close(work)
 	wg.Wait()
+	if cause := context.Cause(ctx); errors.Is(cause, errDeposed) {
+		err = errDeposed
+	}
 	res.Deleted, res.Gone, res.Changed, res.Errors = int(deleted.Load()), int(gone.Load()), int(changed.Load()), int(failed.Load())
 	res.Duration = time.Since(start)
 	res.Complete = err == nil && ctx.Err() == nil && skipped.Load() == 0
@@ -250,7 +271,7 @@ func (c *Cleaner) record(res Result, err error) {
 	m := c.cfg.Metrics
 	result := "complete"
 	switch {
-	case err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
+	case err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, errDeposed):
 		result = "error"
 	case !res.Complete:
 		result = "interrupted"

@@ -2,6 +2,7 @@ package cleanup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/kube-zen/zen-watcher/internal/testenv"
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+	"github.com/kube-zen/zen-watcher/pkg/ha"
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 	"github.com/kube-zen/zen-watcher/pkg/obsclient"
 )
@@ -143,7 +145,7 @@ func TestCleanupOf45000(t *testing.T) {
 			}
 		}
 	})
-	res, err := c.RunOnce(context.Background())
+	res, err := c.RunOnce(context.Background(), ha.Unfenced)
 	close(stop)
 	steady.Wait()
 	if err != nil {
@@ -167,7 +169,7 @@ func TestCleanupOf45000(t *testing.T) {
 	}
 	// Clear the live ones for the other tests.
 	cl, _ := newCleaner(t, Config{Now: func() time.Time { return time.Now().Add(48 * time.Hour) }})
-	if _, err := cl.RunOnce(context.Background()); err != nil {
+	if _, err := cl.RunOnce(context.Background(), ha.Unfenced); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -212,7 +214,7 @@ func TestDryRunGlobalTTLAndInterruption(t *testing.T) {
 	later := func() time.Time { return time.Now().Add(8 * 24 * time.Hour) }
 
 	dry, m := newCleaner(t, Config{DryRun: true, Now: later})
-	res, err := dry.RunOnce(context.Background())
+	res, err := dry.RunOnce(context.Background(), ha.Unfenced)
 	if err != nil || res.Expired < 300 || res.Deleted != 0 || testutil.ToFloat64(m.CleanupBacklog) < 300 {
 		t.Fatalf("dry run: %+v %v", res, err)
 	}
@@ -221,19 +223,19 @@ func TestDryRunGlobalTTLAndInterruption(t *testing.T) {
 	}
 	// With today's clock and a 7-day TTL nothing is expired.
 	now, _ := newCleaner(t, Config{})
-	if res, _ := now.RunOnce(context.Background()); res.Deleted != 0 {
+	if res, _ := now.RunOnce(context.Background(), ha.Unfenced); res.Deleted != 0 {
 		t.Fatalf("deleted %d young Observations", res.Deleted)
 	}
 	// Leadership lost mid-run: the run stops at once, and the next one finishes.
 	slow, _ := newCleaner(t, Config{Now: later, DeletesPerSec: 50})
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	res, _ = slow.RunOnce(ctx)
+	res, _ = slow.RunOnce(ctx, ha.Unfenced)
 	cancel()
 	if res.Complete || res.Deleted >= 300 || res.Duration > 3*time.Second {
 		t.Errorf("interrupted run: %+v", res)
 	}
 	next, _ := newCleaner(t, Config{Now: later})
-	if res, err := next.RunOnce(context.Background()); err != nil || !res.Complete {
+	if res, err := next.RunOnce(context.Background(), ha.Unfenced); err != nil || !res.Complete {
 		t.Fatalf("next run: %+v %v", res, err)
 	}
 	if expired, _ := count(t); expired != 0 {
@@ -259,7 +261,7 @@ func TestMetricsFollowTheRun(t *testing.T) {
 	slow, m := newCleaner(t, Config{DeletesPerSec: 100}) // about two seconds for 200
 	done := make(chan Result, 1)
 	go func() {
-		res, _ := slow.RunOnce(context.Background())
+		res, _ := slow.RunOnce(context.Background(), ha.Unfenced)
 		done <- res
 	}()
 	deadline := time.Now().Add(10 * time.Second)
@@ -283,7 +285,7 @@ func TestMetricsFollowTheRun(t *testing.T) {
 	dry, dm := newCleaner(t, Config{DryRun: true, Interval: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
-	go func() { dry.Run(ctx); close(stopped) }()
+	go func() { dry.Run(ctx, ha.Unfenced); close(stopped) }()
 	deadline = time.Now().Add(10 * time.Second)
 	for testutil.ToFloat64(dm.CleanupBacklog) < 50 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
@@ -295,5 +297,44 @@ func TestMetricsFollowTheRun(t *testing.T) {
 	<-stopped
 	if b := testutil.ToFloat64(dm.CleanupBacklog); b != 0 {
 		t.Errorf("backlog %v after leadership ended, want 0", b)
+	}
+}
+
+// deposeAfter is a Fence that stops holding after n checks.
+type deposeAfter struct{ n atomic.Int64 }
+
+func (f *deposeAfter) Held() bool { return f.n.Add(-1) >= 0 }
+
+// TestDeposedLeaderStopsDeleting: a run whose fence stops holding deletes nothing more, says it
+// was cut short, and the run loop ends with it.
+func TestDeposedLeaderStopsDeleting(t *testing.T) {
+	nss := namespaces(t, "deposed", 2)
+	createMany(t, nss, "d", 200, time.Now().Add(-time.Minute).Unix())
+	c, m := newCleaner(t, Config{DeletesPerSec: 200, Interval: time.Hour})
+	fence := &deposeAfter{}
+	fence.n.Store(40)
+	res, err := c.RunOnce(context.Background(), fence)
+	if !errors.Is(err, errDeposed) || res.Complete {
+		t.Errorf("run after the fence fell: %+v %v, want an incomplete run ended by errDeposed", res, err)
+	}
+	if res.Deleted > 40 {
+		t.Errorf("%d deleted with a fence that held for 40 deletes", res.Deleted)
+	}
+	if expired, _ := count(t); expired < 200-40 {
+		t.Errorf("%d expired left, want at least %d", expired, 200-40)
+	}
+	if n := testutil.ToFloat64(m.CleanupRuns.WithLabelValues("interrupted")); n != 1 {
+		t.Errorf("%v interrupted runs counted", n)
+	}
+	fence.n.Store(0)
+	stopped := make(chan struct{})
+	go func() { c.Run(context.Background(), fence); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run loop went on after the fence fell")
+	}
+	if b := testutil.ToFloat64(m.CleanupBacklog); b != 0 {
+		t.Errorf("backlog %v after the fence fell", b)
 	}
 }
