@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -118,6 +119,31 @@ func (r *Redis) Stop() error {
 	_ = r.cmd.Wait()
 	r.cmd = nil
 	return nil
+}
+
+// Pause stops the server's process (SIGSTOP) without closing a connection: commands sent to it
+// wait in its sockets, and run when Resume continues it.
+func (r *Redis) Pause() error {
+	if r.cmd == nil {
+		return errors.New("redis-server not running")
+	}
+	return r.cmd.Process.Signal(syscall.SIGSTOP)
+}
+
+// Resume continues a paused server (SIGCONT).
+func (r *Redis) Resume() error {
+	if r.cmd == nil {
+		return errors.New("redis-server not running")
+	}
+	return r.cmd.Process.Signal(syscall.SIGCONT)
+}
+
+// PID is the server's process ID (0 while stopped).
+func (r *Redis) PID() int {
+	if r.cmd == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
 }
 
 // Close stops the server and removes its directory.

@@ -76,11 +76,18 @@ const group = "zen-watcher"
 // appendBatch bounds the appends sent in one round trip.
 const appendBatch = 256
 
-// appendScript appends one entry unless the stream is at its bound: trimming to make room would
-// drop findings already acknowledged to their senders.
+// appendScript appends one entry unless the stream is at its bound (trimming to make room would
+// drop findings already acknowledged to their senders) or the append arrives after its deadline
+// (ARGV[3], milliseconds on Redis's clock). The deadline is what makes an append whose answer
+// never came safe to give up on: the replica processes those findings itself, and an append that
+// sat in a paused or overloaded Redis's socket meanwhile must not queue them a second time. It
+// answers the entry's ID ("" when full) and Redis's clock.
 var appendScript = redis.NewScript(`
-if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[2]) then return false end
-return redis.call('XADD', KEYS[1], '*', 'f', ARGV[1])`)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now > tonumber(ARGV[3]) then return redis.error_reply('STALE append past its deadline') end
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[2]) then return {'', now} end
+return {redis.call('XADD', KEYS[1], '*', 'f', ARGV[1]), now}`)
 
 // Stream is the durable queue of webhook findings: one Redis stream per source, appended to by the
 // replica that answers the request and drained by a consumer group across all replicas. An entry
@@ -98,6 +105,10 @@ type Stream struct {
 	acks      chan ack
 	slots     chan struct{}
 	downUntil atomic.Int64 // Unix nanoseconds before which appends are refused at once
+	// redisAhead is how far Redis's clock is at least ahead of this replica's, in milliseconds
+	// (negative when behind), from the last answer that carried Redis's time; valid once clockKnown.
+	redisAhead atomic.Int64
+	clockKnown  atomic.Bool
 	groups    sync.Map     // stream key → struct{}, groups known to exist
 	read      sync.Map     // stream key → struct{}, streams this consumer took entries from
 	inflight  sync.Map     // stream key + "\x00" + entry id → struct{}
@@ -246,32 +257,88 @@ func batches[T any](ctx context.Context, ch <-chan T, size int, fn func([]T)) {
 	}
 }
 
-// appendAll sends a batch of appends in one round trip and answers each.
+// appendAll sends a batch of appends in one round trip and answers each. Each append carries a
+// deadline on Redis's clock a grace before this replica gives up waiting, so that an append
+// Redis runs late is refused there rather than queued behind the sender's back.
 func (s *Stream) appendAll(ctx context.Context, batch []*appendReq) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
+	deadline, err := s.appendDeadline(ctx)
+	if err != nil {
+		s.downUntil.Store(time.Now().Add(time.Second).UnixNano())
+		for _, r := range batch {
+			r.done <- fmt.Errorf("appending to %s: %w", r.key, err)
+		}
+		return
+	}
 	pipe := s.client.Pipeline()
 	cmds := make([]*redis.Cmd, len(batch))
 	for i, r := range batch {
-		cmds[i] = appendScript.Eval(ctx, pipe, []string{r.key}, r.payload, s.opts.MaxLen)
+		cmds[i] = appendScript.Eval(ctx, pipe, []string{r.key}, r.payload, s.opts.MaxLen, deadline)
 	}
 	_, _ = pipe.Exec(ctx)
+	received := time.Now()
 	for i, r := range batch {
-		err := cmds[i].Err()
-		switch {
-		case err == nil:
-		case errors.Is(err, redis.Nil):
-			err = fullError{key: r.key}
-		default:
-			var rerr redis.Error
-			if !errors.As(err, &rerr) {
-				// Redis is away: refuse appends for a moment rather than make each request wait.
-				s.downUntil.Store(time.Now().Add(time.Second).UnixNano())
-			}
-			err = fmt.Errorf("appending to %s: %w", r.key, err)
-		}
-		r.done <- err
+		r.done <- s.appended(r.key, cmds[i], received)
 	}
+}
+
+// appended reads one append's answer, learning Redis's clock from it.
+func (s *Stream) appended(key string, cmd *redis.Cmd, received time.Time) error {
+	vals, err := cmd.Slice()
+	if err == nil && len(vals) == 2 {
+		id, _ := vals[0].(string)
+		if now, ok := vals[1].(int64); ok {
+			s.learnClock(now, received)
+		}
+		if id == "" {
+			return fullError{key: key}
+		}
+		return nil
+	}
+	if err == nil {
+		err = fmt.Errorf("unexpected answer %v", vals)
+	}
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		// Redis is away: refuse appends for a moment rather than make each request wait.
+		s.downUntil.Store(time.Now().Add(time.Second).UnixNano())
+	}
+	return fmt.Errorf("appending to %s: %w", key, err)
+}
+
+// appendGrace is the share of the append timeout left for an answer to travel back after the
+// append's deadline on Redis's clock.
+const appendGrace = 4
+
+// appendDeadline is the deadline, on Redis's clock in milliseconds, of appends sent now: the
+// timeout less its grace, moved by how far Redis's clock is at least ahead. Taking the least
+// Redis can be ahead makes the deadline fall, by Redis's own clock, before this replica gives up.
+func (s *Stream) appendDeadline(ctx context.Context) (int64, error) {
+	if !s.clockKnown.Load() {
+		if err := s.syncClock(ctx); err != nil {
+			return 0, err
+		}
+	}
+	budget := s.opts.Timeout - s.opts.Timeout/appendGrace
+	return time.Now().Add(budget).UnixMilli() + s.redisAhead.Load(), nil
+}
+
+// syncClock asks Redis for its time.
+func (s *Stream) syncClock(ctx context.Context) error {
+	t, err := s.client.Time(ctx).Result()
+	if err != nil {
+		return fmt.Errorf("reading Redis's clock: %w", err)
+	}
+	s.learnClock(t.UnixMilli(), time.Now())
+	return nil
+}
+
+// learnClock takes Redis's time now (milliseconds) from an answer received at received. Redis read
+// its clock before the answer arrived, so the difference is the least Redis is ahead.
+func (s *Stream) learnClock(now int64, received time.Time) {
+	s.redisAhead.Store(now - received.UnixMilli())
+	s.clockKnown.Store(true)
 }
 
 // consumeLoop reads new entries for this replica while there is room to process them.

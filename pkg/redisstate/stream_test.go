@@ -350,3 +350,51 @@ func TestStreamHandsBackOnStop(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendRunLateIsRefused: an append sent to a paused Redis fails for the replica (which then
+// processes the findings itself); when Redis resumes and runs the append it waited with, past its
+// deadline, nothing is queued. Without the deadline the findings would be queued and processed a
+// second time.
+func TestAppendRunLateIsRefused(t *testing.T) {
+	e := newStreamEnv(t)
+	ctx := context.Background()
+	s, _ := e.start(t, "late", "a", newRecorder(), StreamOptions{Timeout: 400 * time.Millisecond})
+	key := s.Key("unread")
+	if err := s.Append(ctx, "unread", findings("before", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			if err := srv.Resume(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	defer resume()
+	start := time.Now()
+	if err := s.Append(ctx, "unread", findings("paused", 1)); err == nil {
+		t.Fatal("an append to a paused Redis succeeded")
+	}
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Errorf("the append waited %s for a paused Redis", waited)
+	}
+	time.Sleep(500 * time.Millisecond) // the append's deadline has long passed on any clock
+	resume()
+	waitFor(t, "Redis to answer again", func() bool { return e.client.Ping(ctx).Err() == nil })
+	if n, err := e.client.XLen(ctx, key).Result(); err != nil || n != 1 {
+		t.Errorf("%d entries after Redis resumed (%v), want only the one appended before the pause", n, err)
+	}
+	// The clock learnt from the answers keeps appends working once Redis is back.
+	time.Sleep(time.Second) // past the refusal after the outage
+	if err := s.Append(ctx, "unread", findings("after", 1)); err != nil {
+		t.Fatalf("append after Redis resumed: %v", err)
+	}
+	if n, _ := e.client.XLen(ctx, key).Result(); n != 2 {
+		t.Errorf("%d entries, want 2", n)
+	}
+}
