@@ -63,7 +63,7 @@ type Coordinator struct {
 	// primed is false until the leader's first round has read where the counts stand.
 	primed bool
 	last   time.Time
-	tune  tuning
+	tune   tuning
 }
 
 // NewCoordinator returns a coordinator.

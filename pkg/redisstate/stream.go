@@ -108,10 +108,10 @@ type Stream struct {
 	// redisAhead is how far Redis's clock is at least ahead of this replica's, in milliseconds
 	// (negative when behind), from the last answer that carried Redis's time; valid once clockKnown.
 	redisAhead atomic.Int64
-	clockKnown  atomic.Bool
-	groups    sync.Map     // stream key → struct{}, groups known to exist
-	read      sync.Map     // stream key → struct{}, streams this consumer took entries from
-	inflight  sync.Map     // stream key + "\x00" + entry id → struct{}
+	clockKnown atomic.Bool
+	groups     sync.Map // stream key → struct{}, groups known to exist
+	read       sync.Map // stream key → struct{}, streams this consumer took entries from
+	inflight   sync.Map // stream key + "\x00" + entry id → struct{}
 }
 
 type appendReq struct {
