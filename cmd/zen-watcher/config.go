@@ -82,9 +82,12 @@ type webhookConfig struct {
 	minBodyRate       float64
 	refusalRate       float64
 	refusalBurst      int
-	tlsCertFile       string
-	tlsKeyFile        string
-	secretRefresh     time.Duration
+	// While Redis cannot judge replays: refuse signed requests, or accept recent ones checked locally.
+	replayStrict          bool
+	replayUncheckedWindow time.Duration
+	tlsCertFile           string
+	tlsKeyFile            string
+	secretRefresh         time.Duration
 }
 
 // envFlags maps each flag to its environment variable. The chart sets env and `make run` passes
@@ -153,6 +156,8 @@ func envFlags() map[string]string {
 		"webhook-client-refusal-rate":        "WEBHOOK_CLIENT_REFUSAL_RATE",
 		"webhook-client-refusal-burst":       "WEBHOOK_CLIENT_REFUSAL_BURST",
 		"webhook-min-body-rate":              "WEBHOOK_MIN_BODY_RATE",
+		"webhook-replay-strict":              "WEBHOOK_REPLAY_STRICT",
+		"webhook-replay-unchecked-window":    "WEBHOOK_REPLAY_UNCHECKED_WINDOW",
 		"webhook-tls-cert-file":              "WEBHOOK_TLS_CERT_FILE",
 		"webhook-tls-key-file":               "WEBHOOK_TLS_KEY_FILE",
 		"webhook-secret-refresh":             "WEBHOOK_SECRET_REFRESH",
@@ -270,6 +275,11 @@ func addWebhookFlags(fs *flag.FlagSet, w *webhookConfig) {
 		"refused requests a second one client address may earn (failed authentication, unknown paths, bodies too slow, large or not JSON) "+
 			"before it is answered 429 unread; behind a proxy every sender shares its address, so raise it or set 0 (no budget)")
 	fs.IntVar(&w.refusalBurst, "webhook-client-refusal-burst", 100, "burst above -webhook-client-refusal-rate")
+	fs.BoolVar(&w.replayStrict, "webhook-replay-strict", false,
+		"while Redis cannot tell whether it saw a signature (away, or restarted empty since it was made), answer signed requests 503 "+
+			"instead of accepting recent ones on this replica's own memory")
+	fs.DurationVar(&w.replayUncheckedWindow, "webhook-replay-unchecked-window", 30*time.Second,
+		"without -webhook-replay-strict, how old a signature accepted while Redis cannot judge it may be (older: 503)")
 	fs.StringVar(&w.tlsCertFile, "webhook-tls-cert-file", "", "serve webhooks over TLS with this certificate "+
 		"(PEM, reread when it changes); needed for mTLS webhooks")
 	fs.StringVar(&w.tlsKeyFile, "webhook-tls-key-file", "", "private key of -webhook-tls-cert-file")
@@ -369,6 +379,7 @@ func (c *config) validate() error {
 		{"webhook-min-body-rate", w.minBodyRate, w.minBodyRate >= 0, "0 or more"},
 		{"webhook-client-refusal-rate", w.refusalRate, w.refusalRate >= 0, "0 or more"},
 		{"webhook-client-refusal-burst", w.refusalBurst, w.refusalBurst >= 1, "at least 1"},
+		{"webhook-replay-unchecked-window", w.replayUncheckedWindow, w.replayUncheckedWindow > 0, "positive"},
 		{"webhook-tls-key-file", w.tlsKeyFile, (w.tlsCertFile == "") == (w.tlsKeyFile == ""),
 			"set together with -webhook-tls-cert-file"},
 		{"pprof-port", c.pprofPort, c.pprofPort >= 1 && c.pprofPort <= 65535, "1-65535"},

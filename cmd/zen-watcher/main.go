@@ -206,7 +206,8 @@ func newWebhooks(cfg *config, pipe *pipeline.Pipeline, rc redis.UniversalClient,
 	}
 	var queue *redisstate.Stream
 	if rc != nil {
-		wc.Replay = server.TieredReplayGuard{Shared: redisstate.NewReplayGuard(rc, cfg.release), Local: wc.Replay}
+		wc.Replay = server.TieredReplayGuard{Shared: redisstate.NewReplayGuard(rc, cfg.release, log), Local: wc.Replay,
+			Strict: cfg.webhook.replayStrict, UncheckedWindow: cfg.webhook.replayUncheckedWindow, Metrics: m}
 		if cfg.webhook.durable {
 			var err error
 			queue, err = redisstate.NewStream(rc, redisstate.StreamOptions{

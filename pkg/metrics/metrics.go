@@ -75,6 +75,9 @@ type Metrics struct {
 	WebhookAccepted *prometheus.CounterVec
 	// WebhookQueueFallbacks counts requests the durable queue could not take, by source and reason.
 	WebhookQueueFallbacks *prometheus.CounterVec
+	// WebhookReplayUnchecked counts signed requests the shared replay memory could not judge, by
+	// decision (accepted, refused_strict, refused_age).
+	WebhookReplayUnchecked *prometheus.CounterVec
 	// WebhookQueueDepth is the entries of a source's queue not yet processed (undelivered or pending).
 	WebhookQueueDepth *prometheus.GaugeVec
 	// WebhookStreamLag is the entries of a source's queue not yet delivered to any replica.
@@ -241,6 +244,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "webhook_queue_fallbacks_total",
 			Help: "Webhook requests the durable queue could not take, by source and reason.",
 		}, []string{"source", "reason"}),
+		WebhookReplayUnchecked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_replay_unchecked_total",
+			Help: "Signed webhook requests the shared replay memory could not judge (Redis away or restarted empty), by decision.",
+		}, []string{"decision"}),
 		WebhookQueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "webhook_queue_depth",
 			Help: "Entries of a source's durable queue not yet processed (undelivered or pending).",
@@ -331,7 +338,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.DedupDecisions, m.DedupEffectiveness, m.LowSeverityPercent, m.DedupRateRatio,
 		m.StrategyChanges, m.OrderInForce, m.SharedStoreAvailable, m.DedupFallbacks,
 		m.DedupWindowSeconds, m.DedupCacheSize, m.WebhookRequests, m.WebhookBytes, m.WebhookRejected,
-		m.WebhookAuthFailures, m.WebhookRateLimited, m.WebhookFindings, m.WebhookAccepted, m.WebhookQueueFallbacks,
+		m.WebhookAuthFailures, m.WebhookRateLimited, m.WebhookFindings, m.WebhookAccepted, m.WebhookQueueFallbacks, m.WebhookReplayUnchecked,
 		m.WebhookQueueDepth, m.WebhookStreamLag, m.WebhookQueueClaimed, m.WebhookQueueLost, m.WebhookQueueProcessed,
 		m.WebhookConnections, m.WebhookConnectionsRefused, m.SourceReady, m.Members, m.PartitionsOwned, m.Rebalances, m.IsLeader, m.LeaderTransitions,
 		m.FailoverSeconds, m.NamespacesOwned, m.CleanupDeleted, m.CleanupRuns, m.CleanupDuration, m.CleanupErrors, m.CleanupBacklog,

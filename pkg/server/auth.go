@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	utilcache "k8s.io/apimachinery/pkg/util/cache"
+
+	"github.com/kube-zen/zen-watcher/pkg/metrics"
 )
 
 // Authenticator decides whether a request may deliver findings. A non-nil error is the reason it
@@ -46,6 +49,7 @@ const (
 	errExpired            = authError("expired")
 	errReplayed           = authError("replayed")
 	errReplayCheck        = authError("replay_check_failed")
+	errReplayUnverifiable = authError("replay_unverifiable")
 	errNoTLS              = authError("no_tls")
 	errMissingCertificate = authError("missing_certificate")
 	errExpiredCertificate = authError("expired_certificate")
@@ -89,9 +93,16 @@ const (
 
 // ReplayGuard remembers signatures for a while, so that a captured request cannot be sent again.
 type ReplayGuard interface {
-	// Remember records key for ttl and reports whether it was new.
-	Remember(ctx context.Context, key string, ttl time.Duration) (bool, error)
+	// Remember records key, a signature made at signedAt, for ttl and reports whether it was new.
+	// An error wrapping ErrUnverifiable says the memory cannot tell.
+	Remember(ctx context.Context, key string, signedAt time.Time, ttl time.Duration) (bool, error)
 }
+
+// ErrUnverifiable is a replay memory's answer when it cannot tell whether it saw a signature:
+// the shared memory is away, or lost what it held since the signature was made. The request is
+// answered 503 with Retry-After: it is genuine, and a retry once the memory answers again is
+// judged properly.
+var ErrUnverifiable = errors.New("the replay memory cannot tell whether it saw this signature")
 
 // HMACAuth accepts requests signed with a shared key: the signature header carries
 // hex(HMAC-SHA256(key, timestamp + "." + body)), optionally prefixed "sha256=", and the timestamp
@@ -177,8 +188,10 @@ func (h *HMACAuth) Authenticate(r *http.Request, body []byte) error {
 	}
 	// The replay memory keys on the MAC itself, not on how the header spelled it: the same
 	// signature in upper case, or without "sha256=", is the same request again.
-	fresh, err := h.Replay.Remember(r.Context(), hex.EncodeToString(sig), 2*window)
+	fresh, err := h.Replay.Remember(r.Context(), hex.EncodeToString(sig), time.Unix(ts, 0), 2*window)
 	switch {
+	case errors.Is(err, ErrUnverifiable):
+		return errReplayUnverifiable
 	case err != nil:
 		return errReplayCheck
 	case !fresh:
@@ -251,7 +264,7 @@ type LocalReplayGuard struct {
 }
 
 // Remember implements ReplayGuard.
-func (g *LocalReplayGuard) Remember(_ context.Context, key string, ttl time.Duration) (bool, error) {
+func (g *LocalReplayGuard) Remember(_ context.Context, key string, _ time.Time, ttl time.Duration) (bool, error) {
 	g.once.Do(func() {
 		limit := g.Max
 		if limit <= 0 {
@@ -269,19 +282,62 @@ func (g *LocalReplayGuard) Remember(_ context.Context, key string, ttl time.Dura
 }
 
 // TieredReplayGuard remembers in Shared (Redis, seen by every replica) and in Local. While Shared
-// answers it decides alone — Local only records, for an outage to come — and while Shared fails
-// Local decides, so that an outage of Redis does not refuse every signed request.
+// answers it decides alone — Local only records, for an outage to come. While Shared cannot tell
+// (Redis away, or restarted empty since the signature was made) the request is unchecked across
+// replicas: in Strict mode it is refused as unverifiable; otherwise Local decides, but only for
+// a signature made within UncheckedWindow, so that a replay to another replica has that long at
+// most. Each unchecked request is counted, accepted or refused.
 type TieredReplayGuard struct {
 	Shared ReplayGuard
 	Local  ReplayGuard
+	Strict bool
+	// UncheckedWindow bounds the age of a signature accepted unchecked (DefaultUncheckedWindow
+	// when zero).
+	UncheckedWindow time.Duration
+	Metrics         *metrics.Metrics
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
 }
 
+// DefaultUncheckedWindow is how old a signature accepted while the shared replay memory cannot
+// tell may be.
+const DefaultUncheckedWindow = 30 * time.Second
+
 // Remember implements ReplayGuard.
-func (t TieredReplayGuard) Remember(ctx context.Context, key string, ttl time.Duration) (bool, error) {
-	local, lerr := t.Local.Remember(ctx, key, ttl)
-	shared, serr := t.Shared.Remember(ctx, key, ttl)
-	if serr != nil {
-		return local, lerr
+func (t TieredReplayGuard) Remember(ctx context.Context, key string, signedAt time.Time, ttl time.Duration) (bool, error) {
+	local, lerr := t.Local.Remember(ctx, key, signedAt, ttl)
+	shared, serr := t.Shared.Remember(ctx, key, signedAt, ttl)
+	if serr == nil {
+		return shared, nil
 	}
-	return shared, nil
+	now := time.Now
+	if t.Now != nil {
+		now = t.Now
+	}
+	window := t.UncheckedWindow
+	if window <= 0 {
+		window = DefaultUncheckedWindow
+	}
+	age := now().Sub(signedAt)
+	switch {
+	case t.Strict:
+		t.count("refused_strict")
+		return false, fmt.Errorf("%w: %w", ErrUnverifiable, serr)
+	case age > window || age < -window:
+		t.count("refused_age")
+		return false, fmt.Errorf("%w: signed %s ago, over the %s allowed unchecked: %w", ErrUnverifiable,
+			age.Round(time.Second), window, serr)
+	case lerr != nil:
+		return false, lerr
+	case !local:
+		return false, nil // this replica saw it: a replay
+	}
+	t.count("accepted")
+	return true, nil
+}
+
+func (t TieredReplayGuard) count(decision string) {
+	if t.Metrics != nil {
+		t.Metrics.WebhookReplayUnchecked.WithLabelValues(decision).Inc()
+	}
 }

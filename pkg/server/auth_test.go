@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/kube-zen/zen-watcher/internal/testenv"
+	"github.com/kube-zen/zen-watcher/pkg/metrics"
 	"github.com/kube-zen/zen-watcher/pkg/sources/falco"
 )
 
@@ -80,30 +82,30 @@ func TestReplayGuards(t *testing.T) {
 	ctx := context.Background()
 	g := &LocalReplayGuard{Max: 2}
 	for i, want := range []bool{true, false} {
-		if fresh, err := g.Remember(ctx, "a", time.Minute); fresh != want || err != nil {
+		if fresh, err := g.Remember(ctx, "a", time.Now(), time.Minute); fresh != want || err != nil {
 			t.Errorf("remember a #%d: %v, %v", i, fresh, err)
 		}
 	}
-	if fresh, _ := g.Remember(ctx, "b", time.Millisecond); !fresh {
+	if fresh, _ := g.Remember(ctx, "b", time.Now(), time.Millisecond); !fresh {
 		t.Error("b not fresh")
 	}
 	time.Sleep(5 * time.Millisecond)
-	if fresh, _ := g.Remember(ctx, "b", time.Minute); !fresh {
+	if fresh, _ := g.Remember(ctx, "b", time.Now(), time.Minute); !fresh {
 		t.Error("b not fresh again after it expired")
 	}
 	// Full: the least recently seen key is forgotten, and a genuine new one is never refused.
-	if fresh, err := g.Remember(ctx, "c", time.Minute); !fresh || err != nil {
+	if fresh, err := g.Remember(ctx, "c", time.Now(), time.Minute); !fresh || err != nil {
 		t.Errorf("a new key with the memory full: %v, %v", fresh, err)
 	}
-	if fresh, _ := g.Remember(ctx, "c", time.Minute); fresh {
+	if fresh, _ := g.Remember(ctx, "c", time.Now(), time.Minute); fresh {
 		t.Error("c replayed: not caught")
 	}
 
 	tiered := TieredReplayGuard{Shared: failingGuard{}, Local: &LocalReplayGuard{}}
-	if fresh, err := tiered.Remember(ctx, "x", time.Minute); !fresh || err != nil {
+	if fresh, err := tiered.Remember(ctx, "x", time.Now(), time.Minute); !fresh || err != nil {
 		t.Errorf("shared down, first: %v, %v", fresh, err)
 	}
-	if fresh, _ := tiered.Remember(ctx, "x", time.Minute); fresh {
+	if fresh, _ := tiered.Remember(ctx, "x", time.Now(), time.Minute); fresh {
 		t.Error("shared down: the local tier did not catch the replay")
 	}
 
@@ -112,18 +114,87 @@ func TestReplayGuards(t *testing.T) {
 	shared := &LocalReplayGuard{}
 	answering := TieredReplayGuard{Shared: shared, Local: &LocalReplayGuard{Max: 1}}
 	for i := range 1000 {
-		if fresh, err := answering.Remember(ctx, fmt.Sprint("genuine-", i), time.Minute); !fresh || err != nil {
+		if fresh, err := answering.Remember(ctx, fmt.Sprint("genuine-", i), time.Now(), time.Minute); !fresh || err != nil {
 			t.Fatalf("genuine request %d refused: %v, %v", i, fresh, err)
 		}
 	}
-	if fresh, _ := answering.Remember(ctx, "genuine-0", time.Minute); fresh {
+	if fresh, _ := answering.Remember(ctx, "genuine-0", time.Now(), time.Minute); fresh {
 		t.Error("a replay the shared tier knows was accepted because the local tier forgot it")
+	}
+}
+
+// TestUnverifiableIsRetried: a genuine signature the replay memory cannot judge is answered 503
+// with Retry-After and counted under its reason.
+func TestUnverifiableIsRetried(t *testing.T) {
+	key := []byte("s3cret")
+	w, m := newHooks(t, &countingHandler{})
+	if err := w.Register(Route{Path: "/strict", Source: "strict", Parser: falco.Parser{}, Auth: &HMACAuth{Key: key,
+		Replay: TieredReplayGuard{Shared: failingGuard{}, Local: &LocalReplayGuard{}, Strict: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("POST", "/strict", strings.NewReader(alert))
+	req.Header.Set(DefaultSignatureHeader, Sign(key, time.Now(), []byte(alert)))
+	req.Header.Set(DefaultTimestampHeader, strconv.FormatInt(time.Now().Unix(), 10))
+	rec := httptest.NewRecorder()
+	w.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("HTTP %d, Retry-After %q; want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if n := testutil.ToFloat64(m.WebhookAuthFailures.WithLabelValues("strict", "replay_unverifiable")); n != 1 {
+		t.Errorf("replay_unverifiable counted %v times", n)
+	}
+}
+
+// TestUncheckedReplays: while the shared memory cannot judge a signature, strict mode refuses it
+// as unverifiable; otherwise a recent one is judged by this replica's memory and an old one
+// refused, and each decision is counted.
+func TestUncheckedReplays(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	cases := []struct {
+		name     string
+		strict   bool
+		signedAt time.Time
+		seen     bool // this replica saw the signature before
+		fresh    bool
+		unverif  bool
+		decision string
+	}{
+		{"recent", false, now.Add(-10 * time.Second), false, true, false, "accepted"},
+		{"recent, seen here", false, now.Add(-10 * time.Second), true, false, false, ""},
+		{"older than the unchecked window", false, now.Add(-2 * time.Minute), false, false, true, "refused_age"},
+		{"from the future", false, now.Add(2 * time.Minute), false, false, true, "refused_age"},
+		{"strict", true, now, false, false, true, "refused_strict"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := metrics.New(prometheus.NewRegistry())
+			local := &LocalReplayGuard{}
+			if tc.seen {
+				_, _ = local.Remember(ctx, "k", tc.signedAt, time.Minute)
+			}
+			g := TieredReplayGuard{Shared: failingGuard{}, Local: local, Strict: tc.strict, Metrics: m,
+				Now: func() time.Time { return now }}
+			fresh, err := g.Remember(ctx, "k", tc.signedAt, 10*time.Minute)
+			if fresh != tc.fresh || errors.Is(err, ErrUnverifiable) != tc.unverif {
+				t.Errorf("fresh %v, error %v; want fresh %v, unverifiable %v", fresh, err, tc.fresh, tc.unverif)
+			}
+			for _, d := range []string{"accepted", "refused_strict", "refused_age"} {
+				want := 0.0
+				if d == tc.decision {
+					want = 1
+				}
+				if got := testutil.ToFloat64(m.WebhookReplayUnchecked.WithLabelValues(d)); got != want {
+					t.Errorf("%s counted %v, want %v", d, got, want)
+				}
+			}
+		})
 	}
 }
 
 type failingGuard struct{}
 
-func (failingGuard) Remember(context.Context, string, time.Duration) (bool, error) {
+func (failingGuard) Remember(context.Context, string, time.Time, time.Duration) (bool, error) {
 	return false, errors.New("down")
 }
 

@@ -352,9 +352,17 @@ func jsonish(ct string) bool {
 		mt == "text/plain" || strings.HasSuffix(mt, "+json")
 }
 
-// refuseAuth answers 401, counting the reason; the log line (rate-limited) names the client.
+// refuseAuth answers 401, counting the reason; the log line (rate-limited) names the client. A
+// genuine signature the replay memory cannot judge now is answered 503, to be retried.
 func (w *Webhooks) refuseAuth(rw http.ResponseWriter, r *http.Request, src string, err error) {
 	w.metrics.WebhookAuthFailures.WithLabelValues(src, err.Error()).Inc()
+	if errors.Is(err, errReplayUnverifiable) {
+		w.logRefusal(r, src, http.StatusServiceUnavailable, err.Error())
+		rw.Header().Set("Retry-After", "5")
+		w.reject(rw, src, "replay_unverifiable", http.StatusServiceUnavailable,
+			"the replay memory is unavailable; retry later")
+		return
+	}
 	w.logRefusal(r, src, http.StatusUnauthorized, err.Error())
 	w.reject(rw, src, "auth", http.StatusUnauthorized, "not authenticated")
 }
