@@ -211,12 +211,13 @@ func (c *Coordinator) beginTerm(ctx context.Context) bool {
 	return true
 }
 
-// prime is the baseline round: where every replica's counts stand, and the tuning in force, from
-// which this term's tuning moves on gently.
+// prime is the baseline round: where every replica's counts stand, and the cache size in force
+// (the published one, else this replica's own), from which this term's tuning moves on gently.
 func (c *Coordinator) prime(ctx context.Context, all map[string]map[string]pipeline.OrderStats) {
 	c.prev, c.primed = all, true
+	c.tune = tuning{size: c.cfg.Cache.Capacity()}
 	if _, size, ok, err := c.cfg.State.Tuning(ctx); err == nil && ok {
-		c.tune = tuning{size: size}
+		c.tune.size = size
 	}
 }
 

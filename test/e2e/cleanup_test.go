@@ -34,30 +34,8 @@ func TestCleanupSurvivesLeaderKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mk := func(prefix string, n int, expiresAt int64) {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range 16 {
-			wg.Go(func() {
-				for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
-					ttl := int64(3600)
-					o := &v1alpha1.Observation{
-						ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("%s-%d", prefix, i), Labels: map[string]string{
-							v1alpha1.LabelSource: "ttl-test", v1alpha1.LabelExpiresAt: strconv.FormatInt(expiresAt, 10)}},
-						Spec: v1alpha1.ObservationSpec{Source: "ttl-test", Category: "operations", Severity: "info",
-							EventType: "test", TTLSecondsAfterCreation: &ttl},
-					}
-					if err := c.Create(context.Background(), o); err != nil {
-						t.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-	}
-	mk("expired", 3000, time.Now().Add(-time.Hour).Unix())
-	mk("live", 500, time.Now().Add(time.Hour).Unix())
+	ttlObservations(t, c, ns, "expired", 3000, time.Now().Add(-time.Hour).Unix())
+	ttlObservations(t, c, ns, "live", 500, time.Now().Add(time.Hour).Unix())
 
 	f := &fleet{t: t, redis: redisSrv.Addr, replicas: map[string]*replica{}}
 	for _, id := range []string{"cl-0", "cl-1"} {
@@ -112,4 +90,29 @@ func TestCleanupSurvivesLeaderKill(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// ttlObservations creates n Observations named <prefix>-<i> in ns that expire at expiresAt.
+func ttlObservations(t *testing.T, c *obsclient.Client, ns, prefix string, n int, expiresAt int64) {
+	t.Helper()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+				ttl := int64(3600)
+				o := &v1alpha1.Observation{
+					ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("%s-%d", prefix, i), Labels: map[string]string{
+						v1alpha1.LabelSource: "ttl-test", v1alpha1.LabelExpiresAt: strconv.FormatInt(expiresAt, 10)}},
+					Spec: v1alpha1.ObservationSpec{Source: "ttl-test", Category: "operations", Severity: "info",
+						EventType: "test", TTLSecondsAfterCreation: &ttl},
+				}
+				if err := c.Create(context.Background(), o); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -60,8 +60,11 @@ func (f *fleet) waitReady() {
 }
 
 // metric reads one sample of a replica's /metrics, or -1.
-func (r *replica) metric(name string) float64 {
-	resp, err := http.Get("http://" + r.metricsAddr + "/metrics")
+func (r *replica) metric(name string) float64 { return r.metricWith(http.DefaultClient, name) }
+
+// metricWith is metric through client.
+func (r *replica) metricWith(client *http.Client, name string) float64 {
+	resp, err := client.Get("http://" + r.metricsAddr + "/metrics")
 	if err != nil {
 		return -1
 	}

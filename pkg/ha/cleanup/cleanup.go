@@ -166,17 +166,15 @@ func (c *Cleaner) RunOnce(ctx context.Context, fence ha.Fence) (Result, error) {
 	for range c.cfg.Workers {
 		wg.Go(func() {
 			for it := range work {
-				if !fence.Held() {
-					depose(errDeposed)
-					skipped.Add(1)
-					continue
-				}
-				switch err := c.delete(ctx, it); {
+				switch err := c.delete(ctx, fence, it); {
 				case err == nil:
 					deleted.Add(1)
 					// Counted as it happens: a run takes minutes, and a leader killed during one
 					// must have shown what it deleted.
 					c.cfg.Metrics.CleanupDeleted.WithLabelValues("expired").Inc()
+				case errors.Is(err, errDeposed):
+					depose(err)
+					skipped.Add(1)
 				case apierrors.IsNotFound(err):
 					gone.Add(1)
 				case apierrors.IsConflict(err):
@@ -250,8 +248,8 @@ func (c *Cleaner) expired(m *metav1.PartialObjectMetadata, now time.Time) bool {
 	return !m.CreationTimestamp.IsZero() && now.Sub(m.CreationTimestamp.Time) >= c.cfg.TTL
 }
 
-// delete deletes one Observation if it is still the one decided on.
-func (c *Cleaner) delete(ctx context.Context, it item) error {
+// delete deletes one Observation if it is still the one decided on and fence still holds.
+func (c *Cleaner) delete(ctx context.Context, fence ha.Fence, it item) error {
 	// Reserve and wait, rather than Limiter.Wait, which refuses at once a wait that would pass the
 	// deadline: a run cut short must say so, not count the rest as failures.
 	r := c.limiter.Reserve()
@@ -260,6 +258,11 @@ func (c *Cleaner) delete(ctx context.Context, it item) error {
 	case <-ctx.Done():
 		r.Cancel()
 		return ctx.Err()
+	}
+	// Asked after the wait, right before the request: a process paused while it waited resumes
+	// with the wait over.
+	if !fence.Held() {
+		return errDeposed
 	}
 	uid := types.UID(it.uid)
 	pre := metav1.Preconditions{UID: &uid, ResourceVersion: &it.rv}

@@ -199,7 +199,7 @@ func TestStaleDecisionDeletesNothing(t *testing.T) {
 		if it.name != "x" {
 			continue
 		}
-		if err := c.delete(context.Background(), it); err == nil {
+		if err := c.delete(context.Background(), ha.Unfenced, it); err == nil {
 			t.Fatal("the stale decision deleted the recreated Observation")
 		}
 	}

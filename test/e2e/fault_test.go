@@ -1,0 +1,378 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+
+	"github.com/kube-zen/zen-watcher/internal/testenv"
+	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+	"github.com/kube-zen/zen-watcher/pkg/obsclient"
+)
+
+// apiProxy stands between one replica and the API server and records every request it passes
+// on, with when it arrived: what a replica did is read here, not from its own metrics.
+type apiProxy struct {
+	kubeconfig string
+
+	mu    sync.Mutex
+	calls []apiCall
+}
+
+type apiCall struct {
+	at           time.Time
+	method, path string
+}
+
+func startAPIProxy(t *testing.T) *apiProxy {
+	t.Helper()
+	target, err := url.Parse(cluster.Config.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := rest.TransportFor(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &apiProxy{}
+	rp := &httputil.ReverseProxy{
+		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(target); r.Out.Host = target.Host },
+		Transport:     tr,
+		FlushInterval: -1, // watches stream
+		ErrorLog:      log.New(io.Discard, "", 0), // a replica that stops cancels its watches
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		p.calls = append(p.calls, apiCall{at: time.Now(), method: r.Method, path: r.URL.Path})
+		p.mu.Unlock()
+		rp.ServeHTTP(w, r)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	p.kubeconfig = filepath.Join(t.TempDir(), "kubeconfig")
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: proxy, cluster: {server: "http://%s"}}]
+users: [{name: proxy, user: {}}]
+contexts: [{name: proxy, context: {cluster: proxy, user: proxy}}]
+current-context: proxy
+`, ln.Addr())
+	if err := os.WriteFile(p.kubeconfig, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// count is how many requests of method to a path containing part arrived at or after since.
+func (p *apiProxy) count(since time.Time, method, part string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, c := range p.calls {
+		if !c.at.Before(since) && c.method == method && strings.Contains(c.path, part) {
+			n++
+		}
+	}
+	return n
+}
+
+// redisMonitor records every command Redis runs (MONITOR), with Redis's time of it.
+type redisMonitor struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func startRedisMonitor(t *testing.T, addr string) *redisMonitor {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if _, err := conn.Write([]byte("MONITOR\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	m := &redisMonitor{}
+	go func() {
+		sc := bufio.NewScanner(conn)
+		sc.Buffer(make([]byte, 1<<20), 1<<24)
+		for sc.Scan() {
+			m.mu.Lock()
+			m.lines = append(m.lines, sc.Text())
+			m.mu.Unlock()
+		}
+	}()
+	return m
+}
+
+// fencedWrites counts the fenced writes of release's shared state Redis ran at or after since, by
+// the term they carried.
+func (m *redisMonitor) fencedWrites(release string, since time.Time) map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	termKey := `"zw:{` + release + `}:term"`
+	out := map[string]int{}
+	for _, line := range m.lines {
+		ts, rest, ok := strings.Cut(strings.TrimPrefix(line, "+"), " ")
+		if !ok {
+			continue
+		}
+		at, err := strconv.ParseFloat(ts, 64)
+		if err != nil || at < float64(since.UnixMicro())/1e6 {
+			continue
+		}
+		// EVAL(SHA) <script> 2 <term key> <hash key> <term> ...: the begin-term script has one key.
+		_, after, found := strings.Cut(rest, termKey+` "zw:{`+release+`}:`)
+		if !found {
+			continue
+		}
+		fields := strings.Fields(after)
+		if len(fields) >= 2 {
+			out[strings.Trim(fields[1], `"`)]++
+		}
+	}
+	return out
+}
+
+// faultNamespaces are 50 namespaces named as teams name them.
+func faultNamespaces(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, team := range []string{"payments", "checkout", "search", "identity", "billing", "ledger", "catalog", "media", "ads", "notify"} {
+		for _, env := range []string{"prod", "staging", "dev", "qa", "canary"} {
+			ns := team + "-" + env
+			createNamespace(t, ns)
+			out = append(out, ns)
+		}
+	}
+	return out
+}
+
+// gauges samples a metric of each replica every 200 ms until stop is called; a replica that does
+// not answer (paused) reads -1.
+type gauges struct {
+	mu      sync.Mutex
+	samples map[string][]sample
+	stop    chan struct{}
+	done    sync.WaitGroup
+}
+
+type sample struct {
+	at            time.Time
+	leader, cache float64
+}
+
+func sampleGauges(rs map[string]*replica) *gauges {
+	g := &gauges{samples: map[string][]sample{}, stop: make(chan struct{})}
+	client := &http.Client{Timeout: 150 * time.Millisecond}
+	for id, r := range rs {
+		g.done.Go(func() {
+			tick := time.NewTicker(200 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-g.stop:
+					return
+				case <-tick.C:
+				}
+				s := sample{at: time.Now(), leader: r.metricWith(client, "zen_watcher_leader"),
+					cache: r.metricWith(client, "zen_watcher_dedup_cache_size")}
+				g.mu.Lock()
+				g.samples[id] = append(g.samples[id], s)
+				g.mu.Unlock()
+			}
+		})
+	}
+	return g
+}
+
+func (g *gauges) end() map[string][]sample {
+	close(g.stop)
+	g.done.Wait()
+	return g.samples
+}
+
+// TestPausedLeaderStopsActing: the leader is paused (SIGSTOP) for three lease durations in the
+// middle of a cleanup run, under a steady load of warnings in 50 namespaces. Another replica takes
+// over; when the old leader resumes it deletes nothing, writes no tuning or order under its old
+// term, and reports itself not leading, while no two replicas report leading at once and no
+// replica's dedup cache shrinks by more than a quarter from one sample to the next. At the end
+// every warning has exactly one Observation, every expired Observation is gone and every live one
+// is there.
+func TestPausedLeaderStopsActing(t *testing.T) {
+	redisSrv, err := testenv.StartRedis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer redisSrv.Close()
+	ensureNamespace(t, haNamespace)
+	ns := "fault-cleanup"
+	createNamespace(t, ns)
+	rc := rest.CopyConfig(cluster.Config)
+	rc.QPS, rc.Burst = -1, 1000
+	c, err := obsclient.New(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ttlObservations(t, c, ns, "expired", 3000, time.Now().Add(-time.Hour).Unix())
+	ttlObservations(t, c, ns, "live", 500, time.Now().Add(time.Hour).Unix())
+	l := &load{namespaces: faultNamespaces(t)}
+
+	const release = "fault"
+	proxies := map[string]*apiProxy{}
+	rs := map[string]*replica{}
+	for _, id := range []string{"fault-a", "fault-b", "fault-c"} {
+		proxies[id] = startAPIProxy(t)
+		rs[id] = startReplica(t, id, "-namespace", haNamespace, "-member-id", id, "-redis-addr", redisSrv.Addr,
+			"-release", release, "-kubeconfig", proxies[id].kubeconfig,
+			"-member-lease-duration", "4s", "-member-renew-interval", "1s",
+			"-leader-lease-duration", "4s", "-leader-renew-deadline", "3s", "-leader-retry-period", "500ms",
+			"-coordination-interval", "1s", "-ha-optimization",
+			"-cleanup-interval", "1s", "-cleanup-deletes-per-second", "100")
+	}
+	for _, r := range rs {
+		r.waitReady(t, 30*time.Second)
+	}
+	l.run(t, 50*time.Millisecond)
+	var old string
+	eventually(t, 30*time.Second, func(context.Context) error {
+		for id, r := range rs {
+			if r.metric(`zen_watcher_cleanup_deleted_total{reason="expired"}`) > 0 {
+				old = id
+				return nil
+			}
+		}
+		return fmt.Errorf("no leader has started deleting")
+	})
+	monitor := startRedisMonitor(t, redisSrv.Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: redisSrv.Addr})
+	defer rdb.Close()
+	oldTerm, err := rdb.HGet(context.Background(), "zw:{"+release+"}:term", "n").Result()
+	if err != nil {
+		t.Fatalf("reading the leader's term: %v", err)
+	}
+	time.Sleep(3 * time.Second) // the first tunings are in force
+	g := sampleGauges(rs)
+
+	if err := rs[old].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	eventually(t, 20*time.Second, func(context.Context) error {
+		if h := leaseHolder(t, release+"-leader"); h == old || h == "" {
+			return fmt.Errorf("the Lease is still %q's", h)
+		}
+		return nil
+	})
+	time.Sleep(time.Until(paused.Add(12 * time.Second)))
+	if err := rs[old].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	t.Logf("%s paused for %s; the Lease is %s's", old, resumed.Sub(paused).Round(time.Millisecond), leaseHolder(t, release+"-leader"))
+	eventually(t, 5*time.Second, func(context.Context) error {
+		if v := rs[old].metric("zen_watcher_leader"); v != 0 {
+			return fmt.Errorf("the resumed replica's leader gauge reads %v", v)
+		}
+		return nil
+	})
+	time.Sleep(5 * time.Second) // what a stale leader would do, it does now
+	samples := g.end()
+
+	if n := proxies[old].count(resumed, http.MethodDelete, "/observations/"); n != 0 {
+		t.Errorf("the deposed leader sent %d deletes after it resumed", n)
+	}
+	writes := monitor.fencedWrites(release, resumed)
+	if writes[oldTerm] != 0 {
+		t.Errorf("Redis ran %d fenced writes under the deposed leader's term %s after it resumed", writes[oldTerm], oldTerm)
+	}
+	if len(writes) == 0 {
+		t.Error("no fenced write at all after the resume: the new leader publishes nothing, or the monitor sees nothing")
+	}
+	if b := rs[old].metric("zen_watcher_cleanup_backlog"); b != 0 {
+		t.Errorf("the deposed leader reports a cleanup backlog of %v", b)
+	}
+	checkGauges(t, samples, resumed.Add(time.Second))
+
+	l.pause()
+	exactlyOnce(t, l, "after the leader's pause")
+	eventually(t, 90*time.Second, func(ctx context.Context) error {
+		list, err := c.ListObservations(ctx, ns, v1alpha1.LabelSource+"=ttl-test")
+		if err != nil {
+			return err
+		}
+		live := 0
+		for _, o := range list.Items {
+			if !strings.HasPrefix(o.Name, "live-") {
+				return fmt.Errorf("%s is still there (%d left)", o.Name, len(list.Items))
+			}
+			live++
+		}
+		if live != 500 {
+			return fmt.Errorf("%d live Observations, want 500", live)
+		}
+		return nil
+	})
+}
+
+// checkGauges: from settled on, at most one replica reports leading in any round of samples, and
+// no replica's cache shrinks by more than a quarter from one sample to the next.
+func checkGauges(t *testing.T, samples map[string][]sample, settled time.Time) {
+	t.Helper()
+	leading := map[time.Duration]map[string]bool{} // 200 ms slot → replicas leading
+	for id, ss := range samples {
+		prev := -1.0
+		for _, s := range ss {
+			if s.cache < 0 {
+				continue // paused
+			}
+			if prev > 0 && s.cache < prev*3/4 {
+				t.Errorf("%s's dedup cache went from %v to %v at %s", id, prev, s.cache, s.at.Format("15:04:05.000"))
+			}
+			prev = s.cache
+			if s.at.After(settled) && s.leader == 1 {
+				slot := s.at.Sub(settled) / (200 * time.Millisecond)
+				if leading[slot] == nil {
+					leading[slot] = map[string]bool{}
+				}
+				leading[slot][id] = true
+			}
+		}
+	}
+	for slot, ids := range leading {
+		if len(ids) > 1 {
+			t.Errorf("%v report leading %s after the resume settled", keys(ids), slot*200*time.Millisecond)
+		}
+	}
+}
+
+func leaseHolder(t *testing.T, name string) string {
+	t.Helper()
+	l, err := cluster.Kube.CoordinationV1().Leases(haNamespace).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
+}
