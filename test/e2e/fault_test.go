@@ -56,7 +56,7 @@ func startAPIProxy(t *testing.T) *apiProxy {
 	rp := &httputil.ReverseProxy{
 		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(target); r.Out.Host = target.Host },
 		Transport:     tr,
-		FlushInterval: -1, // watches stream
+		FlushInterval: -1,                         // watches stream
 		ErrorLog:      log.New(io.Discard, "", 0), // a replica that stops cancels its watches
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
