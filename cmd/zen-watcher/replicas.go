@@ -44,6 +44,7 @@ func newReplicas(cfg *config, kube kubernetes.Interface, m *metrics.Metrics, log
 			LeaseDuration: cfg.memberLease, RenewInterval: cfg.memberRenew, Log: r.log,
 		})
 		r.sharder = shard.NewSharder(cfg.memberID, cfg.partitions, cfg.shardHash == "balanced", m, r.log)
+		r.sharder.UseTenure(r.members)
 	}
 	return r
 }

@@ -20,6 +20,8 @@ type listerWatcher struct {
 	share  Ranges
 	hash   Hasher
 	server bool // ask the API server to filter: only when the share is of the FNV-1a space
+	// held, when set, reports whether the share still holds; once it does not, nothing is kept.
+	held func() bool
 }
 
 // Wrap narrows lw to share of the FNV-1a space, with the API server's help. A share that is the
@@ -98,6 +100,9 @@ func (l *listerWatcher) WatchWithContext(ctx context.Context, o metav1.ListOptio
 }
 
 func (l *listerWatcher) keeps(obj runtime.Object) bool {
+	if l.held != nil && !l.held() {
+		return false
+	}
 	m, err := meta.Accessor(obj)
 	if err != nil {
 		return true // not an object with metadata: let the informer decide

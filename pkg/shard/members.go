@@ -38,13 +38,21 @@ type MembersConfig struct {
 // Members keeps this replica's member Lease renewed and follows the others'. The member set is the
 // replicas whose Leases are unexpired; a replica that stops gracefully deletes its Lease, so the
 // others rebalance at once, and one that dies drops out when its Lease expires.
+//
+// A replica that has not renewed its Lease for a lease duration (paused, or cut off from the API
+// server) may have been dropped by the others, who own its namespaces now: its tenure lapses. The
+// informers it wrapped for the tenure that lapsed keep nothing more, and the member set it
+// publishes is empty until it has renewed and read the set again.
 type Members struct {
 	cfg       MembersConfig
 	lister    func() ([]*coordinationv1.Lease, error)
 	lastRenew atomic.Int64
+	renewed   atomic.Pointer[time.Time] // when the last successful renewal was sent (monotonic)
+	tenure    atomic.Uint64             // counts the lapses
 
 	mu      sync.Mutex
 	current []string
+	lapsed  bool // a lapse was seen and no renewal has succeeded since
 	changes chan []string
 }
 
@@ -77,6 +85,34 @@ func (m *Members) Healthy() error {
 		return fmt.Errorf("member lease not renewed for %s", since.Round(time.Second))
 	}
 	return nil
+}
+
+// Tenure implements Membership.
+func (m *Members) Tenure() uint64 { return m.tenure.Load() }
+
+// Holds implements Membership: the tenure is the one in force and the Lease was renewed less than
+// a lease duration ago, by this process's monotonic clock, so that a pause counts.
+func (m *Members) Holds(tenure uint64) bool {
+	return m.tenure.Load() == tenure && m.fresh()
+}
+
+func (m *Members) fresh() bool {
+	sent := m.renewed.Load()
+	return sent != nil && time.Since(*sent) < m.cfg.LeaseDuration
+}
+
+// checkLapse ends the tenure in force if the Lease has gone unrenewed for a lease duration: the
+// informers of that tenure keep nothing more, and the empty member set is published, so that the
+// share is read again once the Lease is renewed. Called with mu held.
+func (m *Members) checkLapse() {
+	if m.lapsed || m.renewed.Load() == nil || m.fresh() {
+		return
+	}
+	m.lapsed = true
+	m.tenure.Add(1)
+	m.cfg.Log.Warn("member lease not renewed for a lease duration; owning nothing until it is",
+		"leaseDuration", m.cfg.LeaseDuration)
+	m.publish(nil)
 }
 
 func (m *Members) leaseName() string { return m.cfg.Release + "-member-" + m.cfg.ID }
@@ -125,8 +161,12 @@ func (m *Members) Run(ctx context.Context) error {
 
 // renew creates or renews this replica's Lease.
 func (m *Members) renew(ctx context.Context) error {
+	m.mu.Lock()
+	m.checkLapse() // before the renewal can make the old tenure look fresh again
+	m.mu.Unlock()
 	leases := m.cfg.Client.CoordinationV1().Leases(m.cfg.Namespace)
-	now := metav1.NewMicroTime(time.Now())
+	sent := time.Now()
+	now := metav1.NewMicroTime(sent)
 	l, err := leases.Get(ctx, m.leaseName(), metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
@@ -149,6 +189,10 @@ func (m *Members) renew(ctx context.Context) error {
 		return err
 	}
 	m.lastRenew.Store(time.Now().UnixNano())
+	m.renewed.Store(&sent)
+	m.mu.Lock()
+	m.lapsed = false
+	m.mu.Unlock()
 	return nil
 }
 
@@ -174,6 +218,9 @@ func (m *Members) recompute() {
 	if m.lister == nil {
 		return
 	}
+	if m.checkLapse(); m.lapsed {
+		return
+	}
 	list, err := m.lister()
 	if err != nil {
 		return
@@ -182,12 +229,17 @@ func (m *Members) recompute() {
 	if equal(live, m.current) {
 		return
 	}
-	m.current = live
+	m.publish(live)
+}
+
+// publish makes set the current member set and hands it on. Called with mu held.
+func (m *Members) publish(set []string) {
+	m.current = set
 	select {
 	case <-m.changes:
 	default:
 	}
-	m.changes <- live
+	m.changes <- set
 }
 
 func equal(a, b []string) bool {

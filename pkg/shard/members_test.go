@@ -1,14 +1,23 @@
 package shard
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
+
+	"github.com/kube-zen/zen-watcher/pkg/metrics"
 )
 
 func memberLease(id string) *coordinationv1.Lease {
@@ -53,3 +62,79 @@ func TestMembersPublishTheNewestSet(t *testing.T) {
 		}
 	}
 }
+
+// TestTenureLapses: a member whose Lease went unrenewed for a lease duration — however it spent
+// the time — no longer holds its tenure, publishes the empty set, and after renewing holds a new
+// tenure while the old one stays ended; its next recompute publishes the live set again.
+func TestTenureLapses(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	m := NewMembers(MembersConfig{Client: client, Namespace: "ns", Release: "r", ID: "a",
+		LeaseDuration: 300 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	m.lister = func() ([]*coordinationv1.Lease, error) { return []*coordinationv1.Lease{memberLease("a")}, nil }
+	if m.Holds(m.Tenure()) {
+		t.Fatal("a tenure held before the first renewal")
+	}
+	if err := m.renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old := m.Tenure()
+	m.recompute()
+	if set := <-m.Changes(); !equal(set, []string{"a"}) || !m.Holds(old) {
+		t.Fatalf("after joining: set %v, holds %v", set, m.Holds(old))
+	}
+	time.Sleep(400 * time.Millisecond) // a pause
+	if m.Holds(old) {
+		t.Error("the tenure holds a lease duration after the last renewal")
+	}
+	m.recompute()
+	select {
+	case set := <-m.Changes():
+		if len(set) != 0 {
+			t.Errorf("published %v after the lapse, want the empty set", set)
+		}
+	default:
+		t.Fatal("nothing published after the lapse")
+	}
+	if err := m.renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m.Holds(old) || !m.Holds(m.Tenure()) || m.Tenure() == old {
+		t.Errorf("after renewing: old tenure holds %v, new %d holds %v", m.Holds(old), m.Tenure(), m.Holds(m.Tenure()))
+	}
+	m.recompute()
+	select {
+	case set := <-m.Changes():
+		if !equal(set, []string{"a"}) {
+			t.Errorf("published %v after renewing, want [a]", set)
+		}
+	default:
+		t.Fatal("the live set was not published again after renewing")
+	}
+}
+
+// TestWrappedInformersKeepNothingOnceTheTenureEnds: an informer wrapped in one tenure keeps the
+// objects of its share while the tenure holds, and nothing after.
+func TestWrappedInformersKeepNothingOnceTheTenureEnds(t *testing.T) {
+	tenure := &stubTenure{}
+	s := NewSharder("a", 16, false, metrics.New(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.UseTenure(tenure)
+	s.Update([]string{"a"})
+	l, ok := s.Wrap(&cache.ListWatch{}).(*listerWatcher)
+	if !ok {
+		t.Fatal("the informer was not wrapped")
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "payments-prod", Name: "p"}}
+	if !l.keeps(pod) {
+		t.Fatal("the only member does not keep an object while its tenure holds")
+	}
+	tenure.n.Add(1)
+	if l.keeps(pod) {
+		t.Error("an object kept after the tenure ended")
+	}
+}
+
+type stubTenure struct{ n atomic.Uint64 }
+
+func (s *stubTenure) Tenure() uint64      { return s.n.Load() }
+func (s *stubTenure) Holds(t uint64) bool { return s.n.Load() == t }

@@ -10,6 +10,14 @@ import (
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 )
 
+// Membership is this replica's membership as its own clock sees it (Members).
+type Membership interface {
+	// Tenure names the tenure in force.
+	Tenure() uint64
+	// Holds reports whether tenure is still in force and unexpired.
+	Holds(tenure uint64) bool
+}
+
 // Sharder turns the member set into this replica's share, and narrows informers to it.
 type Sharder struct {
 	self       string
@@ -17,6 +25,7 @@ type Sharder struct {
 	balanced   bool
 	metrics    *metrics.Metrics
 	log        *slog.Logger
+	membership Membership // nil: informers keep their share for as long as they run
 
 	mu      sync.Mutex
 	members []string
@@ -33,6 +42,11 @@ func NewSharder(self string, partitions int, balanced bool, m *metrics.Metrics, 
 	return &Sharder{self: self, partitions: partitions, balanced: balanced, metrics: m, log: log,
 		share: Ranges{{}}, changes: make(chan struct{}, 1), counted: make(chan struct{}, 1)}
 }
+
+// UseTenure makes each informer wrapped from now on keep nothing once the tenure in force when it
+// started no longer holds: a replica that resumes after a pause drops what its watches delivered
+// for a share that may be another replica's by then, instead of writing it.
+func (s *Sharder) UseTenure(m Membership) { s.membership = m }
 
 // Update recomputes the share from the member set; it reports whether the share changed.
 func (s *Sharder) Update(members []string) bool {
@@ -93,8 +107,18 @@ func (s *Sharder) Owns(namespace string) bool {
 // Wrap narrows an informer's ListerWatcher to the share in force when the informer starts; informers
 // are restarted when the share changes.
 func (s *Sharder) Wrap(lw cache.ListerWatcher) cache.ListerWatcher {
-	if s.balanced {
-		return WrapBalanced(lw, s.Share())
+	var held func() bool
+	if m := s.membership; m != nil {
+		tenure := m.Tenure()
+		held = func() bool { return m.Holds(tenure) }
 	}
-	return Wrap(lw, s.Share())
+	share := s.Share()
+	if held == nil && share.Whole() {
+		return lw
+	}
+	hash := Hash
+	if s.balanced {
+		hash = Balanced
+	}
+	return &listerWatcher{next: lw, share: share, hash: hash, server: !s.balanced && !share.Whole(), held: held}
 }
