@@ -60,7 +60,12 @@ type Writer struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	queue   chan *Event
+	stopped chan struct{} // closed when Run has returned
 }
+
+// ErrStopped is the outcome error of a finding the writer took but did not write because it
+// stopped: its dedup claim is released, so that whoever sends it again has it written.
+var ErrStopped = errors.New("writer stopped")
 
 // NewWriter returns a writer that creates through c. Call Run to start its workers.
 func NewWriter(cfg WriterConfig, c Creator, m *metrics.Metrics, log *slog.Logger) *Writer {
@@ -71,12 +76,18 @@ func NewWriter(cfg WriterConfig, c Creator, m *metrics.Metrics, log *slog.Logger
 		metrics: m,
 		log:     log,
 		queue:   make(chan *Event, cfg.QueueSize),
+		stopped: make(chan struct{}),
 	}
 }
 
 // Put hands ev to the workers. It blocks while the queue is full; if ctx ends first it returns an
-// error wrapping ErrQueueFull, and ev was not taken.
+// error wrapping ErrQueueFull, and ev was not taken. Once Run has returned it refuses with ErrStopped.
 func (w *Writer) Put(ctx context.Context, ev *Event) error {
+	select {
+	case <-w.stopped:
+		return fmt.Errorf("queueing finding of %s: %w", ev.Source, ErrStopped)
+	default:
+	}
 	select {
 	case w.queue <- ev:
 		w.metrics.WriterQueueDepth.Set(float64(len(w.queue)))
@@ -84,6 +95,8 @@ func (w *Writer) Put(ctx context.Context, ev *Event) error {
 	default:
 	}
 	select {
+	case <-w.stopped:
+		return fmt.Errorf("queueing finding of %s: %w", ev.Source, ErrStopped)
 	case w.queue <- ev:
 		w.metrics.WriterQueueDepth.Set(float64(len(w.queue)))
 		return nil
@@ -92,9 +105,13 @@ func (w *Writer) Put(ctx context.Context, ev *Event) error {
 	}
 }
 
-// Run creates Observations until ctx ends. Findings still queued then are not written; informer
-// sources read them again after a restart, which the deterministic names make harmless.
+// Run creates Observations until ctx ends. Findings still queued then are not written: each is
+// reported failed with ErrStopped and its dedup claim released. Informer sources read theirs
+// again after a restart, which the deterministic names make harmless; a webhook's entry stays in
+// the queue for another replica, a webhook request answered directly is refused, and the
+// sender's retry is judged afresh rather than as a duplicate of a claim nobody will write.
 func (w *Writer) Run(ctx context.Context) {
+	defer w.refuseQueued(ctx)
 	var wg sync.WaitGroup
 	for range w.cfg.Workers {
 		wg.Go(func() {
@@ -110,6 +127,34 @@ func (w *Writer) Run(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+}
+
+// stopGrace is how long after the stop the writer keeps refusing what arrives in its queue: a Put
+// racing the stop can still land there.
+const stopGrace = 100 * time.Millisecond
+
+// refuseQueued fails every finding left in the queue once the workers have stopped.
+func (w *Writer) refuseQueued(ctx context.Context) {
+	close(w.stopped)
+	for {
+		select {
+		case ev := <-w.queue:
+			w.fail(ctx, ev, ErrStopped)
+		case <-time.After(stopGrace):
+			w.metrics.WriterQueueDepth.Set(0)
+			return
+		}
+	}
+}
+
+// fail reports a finding not written, after taking its dedup claim back.
+func (w *Writer) fail(ctx context.Context, ev *Event, err error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	release(rctx, ev)
+	cancel()
+	if ev.Done != nil {
+		ev.Done(OutcomeFailed, err)
+	}
 }
 
 func (w *Writer) write(ctx context.Context, ev *Event) {

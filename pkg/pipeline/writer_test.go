@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -162,5 +163,84 @@ func TestFailureReasonsAreInitialized(t *testing.T) {
 		if r := failureReason(err); !slices.Contains(metrics.WriteFailureReasons, r) {
 			t.Errorf("reason %q of %v is not in metrics.WriteFailureReasons", r, err)
 		}
+	}
+}
+
+// gatedCreator blocks each Create until the gate opens, then fails it with the context's error.
+type gatedCreator struct {
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (c *gatedCreator) Create(ctx context.Context, _ *v1alpha1.Observation) error {
+	select {
+	case c.entered <- struct{}{}:
+	default:
+	}
+	<-c.gate
+	return ctx.Err()
+}
+
+// TestWriterStopReleasesWhatItHolds: findings the writer took but did not write when it stopped
+// are each reported failed and their dedup claims released, so that a second delivery of them is
+// written rather than judged a duplicate; a Put after the stop is refused.
+func TestWriterStopReleasesWhatItHolds(t *testing.T) {
+	m := metrics.New(prometheus.NewRegistry())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	creator := &gatedCreator{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	w := NewWriter(WriterConfig{Workers: 1, MaxAttempts: 1}, creator, m, log)
+	cache := NewLocalCache(100)
+	p, err := New(Config{DedupWindow: time.Hour}, NewTiered(cache, nil, m, log), w, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Configure("trivy", SourceConfig{Dedup: &DedupConfig{Strategy: v1alpha1.DedupFingerprint}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { w.Run(ctx); close(stopped) }()
+	outcomes := make(chan error, 3)
+	handle := func(rule string) {
+		ev := baseEvent()
+		ev.Rule = rule
+		ev.Done = func(o Outcome, err error) {
+			if o != OutcomeFailed {
+				err = fmt.Errorf("outcome %v", o)
+			}
+			outcomes <- err
+		}
+		if err := p.Handle(context.Background(), &ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handle("CVE-1") // taken by the worker, which blocks in Create
+	<-creator.entered
+	handle("CVE-2") // queued
+	handle("CVE-3")
+	if n := cache.Len(); n != 3 {
+		t.Fatalf("%d claims before the stop, want 3", n)
+	}
+	cancel()
+	close(creator.gate)
+	<-stopped
+	for range 3 {
+		select {
+		case err := <-outcomes:
+			if err == nil {
+				t.Error("a finding reported failed without an error")
+			} else if !errors.Is(err, ErrStopped) && !errors.Is(err, context.Canceled) {
+				t.Errorf("outcome error %v, want ErrStopped or the canceled write", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a finding the writer held was never reported")
+		}
+	}
+	if n := cache.Len(); n != 0 {
+		t.Errorf("%d dedup claims left after the stop, want none", n)
+	}
+	ev := baseEvent()
+	if err := w.Put(context.Background(), &ev); !errors.Is(err, ErrStopped) {
+		t.Errorf("Put after the stop: %v, want ErrStopped", err)
 	}
 }

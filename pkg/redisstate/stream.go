@@ -109,6 +109,7 @@ type Stream struct {
 	// (negative when behind), from the last answer that carried Redis's time; valid once clockKnown.
 	redisAhead atomic.Int64
 	clockKnown atomic.Bool
+	closing    atomic.Bool // Run's context has ended
 	groups     sync.Map // stream key → struct{}, groups known to exist
 	read       sync.Map // stream key → struct{}, streams this consumer took entries from
 	inflight   sync.Map // stream key + "\x00" + entry id → struct{}
@@ -136,6 +137,15 @@ func (fullError) Full() bool { return true }
 // errUnavailable is returned at once while Redis has recently failed.
 var errUnavailable = errors.New("webhook queue unavailable: Redis did not answer")
 
+// stoppingError refuses appends once the queue has begun to stop.
+type stoppingError struct{}
+
+func (stoppingError) Error() string { return "webhook queue stopping with this replica" }
+
+// Stopping marks the refusal: the webhook server answers 503 rather than process the findings on
+// a replica whose pipeline is stopping too.
+func (stoppingError) Stopping() bool { return true }
+
 // NewStream returns a Stream; call Run before Append.
 func NewStream(client redis.UniversalClient, opts StreamOptions, m *metrics.Metrics, log *slog.Logger) (*Stream, error) {
 	if opts.Consumer == "" {
@@ -159,6 +169,9 @@ func (s *Stream) Key(source string) string { return s.prefix + source }
 
 // Append stores findings of source. It returns nil only when Redis holds them.
 func (s *Stream) Append(ctx context.Context, source string, findings []*pipeline.Event) error {
+	if s.closing.Load() {
+		return stoppingError{}
+	}
 	if time.Now().UnixNano() < s.downUntil.Load() {
 		return errUnavailable
 	}
@@ -174,6 +187,9 @@ func (s *Stream) Append(ctx context.Context, source string, findings []*pipeline
 	}
 	select {
 	case err := <-req.done:
+		if err != nil && s.closing.Load() {
+			return stoppingError{} // the append was cut short by the stop
+		}
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
@@ -193,8 +209,24 @@ func (s *Stream) Run(ctx context.Context, h Handler, sources func() []string) {
 	wg.Go(func() { s.consumeLoop(ctx, h, sources) })
 	wg.Go(func() { s.claimLoop(ctx, h, sources) })
 	wg.Go(func() { s.statsLoop(ctx, sources) })
+	<-ctx.Done()
+	s.closing.Store(true)
 	wg.Wait()
+	s.refuseAppends()
 	s.handBack()
+}
+
+// refuseAppends answers the appends left waiting when the appenders stopped, and those racing the
+// stop for a moment after.
+func (s *Stream) refuseAppends() {
+	for {
+		select {
+		case r := <-s.appends:
+			r.done <- stoppingError{}
+		case <-time.After(100 * time.Millisecond):
+			return
+		}
+	}
 }
 
 // handBack marks every entry this consumer still holds as idle for ClaimIdle already, so that

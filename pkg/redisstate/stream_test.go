@@ -398,3 +398,26 @@ func TestAppendRunLateIsRefused(t *testing.T) {
 		t.Errorf("%d entries, want 2", n)
 	}
 }
+
+// TestStreamRefusesAppendsOnceStopping: a stopped queue refuses appends at once with an error
+// that says it is stopping, so that the webhook server answers 503 instead of processing the
+// findings on a replica that is going away.
+func TestStreamRefusesAppendsOnceStopping(t *testing.T) {
+	e := newStreamEnv(t)
+	s, stop := e.start(t, "stopping", "a", newRecorder(), StreamOptions{})
+	if err := s.Append(context.Background(), "unread", findings("before", 1)); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	done := make(chan error, 1)
+	go func() { done <- s.Append(context.Background(), "unread", findings("after", 1)) }()
+	select {
+	case err := <-done:
+		var st interface{ Stopping() bool }
+		if !errors.As(err, &st) || !st.Stopping() {
+			t.Errorf("append after the stop: %v, want a stopping refusal", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("an append after the stop hung")
+	}
+}

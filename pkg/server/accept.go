@@ -105,6 +105,11 @@ func (d Durable) Accept(ctx context.Context, source string, findings []*pipeline
 	if ctx.Err() != nil {
 		return "", err
 	}
+	if stopping := (interface{ Stopping() bool })(nil); errors.As(err, &stopping) && stopping.Stopping() {
+		// This replica is stopping: its pipeline would not write them either. The sender's retry
+		// reaches another replica.
+		return "", err
+	}
 	reason := "queue_unavailable"
 	if full := (interface{ Full() bool })(nil); errors.As(err, &full) && full.Full() {
 		reason = "queue_full"

@@ -32,6 +32,11 @@ func (q *fakeQueue) Append(context.Context, string, []*pipeline.Event) error {
 	return nil
 }
 
+type stoppingErr struct{}
+
+func (stoppingErr) Error() string  { return "stopping" }
+func (stoppingErr) Stopping() bool { return true }
+
 type fullErr struct{}
 
 func (fullErr) Error() string { return "full" }
@@ -68,6 +73,9 @@ func TestDurableAcceptor(t *testing.T) {
 		{"redis down, write failed", errors.New("dial refused"),
 			outcomeHandler{outcome: pipeline.OutcomeFailed, err: errors.New("API server away")}, 503, "", "queue_unavailable", 0},
 		{"redis down, write too slow", errors.New("dial refused"), outcomeHandler{hang: true}, 503, "", "queue_unavailable", 0},
+		// A stopping replica does not process the findings itself, though its pipeline would say
+		// written here: a claim it took and never wrote would make the sender's retry a duplicate.
+		{"replica stopping", stoppingErr{}, outcomeHandler{outcome: pipeline.OutcomeWritten}, 503, "", "", 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,6 +101,9 @@ func TestDurableAcceptor(t *testing.T) {
 			}
 			if tc.fallback != "" && testutil.ToFloat64(m.WebhookQueueFallbacks.WithLabelValues("falco", tc.fallback)) != 1 {
 				t.Errorf("fallback %s not counted", tc.fallback)
+			}
+			if tc.fallback == "" && testutil.CollectAndCount(m.WebhookQueueFallbacks) != 0 {
+				t.Error("a fallback was counted")
 			}
 			if tc.wantCode == 202 && testutil.ToFloat64(m.WebhookFindings.WithLabelValues("falco")) != 2 {
 				t.Error("the two events of the body not counted")

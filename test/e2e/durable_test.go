@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/metadata"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/kube-zen/zen-watcher/internal/testenv"
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
@@ -224,6 +226,54 @@ func TestDurableWebhooks(t *testing.T) {
 			t.Logf("%s: %s", b.name, line)
 		}
 	}
+
+	// Phase 4: Redis paused (SIGSTOP) for 20 s while alerts arrive. The appends that waited in its
+	// sockets run when it resumes, past their deadline: they queue nothing, so the stream took
+	// exactly one entry for each alert answered "queued" — none for one already written directly.
+	pausedFrom := from + rolling
+	pausedTo := pausedFrom + 1_500
+	rdb := goredis.NewClient(&goredis.Options{Addr: redis.Addr})
+	defer rdb.Close()
+	added := func() int64 {
+		info, err := rdb.XInfoStream(context.Background(), "zw:{durable}:wh:falcod").Result()
+		if err != nil {
+			t.Fatalf("reading the stream's entries-added: %v", err)
+		}
+		return info.EntriesAdded
+	}
+	before := added()
+	resumed := make(chan struct{})
+	go func() {
+		defer close(resumed)
+		time.Sleep(300 * time.Millisecond)
+		if err := redis.Pause(); err != nil {
+			t.Error(err)
+			return
+		}
+		time.Sleep(20 * time.Second)
+		if err := redis.Resume(); err != nil {
+			t.Error(err)
+		}
+	}()
+	p.postRange(pausedFrom, pausedTo, 8, nil, nil)
+	<-resumed
+	waitNames(t, p, pausedFrom, pausedTo, 3*time.Minute)
+	queued, written := 0, 0
+	for n := pausedFrom; n < pausedTo; n++ {
+		switch p.answered[n] {
+		case "queued":
+			queued++
+		case "written":
+			written++
+		}
+	}
+	if got := added() - before; got != int64(queued) {
+		t.Errorf("Redis paused: the stream took %d entries for %d alerts answered queued (%d answered written)", got, queued, written)
+	}
+	if written == 0 {
+		t.Error("no alert was answered written while Redis was paused: the pause proves nothing")
+	}
+	t.Logf("Redis paused 20 s: %d alerts answered queued, %d written, %d entries added", queued, written, added()-before)
 }
 
 // waitNames waits until every alert in [from, to) has its Observation, and checks that no other
@@ -246,14 +296,17 @@ func waitNames(t *testing.T, p *poster, from, to int, timeout time.Duration) {
 		if err != nil {
 			return err
 		}
-		lost := 0
-		for name := range want {
+		var lost []string
+		for name, n := range want {
 			if !have[name] {
-				lost++
+				lost = append(lost, fmt.Sprintf("%d (%s, answered %s)", n, name, p.answered[n]))
 			}
 		}
-		if lost > 0 {
-			return fmt.Errorf("%d of %d alerts have no Observation yet", lost, len(want))
+		if len(lost) > 0 {
+			if len(lost) > 5 {
+				lost = lost[:5]
+			}
+			return fmt.Errorf("%d of %d alerts have no Observation yet: %v", len(lost), len(want), lost)
 		}
 		return nil
 	})

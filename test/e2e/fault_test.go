@@ -287,6 +287,7 @@ func TestPausedLeaderStopsActing(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("a new leader holds the Lease %s after the pause began", time.Since(paused).Round(10*time.Millisecond))
 	time.Sleep(time.Until(paused.Add(12 * time.Second)))
 	if err := rs[old].cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
@@ -301,6 +302,8 @@ func TestPausedLeaderStopsActing(t *testing.T) {
 	})
 	time.Sleep(5 * time.Second) // what a stale leader would do, it does now
 	samples := g.end()
+	t.Logf("after the resume: %d deletes from the deposed leader, fenced writes by term %v",
+		proxies[old].count(resumed, http.MethodDelete, "/observations/"), monitor.fencedWrites(release, resumed))
 
 	if n := proxies[old].count(resumed, http.MethodDelete, "/observations/"); n != 0 {
 		t.Errorf("the deposed leader sent %d deletes after it resumed", n)
