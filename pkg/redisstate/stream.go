@@ -110,9 +110,9 @@ type Stream struct {
 	redisAhead atomic.Int64
 	clockKnown atomic.Bool
 	closing    atomic.Bool // Run's context has ended
-	groups     sync.Map // stream key → struct{}, groups known to exist
-	read       sync.Map // stream key → struct{}, streams this consumer took entries from
-	inflight   sync.Map // stream key + "\x00" + entry id → struct{}
+	groups     sync.Map    // stream key → struct{}, groups known to exist
+	read       sync.Map    // stream key → struct{}, streams this consumer took entries from
+	inflight   sync.Map    // stream key + "\x00" + entry id → struct{}
 }
 
 type appendReq struct {
