@@ -12,19 +12,25 @@ import (
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
 )
 
-// stubLock is a resourcelock.Interface whose writes succeed or fail as the test says.
+// stubLock is a resourcelock.Interface whose writes succeed or fail as the test says, and whose
+// Lease is held by holder.
 type stubLock struct {
-	fail bool
+	fail    bool
+	holder  string
+	updates int
 }
 
-func (*stubLock) Get(context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
-	return nil, nil, errors.New("not used")
+func (l *stubLock) Get(context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
+	return &resourcelock.LeaderElectionRecord{HolderIdentity: l.holder}, []byte(l.holder), nil
 }
 func (l *stubLock) Create(context.Context, resourcelock.LeaderElectionRecord) error { return l.err() }
-func (l *stubLock) Update(context.Context, resourcelock.LeaderElectionRecord) error { return l.err() }
-func (*stubLock) RecordEvent(string)                                                {}
-func (*stubLock) Identity() string                                                  { return "zw-0" }
-func (*stubLock) Describe() string                                                  { return "stub" }
+func (l *stubLock) Update(context.Context, resourcelock.LeaderElectionRecord) error {
+	l.updates++
+	return l.err()
+}
+func (*stubLock) RecordEvent(string) {}
+func (*stubLock) Identity() string   { return "zw-0" }
+func (*stubLock) Describe() string   { return "stub" }
 
 func (l *stubLock) err() error {
 	if l.fail {
@@ -77,6 +83,27 @@ func TestTermHoldsOnlyAfterARenewal(t *testing.T) {
 	}
 	if term.Held() {
 		t.Error("watch returned while the term still held")
+	}
+}
+
+// TestNoReleaseOfAnotherReplicasLease: a release (a write naming no holder) goes through only while
+// the Lease last read is this replica's; a Lease another replica took over is left alone.
+func TestNoReleaseOfAnotherReplicasLease(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		holder string
+		want   bool
+	}{{"zw-0", true}, {"zw-1", false}, {"", false}}
+	for _, tc := range cases {
+		stub := &stubLock{holder: tc.holder}
+		lock := &fencedLock{Interface: stub}
+		if _, _, err := lock.Get(ctx); err != nil {
+			t.Fatal(err)
+		}
+		err := lock.Update(ctx, resourcelock.LeaderElectionRecord{})
+		if released := err == nil && stub.updates == 1; released != tc.want {
+			t.Errorf("Lease held by %q: released %v (%v), want %v", tc.holder, released, err, tc.want)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ package ha
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -86,10 +87,25 @@ func (t *Term) watch(ctx context.Context) (ended bool) {
 }
 
 // fencedLock is the Lease lock that remembers when its last successful write as the holder was
-// sent.
+// sent, and that never releases a Lease another replica holds: client-go's release reads the
+// Lease but judges by the record it observed before, so a leader that resumes from a pause and
+// gives up at once would otherwise write the new leader's Lease free.
 type fencedLock struct {
 	resourcelock.Interface
 	renewed atomic.Pointer[time.Time] // nil while this replica does not hold the Lease
+	holder  atomic.Pointer[string]    // the holder in the Lease last read
+}
+
+// errNotHolder refuses to release a Lease another replica holds.
+var errNotHolder = errors.New("not releasing the leader Lease: another replica holds it")
+
+// Get implements resourcelock.Interface.
+func (l *fencedLock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
+	r, raw, err := l.Interface.Get(ctx)
+	if err == nil && r != nil {
+		l.holder.Store(&r.HolderIdentity)
+	}
+	return r, raw, err
 }
 
 // Create implements resourcelock.Interface.
@@ -104,6 +120,9 @@ func (l *fencedLock) Create(ctx context.Context, r resourcelock.LeaderElectionRe
 
 // Update implements resourcelock.Interface.
 func (l *fencedLock) Update(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
+	if h := l.holder.Load(); r.HolderIdentity != l.Identity() && h != nil && *h != l.Identity() {
+		return errNotHolder
+	}
 	sent := time.Now()
 	if err := l.Interface.Update(ctx, r); err != nil {
 		// A write that failed may still have landed; the term only ends sooner for not counting it.
