@@ -230,6 +230,9 @@ func TestDurableWebhooks(t *testing.T) {
 	// Phase 4: Redis paused (SIGSTOP) for 20 s while alerts arrive. The appends that waited in its
 	// sockets run when it resumes, past their deadline: they queue nothing, so the stream took
 	// exactly one entry for each alert answered "queued" — none for one already written directly.
+	// Redis is paused between two bursts, with no request in flight: an append Redis ran just
+	// before the pause, whose answer the pause then held back, would be queued and written both,
+	// and nothing can tell that from a late one.
 	pausedFrom := from + rolling
 	pausedTo := pausedFrom + 1_500
 	rdb := goredis.NewClient(&goredis.Options{Addr: redis.Addr})
@@ -242,20 +245,19 @@ func TestDurableWebhooks(t *testing.T) {
 		return info.EntriesAdded
 	}
 	before := added()
+	p.postRange(pausedFrom, pausedFrom+300, 8, nil, nil)
+	if err := redis.Pause(); err != nil {
+		t.Fatal(err)
+	}
 	resumed := make(chan struct{})
 	go func() {
 		defer close(resumed)
-		time.Sleep(300 * time.Millisecond)
-		if err := redis.Pause(); err != nil {
-			t.Error(err)
-			return
-		}
 		time.Sleep(20 * time.Second)
 		if err := redis.Resume(); err != nil {
 			t.Error(err)
 		}
 	}()
-	p.postRange(pausedFrom, pausedTo, 8, nil, nil)
+	p.postRange(pausedFrom+300, pausedTo, 8, nil, nil)
 	<-resumed
 	waitNames(t, p, pausedFrom, pausedTo, 3*time.Minute)
 	queued, written := 0, 0
