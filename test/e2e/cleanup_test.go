@@ -28,12 +28,7 @@ func TestCleanupSurvivesLeaderKill(t *testing.T) {
 	ns := "cleanup-e2e"
 	createNamespace(t, ns)
 	ensureNamespace(t, haNamespace)
-	rc := rest.CopyConfig(cluster.Config)
-	rc.QPS, rc.Burst = -1, 1000
-	c, err := obsclient.New(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := unthrottledClient(t)
 	ttlObservations(t, c, ns, "expired", 3000, time.Now().Add(-time.Hour).Unix())
 	ttlObservations(t, c, ns, "live", 500, time.Now().Add(time.Hour).Unix())
 
@@ -115,4 +110,17 @@ func ttlObservations(t *testing.T, c *obsclient.Client, ns, prefix string, n int
 		})
 	}
 	wg.Wait()
+}
+
+// unthrottledClient is an Observation client without client-go's rate limit, for set-ups that
+// create thousands.
+func unthrottledClient(t *testing.T) *obsclient.Client {
+	t.Helper()
+	rc := rest.CopyConfig(cluster.Config)
+	rc.QPS, rc.Burst = -1, 1000
+	c, err := obsclient.New(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -25,7 +25,6 @@ import (
 
 	"github.com/kube-zen/zen-watcher/internal/testenv"
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
-	"github.com/kube-zen/zen-watcher/pkg/obsclient"
 )
 
 // apiProxy stands between one replica and the API server and records every request it passes
@@ -230,32 +229,15 @@ func TestPausedLeaderStopsActing(t *testing.T) {
 	ensureNamespace(t, haNamespace)
 	ns := "fault-cleanup"
 	createNamespace(t, ns)
-	rc := rest.CopyConfig(cluster.Config)
-	rc.QPS, rc.Burst = -1, 1000
-	c, err := obsclient.New(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := unthrottledClient(t)
 	ttlObservations(t, c, ns, "expired", 3000, time.Now().Add(-time.Hour).Unix())
 	ttlObservations(t, c, ns, "live", 500, time.Now().Add(time.Hour).Unix())
 	l := &load{namespaces: faultNamespaces(t, "payments", "checkout", "search", "identity", "billing", "ledger",
 		"catalog", "media", "ads", "notify")}
 
 	const release = "fault"
-	proxies := map[string]*apiProxy{}
-	rs := map[string]*replica{}
-	for _, id := range []string{"fault-a", "fault-b", "fault-c"} {
-		proxies[id] = startAPIProxy(t)
-		rs[id] = startReplica(t, id, "-namespace", haNamespace, "-member-id", id, "-redis-addr", redisSrv.Addr,
-			"-release", release, "-kubeconfig", proxies[id].kubeconfig,
-			"-member-lease-duration", "4s", "-member-renew-interval", "1s",
-			"-leader-lease-duration", "4s", "-leader-renew-deadline", "3s", "-leader-retry-period", "500ms",
-			"-coordination-interval", "1s", "-ha-optimization",
-			"-cleanup-interval", "1s", "-cleanup-deletes-per-second", "100")
-	}
-	for _, r := range rs {
-		r.waitReady(t, 30*time.Second)
-	}
+	rs, proxies := startProxied(t, release, redisSrv.Addr, []string{"fault-a", "fault-b", "fault-c"},
+		"-coordination-interval", "1s", "-ha-optimization", "-cleanup-interval", "1s", "-cleanup-deletes-per-second", "100")
 	l.run(t, 50*time.Millisecond)
 	var old string
 	eventually(t, 30*time.Second, func(context.Context) error {
@@ -372,6 +354,25 @@ func checkGauges(t *testing.T, samples map[string][]sample, settled time.Time) {
 	}
 }
 
+// startProxied starts a replica of release for each id, each behind its own recording proxy, with
+// leases of 4 s (extra flags come last), and waits until all are ready.
+func startProxied(t *testing.T, release, redisAddr string, ids []string, extra ...string) (map[string]*replica, map[string]*apiProxy) {
+	t.Helper()
+	rs, proxies := map[string]*replica{}, map[string]*apiProxy{}
+	for _, id := range ids {
+		proxies[id] = startAPIProxy(t)
+		args := append([]string{"-namespace", haNamespace, "-member-id", id, "-redis-addr", redisAddr,
+			"-release", release, "-kubeconfig", proxies[id].kubeconfig,
+			"-member-lease-duration", "4s", "-member-renew-interval", "1s",
+			"-leader-lease-duration", "4s", "-leader-renew-deadline", "3s", "-leader-retry-period", "500ms"}, extra...)
+		rs[id] = startReplica(t, id, args...)
+	}
+	for _, r := range rs {
+		r.waitReady(t, 30*time.Second)
+	}
+	return rs, proxies
+}
+
 func leaseHolder(t *testing.T, name string) string {
 	t.Helper()
 	l, err := cluster.Kube.CoordinationV1().Leases(haNamespace).Get(context.Background(), name, metav1.GetOptions{})
@@ -396,18 +397,7 @@ func TestPausedMemberWritesNothingItLost(t *testing.T) {
 	l := &load{namespaces: faultNamespaces(t, "orders", "inventory", "pricing", "auth", "profile", "reviews",
 		"shipping", "gateway", "metrics", "mail")}
 	const release = "member-fault"
-	proxies := map[string]*apiProxy{}
-	rs := map[string]*replica{}
-	for _, id := range []string{"mf-a", "mf-b", "mf-c"} {
-		proxies[id] = startAPIProxy(t)
-		rs[id] = startReplica(t, id, "-namespace", haNamespace, "-member-id", id, "-redis-addr", redisSrv.Addr,
-			"-release", release, "-kubeconfig", proxies[id].kubeconfig,
-			"-member-lease-duration", "4s", "-member-renew-interval", "1s",
-			"-leader-lease-duration", "4s", "-leader-renew-deadline", "3s", "-leader-retry-period", "500ms")
-	}
-	for _, r := range rs {
-		r.waitReady(t, 30*time.Second)
-	}
+	rs, proxies := startProxied(t, release, redisSrv.Addr, []string{"mf-a", "mf-b", "mf-c"})
 	eventually(t, 20*time.Second, func(context.Context) error {
 		for id, r := range rs {
 			if r.metric("zen_watcher_shard_members") != 3 {
