@@ -72,14 +72,18 @@ func (p *Pass) validate(s *Scenario) error {
 	return nil
 }
 
-// check returns every way res falls short of sc's pass conditions, each as one line.
+// check returns every way res falls short of sc's pass conditions, each as one line: what it
+// broke, then what it missed.
 func check(sc Scenario, res *Result) []string {
+	return append(broken(sc, res), missed(sc, res)...)
+}
+
+// broken returns the ways res was wrong rather than slow: a finding not sent, lost, written twice
+// or written though it should not have been, a live Observation deleted. No machine's noise
+// explains these, so a run that shows one fails however often the scenario is run again.
+func broken(sc Scenario, res *Result) []string {
 	var out []string
 	fail := func(format string, args ...any) { out = append(out, sc.Name+": "+fmt.Sprintf(format, args...)) }
-	p := sc.Pass
-	if p == nil {
-		p = &Pass{}
-	}
 	if res.SendErrors > 0 {
 		fail("%d findings could not be sent (%s)", res.SendErrors, res.FirstSendError)
 	}
@@ -96,6 +100,19 @@ func check(sc Scenario, res *Result) []string {
 	}
 	if n, ok := res.Extra["liveDeletedWrongly"]; ok {
 		fail("%v live Observations deleted by cleanup", n)
+	}
+	return out
+}
+
+// missed returns the bounds res measured beyond: rates, latencies, memory, times. A shared
+// machine's slow state can push one of these past its bound in a single run (see retried), where
+// a slower zen-watcher pushes it past in every run.
+func missed(sc Scenario, res *Result) []string {
+	var out []string
+	fail := func(format string, args ...any) { out = append(out, sc.Name+": "+fmt.Sprintf(format, args...)) }
+	p := sc.Pass
+	if p == nil {
+		p = &Pass{}
 	}
 	for _, ph := range res.Phases {
 		ratio := p.MinSendRatio

@@ -78,36 +78,37 @@ func TestCheck(t *testing.T) {
 		name  string
 		spoil func(*Result)
 		want  string // a part of the one failure expected; "" for none
+		final bool   // the failure is a broken run, which no rerun may pass
 	}{
-		{"all within bounds", func(*Result) {}, ""},
-		{"lost", func(r *Result) { r.Lost = 1; r.Observations = 999 }, "lost"},
-		{"written twice", func(r *Result) { r.WrittenTwice = 1 }, "twice"},
-		{"filtered finding written", func(r *Result) { r.Observations = 1001 }, "1001 Observations written, 1000 expected: 1 not expected"},
-		{"send errors", func(r *Result) { r.SendErrors = 3; r.FirstSendError = "refused" }, "could not be sent"},
-		{"generator behind", func(r *Result) { r.Phases[0].SentPerSec = 80 }, "steady phase sent 80"},
+		{"all within bounds", func(*Result) {}, "", false},
+		{"lost", func(r *Result) { r.Lost = 1; r.Observations = 999 }, "lost", true},
+		{"written twice", func(r *Result) { r.WrittenTwice = 1 }, "twice", true},
+		{"filtered finding written", func(r *Result) { r.Observations = 1001 }, "1001 Observations written, 1000 expected: 1 not expected", true},
+		{"send errors", func(r *Result) { r.SendErrors = 3; r.FirstSendError = "refused" }, "could not be sent", true},
+		{"generator behind", func(r *Result) { r.Phases[0].SentPerSec = 80 }, "steady phase sent 80", false},
 		{"burst behind its own bound", func(r *Result) {
 			r.Phases = append(r.Phases, PhaseResult{Name: "burst", Rate: 1000, SentPerSec: 390})
-		}, "burst phase sent 390 findings/s, asked for 1000 (at least 40%)"},
+		}, "burst phase sent 390 findings/s, asked for 1000 (at least 40%)", false},
 		{"burst within its own bound", func(r *Result) {
 			r.Phases = append(r.Phases, PhaseResult{Name: "burst", Rate: 1000, SentPerSec: 410})
-		}, ""},
-		{"slow out", func(r *Result) { r.RatioOfRaw = .15 }, "of the raw ceiling"},
-		{"P10", func(r *Result) { r.LatencyP10Ms, r.ProbeP10Ms = 13, 12 }, "P10 13.0 ms, bound 10.0 ms"},
-		{"P50", func(r *Result) { r.LatencyP50Ms, r.ProbeP50Ms = 65, 60 }, "P50 65.0 ms, bound 50.0 ms"},
-		{"P10 over the probe's", func(r *Result) { r.ProbeP10Ms = 3 }, "P10 5.0 ms is 1.67× the probe's 3.0 ms, bound 1.50×"},
-		{"P50 over the probe's", func(r *Result) { r.LatencyP50Ms = 36 }, "P50 36.0 ms is 1.29× the probe's 28.0 ms, bound 1.20×"},
+		}, "", false},
+		{"slow out", func(r *Result) { r.RatioOfRaw = .15 }, "of the raw ceiling", false},
+		{"P10", func(r *Result) { r.LatencyP10Ms, r.ProbeP10Ms = 13, 12 }, "P10 13.0 ms, bound 10.0 ms", false},
+		{"P50", func(r *Result) { r.LatencyP50Ms, r.ProbeP50Ms = 65, 60 }, "P50 65.0 ms, bound 50.0 ms", false},
+		{"P10 over the probe's", func(r *Result) { r.ProbeP10Ms = 3 }, "P10 5.0 ms is 1.67× the probe's 3.0 ms, bound 1.50×", false},
+		{"P50 over the probe's", func(r *Result) { r.LatencyP50Ms = 36 }, "P50 36.0 ms is 1.29× the probe's 28.0 ms, bound 1.20×", false},
 		{"slow machine, both slower", func(r *Result) {
 			r.LatencyP50Ms, r.ProbeP50Ms, r.LatencyP10Ms, r.ProbeP10Ms = 45, 44, 9, 8
-		}, ""},
-		{"no probe", func(r *Result) { r.ProbeP50Ms = 0 }, "the probe measured no P50"},
-		{"P99", func(r *Result) { r.LatencyP99Ms = 650 }, "P99 650 ms"},
-		{"drain", func(r *Result) { r.DrainSeconds = 4 }, "drained 4.0 s"},
-		{"memory", func(r *Result) { r.PerReplica[0].PeakRSSBytes = 100 << 20 }, "peaked at 100.0 MiB"},
-		{"takeover slow", func(r *Result) { r.TakeoverSeconds = 7 }, "taken over after 7.00 s"},
-		{"takeover never", func(r *Result) { r.TakeoverSeconds = 0 }, "taken over after 0.00 s"},
-		{"extra over", func(r *Result) { r.Extra["syncSeconds"] = 9.0 }, "syncSeconds 9.00, bound 5.00"},
-		{"extra missing", func(r *Result) { delete(r.Extra, "syncSeconds") }, "syncSeconds was not measured"},
-		{"live deleted", func(r *Result) { r.Extra["liveDeletedWrongly"] = 3 }, "live Observations deleted"},
+		}, "", false},
+		{"no probe", func(r *Result) { r.ProbeP50Ms = 0 }, "the probe measured no P50", false},
+		{"P99", func(r *Result) { r.LatencyP99Ms = 650 }, "P99 650 ms", false},
+		{"drain", func(r *Result) { r.DrainSeconds = 4 }, "drained 4.0 s", false},
+		{"memory", func(r *Result) { r.PerReplica[0].PeakRSSBytes = 100 << 20 }, "peaked at 100.0 MiB", false},
+		{"takeover slow", func(r *Result) { r.TakeoverSeconds = 7 }, "taken over after 7.00 s", false},
+		{"takeover never", func(r *Result) { r.TakeoverSeconds = 0 }, "taken over after 0.00 s", false},
+		{"extra over", func(r *Result) { r.Extra["syncSeconds"] = 9.0 }, "syncSeconds 9.00, bound 5.00", false},
+		{"extra missing", func(r *Result) { delete(r.Extra, "syncSeconds") }, "syncSeconds was not measured", false},
+		{"live deleted", func(r *Result) { r.Extra["liveDeletedWrongly"] = 3 }, "live Observations deleted", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := good()
@@ -121,6 +122,34 @@ func TestCheck(t *testing.T) {
 			}
 			if len(got) != 1 || !strings.Contains(got[0], tc.want) {
 				t.Fatalf("failures %q, want one containing %q", got, tc.want)
+			}
+			if b, m := broken(sc, res), missed(sc, res); tc.final && (len(b) != 1 || len(m) != 0) || !tc.final && (len(b) != 0 || len(m) != 1) {
+				t.Errorf("broken %q, missed %q; want the failure in %s", b, m, map[bool]string{true: "broken", false: "missed"}[tc.final])
+			}
+		})
+	}
+}
+
+func TestRerun(t *testing.T) {
+	slow, bad := []string{"s: P50 65.0 ms, bound 50.0 ms"}, []string{"s: 1 findings lost"}
+	for _, tc := range []struct {
+		name      string
+		o         options
+		attempt   int
+		bad, slow []string
+		want      bool
+	}{
+		{"passed", options{check: true, reruns: 1}, 1, nil, nil, false},
+		{"missed once", options{check: true, reruns: 1}, 1, nil, slow, true},
+		{"missed again", options{check: true, reruns: 1}, 2, nil, slow, false},
+		{"missed, reruns off", options{check: true, reruns: 0}, 1, nil, slow, false},
+		{"missed, not checking", options{reruns: 1}, 1, nil, slow, false},
+		{"broke", options{check: true, reruns: 3}, 1, bad, nil, false},
+		{"broke and missed", options{check: true, reruns: 3}, 1, bad, slow, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := rerun(tc.o, tc.attempt, tc.bad, tc.slow); got != tc.want {
+				t.Errorf("rerun = %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -33,6 +33,7 @@ import (
 type options struct {
 	profile, scenario, out, recheck string
 	check                           bool
+	reruns                          int
 }
 
 func main() {
@@ -42,6 +43,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "scale-tests/results", "folder for the results")
 	flag.StringVar(&o.recheck, "recheck", "", "judge the results saved in this folder (an earlier run's) by the scenario files' pass conditions, without running anything")
 	flag.BoolVar(&o.check, "check", false, "fail when a scenario misses any of its pass conditions (its file's \"pass\" block; for CI)")
+	flag.IntVar(&o.reruns, "reruns", 1, "with -check, run a scenario that missed a measured bound (a rate, latency, memory or time) but broke nothing again, up to this many times; it passes when one run meets every bound. A lost, duplicated or unexpected Observation fails at once")
 	flag.Parse()
 	run := runAll
 	if o.recheck != "" {
@@ -82,17 +84,12 @@ func runAll(ctx context.Context, o options) error {
 	var failures []string
 	for i, sc := range scenarios {
 		fmt.Fprintf(os.Stderr, "scale-tests: [%d/%d] %s\n", i+1, len(scenarios), sc.Name)
-		res, err := runScenario(ctx, e, sc, fmt.Sprintf("s%d", i))
+		res, failed, err := runJudged(ctx, e, sc, fmt.Sprintf("s%d", i), dir, o)
 		if err != nil {
 			return fmt.Errorf("scenario %s: %w", sc.Name, err)
 		}
 		results = append(results, res)
-		if err := writeJSON(filepath.Join(dir, sc.Name+".json"), res); err != nil {
-			return err
-		}
-		failures = append(failures, check(sc, res)...)
-		fmt.Fprintf(os.Stderr, "scale-tests: %s: %d in, %d/%d Observations, lost %d, twice %d, %.0f/s out, P99 %.1f ms\n",
-			sc.Name, res.FindingsIn, res.Observations, res.Expected, res.Lost, res.WrittenTwice, res.ObsPerSec, res.LatencyP99Ms)
+		failures = append(failures, failed...)
 	}
 	report, err := writeReport(dir, o.profile, results)
 	if err != nil {
@@ -103,6 +100,43 @@ func runAll(ctx context.Context, o options) error {
 		return errors.New("checks failed:\n  " + strings.Join(failures, "\n  "))
 	}
 	return nil
+}
+
+// runJudged runs sc and judges the run; with -check, a run that missed only measured bounds is
+// run again, up to o.reruns times. A shared 2-core machine has slow states of tens of seconds (the
+// probe sees them too) in which one scenario's latency or send rate falls past its bound; a slower
+// zen-watcher misses in the rerun as well. Every run's result is kept: the last as <name>.json,
+// those before it as <name>.<n>.json.
+func runJudged(ctx context.Context, e *env, sc Scenario, tok, dir string, o options) (*Result, []string, error) {
+	var earlier []string
+	for attempt := 1; ; attempt++ {
+		name := tok // a rerun's own names: the namespaces of the run before may still be terminating
+		if attempt > 1 {
+			name = fmt.Sprintf("%sr%d", tok, attempt)
+		}
+		res, err := runScenario(ctx, e, sc, name)
+		if err != nil {
+			return nil, nil, err
+		}
+		res.Attempt, res.EarlierMisses = attempt, earlier
+		fmt.Fprintf(os.Stderr, "scale-tests: %s: %d in, %d/%d Observations, lost %d, twice %d, %.0f/s out, P99 %.1f ms\n",
+			sc.Name, res.FindingsIn, res.Observations, res.Expected, res.Lost, res.WrittenTwice, res.ObsPerSec, res.LatencyP99Ms)
+		bad, slow := broken(sc, res), missed(sc, res)
+		if !rerun(o, attempt, bad, slow) {
+			return res, append(bad, slow...), writeJSON(filepath.Join(dir, sc.Name+".json"), res)
+		}
+		if err := writeJSON(filepath.Join(dir, fmt.Sprintf("%s.%d.json", sc.Name, attempt)), res); err != nil {
+			return nil, nil, err
+		}
+		fmt.Fprintf(os.Stderr, "scale-tests: %s: run %d missed, running it again:\n  %s\n", sc.Name, attempt, strings.Join(slow, "\n  "))
+		earlier = append(earlier, slow...)
+	}
+}
+
+// rerun tells whether a scenario's run number attempt, which broke bad and missed slow, is run
+// again: only under -check, only when it broke nothing, and at most o.reruns times.
+func rerun(o options, attempt int, bad, slow []string) bool {
+	return o.check && len(bad) == 0 && len(slow) > 0 && attempt <= o.reruns
 }
 
 // recheckAll holds the results of an earlier run (its JSON files) to today's pass conditions.

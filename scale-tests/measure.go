@@ -14,10 +14,14 @@ import (
 
 // Result is one scenario's run, as written to JSON.
 type Result struct {
-	Scenario string    `json:"scenario"`
-	Started  time.Time `json:"started"`
-	Machine  string    `json:"machine"`
-	Replicas int       `json:"replicas"`
+	Scenario string `json:"scenario"`
+	// Attempt counts the runs of the scenario this one ends (1 when it ran once); EarlierMisses
+	// are what the runs before it missed (see -reruns), kept so a pass after a miss shows both.
+	Attempt       int       `json:"attempt,omitempty"`
+	EarlierMisses []string  `json:"earlierMisses,omitempty"`
+	Started       time.Time `json:"started"`
+	Machine       string    `json:"machine"`
+	Replicas      int       `json:"replicas"`
 
 	RawCreatesPerSec float64 `json:"rawCreatesPerSecond"`
 	ReadySeconds     float64 `json:"readySeconds"`

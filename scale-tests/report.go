@@ -32,6 +32,15 @@ func writeReport(dir, profile string, results []*Result) (string, error) {
 			float64(peak)/(1<<20), r.RedisOpsPerSec, r.APIRequestsPerSec)
 	}
 	b.WriteString("\n")
+	for _, r := range results {
+		if r.Attempt > 1 {
+			fmt.Fprintf(&b, "**%s** ran %d times (-reruns); the figures above are the last run's. The runs before it missed:\n\n", r.Scenario, r.Attempt)
+			for _, m := range r.EarlierMisses {
+				fmt.Fprintf(&b, "- %s\n", m)
+			}
+			b.WriteString("\n")
+		}
+	}
 	writeCosts(&b, results)
 	for _, r := range results {
 		if len(r.Extra) > 0 || len(r.Killed) > 0 {
