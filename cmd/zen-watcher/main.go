@@ -109,11 +109,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	rep := newReplicas(cfg, kube, m, log)
-	ingesters := ingester.NewManager(ingester.Config{
+	// The coordinator publishes the manager's counts and the manager writes status with the
+	// coordinator's sums; the coordinator reads the counts only once it runs, after both exist.
+	var ingesters *ingester.Manager
+	coord := rep.coordinator(pipe, store.Local(), rc, func(source string) int64 { return ingesters.Seen(source) })
+	icfg := ingester.Config{
 		Dynamic: dyn, Discovery: kube.Discovery(), Secrets: ingester.KubeSecrets{Client: kube},
 		Pipeline: pipe, Webhooks: hooks, Defaults: processingDefaults(cfg), Metrics: m, Log: log,
 		DisableDefaults: !cfg.defaultSources, Wrap: rep.wrap(), SecretRefresh: cfg.webhook.secretRefresh,
-	})
+	}
+	if coord != nil {
+		icfg.Shared = coord
+	}
+	ingesters = ingester.NewManager(icfg)
 
 	health := server.NewHealth(reg)
 	health.AddReadiness("sources", func(context.Context) error { return ingesters.Ready() })
@@ -141,7 +149,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		g.Go(func() error { queue.Run(gctx, pipe, hooks.Sources); return nil })
 		maintainQueue = func(ctx context.Context) { queue.Maintain(ctx, hooks.Sources) }
 	}
-	rep.start(gctx, g, health, pipe, store.Local(), rc, ingesters, cleaner, maintainQueue)
+	rep.start(gctx, g, health, pipe, coord, ingesters, cleaner, maintainQueue)
 	g.Go(func() error { return server.Serve(gctx, cfg.metricsAddr, health.Handler(), server.ServeOptions{}, log) })
 	g.Go(func() error {
 		return server.Serve(gctx, cfg.webhookAddr, hooks, webhookServeOptions(cfg, hooksTLS, m), log)

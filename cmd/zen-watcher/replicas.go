@@ -77,11 +77,25 @@ func (r *replicas) leaderWork(coord *ha.Coordinator, cleaner *cleanup.Cleaner, m
 	}
 }
 
+// coordinator returns what makes the replicas sharing Redis (rc) one: their statistics, the
+// leader's decisions and the Ingesters' status counts; nil without Redis. seen is the Ingester
+// manager's count of the findings each source produced here.
+func (r *replicas) coordinator(pipe *pipeline.Pipeline, cache *pipeline.LocalCache, rc redis.UniversalClient,
+	seen func(source string) int64) *ha.Coordinator {
+	if rc == nil {
+		return nil
+	}
+	return ha.NewCoordinator(ha.CoordinatorConfig{
+		Self: r.cfg.memberID, State: redisstate.NewCoordination(rc, r.cfg.release), Pipeline: pipe, Cache: cache,
+		Optimize: r.cfg.haOptimization, Optimization: r.optimization(), Policy: pipeline.DefaultOrderPolicy(),
+		Members: r.memberCount, Metrics: r.metrics, Log: r.log, Seen: seen,
+	})
+}
+
 // start runs membership, the Ingester manager (once this replica knows its share), leader election
 // and coordination in g.
 func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.Health, pipe *pipeline.Pipeline,
-	cache *pipeline.LocalCache, rc redis.UniversalClient, ingesters *ingester.Manager, cleaner *cleanup.Cleaner,
-	maintain func(context.Context)) {
+	coord *ha.Coordinator, ingesters *ingester.Manager, cleaner *cleanup.Cleaner, maintain func(context.Context)) {
 	if r.members == nil {
 		health.AddLiveness("process", func(context.Context) error { return nil })
 		g.Go(func() error { return ingesters.Run(ctx) })
@@ -97,13 +111,7 @@ func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.
 		g.Go(func() error { return r.follow(ctx, ingesters) })
 		g.Go(func() error { r.countNamespaces(ctx); return nil })
 	}
-	var coord *ha.Coordinator
-	if rc != nil {
-		coord = ha.NewCoordinator(ha.CoordinatorConfig{
-			Self: r.cfg.memberID, State: redisstate.NewCoordination(rc, r.cfg.release), Pipeline: pipe, Cache: cache,
-			Optimize: r.cfg.haOptimization, Optimization: r.optimization(), Policy: pipeline.DefaultOrderPolicy(),
-			Members: r.memberCount, Metrics: r.metrics, Log: r.log,
-		})
+	if coord != nil {
 		g.Go(func() error { coord.RunReplica(ctx, r.cfg.syncInterval); return nil })
 	} else {
 		// Without shared state every replica tunes the order of its own findings.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
@@ -47,6 +48,10 @@ type CoordinatorConfig struct {
 	Policy       pipeline.OrderPolicy
 	// Members returns the number of live replicas.
 	Members func() int
+	// Seen returns the findings a source produced on this replica (the Ingester manager's count),
+	// published beside the pipeline's statistics so the leader can sum them for the Ingester's
+	// status; nil publishes none.
+	Seen    func(source string) int64
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
 }
@@ -64,6 +69,11 @@ type Coordinator struct {
 	primed bool
 	last   time.Time
 	tune   tuning
+
+	// mu guards what the status writer reads from another goroutine: the fence of the term and
+	// the counts summed over the replicas at its last round (nil until its first).
+	mu     sync.Mutex
+	totals map[string]pipeline.OrderStats
 }
 
 // NewCoordinator returns a coordinator.
@@ -90,6 +100,9 @@ func (c *Coordinator) RunReplica(ctx context.Context, interval time.Duration) {
 func (c *Coordinator) SyncOnce(ctx context.Context) {
 	stats := map[string]pipeline.OrderStats{}
 	for _, s := range c.cfg.Pipeline.Stats() {
+		if c.cfg.Seen != nil {
+			s.Stats.Seen = uint64(max(c.cfg.Seen(s.Source), 0))
+		}
 		stats[s.Source] = s.Stats
 	}
 	if err := c.cfg.State.PublishStats(ctx, c.cfg.Self, stats); err != nil && ctx.Err() == nil {
@@ -124,6 +137,7 @@ func (c *Coordinator) SyncOnce(ctx context.Context) {
 // size to their bounds at every leader change.
 func (c *Coordinator) Lead(ctx context.Context, interval time.Duration, fence Fence) {
 	c.BeginLeading(fence)
+	defer c.setTotals(nil)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -138,7 +152,10 @@ func (c *Coordinator) Lead(ctx context.Context, interval time.Duration, fence Fe
 
 // BeginLeading resets the leader's state for a new term guarded by fence.
 func (c *Coordinator) BeginLeading(fence Fence) {
-	c.fence, c.term, c.primed = fence, 0, false
+	c.mu.Lock()
+	c.fence, c.totals = fence, nil
+	c.mu.Unlock()
+	c.term, c.primed = 0, false
 	c.last = time.Now()
 	c.tune = tuning{}
 }
@@ -157,6 +174,7 @@ func (c *Coordinator) LeadOnce(ctx context.Context, now time.Time) {
 		c.cfg.Log.Warn("reading replicas' statistics", "error", err)
 		return
 	}
+	c.setTotals(all)
 	elapsed := now.Sub(c.last)
 	c.last = now
 	if !c.primed {
@@ -196,6 +214,39 @@ func (c *Coordinator) LeadOnce(ctx context.Context, now time.Time) {
 }
 
 func (c *Coordinator) held() bool { return c.fence == nil || c.fence.Held() }
+
+// Counts returns a source's findings seen and Observations written, summed over every live
+// replica as they published them by the leader's last round, and false unless this replica leads
+// and has read them this term: one writer of the Ingester's status, with everyone's counts.
+// Counts a replica published before it restarted are gone with it; the sum is of the live ones.
+func (c *Coordinator) Counts(source string) (seen, written int64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.totals == nil || c.fence != nil && !c.fence.Held() {
+		return 0, 0, false
+	}
+	t := c.totals[source]
+	return int64(t.Seen), int64(t.Written), true
+}
+
+// setTotals keeps the status counts of all (member → source → cumulative); nil forgets them.
+func (c *Coordinator) setTotals(all map[string]map[string]pipeline.OrderStats) {
+	var totals map[string]pipeline.OrderStats
+	if all != nil {
+		totals = map[string]pipeline.OrderStats{}
+		for _, sources := range all {
+			for src, s := range sources {
+				t := totals[src]
+				t.Seen += s.Seen
+				t.Written += s.Written
+				totals[src] = t
+			}
+		}
+	}
+	c.mu.Lock()
+	c.totals = totals
+	c.mu.Unlock()
+}
 
 // beginTerm takes a new term token in the shared state; a leader writes nothing without one.
 func (c *Coordinator) beginTerm(ctx context.Context) bool {

@@ -2,6 +2,7 @@ package ha
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -189,5 +190,59 @@ func TestLeaderDecidesFromEveryReplica(t *testing.T) {
 	d := leader.deltas(map[string]map[string]pipeline.OrderStats{"zw-0": {"falco": {Events: 5}}})
 	if d["falco"].Events != 5 {
 		t.Errorf("delta after a restart: %+v", d["falco"])
+	}
+}
+
+// TestLeaderSumsStatusCounts: the status counts are every replica's seen and written summed, and
+// only the leader, while its fence holds and once it has read them this term, has them to give.
+func TestLeaderSumsStatusCounts(t *testing.T) {
+	ctx := context.Background()
+	state := &memState{stats: map[string]map[string]pipeline.OrderStats{}}
+	leader, pa, _ := newReplica(t, state, "zw-0")
+	follower, pb, _ := newReplica(t, state, "zw-1")
+	leader.cfg.Seen = func(string) int64 { return 7 }
+	follower.cfg.Seen = func(string) int64 { return 5 }
+	for i, p := range []*pipeline.Pipeline{pa, pa, pb} {
+		ev := &pipeline.Event{Source: "falco", Category: "security", Severity: "high", EventType: "runtime_alert", Rule: fmt.Sprint("r", i)}
+		if err := p.Handle(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leader.SyncOnce(ctx)
+	follower.SyncOnce(ctx)
+	if a, b := state.stats["zw-0"]["falco"].Seen, state.stats["zw-1"]["falco"].Seen; a != 7 || b != 5 {
+		t.Fatalf("published seen %d and %d, want 7 and 5", a, b)
+	}
+	// This test's sink writes nothing; the Observations a writer would have counted:
+	for member, n := range map[string]uint64{"zw-0": 2, "zw-1": 1} {
+		s := state.stats[member]["falco"]
+		s.Written = n
+		state.stats[member]["falco"] = s
+	}
+	if _, _, ok := leader.Counts("falco"); ok {
+		t.Fatal("counts before the leader's first round")
+	}
+	fence := &switchFence{}
+	leader.BeginLeading(fence)
+	leader.LeadOnce(ctx, time.Now())
+	for _, tc := range []struct {
+		c             *Coordinator
+		source        string
+		seen, written int64
+		ok            bool
+		name          string
+	}{
+		{leader, "falco", 12, 3, true, "leader"},
+		{leader, "none", 0, 0, true, "leader, a source nobody counted"},
+		{follower, "falco", 0, 0, false, "follower"},
+	} {
+		seen, written, ok := tc.c.Counts(tc.source)
+		if seen != tc.seen || written != tc.written || ok != tc.ok {
+			t.Errorf("%s: Counts(%s) = %d, %d, %v; want %d, %d, %v", tc.name, tc.source, seen, written, ok, tc.seen, tc.written, tc.ok)
+		}
+	}
+	fence.off.Store(true)
+	if _, _, ok := leader.Counts("falco"); ok {
+		t.Error("a leader whose fence no longer holds still gives counts")
 	}
 }

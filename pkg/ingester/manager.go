@@ -46,6 +46,17 @@ type Config struct {
 	DisableDefaults bool
 	// SecretRefresh is how often webhook credentials are read again from their Secrets (30s).
 	SecretRefresh time.Duration
+	// Shared, when replicas share the work, is where the status counts come from: one replica
+	// (the leader) writes every Ingester's status with everyone's counts, and the others none.
+	// Nil: this replica is alone and writes its own.
+	Shared SharedCounts
+}
+
+// SharedCounts is the counts of every replica, for a status that speaks for all of them.
+type SharedCounts interface {
+	// Counts returns source's findings seen and Observations written summed over the live
+	// replicas, and false when this replica is not the one that writes status.
+	Counts(source string) (seen, written int64, ok bool)
 }
 
 // Manager runs the sources the Ingesters describe.
@@ -485,6 +496,18 @@ func (m *Manager) writeStatuses(ctx context.Context) {
 			continue
 		}
 		st := m.status(r, ing)
+		if m.cfg.Shared != nil {
+			seen, written, ok := m.cfg.Shared.Counts(ing.Spec.Source)
+			if !ok {
+				// Another replica writes; when this one writes again it must not skip a status
+				// it wrote long ago that another has since overwritten.
+				m.mu.Lock()
+				clear(m.statuses)
+				m.mu.Unlock()
+				continue
+			}
+			st.EventsSeen, st.ObservationsWritten = seen, written
+		}
 		m.mu.Lock()
 		prev, known := m.statuses[key]
 		m.mu.Unlock()
@@ -501,6 +524,20 @@ func (m *Manager) writeStatuses(ctx context.Context) {
 		m.statuses[key] = st
 		m.mu.Unlock()
 	}
+}
+
+// Seen returns the findings the runners of source produced on this replica, the default set's
+// included.
+func (m *Manager) Seen(source string) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var n int64
+	for _, r := range m.runners {
+		if r.plan.source == source {
+			n += r.seen()
+		}
+	}
+	return n
 }
 
 // status computes an Ingester's status from its runner, the pipeline and the webhooks.

@@ -225,5 +225,6 @@ func (c *chain) stats() OrderStats {
 		DedupSeen: c.dedupSeen.Load(), DedupDropped: c.dedupDropped.Load(),
 		FilterNanos: c.filterNanos.Load(), FilterSamples: c.filterSamples.Load(),
 		DedupNanos: c.dedupNanos.Load(), DedupSamples: c.dedupSamples.Load(),
+		Written: c.written.Load(),
 	}
 }

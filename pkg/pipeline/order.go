@@ -17,6 +17,11 @@ type OrderStats struct {
 	// Stage cost, sampled: total nanoseconds over the number of samples.
 	FilterNanos, FilterSamples uint64
 	DedupNanos, DedupSamples   uint64
+	// Seen and Written are what an Ingester's status reports, summed over the replicas by the
+	// leader: the findings the source produced on a replica (set by the caller that counts them;
+	// the pipeline sees only those handed on) and the Observations the replica wrote for it. No
+	// order decision reads them, so Sub and Since leave them out.
+	Seen, Written uint64
 }
 
 // Sub returns the counts since prev.

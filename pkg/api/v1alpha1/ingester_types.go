@@ -272,10 +272,11 @@ type IngesterStatus struct {
 	// LastError is the last error the source met, if any.
 	// +optional
 	LastError string `json:"lastError,omitempty"`
-	// EventsSeen counts the findings the source produced.
+	// EventsSeen counts the findings the source produced, summed over the live replicas when
+	// several share the work (the leader writes the status).
 	// +optional
 	EventsSeen int64 `json:"eventsSeen,omitempty"`
-	// ObservationsWritten counts the Observations written for the source.
+	// ObservationsWritten counts the Observations written for the source, summed likewise.
 	// +optional
 	ObservationsWritten int64 `json:"observationsWritten,omitempty"`
 	// Order is the order of the filter and dedup stages in force.
