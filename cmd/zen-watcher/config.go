@@ -26,6 +26,7 @@ type config struct {
 	redisAddr      string
 	redisPassword  string // from REDIS_PASSWORD only: a flag would show it in the process list
 	redisMaster    string
+	redisWait      int
 	redisTLS       bool
 	redisTLSCA     string
 	dedupWindow    time.Duration
@@ -108,6 +109,7 @@ func envFlags() map[string]string {
 		"release":                            "RELEASE_NAME",
 		"redis-addr":                         "REDIS_ADDR",
 		"redis-master-name":                  "REDIS_MASTER_NAME",
+		"redis-wait-replicas":                "REDIS_WAIT_REPLICAS",
 		"redis-tls":                          "REDIS_TLS",
 		"redis-tls-ca-file":                  "REDIS_TLS_CA_FILE",
 		"dedup-window":                       "DEDUP_WINDOW",
@@ -190,6 +192,9 @@ func newFlagSet(c *config) *flag.FlagSet {
 		"Redis host:port for state shared by replicas; several, comma-separated, for Redis Cluster or the "+
 			"Sentinels with -redis-master-name; empty keeps dedup state in this process only (password from env REDIS_PASSWORD)")
 	fs.StringVar(&c.redisMaster, "redis-master-name", "", "Sentinel master name: -redis-addr lists the Sentinels")
+	fs.IntVar(&c.redisWait, "redis-wait-replicas", 0, "replicas of the Redis primary that must hold each durable "+
+		"webhook entry (WAIT) before its request is answered \"queued\"; else the findings are processed before the "+
+		"answer. 1 with Sentinel keeps every queued finding through a failover; 0 trusts the primary alone")
 	fs.BoolVar(&c.redisTLS, "redis-tls", false, "connect to Redis over TLS")
 	fs.StringVar(&c.redisTLSCA, "redis-tls-ca-file", "", "CA bundle (PEM) that Redis's certificate must chain to; "+
 		"empty means the system's")
@@ -382,6 +387,8 @@ func (c *config) validate() error {
 		{"webhook-replay-unchecked-window", w.replayUncheckedWindow, w.replayUncheckedWindow > 0, "positive"},
 		{"webhook-tls-key-file", w.tlsKeyFile, (w.tlsCertFile == "") == (w.tlsKeyFile == ""),
 			"set together with -webhook-tls-cert-file"},
+		{"redis-wait-replicas", c.redisWait, c.redisWait >= 0 && (c.redisWait == 0 || c.redisMaster != "" || !strings.Contains(c.redisAddr, ",")),
+			"0 or more, and 0 with a Redis Cluster (several -redis-addr without -redis-master-name)"},
 		{"pprof-port", c.pprofPort, c.pprofPort >= 1 && c.pprofPort <= 65535, "1-65535"},
 	}
 	var faults []string

@@ -39,6 +39,12 @@ func TestParseConfig(t *testing.T) {
 			wantErr: "-observation-ttl-seconds (env OBSERVATION_TTL_SECONDS) = 30: must be from 60"},
 		{name: "negative TTL", args: []string{"-observation-ttl-seconds", "-5"}, wantErr: "-observation-ttl-seconds"},
 		{name: "a minute TTL", args: []string{"-observation-ttl-seconds", "60"}, check: func(c *config) bool { return c.ttlSeconds == 60 }},
+		{name: "WAIT on a Redis Cluster", args: []string{"-redis-addr", "a:6379,b:6379,c:6379", "-redis-wait-replicas", "1"},
+			wantErr: "-redis-wait-replicas (env REDIS_WAIT_REPLICAS) = 1: must be 0 or more, and 0 with a Redis Cluster"},
+		{name: "WAIT with Sentinels", args: []string{"-redis-addr", "a:26379,b:26379", "-redis-master-name", "m"},
+			env:   map[string]string{"REDIS_WAIT_REPLICAS": "1"},
+			check: func(c *config) bool { return c.redisWait == 1 }},
+		{name: "negative WAIT", args: []string{"-redis-wait-replicas", "-1"}, wantErr: "-redis-wait-replicas"},
 		{name: "every fault at once", args: []string{"-writer-queue", "0", "-webhook-rate", "0"},
 			wantErr: "-writer-queue (env WRITER_QUEUE_SIZE) = 0: must be at least 1\n  -webhook-rate"},
 	}

@@ -220,7 +220,7 @@ func newWebhooks(cfg *config, pipe *pipeline.Pipeline, rc redis.UniversalClient,
 			var err error
 			queue, err = redisstate.NewStream(rc, redisstate.StreamOptions{
 				Release: cfg.release, Consumer: cfg.memberID, MaxLen: cfg.webhook.queueMaxLen,
-				MaxAge: cfg.webhook.queueMaxAge, ClaimIdle: cfg.webhook.claimIdle,
+				MaxAge: cfg.webhook.queueMaxAge, ClaimIdle: cfg.webhook.claimIdle, WaitReplicas: cfg.redisWait,
 			}, m, log)
 			if err != nil {
 				return nil, nil, err

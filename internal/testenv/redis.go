@@ -24,8 +24,10 @@ type Redis struct {
 	persist bool
 	port    int
 	dir     string
-	extra   []string // further redis-server arguments (cluster mode)
-	cmd     *exec.Cmd
+	extra   []string // further redis-server arguments (cluster mode, a replica's primary)
+	// sentinelConf, when set, makes the process a Sentinel of this configuration file.
+	sentinelConf string
+	cmd          *exec.Cmd
 }
 
 // StartRedis starts redis-server on a free loopback port. A missing redis-server is an error naming
@@ -72,6 +74,9 @@ func (r *Redis) Start() error {
 	}
 	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--dir", r.dir,
 		"--logfile", filepath.Join(r.dir, "redis.log")}, append(aof, r.extra...)...)
+	if r.sentinelConf != "" {
+		args = []string{r.sentinelConf, "--sentinel"}
+	}
 	cmd := exec.Command("redis-server", args...)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting redis-server: %w", err)

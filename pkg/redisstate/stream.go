@@ -49,6 +49,12 @@ type StreamOptions struct {
 	Timeout time.Duration
 	// StatsInterval is how often depth and lag are measured and processed entries trimmed (5s).
 	StatsInterval time.Duration
+	// WaitReplicas, when positive, holds each batch of appends until this many of the primary's
+	// replicas have it (WAIT), else the appends count as failed and their findings are processed
+	// before the answer. Redis replicates asynchronously: without it, a Sentinel failover can
+	// promote a replica that never received entries already answered "queued". One primary (or
+	// Sentinel) only: a Redis Cluster client cannot send a keyless WAIT to the right node.
+	WaitReplicas int
 }
 
 func (o *StreamOptions) setDefaults() {
@@ -308,12 +314,57 @@ func (s *Stream) appendAll(ctx context.Context, batch []*appendReq) {
 	for i, r := range batch {
 		cmds[i] = appendScript.Eval(ctx, pipe, []string{r.key}, r.payload, s.opts.MaxLen, deadline)
 	}
+	var wait *redis.Cmd
+	if s.opts.WaitReplicas > 0 {
+		// WAIT counts the replicas that hold every write this connection sent before it: the
+		// pipeline's appends, on the same connection.
+		wait = pipe.Do(ctx, "WAIT", s.opts.WaitReplicas, (s.opts.Timeout / appendGrace / 2).Milliseconds())
+	}
 	_, _ = pipe.Exec(ctx)
 	received := time.Now()
+	unreplicated := s.replicated(wait)
 	for i, r := range batch {
-		r.done <- s.appended(r.key, cmds[i], received)
+		err := s.appended(r.key, cmds[i], received)
+		if err == nil && unreplicated != nil {
+			err = fmt.Errorf("appending to %s: %w", r.key, unreplicated)
+		}
+		r.done <- err
 	}
 }
+
+// replicated judges a WAIT's answer (nil: none was asked): an error unless enough replicas hold
+// the batch. Entries a replica never received are answered as not queued, so their findings are
+// processed at once; should they survive on the primary all the same, their names make the
+// second processing write nothing.
+func (s *Stream) replicated(wait *redis.Cmd) error {
+	if wait == nil {
+		return nil
+	}
+	n, err := wait.Int64()
+	switch {
+	case err != nil:
+		return fmt.Errorf("waiting for %d Redis replicas: %w", s.opts.WaitReplicas, err)
+	case n < int64(s.opts.WaitReplicas):
+		// The replicas lag or are gone: refuse appends for a moment rather than have every
+		// request wait out the WAIT.
+		s.downUntil.Store(time.Now().Add(time.Second).UnixNano())
+		return unreplicatedError{held: n, want: s.opts.WaitReplicas}
+	}
+	return nil
+}
+
+// unreplicatedError is a batch of appends fewer replicas hold than WaitReplicas asks.
+type unreplicatedError struct {
+	held int64
+	want int
+}
+
+func (e unreplicatedError) Error() string {
+	return fmt.Sprintf("%d of %d Redis replicas hold the appends", e.held, e.want)
+}
+
+// Unreplicated tells the webhook server why the queue did not take the findings.
+func (unreplicatedError) Unreplicated() bool { return true }
 
 // appended reads one append's answer, learning Redis's clock from it.
 func (s *Stream) appended(key string, cmd *redis.Cmd, received time.Time) error {

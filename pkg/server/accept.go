@@ -114,6 +114,9 @@ func (d Durable) Accept(ctx context.Context, source string, findings []*pipeline
 	if full := (interface{ Full() bool })(nil); errors.As(err, &full) && full.Full() {
 		reason = "queue_full"
 	}
+	if unrep := (interface{ Unreplicated() bool })(nil); errors.As(err, &unrep) && unrep.Unreplicated() {
+		reason = "queue_unreplicated"
+	}
 	d.Metrics.WebhookQueueFallbacks.WithLabelValues(source, reason).Inc()
 	d.Log.Debug("webhook queue refused findings; processing them before answering", "source", source, "error", err)
 	how, err := d.Fallback.Accept(ctx, source, findings)

@@ -30,7 +30,7 @@ func TestLintAndRender(t *testing.T) {
 		"external-redis": {kinds: map[string]int{"Deployment": 1},
 			env: map[string]string{"REDIS_ADDR": "redis.example.svc:6379", "REDIS_TLS": "true", "REDIS_TLS_CA_FILE": "/etc/zen-watcher/redis-ca/ca.crt"}},
 		"sentinel": {kinds: map[string]int{"Deployment": 1},
-			env: map[string]string{"REDIS_MASTER_NAME": "mymaster", "REDIS_ADDR": "sentinel-0.sentinel:26379,sentinel-1.sentinel:26379,sentinel-2.sentinel:26379"}},
+			env: map[string]string{"REDIS_MASTER_NAME": "mymaster", "REDIS_WAIT_REPLICAS": "1", "REDIS_ADDR": "sentinel-0.sentinel:26379,sentinel-1.sentinel:26379,sentinel-2.sentinel:26379"}},
 		"cluster-redis": {kinds: map[string]int{"Deployment": 1},
 			env: map[string]string{"REDIS_ADDR": "redis-0.redis:6379,redis-1.redis:6379,redis-2.redis:6379"}},
 		"networkpolicy": {kinds: map[string]int{"NetworkPolicy": 2, "PersistentVolumeClaim": 1},

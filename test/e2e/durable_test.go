@@ -32,9 +32,9 @@ func durableAlert(n int) []byte {
 		n, n, n%50)
 }
 
-// expectedName is the Observation name an alert must get: derived from its occurrence, so that a
-// redelivery writes nothing twice.
-func expectedName(t *testing.T, body []byte) string {
+// expectedName is the Observation name an alert must get in namespace ns: derived from its
+// occurrence, so that a redelivery writes nothing twice.
+func expectedName(t *testing.T, ns string, body []byte) string {
 	evs, err := falco.Parser{}.ParsePayload(body)
 	if err != nil || len(evs) != 1 {
 		t.Fatalf("parsing %s: %v", body, err)
@@ -42,12 +42,14 @@ func expectedName(t *testing.T, body []byte) string {
 	ev := evs[0]
 	ev.Source = "falcod"
 	ev.FP = pipeline.Fingerprint(ev)
-	return pipeline.BuildObservation(ev, durableNamespace).Name
+	return pipeline.BuildObservation(ev, ns).Name
 }
 
 // poster sends alerts to the replicas, round robin, each until some replica answers 2xx.
 type poster struct {
-	t        *testing.T
+	t  *testing.T
+	ns string // where the replicas write the Observations
+
 	mu       sync.Mutex
 	targets  []*replica
 	answered map[int]string // alert → durability of its 2xx answer
@@ -144,7 +146,7 @@ func TestDurableWebhooks(t *testing.T) {
 		r.waitReady(t, 60*time.Second)
 		waitRoute(t, r, "/falcod")
 	}
-	p := &poster{t: t, targets: []*replica{a, b, c}, answered: map[int]string{},
+	p := &poster{t: t, ns: durableNamespace, targets: []*replica{a, b, c}, answered: map[int]string{},
 		client: &http.Client{Timeout: 30 * time.Second}}
 
 	// Phase 1: kill -9 one replica when 40% of the alerts are answered.
@@ -171,7 +173,7 @@ func TestDurableWebhooks(t *testing.T) {
 	mc := metadataClient(t)
 	var missing atomic.Int64
 	checkWritten := func(n int) {
-		name := expectedName(t, durableAlert(n))
+		name := expectedName(t, durableNamespace, durableAlert(n))
 		_, err := mc.Resource(v1alpha1.SchemeGroupVersion.WithResource("observations")).Namespace(durableNamespace).
 			Get(context.Background(), name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -287,14 +289,14 @@ func waitNames(t *testing.T, p *poster, from, to int, timeout time.Duration) {
 		if _, ok := p.answered[n]; !ok {
 			t.Fatalf("alert %d was never answered 2xx", n)
 		}
-		want[expectedName(t, durableAlert(n))] = n
+		want[expectedName(t, p.ns, durableAlert(n))] = n
 	}
 	mc := metadataClient(t)
 	started := time.Now()
 	var have map[string]bool
 	eventually(t, timeout, func(ctx context.Context) error {
 		var err error
-		have, err = observationNames(ctx, mc)
+		have, err = observationNames(ctx, mc, p.ns)
 		if err != nil {
 			return err
 		}
@@ -327,12 +329,12 @@ func metadataClient(t *testing.T) metadata.Interface {
 	return mc
 }
 
-// observationNames lists the names of the durable test's Observations, a page at a time.
-func observationNames(ctx context.Context, mc metadata.Interface) (map[string]bool, error) {
+// observationNames lists the names of the durable queue's Observations in ns, a page at a time.
+func observationNames(ctx context.Context, mc metadata.Interface, ns string) (map[string]bool, error) {
 	names := map[string]bool{}
 	opts := metav1.ListOptions{LabelSelector: v1alpha1.LabelSource + "=falcod", Limit: 5000}
 	for {
-		list, err := mc.Resource(v1alpha1.SchemeGroupVersion.WithResource("observations")).Namespace(durableNamespace).List(ctx, opts)
+		list, err := mc.Resource(v1alpha1.SchemeGroupVersion.WithResource("observations")).Namespace(ns).List(ctx, opts)
 		if err != nil {
 			return nil, err
 		}
