@@ -116,7 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	icfg := ingester.Config{
 		Dynamic: dyn, Discovery: kube.Discovery(), Secrets: ingester.KubeSecrets{Client: kube},
 		Pipeline: pipe, Webhooks: hooks, Defaults: processingDefaults(cfg), Metrics: m, Log: log,
-		DisableDefaults: !cfg.defaultSources, Wrap: rep.wrap(), SecretRefresh: cfg.webhook.secretRefresh,
+		DisableDefaults: !cfg.defaultSources, Wrap: rep.wrap(), Owns: rep.owns(), SecretRefresh: cfg.webhook.secretRefresh,
 	}
 	if coord != nil {
 		icfg.Shared = coord

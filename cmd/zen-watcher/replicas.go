@@ -49,6 +49,15 @@ func newReplicas(cfg *config, kube kubernetes.Interface, m *metrics.Metrics, log
 	return r
 }
 
+// owns tells whether this replica owns a namespace in its current share; nil without sharding,
+// where nothing is ever resharded.
+func (r *replicas) owns() func(namespace string) bool {
+	if r.sharder == nil {
+		return nil
+	}
+	return r.sharder.Owns
+}
+
 // wrap is the informers' ListerWatcher decorator: the replica's share, or nothing without sharding.
 func (r *replicas) wrap() sources.WrapListerWatcher {
 	if r.sharder == nil {

@@ -37,7 +37,10 @@ type Config struct {
 	// Defaults is the processing of every source, before its Ingester's processing block.
 	Defaults pipeline.SourceConfig
 	// Wrap decorates every informer's ListerWatcher (sharding); nil for none.
-	Wrap    sources.WrapListerWatcher
+	Wrap sources.WrapListerWatcher
+	// Owns reports whether this replica owns a namespace in its share now; a reshard keeps what
+	// was handed on in those. Nil keeps nothing.
+	Owns    func(namespace string) bool
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
 	// StatusInterval is how often Ingester status is written when it changed (default 5s).
@@ -204,7 +207,7 @@ func (m *Manager) apply(ctx context.Context, key string, ing *v1alpha1.Ingester)
 		return
 	}
 	m.stopRunner(key, false)
-	r, err := m.start(ctx, p)
+	r, err := m.start(ctx, p, nil)
 	if err != nil {
 		m.fail(key, ing, err)
 		return
@@ -254,8 +257,10 @@ func (m *Manager) refreshLoop(ctx context.Context) {
 	}
 }
 
-// Reshard restarts every informer source, so that each lists what the replica owns now. Deterministic
-// names and dedup make the re-list create nothing twice.
+// Reshard restarts every informer source, so that each lists what the replica owns now. What each
+// handed on in the namespaces that stay is kept (Config.Owns), so the re-list hands on only the
+// findings of namespaces new to this replica; deterministic names and dedup make those create
+// nothing twice.
 func (m *Manager) Reshard() { m.queue.Add(reshardKey) }
 
 func (m *Manager) restartInformers(ctx context.Context) {
@@ -276,7 +281,7 @@ func (m *Manager) restartInformers(ctx context.Context) {
 		}
 		ing, err := old.ingester(), old.err()
 		m.stopRunner(k, false)
-		r, serr := m.start(ctx, old.plan)
+		r, serr := m.start(ctx, old.plan, old)
 		if serr != nil {
 			m.log.Warn("restarting source after a rebalance", "ingester", k, "error", serr)
 			continue
@@ -372,8 +377,10 @@ func (m *Manager) reconcileDefaults(ctx context.Context) error {
 
 func isDefaultKey(k string) bool { return len(k) > 9 && k[:9] == "defaults/" }
 
-// start runs a plan's informers, or registers its webhook.
-func (m *Manager) start(ctx context.Context, p *plan) (*runner, error) {
+// start runs a plan's informers, or registers its webhook. Restarted on a new share, the
+// informers inherit what prev's (the same plan's, stopped) handed on in the namespaces this
+// replica still owns.
+func (m *Manager) start(ctx context.Context, p *plan, prev *runner) (*runner, error) {
 	rctx, cancel := context.WithCancel(ctx)
 	r := &runner{plan: p, cancel: cancel, done: make(chan struct{})}
 	if p.webhook != nil {
@@ -386,8 +393,11 @@ func (m *Manager) start(ctx context.Context, p *plan) (*runner, error) {
 		return r, nil
 	}
 	var wg sync.WaitGroup
-	for _, ip := range p.informers {
+	for k, ip := range p.informers {
 		inf := sources.NewInformer(ip.cfg, m.cfg.Dynamic, m.cfg.Discovery, ip.parser, m.cfg.Wrap, m.cfg.Metrics, m.cfg.Log)
+		if prev != nil && m.cfg.Owns != nil && k < len(prev.informers) {
+			inf.Inherit(prev.informers[k], m.cfg.Owns)
+		}
 		r.informers = append(r.informers, inf)
 		wg.Go(func() {
 			if err := inf.Run(rctx, m.cfg.Pipeline); err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,8 +66,8 @@ type Informer struct {
 
 	resync time.Duration
 
-	mu      sync.Mutex
-	emitted map[types.UID][]uint64 // sorted fingerprints handed on, per object
+	handed    *handedOn
+	inherited bool // handed came from the informer this one replaces: prune it once synced
 }
 
 // DefaultResync is how often an informer looks at every object again, to hand on findings that
@@ -80,9 +79,9 @@ func NewInformer(cfg InformerConfig, client dynamic.Interface, disc discovery.Di
 	parser ObjectParser, wrap WrapListerWatcher, m *metrics.Metrics, log *slog.Logger) *Informer {
 	i := &Informer{
 		cfg: cfg, client: client, discovery: disc, parser: parser, wrap: wrap, metrics: m,
-		log:     log.With("source", cfg.Source, "resource", cfg.GVR.String()),
-		emitted: map[types.UID][]uint64{},
-		resync:  DefaultResync,
+		log:    log.With("source", cfg.Source, "resource", cfg.GVR.String()),
+		handed: newHandedOn(),
+		resync: DefaultResync,
 	}
 	if cfg.Resync > 0 {
 		i.resync = cfg.Resync
@@ -90,6 +89,27 @@ func NewInformer(cfg InformerConfig, client dynamic.Interface, disc discovery.Di
 	i.waiting.Store("")
 	i.lastErr.Store("")
 	return i
+}
+
+// Inherit takes over what from handed on for the objects of the namespaces owns accepts: an
+// informer restarted on a new share hands on only what it did not hand on before. Findings from
+// hand on that fail later are forgotten here too, to be handed on again. Call it before Run.
+func (i *Informer) Inherit(from *Informer, owns func(namespace string) bool) {
+	i.handed = from.handed
+	i.handed.keep(owns)
+	i.inherited = true
+}
+
+// pruneGone forgets the inherited objects the first list did not return: they were deleted while
+// no informer watched.
+func (i *Informer) pruneGone(store cache.Store) {
+	live := map[types.UID]bool{}
+	for _, obj := range store.List() {
+		if p, ok := obj.(*parsed); ok {
+			live[p.UID] = true
+		}
+	}
+	i.handed.prune(live)
 }
 
 // Name is the source name.
@@ -132,6 +152,9 @@ func (i *Informer) Run(ctx context.Context, h Handler) error {
 	}
 	go func() {
 		if cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+			if i.inherited {
+				i.pruneGone(inf.GetStore())
+			}
 			i.synced.Store(true)
 			i.log.Info("informer synced")
 		}
@@ -289,10 +312,7 @@ func (i *Informer) handle(ctx context.Context, h Handler, obj any) {
 		fps[k] = f.FP
 	}
 	slices.Sort(fps)
-	i.mu.Lock()
-	prev := i.emitted[p.UID]
-	i.emitted[p.UID] = fps
-	i.mu.Unlock()
+	prev := i.handed.swap(p.UID, p.Namespace, fps)
 	for _, f := range findings {
 		if _, found := slices.BinarySearch(prev, f.FP); found {
 			continue
@@ -319,22 +339,13 @@ func (i *Informer) handle(ctx context.Context, h Handler, obj any) {
 }
 
 // forgetFinding removes one fingerprint from what was handed on for an object.
-func (i *Informer) forgetFinding(uid types.UID, fp uint64) {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	fps := i.emitted[uid]
-	if k, found := slices.BinarySearch(fps, fp); found {
-		i.emitted[uid] = slices.Delete(slices.Clone(fps), k, k+1)
-	}
-}
+func (i *Informer) forgetFinding(uid types.UID, fp uint64) { i.handed.forgetFinding(uid, fp) }
 
 func (i *Informer) forget(obj any) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}
 	if p, ok := obj.(*parsed); ok {
-		i.mu.Lock()
-		delete(i.emitted, p.UID)
-		i.mu.Unlock()
+		i.handed.forget(p.UID)
 	}
 }

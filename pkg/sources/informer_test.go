@@ -127,3 +127,71 @@ func equalStrings(a, b []string) bool {
 	}
 	return true
 }
+
+// TestRestartedInformerKeepsWhatStays: an informer restarted on a new share inherits what the
+// one before it handed on: it hands on nothing again in the namespace that stays, everything in
+// the one it owns anew (the memory of the namespace it no longer owns is dropped), and forgets
+// an object deleted while no informer watched.
+func TestRestartedInformerKeepsWhatStays(t *testing.T) {
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
+	gvr := schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+	cm := func(ns, name, uid string, keys ...string) *unstructured.Unstructured {
+		data := map[string]any{}
+		for _, k := range keys {
+			data[k] = "1"
+		}
+		return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{"name": name, "namespace": ns, "uid": uid}, "data": data}}
+	}
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{gvr: "ConfigMapList"},
+		cm("stays", "a", "u1", "stays-1", "stays-2"), cm("stays", "gone", "u2", "gone-1"), cm("moves", "b", "u3", "moves-1"))
+	disc := &fakediscovery.FakeDiscovery{Fake: &kubetesting.Fake{}}
+	disc.Resources = []*metav1.APIResourceList{{GroupVersion: "v1", APIResources: []metav1.APIResource{{Name: "configmaps", Namespaced: true}}}}
+	m := metrics.New(prometheus.NewRegistry())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	run := func(inf *Informer, h Handler) (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = inf.Run(ctx, h); close(done) }()
+		deadline := time.Now().Add(5 * time.Second)
+		for !inf.HasSynced() {
+			if time.Now().After(deadline) {
+				t.Fatal("informer did not sync")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return func() { cancel(); <-done }
+	}
+	first := NewInformer(InformerConfig{Source: "test", GVR: gvr}, client, disc, oneFindingPerKey, nil, m, log)
+	h1 := &recorder{}
+	stop := run(first, h1)
+	time.Sleep(100 * time.Millisecond)
+	stop()
+	if got := h1.rules(); !equalStrings(got, []string{"gone-1", "moves-1", "stays-1", "stays-2"}) {
+		t.Fatalf("the first informer handed on %v", got)
+	}
+	ctx := context.Background()
+	if err := client.Resource(gvr).Namespace("stays").Delete(ctx, "gone", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	changed := cm("stays", "a", "u1", "stays-1", "stays-2", "stays-3")
+	if _, err := client.Resource(gvr).Namespace("stays").Update(ctx, changed, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The new share owns "stays" and not "moves"; the informer is told only what it owns, and it
+	// lists both (no wrap here), so "moves" is the namespace it owns anew in this test.
+	second := NewInformer(InformerConfig{Source: "test", GVR: gvr}, client, disc, oneFindingPerKey, nil, m, log)
+	second.Inherit(first, func(ns string) bool { return ns == "stays" })
+	h2 := &recorder{}
+	stop = run(second, h2)
+	defer stop()
+	time.Sleep(100 * time.Millisecond)
+	if got := h2.rules(); !equalStrings(got, []string{"moves-1", "stays-3"}) {
+		t.Errorf("the restarted informer handed on %v, want only moves-1 (not remembered) and stays-3 (new)", got)
+	}
+	if n := second.handed.len(); n != 2 {
+		t.Errorf("%d objects remembered, want 2 (the deleted one forgotten)", n)
+	}
+}
