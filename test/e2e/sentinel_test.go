@@ -29,7 +29,7 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 	// With an Ingester in the cluster the default set does not run: the Warnings get their own.
 	ingester(t, "warnings-sentinel", v1alpha1.IngesterSpec{Source: "k8sevents", Adapter: v1alpha1.AdapterK8sEvents,
 		Informer: &v1alpha1.InformerSource{Version: "v1", Resource: "events", FieldSelector: "type=Warning"}})
-	l := &load{namespaces: faultNamespaces(t, "catalog", "notify", "tenants", "quotas", "exports")}
+	l := &load{namespaces: faultNamespaces(t, "harbor", "tenants", "quotas", "exports", "vaults")}
 	var rs []*replica
 	for _, id := range []string{"sen-a", "sen-b", "sen-c"} {
 		rs = append(rs, startReplica(t, id, "-namespace", ns, "-release", "sentinel", "-member-id", id,
