@@ -22,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
@@ -72,6 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("building Kubernetes client: %w", err)
 	}
+	self := whoAmI(ctx, kube, log)
 	obs, err := obsclient.New(restCfg)
 	if err != nil {
 		return err
@@ -117,6 +120,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Dynamic: dyn, Discovery: kube.Discovery(), Secrets: ingester.KubeSecrets{Client: kube},
 		Pipeline: pipe, Webhooks: hooks, Defaults: processingDefaults(cfg), Metrics: m, Log: log,
 		DisableDefaults: !cfg.defaultSources, Wrap: rep.wrap(), Owns: rep.owns(), SecretRefresh: cfg.webhook.secretRefresh,
+		Self: self,
 	}
 	if coord != nil {
 		icfg.Shared = coord
@@ -161,6 +165,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	err = g.Wait()
 	log.Info("zen-watcher stopped")
 	return err
+}
+
+// whoAmI is the user the API server knows this replica's requests as (a SelfSubjectReview), so
+// that the audit source can leave zen-watcher's own requests out; "" when it cannot tell.
+func whoAmI(ctx context.Context, kube kubernetes.Interface, log *slog.Logger) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	r, err := kube.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		log.Warn("cannot tell which user this replica's API requests are made as; the audit source will report them too", "error", err)
+		return ""
+	}
+	log.Info("API requests are made as", "user", r.Status.UserInfo.Username)
+	return r.Status.UserInfo.Username
 }
 
 // delayedStop returns a context that ends delay after parent does, and calls stopping the moment

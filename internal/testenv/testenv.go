@@ -28,6 +28,9 @@ type Options struct {
 	// FeatureGates are passed to kube-apiserver; ShardedListAndWatch=true is always on unless
 	// DisableSharding is set.
 	DisableSharding bool
+	// APIServerArgs are further kube-apiserver flags, name (without dashes) to value: an audit
+	// policy and webhook backend, say.
+	APIServerArgs map[string]string
 }
 
 // Cluster is a running control plane.
@@ -107,6 +110,9 @@ func StartCluster(opts Options) (*Cluster, error) {
 	}
 	if !opts.DisableSharding {
 		env.ControlPlane.GetAPIServer().Configure().Append("feature-gates", "ShardedListAndWatch=true")
+	}
+	for name, value := range opts.APIServerArgs {
+		env.ControlPlane.GetAPIServer().Configure().Set(name, value)
 	}
 	// envtest logs through controller-runtime's logger, which otherwise prints a stack trace on
 	// every test binary's output to say that it was never set.

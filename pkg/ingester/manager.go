@@ -49,6 +49,9 @@ type Config struct {
 	DisableDefaults bool
 	// SecretRefresh is how often webhook credentials are read again from their Secrets (30s).
 	SecretRefresh time.Duration
+	// Self is the user this replica's API requests are made as; the audit source ignores its
+	// requests unless an Ingester asks for them (adapterOptions.includeOwnRequests).
+	Self string
 	// Shared, when replicas share the work, is where the status counts come from: one replica
 	// (the leader) writes every Ingester's status with everyone's counts, and the others none.
 	// Nil: this replica is alone and writes its own.
@@ -201,7 +204,7 @@ func (m *Manager) apply(ctx context.Context, key string, ing *v1alpha1.Ingester)
 		cur.setIngester(ing, m.refreshCredentials(ctx, cur, ing))
 		return
 	}
-	p, err := planFor(ctx, ing, m.cfg.Secrets)
+	p, err := planFor(ctx, ing, m.cfg.Secrets, m.cfg.Self)
 	if err != nil {
 		m.fail(key, ing, err)
 		return

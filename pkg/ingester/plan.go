@@ -49,8 +49,9 @@ type SecretReader interface {
 	SecretValue(ctx context.Context, namespace, name, key string) ([]byte, error)
 }
 
-// planFor compiles an Ingester into a plan. Every error names what in the spec is wrong.
-func planFor(ctx context.Context, ing *v1alpha1.Ingester, secrets SecretReader) (*plan, error) {
+// planFor compiles an Ingester into a plan; self is the user zen-watcher's own API requests are
+// made as. Every error names what in the spec is wrong.
+func planFor(ctx context.Context, ing *v1alpha1.Ingester, secrets SecretReader, self string) (*plan, error) {
 	spec := &ing.Spec
 	p := &plan{source: spec.Source}
 	switch {
@@ -68,7 +69,7 @@ func planFor(ctx context.Context, ing *v1alpha1.Ingester, secrets SecretReader) 
 			FieldSelector: inf.FieldSelector,
 		}}}
 	case spec.Webhook != nil:
-		route, err := webhookRoute(ctx, ing, secrets)
+		route, err := webhookRoute(ctx, ing, secrets, self)
 		if err != nil {
 			return nil, err
 		}
@@ -128,11 +129,20 @@ func payloadParser(spec *v1alpha1.IngesterSpec) (sources.PayloadParser, error) {
 	return nil, fmt.Errorf("adapter %s reads objects, not webhooks: set spec.informer", spec.Adapter)
 }
 
-func webhookRoute(ctx context.Context, ing *v1alpha1.Ingester, secrets SecretReader) (*server.Route, error) {
+func webhookRoute(ctx context.Context, ing *v1alpha1.Ingester, secrets SecretReader, self string) (*server.Route, error) {
 	spec := &ing.Spec
 	parser, err := payloadParser(spec)
 	if err != nil {
 		return nil, err
+	}
+	if spec.Adapter == v1alpha1.AdapterAudit {
+		switch own := spec.AdapterOptions["includeOwnRequests"]; own {
+		case "", "false":
+			parser = audit.Parser{IgnoreUser: self}
+		case "true":
+		default:
+			return nil, fmt.Errorf("adapterOptions.includeOwnRequests %q: want true or false", own)
+		}
 	}
 	route := &server.Route{Path: spec.Webhook.Path, Source: spec.Source, Parser: parser}
 	if s := spec.AdapterOptions["maxBodyBytes"]; s != "" {

@@ -51,10 +51,15 @@ type event struct {
 }
 
 // Parser parses audit events.
-type Parser struct{}
+type Parser struct {
+	// IgnoreUser is a user whose requests are no findings: zen-watcher's own. Its cleanup deletes,
+	// Lease writes and Observation writes are audited too, and as findings they would become
+	// Observations that expire, whose deletes are audited, and so on for ever.
+	IgnoreUser string
+}
 
 // ParsePayload implements sources.PayloadParser.
-func (Parser) ParsePayload(body []byte) ([]*pipeline.Event, error) {
+func (p Parser) ParsePayload(body []byte) ([]*pipeline.Event, error) {
 	var out []*pipeline.Event
 	var one func(raw json.RawMessage) error
 	one = func(raw json.RawMessage) error {
@@ -75,6 +80,9 @@ func (Parser) ParsePayload(body []byte) ([]*pipeline.Event, error) {
 		}
 		if e.AuditID == "" || e.Verb == "" {
 			return errors.New("not an audit event: auditID and verb are required")
+		}
+		if p.IgnoreUser != "" && e.User.Username == p.IgnoreUser {
+			return nil
 		}
 		if f := finding(&e); f != nil {
 			out = append(out, f)
@@ -122,13 +130,17 @@ func finding(e *event) *pipeline.Event {
 	if ref.Namespace != "" {
 		target += " in " + ref.Namespace
 	}
+	who := e.User.Username
+	if who == "" {
+		who = "an unauthenticated client" // a failed authentication names no user
+	}
 	return &pipeline.Event{
 		Category: v1alpha1.CategorySecurity, Severity: v.severity, EventType: v.eventType,
 		Resource: resource(ref), Rule: v.rule,
 		Identity:    e.User.Username + "\x00" + e.Verb + "\x00" + ref.Subresource,
 		Instance:    e.AuditID,
-		Title:       fmt.Sprintf("%s %s %s", e.User.Username, e.Verb, target),
-		Description: fmt.Sprintf("%s: %s %s %s (HTTP %d).", v.why, e.User.Username, e.Verb, e.RequestURI, code),
+		Title:       fmt.Sprintf("%s %s %s", who, e.Verb, target),
+		Description: fmt.Sprintf("%s: %s %s %s (HTTP %d).", v.why, who, e.Verb, e.RequestURI, code),
 		Details: map[string]string{
 			"auditID": e.AuditID, "user": e.User.Username, "groups": strings.Join(e.User.Groups, ","),
 			"verb": e.Verb, "requestURI": e.RequestURI, "sourceIPs": strings.Join(e.SourceIPs, ","),
@@ -146,14 +158,16 @@ func classify(e *event) (verdict, bool) {
 		ref = *e.ObjectRef
 	}
 	streaming := ref.Resource == "pods" && (ref.Subresource == "exec" || ref.Subresource == "attach" || ref.Subresource == "portforward")
-	// A finished request is reported at ResponseComplete; exec and attach are long running, and what
-	// matters is that they started.
-	if e.Stage != "ResponseComplete" && !(streaming && e.Stage == "ResponseStarted") {
-		return verdict{}, false
-	}
 	code := 0
 	if e.ResponseStatus != nil {
 		code = e.ResponseStatus.Code
+	}
+	// A finished request is reported at ResponseComplete; exec and attach are long running, and what
+	// matters is that they started. A failed authentication is audited at ResponseStarted only,
+	// with no user.
+	started := e.Stage == "ResponseStarted" && (streaming || code == 401)
+	if e.Stage != "ResponseComplete" && !started {
+		return verdict{}, false
 	}
 	switch {
 	case e.User.Username == "system:anonymous":

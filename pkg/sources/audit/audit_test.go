@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/kube-zen/zen-watcher/internal/testenv"
@@ -124,4 +125,44 @@ func FuzzParsePayload(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFailedAuthenticationAndOwnRequests: a failed authentication, audited at ResponseStarted
+// with no user, is a denied request; the user the parser ignores (zen-watcher's own) yields none.
+func TestFailedAuthenticationAndOwnRequests(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		parser Parser
+		event  string
+		want   string // the finding's eventType; "" for none
+	}{
+		{"401 at ResponseStarted", Parser{},
+			`{"kind":"Event","auditID":"u1","stage":"ResponseStarted","verb":"create","requestURI":"/api/v1/namespaces/default/configmaps","objectRef":{"resource":"configmaps","namespace":"default"},"responseStatus":{"code":401},"user":{}}`,
+			"request_denied"},
+		{"200 at ResponseStarted", Parser{},
+			`{"kind":"Event","auditID":"u2","stage":"ResponseStarted","verb":"delete","objectRef":{"resource":"configmaps","namespace":"default","name":"c"},"responseStatus":{"code":200},"user":{"username":"bob"}}`,
+			""},
+		{"own delete", Parser{IgnoreUser: "system:serviceaccount:zen-system:zen-watcher"},
+			`{"kind":"Event","auditID":"u3","stage":"ResponseComplete","verb":"delete","objectRef":{"resource":"observations","apiGroup":"zen.kube-zen.io","namespace":"x","name":"o"},"responseStatus":{"code":200},"user":{"username":"system:serviceaccount:zen-system:zen-watcher"}}`,
+			""},
+		{"someone else's delete", Parser{IgnoreUser: "system:serviceaccount:zen-system:zen-watcher"},
+			`{"kind":"Event","auditID":"u4","stage":"ResponseComplete","verb":"delete","objectRef":{"resource":"observations","apiGroup":"zen.kube-zen.io","namespace":"x","name":"o"},"responseStatus":{"code":200},"user":{"username":"alice"}}`,
+			"resource_deleted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			evs, err := tc.parser.ParsePayload([]byte(tc.event))
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tc.want == "" && len(evs) != 0:
+				t.Errorf("finding %s, want none", evs[0].EventType)
+			case tc.want != "" && (len(evs) != 1 || evs[0].EventType != tc.want):
+				t.Errorf("findings %v, want one %s", evs, tc.want)
+			}
+			if tc.want == "request_denied" && !strings.HasPrefix(evs[0].Title, "an unauthenticated client create") {
+				t.Errorf("title %q", evs[0].Title)
+			}
+		})
+	}
 }

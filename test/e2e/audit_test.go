@@ -1,0 +1,339 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/kube-zen/zen-watcher/internal/testenv"
+	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+	"github.com/kube-zen/zen-watcher/pkg/obsclient"
+)
+
+// auditPolicy audits what the audit source judges, and keeps the control plane's own chatter
+// (reads, watches) out. The first rule that matches decides.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+  users: ["system:anonymous"]
+- level: None
+  verbs: ["get", "list", "watch"]
+- level: RequestResponse
+  resources:
+  - group: "rbac.authorization.k8s.io"
+  - group: ""
+    resources: ["pods", "secrets", "configmaps"]
+- level: Metadata
+`
+
+// auditBackend is what the API server's audit webhook backend needs to reach a replica over TLS
+// with a bearer token: the files, and the replica's address and serving certificate.
+type auditBackend struct {
+	addr, token          string
+	certFile, keyFile    string
+	policyFile, kubeFile string
+	roots                *x509.CertPool
+}
+
+func newAuditBackend(t *testing.T) *auditBackend {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := testenv.NewCA("zw-audit-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, certPEM, keyPEM, err := ca.Leaf("127.0.0.1", time.Now().Add(24*time.Hour), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &auditBackend{addr: testenv.FreeAddr(t), token: "audit-backend-token-7f3a9c", roots: ca.Pool(),
+		certFile: filepath.Join(dir, "tls.crt"), keyFile: filepath.Join(dir, "tls.key"),
+		policyFile: filepath.Join(dir, "policy.yaml"), kubeFile: filepath.Join(dir, "webhook.kubeconfig")}
+	caFile := filepath.Join(dir, "ca.crt")
+	kubeconfig := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: zen-watcher
+  cluster: {server: "https://%s/audit", certificate-authority: %q}
+users:
+- name: audit
+  user: {token: %q}
+contexts:
+- name: audit
+  context: {cluster: zen-watcher, user: audit}
+current-context: audit
+`, b.addr, caFile, b.token)
+	for path, body := range map[string][]byte{b.certFile: certPEM, b.keyFile: keyPEM, caFile: ca.CertPEM(),
+		b.policyFile: []byte(auditPolicy), b.kubeFile: []byte(kubeconfig)} {
+		if err := os.WriteFile(path, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
+}
+
+// TestAPIServerAuditBackend: a kube-apiserver of its own, with an audit policy and its webhook
+// backend pointed over TLS, with a bearer token, at a replica. Each request a security team wants
+// to see becomes its Observation: a privileged pod, a cluster-admin binding, a kube-system Secret,
+// a ConfigMap delete, an anonymous request, a request with a wrong token. zen-watcher's own
+// requests become none — with a 60 s TTL its cleanup deletes are audited too, and they once fed
+// the source for ever — and the API server reports no failed batch.
+func TestAPIServerAuditBackend(t *testing.T) {
+	b := newAuditBackend(t)
+	ac, err := testenv.StartCluster(testenv.Options{APIServerArgs: map[string]string{
+		"audit-policy-file": b.policyFile, "audit-webhook-config-file": b.kubeFile, "audit-webhook-batch-max-wait": "1s",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ac.Stop() })
+	ctx := context.Background()
+	for _, ns := range []string{"zen-system", "audit-apps"} {
+		if _, err := ac.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ac.Kube.CoreV1().Secrets("zen-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "audit-webhook"},
+		StringData: map[string]string{"token": b.token}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	createIngester(t, ac, "audit", v1alpha1.IngesterSpec{Source: "audit", Adapter: v1alpha1.AdapterAudit,
+		Webhook: &v1alpha1.WebhookSource{Path: "/audit", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthBearer,
+			SecretRef: &v1alpha1.SecretKeyRef{Name: "audit-webhook", Key: "token"}}}})
+	r := startReplica(t, "zw-audit", "-kubeconfig", ac.Kubeconfig, "-namespace", "zen-system", "-webhook-addr", b.addr,
+		"-webhook-tls-cert-file", b.certFile, "-webhook-tls-key-file", b.keyFile,
+		"-observation-ttl-seconds", "60", "-cleanup-interval", "5s")
+	r.waitReady(t, 60*time.Second)
+	tlsClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: b.roots}}}
+	eventually(t, 20*time.Second, func(context.Context) error {
+		resp, err := tlsClient.Get("https://" + b.addr + "/audit")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			return fmt.Errorf("GET /audit: HTTP %d, want 405 once the route is served", resp.StatusCode)
+		}
+		return nil
+	})
+
+	// What a security team wants to see, done as the test's own administrator.
+	privileged := true
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "debug-shell"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
+		Name: "shell", Image: "busybox", SecurityContext: &corev1.SecurityContext{Privileged: &privileged}}}}}
+	must(t, func() error {
+		_, err := ac.Kube.CoreV1().Pods("audit-apps").Create(ctx, pod, metav1.CreateOptions{})
+		return err
+	})
+	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "give-bob-everything"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects: []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: "bob"}}}
+	must(t, func() error {
+		_, err := ac.Kube.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{})
+		return err
+	})
+	must(t, func() error {
+		_, err := ac.Kube.CoreV1().Secrets("kube-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cloud-key"},
+			StringData: map[string]string{"key": "k"}}, metav1.CreateOptions{})
+		return err
+	})
+	must(t, func() error {
+		_, err := ac.Kube.CoreV1().ConfigMaps("audit-apps").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "feature-flags"}}, metav1.CreateOptions{})
+		return err
+	})
+	must(t, func() error {
+		return ac.Kube.CoreV1().ConfigMaps("audit-apps").Delete(ctx, "feature-flags", metav1.DeleteOptions{})
+	})
+	plain := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: apiServerRoots(t, ac)}}}
+	if code := rawRequest(t, plain, http.MethodGet, ac.Config.Host+"/api/v1/namespaces", ""); code != http.StatusForbidden {
+		t.Errorf("anonymous request: HTTP %d, want 403", code)
+	}
+	if code := rawRequest(t, plain, http.MethodPost, ac.Config.Host+"/api/v1/namespaces/audit-apps/configmaps", "not-a-token"); code != http.StatusUnauthorized {
+		t.Errorf("request with a wrong token: HTTP %d, want 401", code)
+	}
+
+	oc, err := obsclient.New(ac.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct{ eventType, severity, detail string }{
+		{"privileged_pod_created", "high", "debug-shell"},
+		{"rbac_modified", "critical", "give-bob-everything"},
+		{"secret_modified", "high", "cloud-key"},
+		{"configmap_modified", "low", "delete"},
+		{"anonymous_request", "high", "system:anonymous"},
+		{"request_denied", "medium", "401"},
+	}
+	var created float64
+	eventually(t, 30*time.Second, func(ctx context.Context) error {
+		list, err := oc.ListObservations(ctx, "", v1alpha1.LabelSource+"=audit")
+		if err != nil {
+			return err
+		}
+		for _, w := range want {
+			if !hasObservation(list.Items, w.eventType, w.severity, w.detail) {
+				return fmt.Errorf("no %s Observation of severity %s mentioning %q among %d", w.eventType, w.severity, w.detail, len(list.Items))
+			}
+		}
+		created = r.metric(`zen_watcher_observations_created_total{source="audit"}`)
+		return nil
+	})
+
+	// Cleanup deletes them after their 60 s, and every delete is audited (as are its Lease
+	// renewals and Observation writes): none of zen-watcher's own requests may become an
+	// Observation. Every audit Observation is recorded while it lives (a minute at least).
+	seen := map[string]v1alpha1.ObservationSpec{}
+	record := func(ctx context.Context) error {
+		list, err := oc.ListObservations(ctx, "", v1alpha1.LabelSource+"=audit")
+		if err != nil {
+			return err
+		}
+		for _, o := range list.Items {
+			seen[o.Name] = o.Spec
+		}
+		return nil
+	}
+	eventually(t, 150*time.Second, func(ctx context.Context) error {
+		if err := record(ctx); err != nil {
+			return err
+		}
+		if n := r.metric(`zen_watcher_cleanup_deleted_total{reason="expired"}`); n < created {
+			return fmt.Errorf("cleanup deleted %.0f of the first %.0f audit Observations", n, created)
+		}
+		return nil
+	})
+	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
+		must(t, func() error { return record(ctx) }) // the audit batches of those deletes
+	}
+	own := 0
+	for _, o := range seen {
+		if o.Details["user"] == "zen-admin" || o.Resource.Kind == "observations" || o.Resource.Kind == "Observation" {
+			own++
+			if own <= 5 {
+				t.Errorf("an Observation of zen-watcher's own request: %s", o.Title)
+			}
+		}
+	}
+	t.Logf("%d audit Observations seen (the API server's bootstrap writes among them), %d of zen-watcher's own requests", len(seen), own)
+	if n := auditErrors(t, ac); n != 0 {
+		t.Errorf("the API server counted %v failed audit batches", n)
+	}
+}
+
+// createIngester creates an Ingester in zen-system of the control plane c.
+func createIngester(t *testing.T, c *testenv.Cluster, name string, spec v1alpha1.IngesterSpec) {
+	t.Helper()
+	ing := &v1alpha1.Ingester{TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "Ingester"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "zen-system"}, Spec: spec}
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Resource(v1alpha1.IngesterResource).Namespace("zen-system").Create(context.Background(),
+		&unstructured.Unstructured{Object: m}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func must(t *testing.T, f func() error) {
+	t.Helper()
+	if err := f(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// apiServerRoots trusts the API server's serving certificate, for requests made without a client.
+func apiServerRoots(t *testing.T, c *testenv.Cluster) *x509.CertPool {
+	t.Helper()
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(c.Config.CAData) {
+		t.Fatal("the API server's CA is not PEM")
+	}
+	return roots
+}
+
+// rawRequest sends one request to the API server with token as its bearer (none when empty) and
+// returns the status code.
+func rawRequest(t *testing.T, client *http.Client, method, url, token string) int {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader([]byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// hasObservation reports whether one of obs is of eventType and severity and mentions detail in
+// its title or a detail value.
+func hasObservation(obs []v1alpha1.Observation, eventType, severity, detail string) bool {
+	for _, o := range obs {
+		if o.Spec.EventType != eventType || string(o.Spec.Severity) != severity {
+			continue
+		}
+		if strings.Contains(o.Spec.Title, detail) {
+			return true
+		}
+		for _, v := range o.Spec.Details {
+			if string(v) == detail {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// auditErrors is the API server's apiserver_audit_error_total, summed over its plugins.
+func auditErrors(t *testing.T, c *testenv.Cluster) float64 {
+	t.Helper()
+	raw, err := c.Kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "apiserver_audit_error_total") {
+			continue
+		}
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err == nil {
+			total += v
+		}
+	}
+	return total
+}
