@@ -60,6 +60,9 @@ type Metrics struct {
 	DedupCacheSize prometheus.Gauge
 	// WebhookRequests counts webhook requests by source and HTTP status code.
 	WebhookRequests *prometheus.CounterVec
+	// WebhookRequestsWithoutFindings counts webhook requests whose body held no finding, by source:
+	// answered at once, nothing queued.
+	WebhookRequestsWithoutFindings *prometheus.CounterVec
 	// WebhookBytes counts the bytes of webhook request bodies read, by source.
 	WebhookBytes *prometheus.CounterVec
 	// WebhookRejected counts webhook requests refused, by source and reason.
@@ -216,6 +219,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "webhook_requests_total",
 			Help: "Webhook requests by source and HTTP status code.",
 		}, []string{"source", "code"}),
+		WebhookRequestsWithoutFindings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_requests_without_findings_total",
+			Help: "Webhook requests whose body held no finding (an audit batch of reads, say): answered at once, nothing queued.",
+		}, []string{"source"}),
 		WebhookBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "webhook_request_bytes_total",
 			Help: "Bytes of webhook request bodies read, by source.",
@@ -337,7 +344,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.WriterQueueDepth, m.SourceEventsIgnored, m.SeverityUnknown, m.ObservationsRateLimited,
 		m.DedupDecisions, m.DedupEffectiveness, m.LowSeverityPercent, m.DedupRateRatio,
 		m.StrategyChanges, m.OrderInForce, m.SharedStoreAvailable, m.DedupFallbacks,
-		m.DedupWindowSeconds, m.DedupCacheSize, m.WebhookRequests, m.WebhookBytes, m.WebhookRejected,
+		m.DedupWindowSeconds, m.DedupCacheSize, m.WebhookRequests, m.WebhookRequestsWithoutFindings, m.WebhookBytes, m.WebhookRejected,
 		m.WebhookAuthFailures, m.WebhookRateLimited, m.WebhookFindings, m.WebhookAccepted, m.WebhookQueueFallbacks, m.WebhookReplayUnchecked,
 		m.WebhookQueueDepth, m.WebhookStreamLag, m.WebhookQueueClaimed, m.WebhookQueueLost, m.WebhookQueueProcessed,
 		m.WebhookConnections, m.WebhookConnectionsRefused, m.SourceReady, m.Members, m.PartitionsOwned, m.Rebalances, m.IsLeader, m.LeaderTransitions,

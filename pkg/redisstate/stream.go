@@ -175,6 +175,9 @@ func (s *Stream) Key(source string) string { return s.prefix + source }
 
 // Append stores findings of source. It returns nil only when Redis holds them.
 func (s *Stream) Append(ctx context.Context, source string, findings []*pipeline.Event) error {
+	if len(findings) == 0 {
+		return nil // an entry of nothing would only be read back as undecodable
+	}
 	if s.closing.Load() {
 		return stoppingError{}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
+	"github.com/kube-zen/zen-watcher/pkg/sources/audit"
 	"github.com/kube-zen/zen-watcher/pkg/sources/falco"
 )
 
@@ -216,5 +217,33 @@ func TestUnauthenticatedLoadTakesNoRateOrSlot(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(m.WebhookAuthFailures.WithLabelValues("secure", "wrong_token")); n != 200 {
 		t.Errorf("%v wrong tokens counted, want 200", n)
+	}
+}
+
+// TestBodyWithoutFindingsQueuesNothing: a body whose events are no findings (an audit batch of
+// reads) is answered at once and counted; nothing goes to the queue, which would otherwise hold
+// an empty entry to be read back as undecodable.
+func TestBodyWithoutFindingsQueuesNothing(t *testing.T) {
+	m := metrics.New(prometheus.NewRegistry())
+	q := &fakeQueue{}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w, _ := newHooksWith(t, WebhookConfig{Acceptor: Durable{Queue: q, Fallback: Direct{Handler: outcomeHandler{hang: true}}, Metrics: m, Log: log}})
+	w.metrics = m
+	if err := w.Register(Route{Path: "/audit", Source: "audit", Parser: audit.Parser{}, Auth: NoAuth{}}); err != nil {
+		t.Fatal(err)
+	}
+	reads := `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` +
+		`{"kind":"Event","auditID":"r1","stage":"ResponseComplete","verb":"get","objectRef":{"resource":"pods"},"responseStatus":{"code":200},"user":{"username":"bob"}},` +
+		`{"kind":"Event","auditID":"r2","stage":"ResponseComplete","verb":"list","objectRef":{"resource":"secrets"},"responseStatus":{"code":200},"user":{"username":"bob"}}]}`
+	rec := httptest.NewRecorder()
+	w.ServeHTTP(rec, httptest.NewRequest("POST", "/audit", strings.NewReader(reads)))
+	if rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), `"accepted":0`) {
+		t.Fatalf("HTTP %d %s, want 202 accepting 0", rec.Code, rec.Body)
+	}
+	if q.appended != 0 {
+		t.Errorf("%d queue entries for a body without findings", q.appended)
+	}
+	if n := testutil.ToFloat64(m.WebhookRequestsWithoutFindings.WithLabelValues("audit")); n != 1 {
+		t.Errorf("counted %v requests without findings, want 1", n)
 	}
 }

@@ -273,6 +273,13 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, route *Route) 
 			return
 		}
 	}
+	if len(findings) == 0 {
+		// A body of events none of which is a finding (an audit batch of reads, say): nothing to
+		// queue or write, and nothing the sender needs to send again.
+		w.metrics.WebhookRequestsWithoutFindings.WithLabelValues(src).Inc()
+		w.replyJSON(rw, src, http.StatusAccepted, map[string]any{"accepted": 0, "durability": Written})
+		return
+	}
 	how, err := w.cfg.Acceptor.Accept(r.Context(), src, findings)
 	if err != nil {
 		// Nothing is acknowledged that is not safe. What was handed on before the failure may yet

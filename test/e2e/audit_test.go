@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/kube-zen/zen-watcher/internal/testenv"
@@ -94,7 +95,8 @@ current-context: audit
 // TestAPIServerAuditBackend: a kube-apiserver of its own, with an audit policy and its webhook
 // backend pointed over TLS, with a bearer token, at a replica. Each request a security team wants
 // to see becomes its Observation: a privileged pod, a cluster-admin binding, a kube-system Secret,
-// a ConfigMap delete, an anonymous request, a request with a wrong token. zen-watcher's own
+// a ConfigMap delete, an anonymous request, a request with a wrong token; a cluster-admin grant by
+// a patch is critical too. Batches without findings queue nothing. zen-watcher's own
 // requests become none — with a 60 s TTL its cleanup deletes are audited too, and they once fed
 // the source for ever — and the API server reports no failed batch.
 func TestAPIServerAuditBackend(t *testing.T) {
@@ -119,7 +121,13 @@ func TestAPIServerAuditBackend(t *testing.T) {
 	createIngester(t, ac, "audit", v1alpha1.IngesterSpec{Source: "audit", Adapter: v1alpha1.AdapterAudit,
 		Webhook: &v1alpha1.WebhookSource{Path: "/audit", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthBearer,
 			SecretRef: &v1alpha1.SecretKeyRef{Name: "audit-webhook", Key: "token"}}}})
+	redisSrv, err := testenv.StartRedis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = redisSrv.Close() })
 	r := startReplica(t, "zw-audit", "-kubeconfig", ac.Kubeconfig, "-namespace", "zen-system", "-webhook-addr", b.addr,
+		"-redis-addr", redisSrv.Addr,
 		"-webhook-tls-cert-file", b.certFile, "-webhook-tls-key-file", b.keyFile,
 		"-observation-ttl-seconds", "60", "-cleanup-interval", "5s")
 	r.waitReady(t, 60*time.Second)
@@ -151,6 +159,11 @@ func TestAPIServerAuditBackend(t *testing.T) {
 		_, err := ac.Kube.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{})
 		return err
 	})
+	must(t, func() error { // granted again, by a patch that names only the subjects
+		_, err := ac.Kube.RbacV1().ClusterRoleBindings().Patch(ctx, "give-bob-everything", types.MergePatchType,
+			[]byte(`{"subjects":[{"kind":"User","apiGroup":"rbac.authorization.k8s.io","name":"mallory"}]}`), metav1.PatchOptions{})
+		return err
+	})
 	must(t, func() error {
 		_, err := ac.Kube.CoreV1().Secrets("kube-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cloud-key"},
 			StringData: map[string]string{"key": "k"}}, metav1.CreateOptions{})
@@ -175,13 +188,14 @@ func TestAPIServerAuditBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []struct{ eventType, severity, detail string }{
-		{"privileged_pod_created", "high", "debug-shell"},
-		{"rbac_modified", "critical", "give-bob-everything"},
-		{"secret_modified", "high", "cloud-key"},
-		{"configmap_modified", "low", "delete"},
-		{"anonymous_request", "high", "system:anonymous"},
-		{"request_denied", "medium", "401"},
+	want := []struct{ eventType, severity, detail, verb string }{
+		{"privileged_pod_created", "high", "debug-shell", "create"},
+		{"rbac_modified", "critical", "give-bob-everything", "create"},
+		{"rbac_modified", "critical", "give-bob-everything", "patch"},
+		{"secret_modified", "high", "cloud-key", "create"},
+		{"configmap_modified", "low", "feature-flags", "delete"},
+		{"anonymous_request", "high", "system:anonymous", ""},
+		{"request_denied", "medium", "401", ""},
 	}
 	var created float64
 	eventually(t, 30*time.Second, func(ctx context.Context) error {
@@ -190,8 +204,8 @@ func TestAPIServerAuditBackend(t *testing.T) {
 			return err
 		}
 		for _, w := range want {
-			if !hasObservation(list.Items, w.eventType, w.severity, w.detail) {
-				return fmt.Errorf("no %s Observation of severity %s mentioning %q among %d", w.eventType, w.severity, w.detail, len(list.Items))
+			if !hasObservation(list.Items, w.eventType, w.severity, w.detail, w.verb) {
+				return fmt.Errorf("no %s Observation of severity %s mentioning %q (verb %q) among %d", w.eventType, w.severity, w.detail, w.verb, len(list.Items))
 			}
 		}
 		created = r.metric(`zen_watcher_observations_created_total{source="audit"}`)
@@ -234,6 +248,14 @@ func TestAPIServerAuditBackend(t *testing.T) {
 		}
 	}
 	t.Logf("%d audit Observations seen (the API server's bootstrap writes among them), %d of zen-watcher's own requests", len(seen), own)
+	// Most batches hold no finding (Observation writes, Lease renewals): answered, counted, and
+	// nothing queued — an empty entry was once read back and logged as undecodable.
+	if n := r.metric(`zen_watcher_webhook_requests_without_findings_total{source="audit"}`); n <= 0 {
+		t.Error("no audit batch without findings was counted")
+	}
+	if strings.Contains(r.out.String(), "undecodable") {
+		t.Error("the replica logged an undecodable queue entry")
+	}
 	if n := auditErrors(t, ac); n != 0 {
 		t.Errorf("the API server counted %v failed audit batches", n)
 	}
@@ -295,11 +317,11 @@ func rawRequest(t *testing.T, client *http.Client, method, url, token string) in
 	return resp.StatusCode
 }
 
-// hasObservation reports whether one of obs is of eventType and severity and mentions detail in
-// its title or a detail value.
-func hasObservation(obs []v1alpha1.Observation, eventType, severity, detail string) bool {
+// hasObservation reports whether one of obs is of eventType and severity, of the request verb
+// (any when empty), and mentions detail in its title or a detail value.
+func hasObservation(obs []v1alpha1.Observation, eventType, severity, detail, verb string) bool {
 	for _, o := range obs {
-		if o.Spec.EventType != eventType || string(o.Spec.Severity) != severity {
+		if o.Spec.EventType != eventType || string(o.Spec.Severity) != severity || verb != "" && string(o.Spec.Details["verb"]) != verb {
 			continue
 		}
 		if strings.Contains(o.Spec.Title, detail) {

@@ -190,7 +190,9 @@ func classify(e *event) (verdict, bool) {
 		}
 	case ref.APIGroup == "rbac.authorization.k8s.io":
 		sev := v1alpha1.SeverityHigh
-		if bindsClusterAdmin(e.RequestObject) {
+		// A patch names only what it changes (the subjects, say); the response, at the
+		// RequestResponse level, names the role.
+		if bindsClusterAdmin(e.RequestObject) || bindsClusterAdmin(e.ResponseObject) {
 			sev = v1alpha1.SeverityCritical
 		}
 		return verdict{"rbac_modified", sev, "rbac-change", "RBAC was changed"}, true

@@ -134,7 +134,7 @@ func TestFailedAuthenticationAndOwnRequests(t *testing.T) {
 		name   string
 		parser Parser
 		event  string
-		want   string // the finding's eventType; "" for none
+		want   string // the finding's eventType, and /severity to check it; "" for none
 	}{
 		{"401 at ResponseStarted", Parser{},
 			`{"kind":"Event","auditID":"u1","stage":"ResponseStarted","verb":"create","requestURI":"/api/v1/namespaces/default/configmaps","objectRef":{"resource":"configmaps","namespace":"default"},"responseStatus":{"code":401},"user":{}}`,
@@ -142,6 +142,9 @@ func TestFailedAuthenticationAndOwnRequests(t *testing.T) {
 		{"200 at ResponseStarted", Parser{},
 			`{"kind":"Event","auditID":"u2","stage":"ResponseStarted","verb":"delete","objectRef":{"resource":"configmaps","namespace":"default","name":"c"},"responseStatus":{"code":200},"user":{"username":"bob"}}`,
 			""},
+		{"cluster-admin granted by a patch", Parser{},
+			`{"kind":"Event","auditID":"u5","stage":"ResponseComplete","verb":"patch","objectRef":{"resource":"clusterrolebindings","apiGroup":"rbac.authorization.k8s.io","name":"ops"},"responseStatus":{"code":200},"user":{"username":"alice"},"requestObject":{"subjects":[{"kind":"User","name":"mallory"}]},"responseObject":{"roleRef":{"kind":"ClusterRole","name":"cluster-admin"},"subjects":[{"kind":"User","name":"mallory"}]}}`,
+			"rbac_modified/critical"},
 		{"own delete", Parser{IgnoreUser: "system:serviceaccount:zen-system:zen-watcher"},
 			`{"kind":"Event","auditID":"u3","stage":"ResponseComplete","verb":"delete","objectRef":{"resource":"observations","apiGroup":"zen.kube-zen.io","namespace":"x","name":"o"},"responseStatus":{"code":200},"user":{"username":"system:serviceaccount:zen-system:zen-watcher"}}`,
 			""},
@@ -154,11 +157,14 @@ func TestFailedAuthenticationAndOwnRequests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			want, severity, _ := strings.Cut(tc.want, "/")
 			switch {
-			case tc.want == "" && len(evs) != 0:
+			case want == "" && len(evs) != 0:
 				t.Errorf("finding %s, want none", evs[0].EventType)
-			case tc.want != "" && (len(evs) != 1 || evs[0].EventType != tc.want):
-				t.Errorf("findings %v, want one %s", evs, tc.want)
+			case want != "" && (len(evs) != 1 || evs[0].EventType != want):
+				t.Fatalf("findings %v, want one %s", evs, want)
+			case severity != "" && string(evs[0].Severity) != severity:
+				t.Errorf("severity %s, want %s", evs[0].Severity, severity)
 			}
 			if tc.want == "request_denied" && !strings.HasPrefix(evs[0].Title, "an unauthenticated client create") {
 				t.Errorf("title %q", evs[0].Title)
