@@ -60,6 +60,10 @@ type Metrics struct {
 	DedupCacheSize prometheus.Gauge
 	// WebhookRequests counts webhook requests by source and HTTP status code.
 	WebhookRequests *prometheus.CounterVec
+	// WebhookEvents counts the events read from webhook bodies, by source, for the sources that
+	// count them (audit: to hold against the API server's apiserver_audit_event_total); those that
+	// are no findings are in SourceEventsIgnored by reason.
+	WebhookEvents *prometheus.CounterVec
 	// WebhookRequestsWithoutFindings counts webhook requests whose body held no finding, by source:
 	// answered at once, nothing queued.
 	WebhookRequestsWithoutFindings *prometheus.CounterVec
@@ -219,6 +223,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "webhook_requests_total",
 			Help: "Webhook requests by source and HTTP status code.",
 		}, []string{"source", "code"}),
+		WebhookEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_events_total",
+			Help: "Events read from webhook bodies, by source, for sources that count them (audit); those that are no findings are in source_objects_ignored_total.",
+		}, []string{"source"}),
 		WebhookRequestsWithoutFindings: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "webhook_requests_without_findings_total",
 			Help: "Webhook requests whose body held no finding (an audit batch of reads, say): answered at once, nothing queued.",
@@ -344,7 +352,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.WriterQueueDepth, m.SourceEventsIgnored, m.SeverityUnknown, m.ObservationsRateLimited,
 		m.DedupDecisions, m.DedupEffectiveness, m.LowSeverityPercent, m.DedupRateRatio,
 		m.StrategyChanges, m.OrderInForce, m.SharedStoreAvailable, m.DedupFallbacks,
-		m.DedupWindowSeconds, m.DedupCacheSize, m.WebhookRequests, m.WebhookRequestsWithoutFindings, m.WebhookBytes, m.WebhookRejected,
+		m.DedupWindowSeconds, m.DedupCacheSize, m.WebhookRequests, m.WebhookEvents, m.WebhookRequestsWithoutFindings, m.WebhookBytes, m.WebhookRejected,
 		m.WebhookAuthFailures, m.WebhookRateLimited, m.WebhookFindings, m.WebhookAccepted, m.WebhookQueueFallbacks, m.WebhookReplayUnchecked,
 		m.WebhookQueueDepth, m.WebhookStreamLag, m.WebhookQueueClaimed, m.WebhookQueueLost, m.WebhookQueueProcessed,
 		m.WebhookConnections, m.WebhookConnectionsRefused, m.SourceReady, m.Members, m.PartitionsOwned, m.Rebalances, m.IsLeader, m.LeaderTransitions,

@@ -257,7 +257,7 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, route *Route) 
 		w.refuseAuth(rw, r, src, err)
 		return
 	}
-	findings, err := route.Parser.ParsePayload(body)
+	findings, err := w.parse(src, route.Parser, body)
 	if err != nil {
 		w.metrics.SourceEventsIgnored.WithLabelValues(src, "malformed").Inc()
 		w.reject(rw, src, "malformed", http.StatusBadRequest, err.Error())
@@ -293,6 +293,24 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, route *Route) 
 	c, _ := w.counts.LoadOrStore(src, new(atomic.Int64))
 	c.(*atomic.Int64).Add(int64(len(findings)))
 	w.replyJSON(rw, src, http.StatusAccepted, map[string]any{"accepted": len(findings), "durability": how})
+}
+
+// parse reads a body's findings, counting its events and those that are none where the parser
+// tallies them.
+func (w *Webhooks) parse(src string, p sources.PayloadParser, body []byte) ([]*pipeline.Event, error) {
+	tp, ok := p.(sources.TallyingParser)
+	if !ok {
+		return p.ParsePayload(body)
+	}
+	findings, tally, err := tp.ParseTallied(body)
+	if err != nil {
+		return nil, err
+	}
+	w.metrics.WebhookEvents.WithLabelValues(src).Add(float64(tally.Events))
+	for reason, n := range tally.Ignored {
+		w.metrics.SourceEventsIgnored.WithLabelValues(src, reason).Add(float64(n))
+	}
+	return findings, nil
 }
 
 // admit takes a token of the source's rate limit, or says how long until one is free.

@@ -30,6 +30,20 @@ type PayloadParser interface {
 	ParsePayload(body []byte) ([]*pipeline.Event, error)
 }
 
+// Tally is what a payload parser read besides its findings: the events of the body, and those it
+// did not turn into findings, by reason. Senders count what they send (the API server's
+// apiserver_audit_event_total, say); this is the count to hold against theirs.
+type Tally struct {
+	Events  int
+	Ignored map[string]int
+}
+
+// TallyingParser is a PayloadParser that also tallies what it read.
+type TallyingParser interface {
+	PayloadParser
+	ParseTallied(body []byte) ([]*pipeline.Event, Tally, error)
+}
+
 // ObjectParserFunc adapts a function to ObjectParser.
 type ObjectParserFunc func(obj *unstructured.Unstructured) ([]*pipeline.Event, error)
 

@@ -256,8 +256,31 @@ func TestAPIServerAuditBackend(t *testing.T) {
 	if strings.Contains(r.out.String(), "undecodable") {
 		t.Error("the replica logged an undecodable queue entry")
 	}
-	if n := auditErrors(t, ac); n != 0 {
+	if n := apiServerMetric(t, ac, "apiserver_audit_error_total"); n != 0 {
 		t.Errorf("the API server counted %v failed audit batches", n)
+	}
+	// The accounting: every event the API server sent arrives and is counted once, as a finding
+	// or under the reason it is none. The API server goes on auditing the replica's requests, so
+	// what it sent by now must arrive, and no more than it sent can.
+	sent := apiServerMetric(t, ac, "apiserver_audit_event_total")
+	eventually(t, 20*time.Second, func(context.Context) error {
+		if got := r.metric(`zen_watcher_webhook_events_total{source="audit"}`); got < sent {
+			return fmt.Errorf("%.0f audit events counted, the API server had sent %.0f", got, sent)
+		}
+		return nil
+	})
+	got := r.metric(`zen_watcher_webhook_events_total{source="audit"}`)
+	if now := apiServerMetric(t, ac, "apiserver_audit_event_total"); got > now {
+		t.Errorf("%.0f audit events counted, more than the %.0f the API server sent", got, now)
+	}
+	ignored := 0.0
+	for _, reason := range []string{"own_request", "stage", "not_a_finding"} {
+		ignored += max(0, r.metric(`zen_watcher_source_objects_ignored_total{reason="`+reason+`",source="audit"}`))
+	}
+	findings := r.metric(`zen_watcher_webhook_findings_total{source="audit"}`)
+	t.Logf("audit events: %.0f sent by the API server, %.0f counted: %.0f findings, %.0f ignored", sent, got, findings, ignored)
+	if findings+ignored != got {
+		t.Errorf("%.0f findings and %.0f ignored do not add up to the %.0f events counted", findings, ignored, got)
 	}
 }
 
@@ -336,8 +359,8 @@ func hasObservation(obs []v1alpha1.Observation, eventType, severity, detail, ver
 	return false
 }
 
-// auditErrors is the API server's apiserver_audit_error_total, summed over its plugins.
-func auditErrors(t *testing.T, c *testenv.Cluster) float64 {
+// apiServerMetric is a counter of the API server's, summed over its labels.
+func apiServerMetric(t *testing.T, c *testenv.Cluster, name string) float64 {
 	t.Helper()
 	raw, err := c.Kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
 	if err != nil {
@@ -348,7 +371,7 @@ func auditErrors(t *testing.T, c *testenv.Cluster) float64 {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "apiserver_audit_error_total") {
+		if line != name && !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
 			continue
 		}
 		fields := strings.Fields(line)

@@ -60,6 +60,21 @@ type Parser struct {
 
 // ParsePayload implements sources.PayloadParser.
 func (p Parser) ParsePayload(body []byte) ([]*pipeline.Event, error) {
+	out, _, err := p.ParseTallied(body)
+	return out, err
+}
+
+// Reasons an audit event is no finding, as ParseTallied counts them.
+const (
+	IgnoredOwnRequest = "own_request"   // made by zen-watcher itself (Parser.IgnoreUser)
+	IgnoredStage      = "stage"         // not the stage a finding is judged at
+	IgnoredNoFinding  = "not_a_finding" // finished, but nothing a finding is made of
+)
+
+// ParseTallied implements sources.TallyingParser: each event of the body (an EventList's items,
+// not the list) counts once, as a finding or under the reason it is none.
+func (p Parser) ParseTallied(body []byte) ([]*pipeline.Event, sources.Tally, error) {
+	tally := sources.Tally{Ignored: map[string]int{}}
 	var out []*pipeline.Event
 	var one func(raw json.RawMessage) error
 	one = func(raw json.RawMessage) error {
@@ -81,18 +96,23 @@ func (p Parser) ParsePayload(body []byte) ([]*pipeline.Event, error) {
 		if e.AuditID == "" || e.Verb == "" {
 			return errors.New("not an audit event: auditID and verb are required")
 		}
+		tally.Events++
 		if p.IgnoreUser != "" && e.User.Username == p.IgnoreUser {
+			tally.Ignored[IgnoredOwnRequest]++
 			return nil
 		}
-		if f := finding(&e); f != nil {
-			out = append(out, f)
+		f, why := finding(&e)
+		if f == nil {
+			tally.Ignored[why]++
+			return nil
 		}
+		out = append(out, f)
 		return nil
 	}
 	if err := sources.DecodeItems(body, one); err != nil {
-		return nil, err
+		return nil, sources.Tally{}, err
 	}
-	return out, nil
+	return out, tally, nil
 }
 
 // verdict is what an audit event is, as a finding.
@@ -103,10 +123,11 @@ type verdict struct {
 	why       string
 }
 
-func finding(e *event) *pipeline.Event {
-	v, ok := classify(e)
-	if !ok {
-		return nil
+// finding is the finding an event is, or nil and the reason it is none.
+func finding(e *event) (*pipeline.Event, string) {
+	v, why := classify(e)
+	if why != "" {
+		return nil, why
 	}
 	ref := objectRef{}
 	if e.ObjectRef != nil {
@@ -148,11 +169,12 @@ func finding(e *event) *pipeline.Event {
 			"subresource": ref.Subresource,
 		},
 		DetectedAt: detected,
-	}
+	}, ""
 }
 
-// classify decides whether an audit event is a finding, and which. The most telling reason wins.
-func classify(e *event) (verdict, bool) {
+// classify decides whether an audit event is a finding, and which (the most telling reason wins),
+// or why it is none.
+func classify(e *event) (verdict, string) {
 	ref := objectRef{}
 	if e.ObjectRef != nil {
 		ref = *e.ObjectRef
@@ -167,26 +189,26 @@ func classify(e *event) (verdict, bool) {
 	// with no user.
 	started := e.Stage == "ResponseStarted" && (streaming || code == 401)
 	if e.Stage != "ResponseComplete" && !started {
-		return verdict{}, false
+		return verdict{}, IgnoredStage
 	}
 	switch {
 	case e.User.Username == "system:anonymous":
-		return verdict{"anonymous_request", v1alpha1.SeverityHigh, "anonymous-request", "An unauthenticated request was made"}, true
+		return verdict{"anonymous_request", v1alpha1.SeverityHigh, "anonymous-request", "An unauthenticated request was made"}, ""
 	case code == 401 || code == 403:
-		return verdict{"request_denied", v1alpha1.SeverityMedium, "request-denied", "A request was denied"}, true
+		return verdict{"request_denied", v1alpha1.SeverityMedium, "request-denied", "A request was denied"}, ""
 	case code >= 400:
-		return verdict{}, false
+		return verdict{}, IgnoredNoFinding
 	case streaming:
-		return verdict{"pod_" + ref.Subresource, v1alpha1.SeverityHigh, "pod-" + ref.Subresource, "Someone opened a session into a running container"}, true
+		return verdict{"pod_" + ref.Subresource, v1alpha1.SeverityHigh, "pod-" + ref.Subresource, "Someone opened a session into a running container"}, ""
 	}
 	write := e.Verb == "create" || e.Verb == "update" || e.Verb == "patch" || e.Verb == "delete" || e.Verb == "deletecollection"
 	if !write {
-		return verdict{}, false
+		return verdict{}, IgnoredNoFinding
 	}
 	switch {
 	case ref.Resource == "pods" && ref.Subresource == "" && e.Verb == "create":
 		if why := hostAccess(e.RequestObject); why != "" {
-			return verdict{"privileged_pod_created", v1alpha1.SeverityHigh, "privileged-pod", "A pod was created with " + why}, true
+			return verdict{"privileged_pod_created", v1alpha1.SeverityHigh, "privileged-pod", "A pod was created with " + why}, ""
 		}
 	case ref.APIGroup == "rbac.authorization.k8s.io":
 		sev := v1alpha1.SeverityHigh
@@ -195,20 +217,20 @@ func classify(e *event) (verdict, bool) {
 		if bindsClusterAdmin(e.RequestObject) || bindsClusterAdmin(e.ResponseObject) {
 			sev = v1alpha1.SeverityCritical
 		}
-		return verdict{"rbac_modified", sev, "rbac-change", "RBAC was changed"}, true
+		return verdict{"rbac_modified", sev, "rbac-change", "RBAC was changed"}, ""
 	case ref.Resource == "secrets":
 		sev := v1alpha1.SeverityMedium
 		if ref.Namespace == "kube-system" {
 			sev = v1alpha1.SeverityHigh
 		}
-		return verdict{"secret_modified", sev, "secret-write", "A Secret was written"}, true
+		return verdict{"secret_modified", sev, "secret-write", "A Secret was written"}, ""
 	case ref.Resource == "configmaps":
-		return verdict{"configmap_modified", v1alpha1.SeverityLow, "configmap-write", "A ConfigMap was written"}, true
+		return verdict{"configmap_modified", v1alpha1.SeverityLow, "configmap-write", "A ConfigMap was written"}, ""
 	}
 	if e.Verb == "delete" || e.Verb == "deletecollection" {
-		return verdict{"resource_deleted", v1alpha1.SeverityLow, "delete", "An object was deleted"}, true
+		return verdict{"resource_deleted", v1alpha1.SeverityLow, "delete", "An object was deleted"}, ""
 	}
-	return verdict{}, false
+	return verdict{}, IgnoredNoFinding
 }
 
 type podSpec struct {

@@ -172,3 +172,25 @@ func TestFailedAuthenticationAndOwnRequests(t *testing.T) {
 		})
 	}
 }
+
+// TestTally: every event of a list counts once, as a finding or under the reason it is none.
+func TestTally(t *testing.T) {
+	body := `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` +
+		`{"kind":"Event","auditID":"t1","stage":"ResponseComplete","verb":"delete","objectRef":{"resource":"configmaps","namespace":"a","name":"c"},"responseStatus":{"code":200},"user":{"username":"bob"}},` +
+		`{"kind":"Event","auditID":"t2","stage":"RequestReceived","verb":"delete","objectRef":{"resource":"configmaps","namespace":"a","name":"c"},"user":{"username":"bob"}},` +
+		`{"kind":"Event","auditID":"t3","stage":"ResponseComplete","verb":"update","objectRef":{"resource":"leases","apiGroup":"coordination.k8s.io"},"responseStatus":{"code":200},"user":{"username":"zw"}},` +
+		`{"kind":"Event","auditID":"t4","stage":"ResponseComplete","verb":"update","objectRef":{"resource":"deployments","apiGroup":"apps"},"responseStatus":{"code":200},"user":{"username":"bob"}}]}`
+	evs, tally, err := Parser{IgnoreUser: "zw"}.ParseTallied([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{IgnoredStage: 1, IgnoredOwnRequest: 1, IgnoredNoFinding: 1}
+	if len(evs) != 1 || tally.Events != 4 || len(tally.Ignored) != len(want) {
+		t.Fatalf("%d findings, tally %+v; want 1 finding of 4 events, ignored %v", len(evs), tally, want)
+	}
+	for reason, n := range want {
+		if tally.Ignored[reason] != n {
+			t.Errorf("ignored %s: %d, want %d", reason, tally.Ignored[reason], n)
+		}
+	}
+}
