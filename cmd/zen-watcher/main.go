@@ -225,7 +225,7 @@ func newWebhooks(cfg *config, pipe *pipeline.Pipeline, rc redis.UniversalClient,
 	direct := server.Direct{Handler: pipe, Timeout: cfg.webhook.writeTimeout}
 	wc := server.WebhookConfig{
 		Acceptor: direct, RatePerSource: cfg.webhook.rate, BurstPerSource: cfg.webhook.burst,
-		MaxInFlight: cfg.webhook.maxInFlight, TLS: cfg.webhook.tlsCertFile != "",
+		MaxInFlight: cfg.webhook.maxInFlight, TLS: cfg.webhook.tlsCertFile != "", AwaitRoutes: true,
 		MinBodyRate: cfg.webhook.minBodyRate, ReadTimeout: cfg.webhook.readTimeout,
 		RefusalsPerClient: cfg.webhook.refusalRate, RefusalBurstPerClient: cfg.webhook.refusalBurst,
 		Replay: &server.LocalReplayGuard{}, Metrics: m, Log: log,

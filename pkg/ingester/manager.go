@@ -72,10 +72,13 @@ type Manager struct {
 	queue workqueue.TypedRateLimitingInterface[string]
 	store cache.Store
 
-	mu       sync.Mutex
-	runners  map[string]*runner // by Ingester key (namespace/name), or "defaults/..." for the default set
-	synced   bool
-	statuses map[string]v1alpha1.IngesterStatus // last written, by key
+	mu      sync.Mutex
+	runners map[string]*runner // by Ingester key (namespace/name), or "defaults/..." for the default set
+	synced  bool
+	// firstPass holds the Ingesters that existed at start and are not reconciled yet; when it
+	// empties, every webhook route they make is registered.
+	firstPass map[string]bool
+	statuses  map[string]v1alpha1.IngesterStatus // last written, by key
 }
 
 // Queue keys that are not Ingesters: reconsider the default set; restart the informers on a new share.
@@ -130,7 +133,12 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	m.mu.Lock()
 	m.synced = true
+	m.firstPass = map[string]bool{}
+	for _, key := range m.store.ListKeys() {
+		m.firstPass[key] = true
+	}
 	m.mu.Unlock()
+	m.reconciled("")
 	m.queue.Add(defaultsKey)
 	go m.statusLoop(ctx)
 	go m.refreshLoop(ctx)
@@ -150,6 +158,7 @@ func (m *Manager) processNext(ctx context.Context) bool {
 		return false
 	}
 	defer m.queue.Done(key)
+	defer m.reconciled(key)
 	if err := m.reconcile(ctx, key); err != nil {
 		m.log.Warn("reconciling ingester; retrying", "ingester", key, "error", err)
 		m.queue.AddRateLimited(key)
@@ -157,6 +166,26 @@ func (m *Manager) processNext(ctx context.Context) bool {
 	}
 	m.queue.Forget(key)
 	return true
+}
+
+// reconciled notes key's first reconcile (its success or its error: a route that cannot start is
+// no route either way) and, once every Ingester that existed at start has had one, tells the
+// webhooks that their routes are loaded.
+func (m *Manager) reconciled(key string) {
+	m.mu.Lock()
+	if m.firstPass == nil {
+		m.mu.Unlock()
+		return
+	}
+	delete(m.firstPass, key)
+	done := len(m.firstPass) == 0
+	if done {
+		m.firstPass = nil
+	}
+	m.mu.Unlock()
+	if done && m.cfg.Webhooks != nil {
+		m.cfg.Webhooks.RoutesLoaded()
+	}
 }
 
 // reconcile brings the runner of one Ingester (or the default set) in line with the spec.

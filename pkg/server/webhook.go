@@ -64,9 +64,13 @@ type WebhookConfig struct {
 	RefusalsPerClient     float64
 	RefusalBurstPerClient int
 	// Replay is the HMAC webhooks' replay memory (a local one when nil).
-	Replay  ReplayGuard
-	Metrics *metrics.Metrics
-	Log     *slog.Logger
+	Replay ReplayGuard
+	// AwaitRoutes answers an unknown path 503 with Retry-After, instead of 404, until
+	// RoutesLoaded is called: the listener opens before the Ingesters are read, and a sender
+	// such as the API server's audit backend does not retry a 404.
+	AwaitRoutes bool
+	Metrics     *metrics.Metrics
+	Log         *slog.Logger
 }
 
 // Webhooks serves every webhook path on one listener. Routes are added and removed while it serves.
@@ -84,7 +88,12 @@ type Webhooks struct {
 	refusalLog *rate.Limiter
 	// refusals is each client address's budget of refused requests (nil: none).
 	refusals *refusalBudget
+	loaded   atomic.Bool // every route of the Ingesters that existed at start is registered
 }
+
+// RoutesLoaded says every Ingester that existed at start has been read: from now on an unknown
+// path is 404.
+func (w *Webhooks) RoutesLoaded() { w.loaded.Store(true) }
 
 // NewWebhooks returns a webhook server.
 func NewWebhooks(cfg WebhookConfig) *Webhooks {
@@ -209,6 +218,11 @@ func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 func (w *Webhooks) handle(rw http.ResponseWriter, r *http.Request) {
 	route, ok := (*w.routes.Load())[r.URL.Path]
 	if !ok {
+		if w.cfg.AwaitRoutes && !w.loaded.Load() {
+			rw.Header().Set("Retry-After", "1")
+			w.reply(rw, "unknown", http.StatusServiceUnavailable, "webhook routes are being loaded; retry")
+			return
+		}
 		w.reply(rw, "unknown", http.StatusNotFound, "no webhook at "+r.URL.Path)
 		return
 	}

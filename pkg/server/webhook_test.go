@@ -319,3 +319,21 @@ func TestBodyAtTheMinimumRateIsRead(t *testing.T) {
 		t.Fatalf("HTTP %d, want 202", resp.StatusCode)
 	}
 }
+
+// TestUnknownPathWhileRoutesLoad: with AwaitRoutes, a path not (yet) served is 503 with
+// Retry-After until the routes are loaded, and 404 after.
+func TestUnknownPathWhileRoutesLoad(t *testing.T) {
+	w, _ := newHooksWith(t, WebhookConfig{Acceptor: Direct{Handler: &countingHandler{}}, AwaitRoutes: true})
+	post := func() *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		w.ServeHTTP(rec, httptest.NewRequest("POST", "/not-yet", strings.NewReader(alert)))
+		return rec
+	}
+	if rec := post(); rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("before the routes are loaded: HTTP %d, Retry-After %q; want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	w.RoutesLoaded()
+	if rec := post(); rec.Code != http.StatusNotFound {
+		t.Errorf("after: HTTP %d, want 404", rec.Code)
+	}
+}

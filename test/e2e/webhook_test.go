@@ -379,3 +379,36 @@ func TestUnwritableFindingsAreRefusedBeforeTheAnswer(t *testing.T) {
 		t.Errorf("the replica logged %d bytes for three refusals", len(out))
 	}
 }
+
+// TestNoNotFoundWhileRoutesLoad: a sender that posts from the moment a replica's port opens (as
+// the API server's audit backend does, and it does not retry a 404) is answered 503 with
+// Retry-After until the Ingesters' routes are registered, never 404.
+func TestNoNotFoundWhileRoutesLoad(t *testing.T) {
+	ingester(t, "falco-startup", v1alpha1.IngesterSpec{Source: "falcostart", Adapter: v1alpha1.AdapterFalco,
+		Webhook: &v1alpha1.WebhookSource{Path: "/falco-startup", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthNone}}})
+	r := startReplica(t, "zw-startup", "-namespace", "zen-system", "-release", "startup")
+	client := &http.Client{Timeout: 2 * time.Second}
+	body := []byte(`{"output":"startup alert","priority":"Critical","rule":"Startup","time":"2026-12-01T00:00:00Z","hostname":"node-1"}`)
+	codes := map[int]int{}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := client.Post("http://"+r.webhookAddr+"/falco-startup", "application/json", bytes.NewReader(body))
+		if err != nil {
+			time.Sleep(2 * time.Millisecond) // the port is not open yet
+			continue
+		}
+		resp.Body.Close()
+		codes[resp.StatusCode]++
+		if resp.StatusCode == http.StatusAccepted {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Logf("answers from the port's opening to the first 202: %v", codes)
+	if codes[http.StatusAccepted] != 1 {
+		t.Fatalf("never answered 202 within a minute: %v", codes)
+	}
+	if codes[http.StatusNotFound] > 0 {
+		t.Errorf("%d answers 404 before the route was served", codes[http.StatusNotFound])
+	}
+}
