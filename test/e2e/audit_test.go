@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -96,7 +97,7 @@ current-context: audit
 // backend pointed over TLS, with a bearer token, at a replica. Each request a security team wants
 // to see becomes its Observation: a privileged pod, a cluster-admin binding, a kube-system Secret,
 // a ConfigMap delete, an anonymous request, a request with a wrong token; a cluster-admin grant by
-// a patch is critical too. Batches without findings queue nothing. zen-watcher's own
+// a patch is critical too; a Lease deleted names its kind. Batches without findings queue nothing. zen-watcher's own
 // requests become none — with a 60 s TTL its cleanup deletes are audited too, and they once fed
 // the source for ever — and the API server reports no failed batch.
 func TestAPIServerAuditBackend(t *testing.T) {
@@ -176,6 +177,13 @@ func TestAPIServerAuditBackend(t *testing.T) {
 	must(t, func() error {
 		return ac.Kube.CoreV1().ConfigMaps("audit-apps").Delete(ctx, "feature-flags", metav1.DeleteOptions{})
 	})
+	must(t, func() error {
+		_, err := ac.Kube.CoordinationV1().Leases("audit-apps").Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "batch-lock"}}, metav1.CreateOptions{})
+		return err
+	})
+	must(t, func() error {
+		return ac.Kube.CoordinationV1().Leases("audit-apps").Delete(ctx, "batch-lock", metav1.DeleteOptions{})
+	})
 	plain := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: apiServerRoots(t, ac)}}}
 	if code := rawRequest(t, plain, http.MethodGet, ac.Config.Host+"/api/v1/namespaces", ""); code != http.StatusForbidden {
 		t.Errorf("anonymous request: HTTP %d, want 403", code)
@@ -196,6 +204,7 @@ func TestAPIServerAuditBackend(t *testing.T) {
 		{"configmap_modified", "low", "feature-flags", "delete"},
 		{"anonymous_request", "high", "system:anonymous", ""},
 		{"request_denied", "medium", "401", ""},
+		{"resource_deleted", "low", "batch-lock", "delete"},
 	}
 	var created float64
 	eventually(t, 30*time.Second, func(ctx context.Context) error {
@@ -206,6 +215,11 @@ func TestAPIServerAuditBackend(t *testing.T) {
 		for _, w := range want {
 			if !hasObservation(list.Items, w.eventType, w.severity, w.detail, w.verb) {
 				return fmt.Errorf("no %s Observation of severity %s mentioning %q (verb %q) among %d", w.eventType, w.severity, w.detail, w.verb, len(list.Items))
+			}
+		}
+		for _, o := range list.Items {
+			if strings.Contains(o.Spec.Title, "batch-lock") && o.Spec.Resource.Kind != "Lease" {
+				return fmt.Errorf("the Lease's Observation names the kind %q", o.Spec.Resource.Kind)
 			}
 		}
 		created = r.metric(`zen_watcher_observations_created_total{source="audit"}`)

@@ -382,13 +382,15 @@ func TestUnwritableFindingsAreRefusedBeforeTheAnswer(t *testing.T) {
 
 // TestNoNotFoundWhileRoutesLoad: a sender that posts from the moment a replica's port opens (as
 // the API server's audit backend does, and it does not retry a 404) is answered 503 with
-// Retry-After until the Ingesters' routes are registered, never 404.
+// Retry-After until the Ingesters' routes are registered, never 404. (The alert's large integer
+// field is kept to its last digit on the way.)
 func TestNoNotFoundWhileRoutesLoad(t *testing.T) {
 	ingester(t, "falco-startup", v1alpha1.IngesterSpec{Source: "falcostart", Adapter: v1alpha1.AdapterFalco,
 		Webhook: &v1alpha1.WebhookSource{Path: "/falco-startup", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthNone}}})
 	r := startReplica(t, "zw-startup", "-namespace", "zen-system", "-release", "startup")
 	client := &http.Client{Timeout: 2 * time.Second}
-	body := []byte(`{"output":"startup alert","priority":"Critical","rule":"Startup","time":"2026-12-01T00:00:00Z","hostname":"node-1"}`)
+	body := []byte(`{"output":"startup alert","priority":"Critical","rule":"Startup","time":"2026-12-01T00:00:00Z","hostname":"node-1",` +
+		`"output_fields":{"evt.time":1764547200123456789}}`)
 	codes := map[int]int{}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
@@ -410,5 +412,10 @@ func TestNoNotFoundWhileRoutesLoad(t *testing.T) {
 	}
 	if codes[http.StatusNotFound] > 0 {
 		t.Errorf("%d answers 404 before the route was served", codes[http.StatusNotFound])
+	}
+	// Its nanosecond timestamp, past a float64's digits, is stored as sent.
+	obs := waitObservations(t, "zen-system", "falcostart", 1)
+	if got := obs[0].Spec.Details["evt.time"]; got != "1764547200123456789" {
+		t.Errorf("evt.time stored as %q, want 1764547200123456789", got)
 	}
 }

@@ -166,7 +166,7 @@ func finding(e *event) (*pipeline.Event, string) {
 			"auditID": e.AuditID, "user": e.User.Username, "groups": strings.Join(e.User.Groups, ","),
 			"verb": e.Verb, "requestURI": e.RequestURI, "sourceIPs": strings.Join(e.SourceIPs, ","),
 			"userAgent": e.UserAgent, "code": strconv.Itoa(code), "stage": e.Stage,
-			"subresource": ref.Subresource,
+			"subresource": ref.Subresource, "resource": ref.Resource,
 		},
 		DetectedAt: detected,
 	}, ""
@@ -294,59 +294,33 @@ func bindsClusterAdmin(raw json.RawMessage) bool {
 	return len(raw) > 0 && json.Unmarshal(raw, &b) == nil && b.RoleRef.Name == "cluster-admin"
 }
 
-// kindOf names the kind of the resources audit events name; others keep the resource's name.
-func kindOf(resource string) string {
-	switch resource {
-	case "pods":
-		return "Pod"
-	case "secrets":
-		return "Secret"
-	case "configmaps":
-		return "ConfigMap"
-	case "namespaces":
-		return "Namespace"
-	case "serviceaccounts":
-		return "ServiceAccount"
-	case "services":
-		return "Service"
-	case "nodes":
-		return "Node"
-	case "deployments":
-		return "Deployment"
-	case "daemonsets":
-		return "DaemonSet"
-	case "statefulsets":
-		return "StatefulSet"
-	case "replicasets":
-		return "ReplicaSet"
-	case "roles":
-		return "Role"
-	case "clusterroles":
-		return "ClusterRole"
-	case "rolebindings":
-		return "RoleBinding"
-	case "clusterrolebindings":
-		return "ClusterRoleBinding"
-	case "persistentvolumeclaims":
-		return "PersistentVolumeClaim"
-	case "persistentvolumes":
-		return "PersistentVolume"
-	case "jobs":
-		return "Job"
-	case "cronjobs":
-		return "CronJob"
-	case "ingresses":
-		return "Ingress"
-	case "networkpolicies":
-		return "NetworkPolicy"
-	case "customresourcedefinitions":
-		return "CustomResourceDefinition"
-	}
-	return resource
+// kinds are the kinds of the resources Kubernetes serves itself, and zen-watcher's, by their
+// plural as audit events name them. An audit event names no kind, and a plural is no kind: a
+// resource not here gets none (its plural is in the details).
+var kinds = map[string]string{
+	"pods": "Pod", "secrets": "Secret", "configmaps": "ConfigMap", "namespaces": "Namespace",
+	"serviceaccounts": "ServiceAccount", "services": "Service", "nodes": "Node", "endpoints": "Endpoints",
+	"events": "Event", "limitranges": "LimitRange", "resourcequotas": "ResourceQuota",
+	"persistentvolumeclaims": "PersistentVolumeClaim", "persistentvolumes": "PersistentVolume",
+	"replicationcontrollers": "ReplicationController", "podtemplates": "PodTemplate",
+	"deployments": "Deployment", "daemonsets": "DaemonSet", "statefulsets": "StatefulSet",
+	"replicasets": "ReplicaSet", "controllerrevisions": "ControllerRevision", "jobs": "Job", "cronjobs": "CronJob",
+	"horizontalpodautoscalers": "HorizontalPodAutoscaler", "poddisruptionbudgets": "PodDisruptionBudget",
+	"roles": "Role", "clusterroles": "ClusterRole", "rolebindings": "RoleBinding", "clusterrolebindings": "ClusterRoleBinding",
+	"ingresses": "Ingress", "ingressclasses": "IngressClass", "networkpolicies": "NetworkPolicy",
+	"endpointslices": "EndpointSlice", "leases": "Lease", "priorityclasses": "PriorityClass",
+	"storageclasses": "StorageClass", "volumeattachments": "VolumeAttachment", "csidrivers": "CSIDriver", "csinodes": "CSINode",
+	"runtimeclasses": "RuntimeClass", "certificatesigningrequests": "CertificateSigningRequest",
+	"mutatingwebhookconfigurations":   "MutatingWebhookConfiguration",
+	"validatingwebhookconfigurations": "ValidatingWebhookConfiguration",
+	"validatingadmissionpolicies":     "ValidatingAdmissionPolicy", "validatingadmissionpolicybindings": "ValidatingAdmissionPolicyBinding",
+	"customresourcedefinitions": "CustomResourceDefinition", "apiservices": "APIService", "flowschemas": "FlowSchema",
+	"prioritylevelconfigurations": "PriorityLevelConfiguration",
+	"observations":                "Observation", "ingesters": "Ingester",
 }
 
 func resource(ref objectRef) v1alpha1.ResourceRef {
-	kind := kindOf(ref.Resource)
+	kind := kinds[ref.Resource]
 	apiVersion := ref.APIVersion
 	if ref.APIGroup != "" && ref.APIVersion != "" {
 		apiVersion = ref.APIGroup + "/" + ref.APIVersion

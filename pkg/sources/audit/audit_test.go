@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -191,6 +192,26 @@ func TestTally(t *testing.T) {
 	for reason, n := range want {
 		if tally.Ignored[reason] != n {
 			t.Errorf("ignored %s: %d, want %d", reason, tally.Ignored[reason], n)
+		}
+	}
+}
+
+// TestKinds: a resource Kubernetes serves gets its kind; one it does not know gets none (a plural
+// is no kind), and its plural is in the details either way.
+func TestKinds(t *testing.T) {
+	for _, tc := range []struct{ resource, group, kind string }{
+		{"leases", "coordination.k8s.io", "Lease"},
+		{"observations", "zen.kube-zen.io", "Observation"},
+		{"widgets", "example.com", ""},
+	} {
+		body := fmt.Sprintf(`{"kind":"Event","auditID":"k-%s","stage":"ResponseComplete","verb":"delete","objectRef":{"resource":%q,"apiGroup":%q,"apiVersion":"v1","namespace":"a","name":"n"},"responseStatus":{"code":200},"user":{"username":"bob"}}`,
+			tc.resource, tc.resource, tc.group)
+		evs, err := Parser{}.ParsePayload([]byte(body))
+		if err != nil || len(evs) != 1 {
+			t.Fatalf("%s: %v, %v", tc.resource, evs, err)
+		}
+		if evs[0].Resource.Kind != tc.kind || evs[0].Details["resource"] != tc.resource {
+			t.Errorf("%s: kind %q, resource detail %q; want %q, %q", tc.resource, evs[0].Resource.Kind, evs[0].Details["resource"], tc.kind, tc.resource)
 		}
 	}
 }

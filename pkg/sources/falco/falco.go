@@ -3,11 +3,11 @@
 package falco
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -18,14 +18,16 @@ import (
 
 // alert is Falco's JSON output.
 type alert struct {
-	Output       string         `json:"output"`
-	Priority     string         `json:"priority"`
-	Rule         string         `json:"rule"`
-	Time         string         `json:"time"`
-	Source       string         `json:"source"`
-	Tags         []string       `json:"tags"`
-	Hostname     string         `json:"hostname"`
-	OutputFields map[string]any `json:"output_fields"`
+	Output   string   `json:"output"`
+	Priority string   `json:"priority"`
+	Rule     string   `json:"rule"`
+	Time     string   `json:"time"`
+	Source   string   `json:"source"`
+	Tags     []string `json:"tags"`
+	Hostname string   `json:"hostname"`
+	// OutputFields stay raw until rendered, so that a number keeps every digit: Falco's
+	// evt.time, nanoseconds since the epoch, does not fit a float64.
+	OutputFields map[string]json.RawMessage `json:"output_fields"`
 }
 
 // Parser parses Falco alerts.
@@ -115,21 +117,25 @@ func resource(a *alert, ns, pod string) v1alpha1.ResourceRef {
 	return v1alpha1.ResourceRef{}
 }
 
-// field renders an output field as text; Falco sends strings, numbers and nulls ("<NA>").
+// field renders an output field as text; Falco sends strings, numbers and nulls ("<NA>"). A
+// number is its JSON text, exactly as sent.
 func field(a *alert, key string) string {
-	switch v := a.OutputFields[key].(type) {
-	case nil:
+	raw := bytes.TrimSpace(a.OutputFields[key])
+	switch {
+	case len(raw) == 0 || string(raw) == "null":
 		return ""
-	case string:
-		if v == "<NA>" {
+	case raw[0] == '"':
+		var v string
+		if json.Unmarshal(raw, &v) != nil || v == "<NA>" {
 			return ""
 		}
 		return v
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64)
 	default:
-		b, _ := json.Marshal(v)
-		return string(b)
+		var b bytes.Buffer
+		if json.Compact(&b, raw) != nil {
+			return string(raw)
+		}
+		return b.String()
 	}
 }
 

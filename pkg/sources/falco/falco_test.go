@@ -141,3 +141,23 @@ func FuzzParsePayload(f *testing.F) {
 		}
 	})
 }
+
+// TestOutputFieldsKeepEveryDigit: output fields are rendered as sent — a nanosecond timestamp
+// past float64's 53 bits keeps its last digits, "<NA>" and null are empty.
+func TestOutputFieldsKeepEveryDigit(t *testing.T) {
+	body := `{"output":"o","priority":"Warning","rule":"r","time":"2026-12-01T00:00:00Z","hostname":"h","output_fields":` +
+		`{"evt.time":1764547200123456789,"proc.pid":4242,"proc.ratio":0.25,"user.name":"<NA>","container.image":null,` +
+		`"fd.exists":true,"k8s.labels":{"app": "web"}}}`
+	evs, err := Parser{}.ParsePayload([]byte(body))
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("%v, %v", evs, err)
+	}
+	for key, want := range map[string]string{
+		"evt.time": "1764547200123456789", "proc.pid": "4242", "proc.ratio": "0.25", "user.name": "",
+		"container.image": "", "fd.exists": "true", "k8s.labels": `{"app":"web"}`,
+	} {
+		if got := evs[0].Details[key]; got != want {
+			t.Errorf("%s: %q, want %q", key, got, want)
+		}
+	}
+}
