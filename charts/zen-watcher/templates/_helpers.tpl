@@ -71,3 +71,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "zen-watcher.ttlSeconds" -}}
 {{- mul .Values.lifecycle.cleanup.ttlDays 86400 }}
 {{- end }}
+
+{{/* The webhook listener's TLS Secret: the one named, else the one the chart generates. */}}
+{{- define "zen-watcher.webhookTLSSecret" -}}
+{{- if .Values.webhook.tls.secretName }}
+{{- .Values.webhook.tls.secretName }}
+{{- else if .Values.webhook.tls.generate }}
+{{- printf "%s-webhook-tls" (include "zen-watcher.fullname" .) }}
+{{- else }}
+{{- fail "webhook.tls.enabled needs webhook.tls.secretName, or webhook.tls.generate=true" }}
+{{- end }}
+{{- end }}
