@@ -62,7 +62,7 @@ test-unit: ## Only the tests that need no control plane or Redis (ZW_UNIT_ONLY=1
 	ZW_UNIT_ONLY=1 $(GO) test -race -count=1 $(UNIT_PKGS)
 
 FUZZ_TARGETS := FuzzNormalizeEventType:./pkg/pipeline FuzzBuildObservation:./pkg/pipeline \
-	FuzzParsePayload:./pkg/sources/falco FuzzParsePayload:./pkg/sources/audit FuzzParsePayload:./pkg/sources/generic \
+	FuzzStreamItems:./pkg/sources FuzzParsePayload:./pkg/sources/falco FuzzParsePayload:./pkg/sources/audit FuzzParsePayload:./pkg/sources/generic \
 	FuzzWebhook:./pkg/server
 
 fuzz: ## Run each fuzz target for FUZZ_TIME.
