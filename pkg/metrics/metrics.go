@@ -67,6 +67,9 @@ type Metrics struct {
 	// WebhookRequestsWithoutFindings counts webhook requests whose body held no finding, by source:
 	// answered at once, nothing queued.
 	WebhookRequestsWithoutFindings *prometheus.CounterVec
+	// WebhookEventsCut counts webhook events that lost members to the bound of one event's size
+	// (an audit event's request and response objects, say) and were judged on the rest, by source.
+	WebhookEventsCut *prometheus.CounterVec
 	// WebhookBytes counts the bytes of webhook request bodies read, by source.
 	WebhookBytes *prometheus.CounterVec
 	// WebhookRejected counts webhook requests refused, by source and reason.
@@ -231,6 +234,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "webhook_requests_without_findings_total",
 			Help: "Webhook requests whose body held no finding (an audit batch of reads, say): answered at once, nothing queued.",
 		}, []string{"source"}),
+		WebhookEventsCut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_events_cut_total",
+			Help: "Webhook events over the bound of one event's size, whose largest members were left out and which were judged on the rest, by source.",
+		}, []string{"source"}),
 		WebhookBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "webhook_request_bytes_total",
 			Help: "Bytes of webhook request bodies read, by source.",
@@ -352,7 +359,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.WriterQueueDepth, m.SourceEventsIgnored, m.SeverityUnknown, m.ObservationsRateLimited,
 		m.DedupDecisions, m.DedupEffectiveness, m.LowSeverityPercent, m.DedupRateRatio,
 		m.StrategyChanges, m.OrderInForce, m.SharedStoreAvailable, m.DedupFallbacks,
-		m.DedupWindowSeconds, m.DedupCacheSize, m.WebhookRequests, m.WebhookEvents, m.WebhookRequestsWithoutFindings, m.WebhookBytes, m.WebhookRejected,
+		m.DedupWindowSeconds, m.DedupCacheSize, m.WebhookRequests, m.WebhookEvents, m.WebhookRequestsWithoutFindings, m.WebhookEventsCut, m.WebhookBytes, m.WebhookRejected,
 		m.WebhookAuthFailures, m.WebhookRateLimited, m.WebhookFindings, m.WebhookAccepted, m.WebhookQueueFallbacks, m.WebhookReplayUnchecked,
 		m.WebhookQueueDepth, m.WebhookStreamLag, m.WebhookQueueClaimed, m.WebhookQueueLost, m.WebhookQueueProcessed,
 		m.WebhookConnections, m.WebhookConnectionsRefused, m.SourceReady, m.Members, m.PartitionsOwned, m.Rebalances, m.IsLeader, m.LeaderTransitions,

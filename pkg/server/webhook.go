@@ -23,16 +23,24 @@ import (
 	"github.com/kube-zen/zen-watcher/pkg/sources"
 )
 
-// DefaultMaxBodyBytes bounds a webhook body unless a route sets its own.
+// DefaultMaxBodyBytes bounds a webhook body that is read whole (to check its signature, or for a
+// parser that takes it whole) unless a route sets its own.
 const DefaultMaxBodyBytes = 1 << 20
+
+// DefaultMaxStreamedBodyBytes bounds a body streamed to its parser unless a route sets its own.
+// Such a parser keeps one event at a time, so the bound is on time and bytes, not memory: the API
+// server's audit backend sends up to 400 events a batch, bounded in bytes only when it truncates.
+const DefaultMaxStreamedBodyBytes = 256 << 20
 
 // Route is one webhook: the path it is served on, the source its findings carry, how its bodies
 // are parsed and who may post them.
 type Route struct {
-	Path         string
-	Source       string
-	Parser       sources.PayloadParser
-	Auth         Authenticator
+	Path   string
+	Source string
+	Parser sources.PayloadParser
+	Auth   Authenticator
+	// MaxBodyBytes bounds a body (413 beyond); zero takes DefaultMaxBodyBytes, or
+	// DefaultMaxStreamedBodyBytes for a body streamed to its parser.
 	MaxBodyBytes int64
 }
 
@@ -262,19 +270,8 @@ func (w *Webhooks) handle(rw http.ResponseWriter, r *http.Request) {
 // serve reads, authenticates, parses and accepts one request.
 func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, route *Route) {
 	src := route.Source
-	body, status, err := w.read(rw, r, route)
-	if err != nil {
-		w.rejectLogged(rw, r, src, map[int]string{413: "too_large", 408: "slow_body", 400: "read_error"}[status], status, err.Error())
-		return
-	}
-	if err := route.Auth.Authenticate(r, body); err != nil {
-		w.refuseAuth(rw, r, src, err)
-		return
-	}
-	findings, err := w.parse(src, route.Parser, body)
-	if err != nil {
-		w.metrics.SourceEventsIgnored.WithLabelValues(src, "malformed").Inc()
-		w.reject(rw, src, "malformed", http.StatusBadRequest, err.Error())
+	findings, ok := w.receive(rw, r, route)
+	if !ok {
 		return
 	}
 	for i, f := range findings {
@@ -309,9 +306,60 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, route *Route) 
 	w.replyJSON(rw, src, http.StatusAccepted, map[string]any{"accepted": len(findings), "durability": how})
 }
 
+// receive authenticates a request and parses its body into findings, or answers it and says so.
+// A body whose authentication does not depend on it goes to a streaming parser as it arrives;
+// any other is read whole, within its bound, then authenticated, then parsed.
+func (w *Webhooks) receive(rw http.ResponseWriter, r *http.Request, route *Route) ([]*pipeline.Event, bool) {
+	src := route.Source
+	if sp, ok := route.Parser.(sources.StreamingParser); ok && !needsBody(route.Auth) {
+		if err := route.Auth.Authenticate(r, nil); err != nil {
+			w.refuseAuth(rw, r, src, err)
+			return nil, false
+		}
+		body := w.body(rw, r, route, DefaultMaxStreamedBodyBytes)
+		findings, tally, err := sp.ParseStream(body)
+		w.metrics.WebhookBytes.WithLabelValues(src).Add(float64(body.n))
+		if err != nil {
+			w.refuseBody(rw, r, src, body, err)
+			return nil, false
+		}
+		w.count(r, src, tally)
+		return findings, true
+	}
+	body := w.body(rw, r, route, DefaultMaxBodyBytes)
+	raw, err := io.ReadAll(body)
+	w.metrics.WebhookBytes.WithLabelValues(src).Add(float64(body.n))
+	if err != nil {
+		w.refuseBody(rw, r, src, body, err)
+		return nil, false
+	}
+	if err := route.Auth.Authenticate(r, raw); err != nil {
+		w.refuseAuth(rw, r, src, err)
+		return nil, false
+	}
+	findings, err := w.parse(r, src, route.Parser, raw)
+	if err != nil {
+		w.metrics.SourceEventsIgnored.WithLabelValues(src, "malformed").Inc()
+		w.reject(rw, src, "malformed", http.StatusBadRequest, err.Error())
+		return nil, false
+	}
+	return findings, true
+}
+
+// needsBody says whether a's verdict depends on the body (a signature over it): such a body is
+// read whole and authenticated before any of it is parsed. An Authenticator not known here is
+// taken to need it.
+func needsBody(a Authenticator) bool {
+	switch a.(type) {
+	case NoAuth, BearerAuth, *MTLSAuth:
+		return false
+	}
+	return true
+}
+
 // parse reads a body's findings, counting its events and those that are none where the parser
 // tallies them.
-func (w *Webhooks) parse(src string, p sources.PayloadParser, body []byte) ([]*pipeline.Event, error) {
+func (w *Webhooks) parse(r *http.Request, src string, p sources.PayloadParser, body []byte) ([]*pipeline.Event, error) {
 	tp, ok := p.(sources.TallyingParser)
 	if !ok {
 		return p.ParsePayload(body)
@@ -320,11 +368,24 @@ func (w *Webhooks) parse(src string, p sources.PayloadParser, body []byte) ([]*p
 	if err != nil {
 		return nil, err
 	}
+	w.count(r, src, tally)
+	return findings, nil
+}
+
+// count records what a parser tallied of a body: its events, those that are no findings by
+// reason, and those that were cut to their bound.
+func (w *Webhooks) count(r *http.Request, src string, tally sources.Tally) {
 	w.metrics.WebhookEvents.WithLabelValues(src).Add(float64(tally.Events))
 	for reason, n := range tally.Ignored {
 		w.metrics.SourceEventsIgnored.WithLabelValues(src, reason).Add(float64(n))
 	}
-	return findings, nil
+	if tally.Cut > 0 {
+		w.metrics.WebhookEventsCut.WithLabelValues(src).Add(float64(tally.Cut))
+		if w.refusalLog.Allow() {
+			w.log.Warn("webhook events over the size bound were judged without their largest members",
+				"source", src, "path", r.URL.Path, "client", r.RemoteAddr, "events", tally.Cut)
+		}
+	}
 }
 
 // admit takes a token of the source's rate limit, or says how long until one is free.
@@ -354,28 +415,58 @@ func remoteHost(remoteAddr string) string {
 	return remoteAddr
 }
 
-// read reads the body within the route's bound.
-func (w *Webhooks) read(rw http.ResponseWriter, r *http.Request, route *Route) ([]byte, int, error) {
+// countingReader counts the bytes read through it and keeps the error that ended them, so that a
+// body that could not be read is told from one that does not parse.
+type countingReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && !errors.Is(err, io.EOF) {
+		c.err = err
+	}
+	return n, err
+}
+
+// body is a request's body within the route's bound (def when it sets none) and the minimum rate.
+func (w *Webhooks) body(rw http.ResponseWriter, r *http.Request, route *Route, def int64) *countingReader {
 	limit := route.MaxBodyBytes
 	if limit <= 0 {
-		limit = DefaultMaxBodyBytes
+		limit = def
 	}
 	if r.ContentLength > limit {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body of %d bytes, at most %d", r.ContentLength, limit)
+		// Refused before a byte is read: the reader fails at once with the bound it broke.
+		return &countingReader{r: errReader{&http.MaxBytesError{Limit: limit}}}
 	}
 	paced := newMinRateReader(rw, r.Body, w.cfg.MinBodyRate, w.cfg.ReadTimeout)
-	body, err := io.ReadAll(http.MaxBytesReader(rw, io.NopCloser(paced), limit))
-	w.metrics.WebhookBytes.WithLabelValues(route.Source).Add(float64(len(body)))
+	return &countingReader{r: http.MaxBytesReader(rw, io.NopCloser(paced), limit)}
+}
+
+// errReader fails every read with its error.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// refuseBody answers a body that could not be read (too large, too slow, broken off) or, when it
+// was read but does not parse, 400 malformed.
+func (w *Webhooks) refuseBody(rw http.ResponseWriter, r *http.Request, src string, body *countingReader, err error) {
 	var tooLarge *http.MaxBytesError
 	switch {
-	case errors.As(err, &tooLarge):
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", limit)
-	case timedOut(err):
-		return nil, http.StatusRequestTimeout, fmt.Errorf("body of %d bytes so far arrived too slowly: %w", len(body), err)
-	case err != nil:
-		return nil, http.StatusBadRequest, fmt.Errorf("reading body: %w", err)
+	case errors.As(body.err, &tooLarge):
+		w.rejectLogged(rw, r, src, "too_large", http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", tooLarge.Limit))
+	case timedOut(body.err):
+		w.rejectLogged(rw, r, src, "slow_body", http.StatusRequestTimeout,
+			fmt.Sprintf("body of %d bytes so far arrived too slowly: %v", body.n, body.err))
+	case body.err != nil:
+		w.rejectLogged(rw, r, src, "read_error", http.StatusBadRequest, fmt.Sprintf("reading body: %v", body.err))
+	default:
+		w.metrics.SourceEventsIgnored.WithLabelValues(src, "malformed").Inc()
+		w.reject(rw, src, "malformed", http.StatusBadRequest, err.Error())
 	}
-	return body, 0, nil
 }
 
 // jsonish accepts JSON and JSON lines, and a missing content type (curl and some senders omit it).

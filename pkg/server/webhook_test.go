@@ -22,6 +22,7 @@ import (
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
 	"github.com/kube-zen/zen-watcher/pkg/sources"
+	"github.com/kube-zen/zen-watcher/pkg/sources/audit"
 	"github.com/kube-zen/zen-watcher/pkg/sources/falco"
 )
 
@@ -219,16 +220,22 @@ func validMethod(m string) bool {
 func TestSlowBodyIsCutOff(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
+		source      string // falco's bodies are read whole, audit's streamed to its parser
 		readTimeout time.Duration
 		minRate     float64
 		within      time.Duration // the answer comes before this
 	}{
-		{"read timeout", 300 * time.Millisecond, 0, 2 * time.Second},
-		{"minimum rate after the grace", 30 * time.Second, 100, bodyGrace + 2*time.Second},
+		{"read timeout", "falco", 300 * time.Millisecond, 0, 2 * time.Second},
+		{"minimum rate after the grace", "falco", 30 * time.Second, 100, bodyGrace + 2*time.Second},
+		{"read timeout, streamed", "audit", 300 * time.Millisecond, 0, 2 * time.Second},
+		{"minimum rate after the grace, streamed", "audit", 30 * time.Second, 100, bodyGrace + 2*time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w, m := newHooksWith(t, WebhookConfig{Acceptor: Direct{Handler: &countingHandler{}}, MinBodyRate: tc.minRate,
 				ReadTimeout: tc.readTimeout})
+			if err := w.Register(Route{Path: "/audit", Source: "audit", Parser: audit.Parser{}, Auth: NoAuth{}}); err != nil {
+				t.Fatal(err)
+			}
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
@@ -245,7 +252,7 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 			}
 			defer conn.Close()
 			start := time.Now()
-			fmt.Fprintf(conn, "POST /falco HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+			fmt.Fprintf(conn, "POST /%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n", tc.source)
 			answer := make(chan string, 1)
 			go func() {
 				b, _ := io.ReadAll(io.LimitReader(conn, 4096))
@@ -268,7 +275,7 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 			if tc.minRate > 0 && took < bodyGrace {
 				t.Errorf("cut off after %v, before the grace of %v", took, bodyGrace)
 			}
-			if got := testutil.ToFloat64(m.WebhookRejected.WithLabelValues("falco", "slow_body")); got != 1 {
+			if got := testutil.ToFloat64(m.WebhookRejected.WithLabelValues(tc.source, "slow_body")); got != 1 {
 				t.Errorf("slow body counted %v times, want 1", got)
 			}
 			conn.Close()

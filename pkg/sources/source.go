@@ -6,6 +6,7 @@ package sources
 
 import (
 	"context"
+	"io"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -36,12 +37,22 @@ type PayloadParser interface {
 type Tally struct {
 	Events  int
 	Ignored map[string]int
+	// Cut is how many events lost members to a bound of their size (and were judged on the rest).
+	Cut int
 }
 
 // TallyingParser is a PayloadParser that also tallies what it read.
 type TallyingParser interface {
 	PayloadParser
 	ParseTallied(body []byte) ([]*pipeline.Event, Tally, error)
+}
+
+// StreamingParser is a TallyingParser that reads a body as it arrives, keeping one event of it at
+// a time: a body far larger than what it keeps costs time, not memory. The webhook server streams
+// a body to it when the body needs no reading before it is authenticated.
+type StreamingParser interface {
+	TallyingParser
+	ParseStream(r io.Reader) ([]*pipeline.Event, Tally, error)
 }
 
 // ObjectParserFunc adapts a function to ObjectParser.

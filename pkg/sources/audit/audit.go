@@ -5,9 +5,11 @@
 package audit
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -44,10 +46,9 @@ type event struct {
 		Reason  string `json:"reason"`
 		Message string `json:"message"`
 	} `json:"responseStatus"`
-	RequestObject            json.RawMessage   `json:"requestObject"`
-	ResponseObject           json.RawMessage   `json:"responseObject"`
-	RequestReceivedTimestamp string            `json:"requestReceivedTimestamp"`
-	Items                    []json.RawMessage `json:"items"`
+	RequestObject            json.RawMessage `json:"requestObject"`
+	ResponseObject           json.RawMessage `json:"responseObject"`
+	RequestReceivedTimestamp string          `json:"requestReceivedTimestamp"`
 }
 
 // Parser parses audit events.
@@ -56,6 +57,11 @@ type Parser struct {
 	// Lease writes and Observation writes are audited too, and as findings they would become
 	// Observations that expire, whose deletes are audited, and so on for ever.
 	IgnoreUser string
+	// MaxEventBytes bounds what is kept of one event (sources.DefaultMaxItemBytes when zero). An
+	// event over it loses its largest members, the request and response objects in practice, as
+	// the API server's own truncating backend drops them, and is still judged on the rest: one
+	// large object must not cost the batch it came in.
+	MaxEventBytes int
 }
 
 // ParsePayload implements sources.PayloadParser.
@@ -71,32 +77,33 @@ const (
 	IgnoredNoFinding  = "not_a_finding" // finished, but nothing a finding is made of
 )
 
-// ParseTallied implements sources.TallyingParser: each event of the body (an EventList's items,
-// not the list) counts once, as a finding or under the reason it is none.
+// ParseTallied implements sources.TallyingParser.
 func (p Parser) ParseTallied(body []byte) ([]*pipeline.Event, sources.Tally, error) {
+	return p.ParseStream(bytes.NewReader(body))
+}
+
+// ParseStream implements sources.StreamingParser: each event of the body (an EventList's items,
+// not the list) counts once, as a finding or under the reason it is none, and an event that had
+// members cut counts in Tally.Cut besides.
+func (p Parser) ParseStream(r io.Reader) ([]*pipeline.Event, sources.Tally, error) {
 	tally := sources.Tally{Ignored: map[string]int{}}
 	var out []*pipeline.Event
-	var one func(raw json.RawMessage) error
-	one = func(raw json.RawMessage) error {
+	opts := sources.StreamOptions{MaxItemBytes: p.MaxEventBytes, ListKey: "items"}
+	err := sources.StreamItems(r, opts, func(raw json.RawMessage, cut []string) error {
 		var e event
 		if err := json.Unmarshal(raw, &e); err != nil {
 			return fmt.Errorf("not an audit event: %w", err)
 		}
-		if e.Kind == "EventList" {
-			if len(e.Items) > sources.MaxItems {
-				return fmt.Errorf("%d events in one list, at most %d", len(e.Items), sources.MaxItems)
-			}
-			for i, it := range e.Items {
-				if err := one(it); err != nil {
-					return fmt.Errorf("item %d: %w", i, err)
-				}
-			}
-			return nil
-		}
 		if e.AuditID == "" || e.Verb == "" {
+			if len(cut) > 0 {
+				return fmt.Errorf("not an audit event: auditID and verb are required (members cut for size: %s)", strings.Join(cut, ", "))
+			}
 			return errors.New("not an audit event: auditID and verb are required")
 		}
 		tally.Events++
+		if len(cut) > 0 {
+			tally.Cut++
+		}
 		if p.IgnoreUser != "" && e.User.Username == p.IgnoreUser {
 			tally.Ignored[IgnoredOwnRequest]++
 			return nil
@@ -106,10 +113,13 @@ func (p Parser) ParseTallied(body []byte) ([]*pipeline.Event, sources.Tally, err
 			tally.Ignored[why]++
 			return nil
 		}
+		if len(cut) > 0 {
+			f.Details["cut"] = strings.Join(cut, ",")
+		}
 		out = append(out, f)
 		return nil
-	}
-	if err := sources.DecodeItems(body, one); err != nil {
+	})
+	if err != nil {
 		return nil, sources.Tally{}, err
 	}
 	return out, tally, nil

@@ -215,3 +215,25 @@ func TestKinds(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkParseBatch parses an EventList of 400 events, the API server's largest batch by default,
+// at the RequestResponse level: Secret writes with their objects.
+func BenchmarkParseBatch(b *testing.B) {
+	items := make([]string, 400)
+	for i := range items {
+		obj := fmt.Sprintf(`{"kind":"Secret","apiVersion":"v1","metadata":{"name":"s%d","namespace":"ns","labels":{"app":"web"}},"data":{"k":"%s"}}`, i, strings.Repeat("QUJD", 256))
+		items[i] = fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"id-%d","stage":"ResponseComplete",`+
+			`"requestURI":"/api/v1/namespaces/ns/secrets","verb":"create","user":{"username":"bob","groups":["dev"]},"sourceIPs":["10.0.0.1"],`+
+			`"objectRef":{"resource":"secrets","namespace":"ns","name":"s%d","apiVersion":"v1"},"responseStatus":{"code":201},`+
+			`"requestObject":%s,"responseObject":%s,"requestReceivedTimestamp":"2026-12-01T10:00:00.000000Z"}`, i, i, obj, obj)
+	}
+	body := []byte(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[` + strings.Join(items, ",") + `]}`)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		evs, err := Parser{}.ParsePayload(body)
+		if err != nil || len(evs) != 400 {
+			b.Fatalf("%d findings, %v", len(evs), err)
+		}
+	}
+}
