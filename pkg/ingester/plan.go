@@ -136,21 +136,13 @@ func webhookRoute(ctx context.Context, ing *v1alpha1.Ingester, secrets SecretRea
 		return nil, err
 	}
 	if spec.Adapter == v1alpha1.AdapterAudit {
-		switch own := spec.AdapterOptions["includeOwnRequests"]; own {
-		case "", "false":
-			parser = audit.Parser{IgnoreUser: self}
-		case "true":
-		default:
-			return nil, fmt.Errorf("adapterOptions.includeOwnRequests %q: want true or false", own)
+		if parser, err = auditParser(spec.AdapterOptions, self); err != nil {
+			return nil, err
 		}
 	}
 	route := &server.Route{Path: spec.Webhook.Path, Source: spec.Source, Parser: parser}
-	if s := spec.AdapterOptions["maxBodyBytes"]; s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("adapterOptions.maxBodyBytes %q: want a positive number of bytes", s)
-		}
-		route.MaxBodyBytes = n
+	if route.MaxBodyBytes, err = byteOption(spec.AdapterOptions, "maxBodyBytes"); err != nil {
+		return nil, err
 	}
 	auth, err := webhookAuth(ctx, ing, secrets)
 	if err != nil {
@@ -158,6 +150,34 @@ func webhookRoute(ctx context.Context, ing *v1alpha1.Ingester, secrets SecretRea
 	}
 	route.Auth = auth
 	return route, nil
+}
+
+// auditParser is the audit adapter's parser as its options shape it.
+func auditParser(opts map[string]string, self string) (audit.Parser, error) {
+	var p audit.Parser
+	switch own := opts["includeOwnRequests"]; own {
+	case "", "false":
+		p.IgnoreUser = self
+	case "true":
+	default:
+		return p, fmt.Errorf("adapterOptions.includeOwnRequests %q: want true or false", own)
+	}
+	n, err := byteOption(opts, "maxEventBytes")
+	p.MaxEventBytes = int(n)
+	return p, err
+}
+
+// byteOption reads an adapter option that is a positive number of bytes; zero when it is unset.
+func byteOption(opts map[string]string, key string) (int64, error) {
+	s := opts[key]
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > 1<<40 {
+		return 0, fmt.Errorf("adapterOptions.%s %q: want a positive number of bytes", key, s)
+	}
+	return n, nil
 }
 
 // webhookAuth builds a webhook's authenticator, with its credential read from the Secret now.

@@ -20,11 +20,14 @@ func TestLintAndRender(t *testing.T) {
 	want := map[string]struct {
 		kinds map[string]int
 		env   map[string]string
+		// adapterOptions of Ingesters, by name
+		options map[string]map[string]string
 	}{
 		"default": {kinds: map[string]int{"Deployment": 2, "Service": 3, "PodDisruptionBudget": 1, "ServiceAccount": 1},
 			env: map[string]string{"REDIS_ADDR": "zw-zen-watcher-redis:6379", "HA_OPTIMIZATION_ENABLED": "false", "OBSERVATION_TTL_SECONDS": "604800"}},
-		"ha-on": {kinds: map[string]int{"ServiceMonitor": 1, "PrometheusRule": 1, "ConfigMap": 1, "Ingester": 10},
-			env: map[string]string{"HA_OPTIMIZATION_ENABLED": "true"}},
+		"ha-on": {kinds: map[string]int{"ServiceMonitor": 1, "PrometheusRule": 1, "ConfigMap": 1, "Ingester": 11},
+			env:     map[string]string{"HA_OPTIMIZATION_ENABLED": "true"},
+			options: map[string]map[string]string{"audit": {"maxBodyBytes": "536870912", "maxEventBytes": "524288"}, "falco": nil}},
 		"ha-off": {kinds: map[string]int{"Deployment": 1, "PodDisruptionBudget": 0},
 			env: map[string]string{"REDIS_ADDR": "", "HA_OPTIMIZATION_ENABLED": "false"}},
 		"external-redis": {kinds: map[string]int{"Deployment": 1},
@@ -67,6 +70,16 @@ func TestLintAndRender(t *testing.T) {
 				}
 			}
 			checkRestricted(t, dep)
+			for ingester, want := range want[name].options {
+				ing := find(objs, "Ingester", ingester)
+				if ing == nil {
+					t.Fatalf("no Ingester %s", ingester)
+				}
+				got, _, _ := unstructured.NestedStringMap(ing.Object, "spec", "adapterOptions")
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("Ingester %s: adapterOptions %v, want %v", ingester, got, want)
+				}
+			}
 		})
 	}
 }
@@ -115,6 +128,8 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 		{"haOptimization.lowTrafficWindow=5 minutes", "/haOptimization/lowTrafficWindow"},
 		{"webhook.port=70000", "/webhook/port"},
 		{"sources.falco.auth=basic", "/sources/falco/auth"},
+		{"sources.audit.maxBodyBytes=-1", "/sources/audit/maxBodyBytes"},
+		{"sources.audit.maxEventBytes=1.5", "/sources/audit/maxEventBytes"},
 		{"haOptimizaton.enabled=true", "haOptimizaton"},
 		{"redis.mode=sentinel,redis.addresses[0]=s:26379", "redis.masterName"},
 		{"redis.mode=external", "redis.addresses"},

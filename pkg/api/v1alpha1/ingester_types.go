@@ -245,7 +245,10 @@ type IngesterSpec struct {
 	Mapping *Mapping `json:"mapping,omitempty"`
 	// AdapterOptions tunes an adapter: resultsKey (kubebench, checkov: the ConfigMap key, default
 	// results.json), expiryHorizon (certmanager: how far ahead expiry is reported, default 336h),
-	// maxBodyBytes (webhooks: the largest body accepted, default 1048576).
+	// maxBodyBytes (webhooks: the largest body accepted, default 1048576, or 268435456 for an audit
+	// body read one event at a time, with bearer, mtls or no auth), maxEventBytes (audit: what is
+	// kept of one event, default 262144; a larger one is judged without its largest members),
+	// includeOwnRequests (audit: "true" reports zen-watcher's own requests too).
 	// +optional
 	// +kubebuilder:validation:MaxProperties=16
 	AdapterOptions map[string]string `json:"adapterOptions,omitempty"`
