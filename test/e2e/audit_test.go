@@ -190,6 +190,19 @@ func TestAPIServerAuditBackend(t *testing.T) {
 	must(t, func() error {
 		return ac.Kube.CoordinationV1().Leases("audit-apps").Delete(ctx, "batch-lock", metav1.DeleteOptions{})
 	})
+	// A 600 KB object at the RequestResponse level: its event (request and response) is over a
+	// megabyte, and a Secret write follows it within the batch's second. The event is judged
+	// without its objects; the batch is kept.
+	must(t, func() error {
+		_, err := ac.Kube.CoreV1().ConfigMaps("audit-apps").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "bulk-config"},
+			Data: map[string]string{"blob": strings.Repeat("0123456789", 60_000)}}, metav1.CreateOptions{})
+		return err
+	})
+	must(t, func() error {
+		_, err := ac.Kube.CoreV1().Secrets("kube-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "beside-the-bulk"},
+			StringData: map[string]string{"key": "k"}}, metav1.CreateOptions{})
+		return err
+	})
 	plain := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: apiServerRoots(t, ac)}}}
 	if code := rawRequest(t, plain, http.MethodGet, ac.Config.Host+"/api/v1/namespaces", ""); code != http.StatusForbidden {
 		t.Errorf("anonymous request: HTTP %d, want 403", code)
@@ -212,6 +225,8 @@ func TestAPIServerAuditBackend(t *testing.T) {
 		{"anonymous_request", "high", "system:anonymous", ""},
 		{"request_denied", "medium", "401", ""},
 		{"resource_deleted", "low", "batch-lock", "delete"},
+		{"configmap_modified", "low", "bulk-config", "create"},
+		{"secret_modified", "high", "beside-the-bulk", "create"},
 	}
 	var created float64
 	eventually(t, 30*time.Second, func(ctx context.Context) error {
@@ -227,6 +242,9 @@ func TestAPIServerAuditBackend(t *testing.T) {
 		for _, o := range list.Items {
 			if strings.Contains(o.Spec.Title, "batch-lock") && o.Spec.Resource.Kind != "Lease" {
 				return fmt.Errorf("the Lease's Observation names the kind %q", o.Spec.Resource.Kind)
+			}
+			if strings.Contains(o.Spec.Title, "bulk-config") && string(o.Spec.Details["cut"]) != "requestObject,responseObject" {
+				return fmt.Errorf("the 600 KB ConfigMap's Observation says it was cut of %q", o.Spec.Details["cut"])
 			}
 		}
 		created = r.metric(`zen_watcher_observations_created_total{source="audit"}`)
@@ -310,6 +328,81 @@ func TestAPIServerAuditBackend(t *testing.T) {
 		return nil
 	})
 	t.Logf("audit events: %.0f sent by the API server by the first count, %.0f counted since: %.0f findings, %.0f ignored", sent, events, findings, ignored)
+	if n := r.metric(`zen_watcher_webhook_events_cut_total{source="audit"}`); n < 1 {
+		t.Errorf("%v audit events counted cut, want the 600 KB ConfigMap's at least", n)
+	}
+
+	restartDuringTraffic(t, ac, oc, b, r.stop, func() *replica {
+		return startReplica(t, "zw-audit-2", "-kubeconfig", ac.Kubeconfig, "-namespace", "zen-system", "-webhook-addr", b.addr,
+			"-redis-addr", redisSrv.Addr, "-webhook-tls-cert-file", b.certFile, "-webhook-tls-key-file", b.keyFile,
+			"-observation-ttl-seconds", "60", "-cleanup-interval", "5s")
+	})
+}
+
+// restartDuringTraffic writes Secrets, four a second, while the replica is stopped and started
+// again: every one has exactly one Observation, and the API server fails no batch. A batch sent
+// while nothing listens is retried by the API server's backoff (10 s, then longer); one sent
+// while the new replica loads its routes is answered 503 and retried.
+func restartDuringTraffic(t *testing.T, ac *testenv.Cluster, oc *obsclient.Client, b *auditBackend, stop func(), start func() *replica) {
+	ctx := context.Background()
+	var names []string
+	write := func(n int) {
+		for range n {
+			name := fmt.Sprintf("rotated-%03d", len(names))
+			must(t, func() error {
+				_, err := ac.Kube.CoreV1().Secrets("audit-apps").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name},
+					StringData: map[string]string{"key": name}}, metav1.CreateOptions{})
+				return err
+			})
+			names = append(names, name)
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	write(12)
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	write(12)
+	<-stopped
+	r := start()
+	write(12)
+	r.waitReady(t, 60*time.Second)
+	write(12)
+
+	// Observations of the traffic, by the Secret they name; the TTL (60 s) may delete the first
+	// before the last arrive, so every poll adds to what was seen.
+	seen := map[string]map[string]bool{}
+	eventually(t, 90*time.Second, func(ctx context.Context) error {
+		list, err := oc.ListObservations(ctx, "audit-apps", v1alpha1.LabelSource+"=audit")
+		if err != nil {
+			return err
+		}
+		for _, o := range list.Items {
+			if o.Spec.EventType == "secret_modified" && strings.HasPrefix(o.Spec.Resource.Name, "rotated-") {
+				if seen[o.Spec.Resource.Name] == nil {
+					seen[o.Spec.Resource.Name] = map[string]bool{}
+				}
+				seen[o.Spec.Resource.Name][o.Name] = true
+			}
+		}
+		for _, n := range names {
+			if len(seen[n]) == 0 {
+				return fmt.Errorf("no Observation of Secret %s (%d of %d seen)", n, len(seen), len(names))
+			}
+		}
+		return nil
+	})
+	for _, n := range names {
+		if len(seen[n]) != 1 {
+			t.Errorf("Secret %s has %d Observations, want 1", n, len(seen[n]))
+		}
+	}
+	if len(seen) != len(names) {
+		t.Errorf("%d Secrets have Observations, %d were written", len(seen), len(names))
+	}
+	if n := apiServerMetric(t, ac, "apiserver_audit_error_total"); n != 0 {
+		t.Errorf("the API server counted %v failed audit batches through the restart", n)
+	}
+	t.Logf("%d Secrets written through a restart of the replica at %s, each with one Observation", len(names), b.addr)
 }
 
 // scrape reads every sample of a replica's metrics at once, by name with its labels.
