@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -97,9 +98,11 @@ current-context: audit
 // backend pointed over TLS, with a bearer token, at a replica. Each request a security team wants
 // to see becomes its Observation: a privileged pod, a cluster-admin binding, a kube-system Secret,
 // a ConfigMap delete, an anonymous request, a request with a wrong token; a cluster-admin grant by
-// a patch is critical too; a Lease deleted names its kind. Batches without findings queue nothing. zen-watcher's own
-// requests become none — with a 60 s TTL its cleanup deletes are audited too, and they once fed
-// the source for ever — and the API server reports no failed batch.
+// a patch is critical too; a Lease deleted names its kind; a 600 KB ConfigMap's event is judged
+// without its objects and its batch kept. Batches without findings queue nothing. Secrets written
+// while the replica restarts each have one Observation. zen-watcher's own requests become none
+// for five minutes — with a 60 s TTL its cleanup deletes are audited too, and they once fed the
+// source for ever — and the API server reports no failed batch.
 func TestAPIServerAuditBackend(t *testing.T) {
 	b := newAuditBackend(t)
 	ac, err := testenv.StartCluster(testenv.Options{APIServerArgs: map[string]string{
@@ -132,6 +135,7 @@ func TestAPIServerAuditBackend(t *testing.T) {
 		"-webhook-tls-cert-file", b.certFile, "-webhook-tls-key-file", b.keyFile,
 		"-observation-ttl-seconds", "60", "-cleanup-interval", "5s")
 	r.waitReady(t, 60*time.Second)
+	started := time.Now()
 	tlsClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: b.roots}}}
 	eventually(t, 20*time.Second, func(context.Context) error {
 		resp, err := tlsClient.Get("https://" + b.addr + "/audit")
@@ -253,40 +257,15 @@ func TestAPIServerAuditBackend(t *testing.T) {
 
 	// Cleanup deletes them after their 60 s, and every delete is audited (as are its Lease
 	// renewals and Observation writes): none of zen-watcher's own requests may become an
-	// Observation. Every audit Observation is recorded while it lives (a minute at least).
-	seen := map[string]v1alpha1.ObservationSpec{}
-	record := func(ctx context.Context) error {
-		list, err := oc.ListObservations(ctx, "", v1alpha1.LabelSource+"=audit")
-		if err != nil {
-			return err
-		}
-		for _, o := range list.Items {
-			seen[o.Name] = o.Spec
-		}
-		return nil
-	}
+	// Observation, for five minutes from the replica's start, through its restart. Every audit
+	// Observation is recorded while it lives (a minute at least).
+	rec := recordObservations(t, oc, "audit")
 	eventually(t, 150*time.Second, func(ctx context.Context) error {
-		if err := record(ctx); err != nil {
-			return err
-		}
 		if n := r.metric(`zen_watcher_cleanup_deleted_total{reason="expired"}`); n < created {
 			return fmt.Errorf("cleanup deleted %.0f of the first %.0f audit Observations", n, created)
 		}
 		return nil
 	})
-	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
-		must(t, func() error { return record(ctx) }) // the audit batches of those deletes
-	}
-	own := 0
-	for _, o := range seen {
-		if o.Details["user"] == "zen-admin" || o.Resource.Kind == "observations" || o.Resource.Kind == "Observation" {
-			own++
-			if own <= 5 {
-				t.Errorf("an Observation of zen-watcher's own request: %s", o.Title)
-			}
-		}
-	}
-	t.Logf("%d audit Observations seen (the API server's bootstrap writes among them), %d of zen-watcher's own requests", len(seen), own)
 	// Most batches hold no finding (Observation writes, Lease renewals): answered, counted, and
 	// nothing queued — an empty entry was once read back and logged as undecodable.
 	if n := r.metric(`zen_watcher_webhook_requests_without_findings_total{source="audit"}`); n <= 0 {
@@ -337,6 +316,72 @@ func TestAPIServerAuditBackend(t *testing.T) {
 			"-redis-addr", redisSrv.Addr, "-webhook-tls-cert-file", b.certFile, "-webhook-tls-key-file", b.keyFile,
 			"-observation-ttl-seconds", "60", "-cleanup-interval", "5s")
 	})
+
+	for time.Since(started) < 5*time.Minute {
+		time.Sleep(time.Second)
+	}
+	seen := rec.stop()
+	own := 0
+	for _, o := range seen {
+		if o.Details["user"] == "zen-admin" || o.Resource.Kind == "observations" || o.Resource.Kind == "Observation" {
+			own++
+			if own <= 5 {
+				t.Errorf("an Observation of zen-watcher's own request: %s", o.Title)
+			}
+		}
+	}
+	t.Logf("%d audit Observations seen in %v (the API server's bootstrap writes among them), %d of zen-watcher's own requests",
+		len(seen), time.Since(started).Round(time.Second), own)
+}
+
+// observationRecorder lists a source's Observations every second and keeps each one it saw: with
+// a short TTL one may live for only a minute.
+type observationRecorder struct {
+	mu      sync.Mutex
+	seen    map[string]v1alpha1.ObservationSpec
+	done    chan struct{}
+	stopped chan struct{}
+}
+
+func recordObservations(t *testing.T, oc *obsclient.Client, source string) *observationRecorder {
+	rec := &observationRecorder{seen: map[string]v1alpha1.ObservationSpec{}, done: make(chan struct{}), stopped: make(chan struct{})}
+	go func() {
+		defer close(rec.stopped)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			list, err := oc.ListObservations(ctx, "", v1alpha1.LabelSource+"="+source)
+			cancel()
+			if err != nil {
+				t.Logf("listing Observations: %v", err)
+			} else {
+				rec.mu.Lock()
+				for _, o := range list.Items {
+					rec.seen[o.Name] = o.Spec
+				}
+				rec.mu.Unlock()
+			}
+			select {
+			case <-rec.done:
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	t.Cleanup(func() { rec.stop() })
+	return rec
+}
+
+// stop ends the recording and returns what was seen.
+func (r *observationRecorder) stop() map[string]v1alpha1.ObservationSpec {
+	select {
+	case <-r.done:
+	default:
+		close(r.done)
+	}
+	<-r.stopped
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seen
 }
 
 // restartDuringTraffic writes Secrets, four a second, while the replica is stopped and started
