@@ -42,8 +42,17 @@ func WrapBalanced(lw cache.ListerWatcher, share Ranges) cache.ListerWatcher {
 	return &listerWatcher{next: lw, share: share, hash: Balanced}
 }
 
+// nothing is the narrowest selector there is: the selector language has no empty range. An empty
+// share asks the API server for it and keeps none of what it matches.
+var nothing = Ranges{{Start: 0, End: 1}}
+
 func (l *listerWatcher) options(o metav1.ListOptions) metav1.ListOptions {
-	if l.server && len(l.share) > 0 {
+	switch {
+	case len(l.share) == 0:
+		// A replica that owns nothing (it sees no members, or none but others) fails closed: it
+		// asks for next to nothing, whichever hash it shards on, rather than for everything.
+		o.ShardSelector = nothing.Selector()
+	case l.server:
 		o.ShardSelector = l.share.Selector()
 	}
 	return o

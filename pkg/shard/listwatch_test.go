@@ -6,10 +6,12 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -170,4 +172,79 @@ func TestServerFiltersWithTheGate(t *testing.T) {
 		t.Errorf("the server returned %d of the %d ConfigMaps in %s's namespaces", got, want, owner)
 	}
 	t.Logf("selector of %d ranges, %d bytes; %d of 30 namespaces owned", len(share), len(share.Selector()), want)
+}
+
+// countingLW counts the objects the API server returns to the lists and watches through it.
+type countingLW struct {
+	next   cache.ListerWatcher
+	listed atomic.Int64
+	events atomic.Int64
+}
+
+func (c *countingLW) List(o metav1.ListOptions) (runtime.Object, error) {
+	list, err := c.next.List(o)
+	if err == nil {
+		items, _ := meta.ExtractList(list)
+		c.listed.Add(int64(len(items)))
+	}
+	return list, err
+}
+
+func (c *countingLW) Watch(o metav1.ListOptions) (watch.Interface, error) {
+	w, err := c.next.Watch(o)
+	if err != nil {
+		return nil, err
+	}
+	return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
+		if e.Type != watch.Bookmark {
+			c.events.Add(1)
+		}
+		return e, true
+	}), nil
+}
+
+// TestEmptyShareFailsClosed: a replica that owns nothing (no members, or none but others) keeps
+// nothing, and with the gate on the API server sends it nothing either — it once listed and
+// watched every object with no selector at all.
+func TestEmptyShareFailsClosed(t *testing.T) {
+	for name, c := range servers {
+		for mode, wrap := range map[string]func(cache.ListerWatcher, Ranges) cache.ListerWatcher{"fnv": Wrap, "balanced": WrapBalanced} {
+			t.Run(name+"/"+mode, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				create := func(cm string) {
+					for i := range 5 {
+						ns := fmt.Sprintf("closed-%s-%d", mode, i)
+						if cm == "before" {
+							if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+								t.Fatal(err)
+							}
+						}
+						if _, err := c.Kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: cm}}, metav1.CreateOptions{}); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				create("before")
+				counting := &countingLW{next: configMapsLW(c.Kube)}
+				share := NewRing(nil, 0).Ranges("zw-0") // no members at all
+				inf := cache.NewSharedIndexInformer(wrap(counting, share), &corev1.ConfigMap{}, 0, cache.Indexers{})
+				go inf.RunWithContext(ctx)
+				if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+					t.Fatal("not synced")
+				}
+				create("after")
+				// The objects created after the list would arrive through the watch within this.
+				time.Sleep(2 * time.Second)
+				if n := len(inf.GetStore().List()); n != 0 {
+					t.Errorf("an informer that owns nothing holds %d objects", n)
+				}
+				if name == "gate-on" && counting.listed.Load()+counting.events.Load() != 0 {
+					t.Errorf("the API server sent %d listed objects and %d watch events to a replica that owns nothing",
+						counting.listed.Load(), counting.events.Load())
+				}
+				t.Logf("the API server sent %d listed objects and %d watch events", counting.listed.Load(), counting.events.Load())
+			})
+		}
+	}
 }

@@ -65,6 +65,10 @@ func (s *Sharder) Update(members []string) bool {
 	s.metrics.PartitionsOwned.Set(float64(owned))
 	if changed {
 		s.metrics.Rebalances.Inc()
+		if len(share) == 0 {
+			// Failing closed: its informers ask for nothing and keep nothing until it is back.
+			s.log.Warn("this replica owns no namespace: it is not in the member set it sees", "self", s.self, "members", members)
+		}
 		s.log.Info("share changed", "members", members, "partitions", owned, "ranges", len(share))
 		for _, c := range []chan struct{}{s.changes, s.counted} {
 			select {
