@@ -182,7 +182,11 @@ type countingLW struct {
 }
 
 func (c *countingLW) List(o metav1.ListOptions) (runtime.Object, error) {
-	list, err := c.next.List(o)
+	return c.ListWithContext(context.Background(), o)
+}
+
+func (c *countingLW) ListWithContext(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+	list, err := cache.ToListerWithContext(c.next).ListWithContext(ctx, o)
 	if err == nil {
 		items, _ := meta.ExtractList(list)
 		c.listed.Add(int64(len(items)))
@@ -191,7 +195,11 @@ func (c *countingLW) List(o metav1.ListOptions) (runtime.Object, error) {
 }
 
 func (c *countingLW) Watch(o metav1.ListOptions) (watch.Interface, error) {
-	w, err := c.next.Watch(o)
+	return c.WatchWithContext(context.Background(), o)
+}
+
+func (c *countingLW) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+	w, err := cache.ToWatcherWithContext(c.next).WatchWithContext(ctx, o)
 	if err != nil {
 		return nil, err
 	}
