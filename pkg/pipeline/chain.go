@@ -72,7 +72,9 @@ type chain struct {
 	filterNanos, filterSamples atomic.Uint64
 	dedupNanos, dedupSamples   atomic.Uint64
 	lastChange                 atomic.Int64 // unix nanoseconds
-	written                    atomic.Uint64
+	// written is shared by every configuration of the source: a finding in flight while its
+	// source is configured anew counts where the new configuration reads.
+	written                    *atomic.Uint64
 	processed, filtered, duped prometheus.Counter
 	rateLimited                prometheus.Counter
 	latency                    prometheus.Observer
@@ -81,6 +83,7 @@ type chain struct {
 // newChain compiles cfg for source.
 func newChain(source string, cfg SourceConfig, defaultWindow *atomic.Int64, store *Tiered, m *metrics.Metrics) (*chain, error) {
 	c := &chain{
+		written:     new(atomic.Uint64),
 		source:      source,
 		processed:   m.EventsProcessed.WithLabelValues(source),
 		filtered:    m.ObservationsFiltered.WithLabelValues(source),

@@ -69,7 +69,7 @@ func (p *Pipeline) Configure(source string, cfg SourceConfig) error {
 	defer p.mu.Unlock()
 	old := *p.chains.Load()
 	if prev, ok := old[source]; ok {
-		c.written.Store(prev.written.Load())
+		c.written = prev.written
 	}
 	if prev, ok := old[source]; ok && c.auto && prev.auto {
 		// Keep the order the tuner chose; a configuration change is not evidence against it.
@@ -132,7 +132,7 @@ func (p *Pipeline) Handle(ctx context.Context, ev *Event) error {
 		ev.TTLSeconds = c.ttl
 	}
 	c.processed.Inc()
-	ev.written = &c.written
+	ev.written = c.written
 	stopped, err := c.run(ctx, ev)
 	if err != nil {
 		release(ctx, ev)
