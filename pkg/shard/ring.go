@@ -77,6 +77,16 @@ func (rs Ranges) Selector() string {
 	return strings.Join(parts, " || ")
 }
 
+// add appends r to rs, merged with the last range when it starts where that one ends; ranges are
+// added in ascending order.
+func (rs Ranges) add(r Range) Ranges {
+	if n := len(rs); n > 0 && rs[n-1].End == r.Start {
+		rs[n-1].End = r.End
+		return rs
+	}
+	return append(rs, r)
+}
+
 // Whole reports whether the share is the whole hash space (a ring of one).
 func (rs Ranges) Whole() bool { return len(rs) == 1 && rs[0].Start == 0 && rs[0].End == 0 }
 
@@ -169,12 +179,7 @@ func (r *Ring) Ranges(m string) Ranges {
 		if r.owners[p] != m {
 			continue
 		}
-		start, end := r.start(p), r.start(p+1)
-		if n := len(out); n > 0 && out[n-1].End == start {
-			out[n-1].End = end
-			continue
-		}
-		out = append(out, Range{Start: start, End: end})
+		out = out.add(Range{Start: r.start(p), End: r.start(p + 1)})
 	}
 	return out
 }

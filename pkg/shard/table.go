@@ -95,11 +95,7 @@ func (t *Table) Ranges(m string) Ranges {
 		if i+1 < len(t.Starts) {
 			end = t.Starts[i+1]
 		}
-		if n := len(out); n > 0 && out[n-1].End == start {
-			out[n-1].End = end
-			continue
-		}
-		out = append(out, Range{Start: start, End: end})
+		out = out.add(Range{Start: start, End: end})
 	}
 	return out
 }
