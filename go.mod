@@ -3,7 +3,6 @@ module github.com/kube-zen/zen-watcher
 go 1.26.0
 
 require (
-	github.com/buraksezer/consistent v0.10.0
 	github.com/cespare/xxhash/v2 v2.3.0
 	github.com/go-logr/logr v1.4.3
 	github.com/google/cel-go v0.29.2

@@ -214,29 +214,68 @@ func TestShards(t *testing.T) {
 	if st.Leader != "zw-b" || len(st.Members) != 3 {
 		t.Fatalf("shards %+v", st)
 	}
-	ring := shard.NewRing([]string{"zw-a", "zw-b", "zw-c"}, shard.DefaultPartitions)
 	nss, err := cluster.Kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	parts, seen := 0, 0
+	var names []string
+	for _, n := range nss.Items {
+		names = append(names, n.Name)
+	}
+	members := []string{"zw-a", "zw-b", "zw-c"}
+	// Before a table is published, obsctl shows the cut every replica makes of the namespaces.
+	checkShards(t, st, shard.NewTable(shard.CountWeighted(names), members, shard.DefaultChunks, nil), len(names))
+	if st.Generation != 0 {
+		t.Errorf("generation %d with no table published", st.Generation)
+	}
+	if out := mustObsctl(t, "shards", "-n", "zen-ha", "--release", "ha"); !strings.Contains(out, "3 members, leader zw-b") ||
+		!strings.Contains(out, "no table published") {
+		t.Errorf("shards table:\n%s", out)
+	}
+	// A published table naming a member that is gone is shown adapted to the live members, as
+	// the replicas apply it.
+	pub := shard.NewTable(shard.CountWeighted(names), append(members, "zw-gone"), 16, nil)
+	published, err := (&shard.ConfigMapTables{Client: cluster.Kube, Namespace: "zen-ha", Release: "ha", Self: "zw-b"}).Publish(ctx, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = Shards{}
+	if err := json.Unmarshal([]byte(mustObsctl(t, "shards", "-n", "zen-ha", "--release", "ha", "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	checkShards(t, st, published.Adapt(members), len(names))
+	if st.Generation != published.Generation || st.PublishedBy != "zw-b" || len(st.Chunks) != len(pub.Starts) {
+		t.Errorf("generation %d by %q with %d chunks, want %d by zw-b with %d", st.Generation, st.PublishedBy,
+			len(st.Chunks), published.Generation, len(pub.Starts))
+	}
+	out := mustObsctl(t, "shards", "-n", "zen-ha", "--release", "ha", "--show-chunks")
+	if !strings.Contains(out, fmt.Sprintf("table generation %d, published by zw-b", published.Generation)) ||
+		!strings.Contains(out, "0x0000000000000000") || strings.Contains(out, "zw-gone") {
+		t.Errorf("shards with chunks:\n%s", out)
+	}
+}
+
+// checkShards holds what obsctl shows to want: every namespace on its owner, each member once.
+func checkShards(t *testing.T, st Shards, want *shard.Table, namespaces int) {
+	t.Helper()
+	seen, share := 0, 0.0
 	for _, m := range st.Members {
-		parts += m.Partitions
 		seen += len(m.Namespaces)
+		share += m.Share
 		for _, ns := range m.Namespaces {
-			if ring.Owner(ns) != m.Name {
-				t.Errorf("%s shown on %s, owned by %s", ns, m.Name, ring.Owner(ns))
+			if o := want.Owner(shard.Hash(ns)); o != m.Name {
+				t.Errorf("%s shown on %s, owned by %s", ns, m.Name, o)
 			}
 		}
 		if m.Leader != (m.Name == "zw-b") {
 			t.Errorf("%s leader %v", m.Name, m.Leader)
 		}
+		if len(m.Ranges) == 0 || len(m.Ranges) > shard.MaxRanges {
+			t.Errorf("%s: %d ranges", m.Name, len(m.Ranges))
+		}
 	}
-	if parts != shard.DefaultPartitions || seen != len(nss.Items) {
-		t.Errorf("%d partitions and %d namespaces shared; want %d and %d", parts, seen, shard.DefaultPartitions, len(nss.Items))
-	}
-	if out := mustObsctl(t, "shards", "-n", "zen-ha", "--release", "ha"); !strings.Contains(out, "3 members, leader zw-b") {
-		t.Errorf("shards table:\n%s", out)
+	if seen != namespaces || share < 0.999 || share > 1.001 {
+		t.Errorf("%d namespaces of %d shared, shares sum to %.3f", seen, namespaces, share)
 	}
 }
 

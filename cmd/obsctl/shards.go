@@ -15,34 +15,50 @@ import (
 
 // Shards is how a release's replicas share the work.
 type Shards struct {
-	Release    string   `json:"release"`
-	Leader     string   `json:"leader"`
-	Partitions int      `json:"partitions"`
-	Members    []Member `json:"members"`
+	Release string `json:"release"`
+	Leader  string `json:"leader"`
+	// Generation is the published table's (0: none published yet; the replicas cut their own).
+	Generation  uint64    `json:"generation"`
+	PublishedBy string    `json:"publishedBy,omitempty"`
+	Members     []Member  `json:"members"`
+	Chunks      []Chunk   `json:"chunks"`
+	ReadAt      time.Time `json:"readAt"`
 }
 
 // Member is one live replica and its share.
 type Member struct {
-	Name       string    `json:"name"`
-	Leader     bool      `json:"leader"`
-	Partitions int       `json:"partitions"`
+	Name   string `json:"name"`
+	Leader bool   `json:"leader"`
+	Chunks int    `json:"chunks"`
+	// Ranges are the member's chunks merged, as its shard selector names them.
+	Ranges     []string  `json:"ranges"`
+	Load       float64   `json:"load"`
+	Share      float64   `json:"share"`
 	Namespaces []string  `json:"namespaces"`
 	RenewedAt  time.Time `json:"renewedAt"`
 }
 
+// Chunk is one chunk of the table in force.
+type Chunk struct {
+	Start  string  `json:"start"`
+	End    string  `json:"end"`
+	Weight float64 `json:"weight"`
+	Owner  string  `json:"owner"`
+}
+
 func newShardsCmd(o *options) *cobra.Command {
-	release, partitions, hash := "zen-watcher", shard.DefaultPartitions, "fnv"
+	release, chunks, showChunks := "zen-watcher", shard.DefaultChunks, false
 	cmd := &cobra.Command{
 		Use:   "shards",
-		Short: "Show a release's members, its leader, and the partitions and namespaces each replica owns",
-		Long: "Reads the member and leader Leases in the release's namespace (-n) and computes the ring every " +
-			"replica computes, with the same partitions and hash the replicas were started with.",
-		Example: `  obsctl shards -n zen-system --release zen-watcher`,
-		Args:    cobra.NoArgs,
+		Short: "Show a release's shard table: its members, its leader, and the chunks and namespaces each replica owns",
+		Long: "Reads the member and leader Leases and the shard table the leader published (the ConfigMap " +
+			"<release>-shards) in the release's namespace (-n), and applies the table to the live members as " +
+			"every replica does. Before a table is published the replicas cut their own from the namespaces, " +
+			"with -shard-chunks chunks; --chunks is that number.",
+		Example: `  obsctl shards -n zen-system --release zen-watcher
+  obsctl shards -n zen-system --show-chunks`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if hash != "fnv" && hash != "balanced" {
-				return fmt.Errorf("--shard-hash %q: want fnv or balanced", hash)
-			}
 			ns, err := o.scope()
 			if err != nil {
 				return err
@@ -50,75 +66,132 @@ func newShardsCmd(o *options) *cobra.Command {
 			if ns == "" {
 				return fmt.Errorf("shards needs the release's namespace (-n), not -A")
 			}
-			k, err := o.kube()
+			st, err := readShards(cmd, o, ns, release, chunks)
 			if err != nil {
 				return err
-			}
-			ctx := cmd.Context()
-			leases, err := k.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{LabelSelector: shard.LabelMember + "=" + release})
-			if err != nil {
-				return fmt.Errorf("listing member Leases: %w", err)
-			}
-			st := Shards{Release: release, Partitions: partitions}
-			if l, err := k.CoordinationV1().Leases(ns).Get(ctx, release+"-leader", metav1.GetOptions{}); err == nil && l.Spec.HolderIdentity != nil {
-				st.Leader = *l.Spec.HolderIdentity
-			} else if err != nil && !apierrors.IsNotFound(err) {
-				return fmt.Errorf("reading the leader Lease: %w", err)
-			}
-			nss, err := k.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-			if err != nil {
-				return fmt.Errorf("listing namespaces: %w", err)
-			}
-			ptrs := make([]*coordinationv1.Lease, len(leases.Items))
-			renewed := map[string]time.Time{}
-			for i := range leases.Items {
-				l := &leases.Items[i]
-				ptrs[i] = l
-				if l.Spec.HolderIdentity != nil && l.Spec.RenewTime != nil {
-					renewed[*l.Spec.HolderIdentity] = l.Spec.RenewTime.Time
-				}
-			}
-			members := shard.LiveMembers(ptrs, time.Now())
-			owned, parts := map[string][]string{}, map[string]int{}
-			if len(members) > 0 {
-				ring := shard.NewRing(members, partitions)
-				if hash == "balanced" {
-					ring = shard.NewRingWithHash(members, partitions, shard.Balanced)
-				}
-				for _, n := range nss.Items {
-					owner := ring.Owner(n.Name)
-					owned[owner] = append(owned[owner], n.Name)
-				}
-				parts = ring.Partitions()
-			}
-			for _, m := range members {
-				sort.Strings(owned[m])
-				st.Members = append(st.Members, Member{Name: m, Leader: m == st.Leader, Partitions: parts[m],
-					Namespaces: owned[m], RenewedAt: renewed[m]})
 			}
 			if done, err := printStructured(o.out, o.output, st); done {
 				return err
 			}
-			return printShards(o, &st)
+			return printShards(o, st, showChunks)
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&release, "release", release, "release name (the replicas' -release)")
-	fl.IntVar(&partitions, "partitions", partitions, "partitions of the hash space (the replicas' -shard-partitions)")
-	fl.StringVar(&hash, "shard-hash", hash, "fnv or balanced (the replicas' -shard-hash)")
+	fl.IntVar(&chunks, "chunks", chunks, "chunks of the replicas' own cut before a table is published (their -shard-chunks)")
+	fl.BoolVar(&showChunks, "show-chunks", false, "list every chunk of the table with its range, weight and owner")
 	return cmd
 }
 
-func printShards(o *options, st *Shards) error {
+func readShards(cmd *cobra.Command, o *options, ns, release string, chunks int) (*Shards, error) {
+	k, err := o.kube()
+	if err != nil {
+		return nil, err
+	}
+	ctx := cmd.Context()
+	leases, err := k.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{LabelSelector: shard.LabelMember + "=" + release})
+	if err != nil {
+		return nil, fmt.Errorf("listing member Leases: %w", err)
+	}
+	st := &Shards{Release: release, ReadAt: time.Now().UTC().Truncate(time.Second)}
+	if l, err := k.CoordinationV1().Leases(ns).Get(ctx, release+"-leader", metav1.GetOptions{}); err == nil && l.Spec.HolderIdentity != nil {
+		st.Leader = *l.Spec.HolderIdentity
+	} else if err != nil && !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("reading the leader Lease: %w", err)
+	}
+	var published *shard.Table
+	cm, err := k.CoreV1().ConfigMaps(ns).Get(ctx, shard.TableConfigMap(release), metav1.GetOptions{})
+	switch {
+	case err == nil:
+		if published, err = shard.DecodeTable([]byte(cm.Data[shard.TableKey])); err != nil {
+			return nil, fmt.Errorf("ConfigMap %s: %w", cm.Name, err)
+		}
+	case !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("reading the shard table: %w", err)
+	}
+	nss, err := k.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing namespaces: %w", err)
+	}
+	names := make([]string, len(nss.Items))
+	for i, n := range nss.Items {
+		names[i] = n.Name
+	}
+	ptrs := make([]*coordinationv1.Lease, len(leases.Items))
+	renewed := map[string]time.Time{}
+	for i := range leases.Items {
+		l := &leases.Items[i]
+		ptrs[i] = l
+		if l.Spec.HolderIdentity != nil && l.Spec.RenewTime != nil {
+			renewed[*l.Spec.HolderIdentity] = l.Spec.RenewTime.Time
+		}
+	}
+	members := shard.LiveMembers(ptrs, time.Now())
+	table := shard.InForce(published, names, members, chunks)
+	if published != nil {
+		st.Generation, st.PublishedBy = published.Generation, published.PublishedBy
+	}
+	fillShards(st, table, names, members, renewed)
+	return st, nil
+}
+
+// fillShards describes table's chunks and each member's part of it.
+func fillShards(st *Shards, table *shard.Table, names, members []string, renewed map[string]time.Time) {
+	owned := map[string][]string{}
+	for _, n := range names {
+		o := table.Owner(shard.Hash(n))
+		owned[o] = append(owned[o], n)
+	}
+	loads, total := table.Loads(), 0.0
+	for _, l := range loads {
+		total += l
+	}
+	count := map[string]int{}
+	for i, s := range table.Starts {
+		end := "0x10000000000000000"
+		if i+1 < len(table.Starts) {
+			end = fmt.Sprintf("0x%016x", table.Starts[i+1])
+		}
+		st.Chunks = append(st.Chunks, Chunk{Start: fmt.Sprintf("0x%016x", s), End: end, Weight: table.Weights[i], Owner: table.Owners[i]})
+		count[table.Owners[i]]++
+	}
+	for _, m := range members {
+		sort.Strings(owned[m])
+		mb := Member{Name: m, Leader: m == st.Leader, Chunks: count[m], Load: loads[m],
+			Namespaces: owned[m], RenewedAt: renewed[m]}
+		if total > 0 {
+			mb.Share = loads[m] / total
+		}
+		for _, r := range table.Ranges(m) {
+			mb.Ranges = append(mb.Ranges, r.String())
+		}
+		st.Members = append(st.Members, mb)
+	}
+}
+
+func printShards(o *options, st *Shards, showChunks bool) error {
 	leader := st.Leader
 	if leader == "" {
 		leader = "<none>"
 	}
-	fmt.Fprintf(o.out, "Release %s: %d members, leader %s\n\n", st.Release, len(st.Members), leader)
-	t := newTable(o.out, "MEMBER", "LEADER", "PARTITIONS", "NAMESPACES", "RENEWED")
-	for _, m := range st.Members {
-		t.row(m.Name, fmt.Sprint(m.Leader), fmt.Sprintf("%d/%d", m.Partitions, st.Partitions),
-			fmt.Sprint(len(m.Namespaces)), age(m.RenewedAt)+" ago")
+	table := "no table published yet: each replica cuts the namespaces itself"
+	if st.Generation > 0 {
+		table = fmt.Sprintf("table generation %d, published by %s", st.Generation, st.PublishedBy)
 	}
-	return t.flush()
+	fmt.Fprintf(o.out, "Release %s: %d members, leader %s, %d chunks; %s\n\n", st.Release, len(st.Members), leader,
+		len(st.Chunks), table)
+	t := newTable(o.out, "MEMBER", "LEADER", "CHUNKS", "RANGES", "LOAD", "SHARE", "NAMESPACES", "RENEWED")
+	for _, m := range st.Members {
+		t.row(m.Name, fmt.Sprint(m.Leader), fmt.Sprint(m.Chunks), fmt.Sprint(len(m.Ranges)), fmt.Sprintf("%.0f", m.Load),
+			fmt.Sprintf("%.1f%%", 100*m.Share), fmt.Sprint(len(m.Namespaces)), age(m.RenewedAt)+" ago")
+	}
+	if err := t.flush(); err != nil || !showChunks {
+		return err
+	}
+	fmt.Fprintln(o.out)
+	c := newTable(o.out, "START", "END", "WEIGHT", "OWNER")
+	for _, ch := range st.Chunks {
+		c.row(ch.Start, ch.End, fmt.Sprintf("%.0f", ch.Weight), ch.Owner)
+	}
+	return c.flush()
 }

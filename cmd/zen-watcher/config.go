@@ -38,8 +38,8 @@ type config struct {
 	tuneInterval   time.Duration
 	memberID       string
 	sharding       bool
-	partitions     int
-	shardHash      string
+	chunks         int
+	recutAt        float64
 	memberLease    time.Duration
 	memberRenew    time.Duration
 	leaderElection bool
@@ -120,8 +120,8 @@ func envFlags() map[string]string {
 		"min-severity":                       "FILTER_MIN_SEVERITY",
 		"member-id":                          "POD_NAME",
 		"sharding":                           "SHARDING_ENABLED",
-		"shard-partitions":                   "SHARD_PARTITIONS",
-		"shard-hash":                         "SHARD_HASH",
+		"shard-chunks":                       "SHARD_CHUNKS",
+		"shard-recut-threshold":              "SHARD_RECUT_THRESHOLD",
 		"member-lease-duration":              "MEMBER_LEASE_DURATION",
 		"member-renew-interval":              "MEMBER_RENEW_INTERVAL",
 		"shutdown-delay":                     "SHUTDOWN_DELAY",
@@ -213,9 +213,10 @@ func newFlagSet(c *config) *flag.FlagSet {
 		"how often the automatic order is reconsidered (by the leader, from every replica's statistics)")
 	fs.StringVar(&c.memberID, "member-id", defaultMemberID(), "this replica's name among the members (the pod name)")
 	fs.BoolVar(&c.sharding, "sharding", true, "divide namespaces between the replicas that are running")
-	fs.IntVar(&c.partitions, "shard-partitions", shard.DefaultPartitions, "partitions of the namespace hash space")
-	fs.StringVar(&c.shardHash, "shard-hash", "fnv", "fnv: the API server filters each replica's share (names that "+
-		"differ only at the end cluster); balanced: even shares, every replica lists everything and filters itself")
+	fs.IntVar(&c.chunks, "shard-chunks", shard.DefaultChunks,
+		"chunks the namespace hash space is cut into, where the namespaces are (the leader assigns them to the replicas)")
+	fs.Float64Var(&c.recutAt, "shard-recut-threshold", 1.15,
+		"the leader cuts the table again when the busiest replica owns more than this times the average")
 	fs.DurationVar(&c.memberLease, "member-lease-duration", 15*time.Second,
 		"how long a replica counts as a member without renewing its Lease")
 	fs.DurationVar(&c.memberRenew, "member-renew-interval", 5*time.Second, "how often a replica renews its member Lease")
@@ -345,8 +346,8 @@ func (c *config) validate() error {
 		{"dedup-max-per-window", c.maxPerWindow, c.maxPerWindow >= 1, "at least 1"},
 		{"dedup-window", c.dedupWindow, c.dedupWindow > 0, "positive"},
 		{"order-tune-interval", c.tuneInterval, c.tuneInterval > 0, "positive"},
-		{"shard-hash", c.shardHash, c.shardHash == "fnv" || c.shardHash == "balanced", "fnv or balanced"},
-		{"shard-partitions", c.partitions, c.partitions >= 1, "at least 1"},
+		{"shard-chunks", c.chunks, c.chunks >= 1 && c.chunks <= 4096, "between 1 and 4096"},
+		{"shard-recut-threshold", c.recutAt, c.recutAt > 1, "above 1"},
 		{"member-lease-duration", c.memberLease, c.memberLease > 0, "positive"},
 		{"member-renew-interval", c.memberRenew, c.memberRenew > 0 && c.memberRenew < c.memberLease,
 			fmt.Sprintf("positive and shorter than -member-lease-duration (%v)", c.memberLease)},

@@ -111,7 +111,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	rep := newReplicas(cfg, kube, m, log)
+	meta, err := metadata.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("building metadata client: %w", err)
+	}
+	rep := newReplicas(cfg, kube, meta, m, log)
 	// The coordinator publishes the manager's counts and the manager writes status with the
 	// coordinator's sums; the coordinator reads the counts only once it runs, after both exist.
 	var ingesters *ingester.Manager

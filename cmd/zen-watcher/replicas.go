@@ -7,12 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 
 	"github.com/kube-zen/zen-watcher/pkg/ha"
 	"github.com/kube-zen/zen-watcher/pkg/ha/cleanup"
@@ -34,17 +33,22 @@ type replicas struct {
 	log     *slog.Logger
 	members *shard.Members
 	sharder *shard.Sharder
+	// namespaces are where the table is cut; tables is where the leader publishes it.
+	namespaces *shard.Namespaces
+	tables     *shard.ConfigMapTables
 }
 
-func newReplicas(cfg *config, kube kubernetes.Interface, m *metrics.Metrics, log *slog.Logger) *replicas {
+func newReplicas(cfg *config, kube kubernetes.Interface, meta metadata.Interface, m *metrics.Metrics, log *slog.Logger) *replicas {
 	r := &replicas{cfg: cfg, kube: kube, metrics: m, log: log.With("member", cfg.memberID)}
 	if cfg.sharding {
 		r.members = shard.NewMembers(shard.MembersConfig{
 			Client: kube, Namespace: cfg.namespace, Release: cfg.release, ID: cfg.memberID,
 			LeaseDuration: cfg.memberLease, RenewInterval: cfg.memberRenew, Log: r.log,
 		})
-		r.sharder = shard.NewSharder(cfg.memberID, cfg.partitions, cfg.shardHash == "balanced", m, r.log)
+		r.sharder = shard.NewSharder(cfg.memberID, cfg.chunks, m, r.log)
 		r.sharder.UseTenure(r.members)
+		r.namespaces = shard.NewNamespaces(meta)
+		r.tables = &shard.ConfigMapTables{Client: kube, Namespace: cfg.namespace, Release: cfg.release, Self: cfg.memberID}
 	}
 	return r
 }
@@ -80,6 +84,11 @@ func (r *replicas) leaderWork(coord *ha.Coordinator, cleaner *cleanup.Cleaner, m
 		}
 		if maintain != nil {
 			wg.Go(func() { maintain(lctx) })
+		}
+		if r.sharder != nil {
+			wg.Go(func() {
+				r.sharder.Lead(lctx, shard.LeadConfig{Publisher: r.tables, Held: fence.Held, Threshold: r.cfg.recutAt})
+			})
 		}
 		<-lctx.Done()
 		wg.Wait()
@@ -117,8 +126,10 @@ func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.
 			return nil
 		})
 		g.Go(func() error { return r.members.Run(ctx) })
-		g.Go(func() error { return r.follow(ctx, ingesters) })
-		g.Go(func() error { r.countNamespaces(ctx); return nil })
+		g.Go(func() error { return r.namespaces.Run(ctx) })
+		tables := r.tables.Follow(ctx, func(t *shard.Table) { r.sharder.SetPublished(t) },
+			func(err error) { r.log.Warn("ignoring the published shard table", "error", err) })
+		g.Go(func() error { return r.follow(ctx, ingesters, tables) })
 	}
 	if coord != nil {
 		g.Go(func() error { coord.RunReplica(ctx, r.cfg.syncInterval); return nil })
@@ -143,14 +154,32 @@ func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.
 	})
 }
 
-// follow starts the Ingester manager once the first member set gives this replica its share, then
+// follow starts the Ingester manager once this replica knows its share — from the namespaces, the
+// published table (tables is closed once it has been read) and the first member set — then
 // restarts the informers whenever the share changes.
-func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager) error {
+func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tables <-chan struct{}) error {
+	for r.namespaces.Names() == nil {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.namespaces.Changes():
+		}
+	}
+	r.sharder.SetNamespaces(r.namespaces.Names())
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-tables:
+	}
 	select {
 	case <-ctx.Done():
 		return nil
 	case set := <-r.members.Changes():
-		r.sharder.Update(set)
+		r.sharder.SetMembers(set)
+	}
+	select {
+	case <-r.sharder.Changes(): // the informers start on the share in force
+	default:
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- ingesters.Run(ctx) }()
@@ -159,33 +188,11 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager) erro
 		case <-ctx.Done():
 			return <-errc
 		case set := <-r.members.Changes():
-			if r.sharder.Update(set) {
-				ingesters.Reshard()
-			}
-		}
-	}
-}
-
-// countNamespaces keeps the namespaces-owned gauge current: on every share change and every 30 s.
-func (r *replicas) countNamespaces(ctx context.Context) {
-	t := time.NewTicker(30 * time.Second)
-	defer t.Stop()
-	for {
-		list, err := r.kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-		if err == nil {
-			owned := 0
-			for _, ns := range list.Items {
-				if r.sharder.Owns(ns.Name) {
-					owned++
-				}
-			}
-			r.metrics.NamespacesOwned.Set(float64(owned))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-r.sharder.Counted():
+			r.sharder.SetMembers(set)
+		case <-r.namespaces.Changes():
+			r.sharder.SetNamespaces(r.namespaces.Names())
+		case <-r.sharder.Changes():
+			ingesters.Reshard()
 		}
 	}
 }

@@ -109,10 +109,15 @@ type Metrics struct {
 	SourceReady *prometheus.GaugeVec
 	// Members is the number of live replicas this replica sees.
 	Members prometheus.Gauge
-	// PartitionsOwned is the number of hash partitions this replica owns.
-	PartitionsOwned prometheus.Gauge
+	// ChunksOwned is the number of chunks of the shard table this replica owns.
+	ChunksOwned prometheus.Gauge
+	// TableGeneration is the generation of the shard table in force (0: cut locally).
+	TableGeneration prometheus.Gauge
 	// Rebalances counts changes of this replica's share.
 	Rebalances prometheus.Counter
+	// ShardObjects counts the objects the sharded watches delivered, by whether they were in the
+	// share (kept) or not (dropped by the client-side predicate).
+	ShardObjects *prometheus.CounterVec
 	// IsLeader is 1 on the leader.
 	IsLeader prometheus.Gauge
 	// LeaderTransitions counts this replica gaining or losing leadership.
@@ -306,10 +311,18 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "shard_members",
 			Help: "Live replicas this replica sees.",
 		}),
-		PartitionsOwned: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "shard_partitions_owned",
-			Help: "Hash partitions this replica owns.",
+		TableGeneration: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "shard_table_generation",
+			Help: "Generation of the shard table in force (0: no table published yet, cut by this replica).",
 		}),
+		ChunksOwned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "shard_chunks_owned",
+			Help: "Chunks of the shard table this replica owns.",
+		}),
+		ShardObjects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "shard_objects_total",
+			Help: "Objects the sharded lists and watches delivered, by whether the share holds them (kept) or the client dropped them (dropped); with the API server filtering, dropped stays 0.",
+		}, []string{"outcome"}),
 		Rebalances: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Name: "shard_rebalances_total",
 			Help: "Changes of this replica's share of the namespaces.",
@@ -362,7 +375,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.DedupWindowSeconds, m.DedupCacheSize, m.WebhookRequests, m.WebhookEvents, m.WebhookRequestsWithoutFindings, m.WebhookEventsCut, m.WebhookBytes, m.WebhookRejected,
 		m.WebhookAuthFailures, m.WebhookRateLimited, m.WebhookFindings, m.WebhookAccepted, m.WebhookQueueFallbacks, m.WebhookReplayUnchecked,
 		m.WebhookQueueDepth, m.WebhookStreamLag, m.WebhookQueueClaimed, m.WebhookQueueLost, m.WebhookQueueProcessed,
-		m.WebhookConnections, m.WebhookConnectionsRefused, m.SourceReady, m.Members, m.PartitionsOwned, m.Rebalances, m.IsLeader, m.LeaderTransitions,
+		m.WebhookConnections, m.WebhookConnectionsRefused, m.SourceReady, m.Members, m.ChunksOwned, m.TableGeneration, m.ShardObjects, m.Rebalances, m.IsLeader, m.LeaderTransitions,
 		m.FailoverSeconds, m.NamespacesOwned, m.CleanupDeleted, m.CleanupRuns, m.CleanupDuration, m.CleanupErrors, m.CleanupBacklog,
 	)
 	for _, r := range []string{"complete", "interrupted", "error"} {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -16,10 +18,10 @@ import (
 // servers without the feature ignore the selector, and the same predicate applied here keeps the
 // result right on them.
 type listerWatcher struct {
-	next   cache.ListerWatcher
-	share  Ranges
-	hash   Hasher
-	server bool // ask the API server to filter: only when the share is of the FNV-1a space
+	next  cache.ListerWatcher
+	share Ranges
+	// kept and dropped, when set, count what the client-side predicate kept and dropped.
+	kept, dropped prometheus.Counter
 	// held, when set, reports whether the share still holds; once it does not, nothing is kept.
 	held func() bool
 }
@@ -30,16 +32,7 @@ func Wrap(lw cache.ListerWatcher, share Ranges) cache.ListerWatcher {
 	if share.Whole() {
 		return lw
 	}
-	return &listerWatcher{next: lw, share: share, hash: Hash, server: true}
-}
-
-// WrapBalanced narrows lw to share of the Balanced space; the API server cannot help, so the whole
-// list comes and the share is kept here.
-func WrapBalanced(lw cache.ListerWatcher, share Ranges) cache.ListerWatcher {
-	if share.Whole() {
-		return lw
-	}
-	return &listerWatcher{next: lw, share: share, hash: Balanced}
+	return &listerWatcher{next: lw, share: share}
 }
 
 // nothing is the narrowest selector there is: the selector language has no empty range. An empty
@@ -47,14 +40,13 @@ func WrapBalanced(lw cache.ListerWatcher, share Ranges) cache.ListerWatcher {
 var nothing = Ranges{{Start: 0, End: 1}}
 
 func (l *listerWatcher) options(o metav1.ListOptions) metav1.ListOptions {
-	switch {
-	case len(l.share) == 0:
+	if len(l.share) == 0 {
 		// A replica that owns nothing (it sees no members, or none but others) fails closed: it
-		// asks for next to nothing, whichever hash it shards on, rather than for everything.
+		// asks for next to nothing rather than for everything.
 		o.ShardSelector = nothing.Selector()
-	case l.server:
-		o.ShardSelector = l.share.Selector()
+		return o
 	}
+	o.ShardSelector = l.share.Selector()
 	return o
 }
 
@@ -116,5 +108,13 @@ func (l *listerWatcher) keeps(obj runtime.Object) bool {
 	if err != nil {
 		return true // not an object with metadata: let the informer decide
 	}
-	return l.share.Contains(l.hash(m.GetNamespace()))
+	keep := l.share.Contains(Hash(m.GetNamespace()))
+	c := l.dropped
+	if keep {
+		c = l.kept
+	}
+	if c != nil {
+		c.Inc()
+	}
+	return keep
 }

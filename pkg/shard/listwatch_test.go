@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,27 +53,26 @@ func configMapsLW(kube kubernetes.Interface) cache.ListerWatcher {
 }
 
 // TestShardedListWatch: three members' wrapped informers together see every object exactly once,
-// each only those of the namespaces it owns, with and without the API server's help.
+// each only those of the namespaces it owns, with and without the API server's help — for names
+// that differ at the start and for names that differ only at the end.
 func TestShardedListWatch(t *testing.T) {
-	modes := map[string]struct {
-		hash Hasher
-		wrap func(cache.ListerWatcher, Ranges) cache.ListerWatcher
-	}{"fnv": {Hash, Wrap}, "balanced": {Balanced, WrapBalanced}}
 	for name, c := range servers {
-		for mode, md := range modes {
-			t.Run(name+"/"+mode, func(t *testing.T) { testShardedListWatch(t, c, mode, md.hash, md.wrap) })
+		for names, pattern := range map[string]string{"unlike": "%[2]d-shard-%[1]s", "alike": "%[1]s-shard-%[2]d"} {
+			t.Run(name+"/"+names, func(t *testing.T) {
+				testShardedListWatch(t, c, func(i int) string { return fmt.Sprintf(pattern, name, i) })
+			})
 		}
 	}
 }
 
-func testShardedListWatch(t *testing.T, c *testenv.Cluster, mode string, hash Hasher, wrap func(cache.ListerWatcher, Ranges) cache.ListerWatcher) {
+func testShardedListWatch(t *testing.T, c *testenv.Cluster, nsName func(int) string) {
 	{
 		{
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			var namespaces []string
 			for i := range 12 {
-				ns := fmt.Sprintf("%s-shard-%d", mode, i)
+				ns := nsName(i)
 				namespaces = append(namespaces, ns)
 				if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 					t.Fatal(err)
@@ -83,10 +82,10 @@ func testShardedListWatch(t *testing.T, c *testenv.Cluster, mode string, hash Ha
 				}
 			}
 			members := []string{"zw-0", "zw-1", "zw-2"}
-			ring := NewRingWithHash(members, 0, hash)
+			table := NewTable(CountWeighted(namespaces), members, DefaultChunks, nil)
 			stores := map[string]cache.Store{}
 			for _, m := range members {
-				inf := cache.NewSharedIndexInformer(wrap(configMapsLW(c.Kube), ring.Ranges(m)), &corev1.ConfigMap{}, 0, cache.Indexers{})
+				inf := cache.NewSharedIndexInformer(Wrap(configMapsLW(c.Kube), table.Ranges(m)), &corev1.ConfigMap{}, 0, cache.Indexers{})
 				stores[m] = inf.GetStore()
 				go inf.RunWithContext(ctx)
 				if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
@@ -105,7 +104,7 @@ func testShardedListWatch(t *testing.T, c *testenv.Cluster, mode string, hash Ha
 				for m, s := range stores {
 					for _, o := range s.List() {
 						cm := o.(*corev1.ConfigMap)
-						if strings.HasPrefix(cm.Namespace, mode+"-shard-") {
+						if slices.Contains(namespaces, cm.Namespace) {
 							seen[cm.Namespace+"/"+cm.Name] = append(seen[cm.Namespace+"/"+cm.Name], m)
 						}
 					}
@@ -116,9 +115,9 @@ func testShardedListWatch(t *testing.T, c *testenv.Cluster, mode string, hash Ha
 					if key[len(key)-6:] == "/after" {
 						ns = key[:len(key)-len("/after")]
 					}
-					if len(ms) != 1 || ms[0] != ring.Owner(ns) {
+					if owner := table.Owner(Hash(ns)); len(ms) != 1 || ms[0] != owner {
 						sort.Strings(ms)
-						t.Fatalf("%s held by %v, owner %s", key, ms, ring.Owner(ns))
+						t.Fatalf("%s held by %v, owner %s", key, ms, owner)
 					}
 				}
 				if ok {
@@ -137,21 +136,24 @@ func testShardedListWatch(t *testing.T, c *testenv.Cluster, mode string, hash Ha
 func TestServerFiltersWithTheGate(t *testing.T) {
 	c := servers["gate-on"]
 	ctx := context.Background()
-	ring := NewRing([]string{"zw-0", "zw-1", "zw-2"}, 0)
-	// Names that differ in their first characters: FNV-1a spreads those over the whole space (names
-	// that differ only at the end share their high bits; see TestBalanceOfRealisticNames).
-	owner := ring.Owner("00-server")
-	share := ring.Ranges(owner)
-	want := 0
+	// Names that differ only in their last characters share their hashes' high bits; the table is
+	// cut where they are, so each member still owns about a third of them.
+	var names []string
 	for i := range 30 {
-		ns := fmt.Sprintf("%02d-server", i)
+		names = append(names, fmt.Sprintf("server-%02d", i))
+	}
+	table := NewTable(CountWeighted(names), []string{"zw-0", "zw-1", "zw-2"}, DefaultChunks, nil)
+	owner := table.Owner(Hash(names[0]))
+	share := table.Ranges(owner)
+	want := 0
+	for _, ns := range names {
 		if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.Kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cm"}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		if ring.Owner(ns) == owner {
+		if table.Owner(Hash(ns)) == owner {
 			want++
 		}
 	}
@@ -161,14 +163,14 @@ func TestServerFiltersWithTheGate(t *testing.T) {
 	}
 	got := 0
 	for _, cm := range filtered.Items {
-		if ring.Owner(cm.Namespace) != owner {
-			t.Errorf("the server returned %s/%s of %s", cm.Namespace, cm.Name, ring.Owner(cm.Namespace))
+		if o := table.Owner(Hash(cm.Namespace)); o != owner {
+			t.Errorf("the server returned %s/%s of %s", cm.Namespace, cm.Name, o)
 		}
-		if len(cm.Namespace) > 7 && cm.Namespace[2:] == "-server" {
+		if slices.Contains(names, cm.Namespace) {
 			got++
 		}
 	}
-	if got != want || want == 0 {
+	if got != want || want < 8 || want > 12 {
 		t.Errorf("the server returned %d of the %d ConfigMaps in %s's namespaces", got, want, owner)
 	}
 	t.Logf("selector of %d ranges, %d bytes; %d of 30 namespaces owned", len(share), len(share.Selector()), want)
@@ -216,13 +218,13 @@ func (c *countingLW) WatchWithContext(ctx context.Context, o metav1.ListOptions)
 // watched every object with no selector at all.
 func TestEmptyShareFailsClosed(t *testing.T) {
 	for name, c := range servers {
-		for mode, wrap := range map[string]func(cache.ListerWatcher, Ranges) cache.ListerWatcher{"fnv": Wrap, "balanced": WrapBalanced} {
-			t.Run(name+"/"+mode, func(t *testing.T) {
+		{
+			t.Run(name, func(t *testing.T) {
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				create := func(cm string) {
 					for i := range 5 {
-						ns := fmt.Sprintf("closed-%s-%d", mode, i)
+						ns := fmt.Sprintf("closed-%s-%d", name, i)
 						if cm == "before" {
 							if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 								t.Fatal(err)
@@ -235,8 +237,8 @@ func TestEmptyShareFailsClosed(t *testing.T) {
 				}
 				create("before")
 				counting := &countingLW{next: configMapsLW(c.Kube)}
-				share := NewRing(nil, 0).Ranges("zw-0") // no members at all
-				inf := cache.NewSharedIndexInformer(wrap(counting, share), &corev1.ConfigMap{}, 0, cache.Indexers{})
+				share := NewTable(nil, nil, DefaultChunks, nil).Ranges("zw-0") // no members at all
+				inf := cache.NewSharedIndexInformer(Wrap(counting, share), &corev1.ConfigMap{}, 0, cache.Indexers{})
 				go inf.RunWithContext(ctx)
 				if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 					t.Fatal("not synced")

@@ -9,15 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
-
-	"github.com/kube-zen/zen-watcher/pkg/metrics"
 )
 
 func memberLease(id string) *coordinationv1.Lease {
@@ -117,9 +114,9 @@ func TestTenureLapses(t *testing.T) {
 // objects of its share while the tenure holds, and nothing after.
 func TestWrappedInformersKeepNothingOnceTheTenureEnds(t *testing.T) {
 	tenure := &stubTenure{}
-	s := NewSharder("a", 16, false, metrics.New(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := newTestSharder("a")
 	s.UseTenure(tenure)
-	s.Update([]string{"a"})
+	s.SetMembers([]string{"a"})
 	l, ok := s.Wrap(&cache.ListWatch{}).(*listerWatcher)
 	if !ok {
 		t.Fatal("the informer was not wrapped")

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"k8s.io/client-go/tools/cache"
 
@@ -18,29 +19,43 @@ type Membership interface {
 	Holds(tenure uint64) bool
 }
 
-// Sharder turns the member set into this replica's share, and narrows informers to it.
+// Sharder turns the member set, the namespaces and the table the leader published into this
+// replica's share, and narrows informers to it.
+//
+// The table in force is the published one adapted to the members alive now (see Table.Adapt):
+// every replica computes the same from the same inputs, so the namespaces of a member that left
+// are owned again as soon as its Lease is gone, without waiting for a leader. Before any table is
+// published, every replica cuts the same count-weighted table from the namespaces it sees.
 type Sharder struct {
 	self       string
-	partitions int
-	balanced   bool
+	chunks     int
 	metrics    *metrics.Metrics
 	log        *slog.Logger
 	membership Membership // nil: informers keep their share for as long as they run
 
 	mu      sync.Mutex
 	members []string
-	share   Ranges
-	joined  bool
-	changes chan struct{}
-	counted chan struct{}
+	names   []string
+	// namesChanged is when the namespaces last changed: the leader re-cuts once they are quiet.
+	namesChanged time.Time
+	published    *Table
+	table        *Table
+	share        Ranges
+	joined       bool
+	changes      chan struct{}
 }
 
-// NewSharder returns the sharder of member self. Until the first Update it owns everything, which is
-// right for a replica alone and harmless before it has joined (it is not ready then). balanced
-// shards on the Balanced hash instead of the API server's FNV-1a (see Balanced).
-func NewSharder(self string, partitions int, balanced bool, m *metrics.Metrics, log *slog.Logger) *Sharder {
-	return &Sharder{self: self, partitions: partitions, balanced: balanced, metrics: m, log: log,
-		share: Ranges{{}}, changes: make(chan struct{}, 1), counted: make(chan struct{}, 1)}
+// NewSharder returns the sharder of member self, cutting tables of chunks chunks. Until it has
+// a member set it owns everything, which is right for a replica alone and harmless before it has
+// joined (it is not ready then).
+func NewSharder(self string, chunks int, m *metrics.Metrics, log *slog.Logger) *Sharder {
+	if chunks < 1 {
+		chunks = DefaultChunks
+	}
+	m.ShardObjects.WithLabelValues("kept")
+	m.ShardObjects.WithLabelValues("dropped")
+	return &Sharder{self: self, chunks: chunks, metrics: m, log: log, share: Ranges{{}},
+		changes: make(chan struct{}, 1)}
 }
 
 // UseTenure makes each informer wrapped from now on keep nothing once the tenure in force when it
@@ -48,43 +63,98 @@ func NewSharder(self string, partitions int, balanced bool, m *metrics.Metrics, 
 // for a share that may be another replica's by then, instead of writing it.
 func (s *Sharder) UseTenure(m Membership) { s.membership = m }
 
-// Update recomputes the share from the member set; it reports whether the share changed.
-func (s *Sharder) Update(members []string) bool {
-	hash := Hash
-	if s.balanced {
-		hash = Balanced
-	}
-	ring := NewRingWithHash(members, s.partitions, hash)
-	share := ring.Ranges(s.self)
-	owned := ring.Partitions()[s.self]
+// SetMembers takes a new member set; it reports whether the share changed.
+func (s *Sharder) SetMembers(members []string) bool {
+	return s.update(func() { s.members = slices.Clone(members) })
+}
+
+// SetNamespaces takes the namespaces now; it reports whether the share changed (only before a
+// table is published: a published table's chunks tile the space, new namespaces included).
+func (s *Sharder) SetNamespaces(names []string) bool {
+	return s.update(func() {
+		if !slices.Equal(s.names, names) {
+			s.names, s.namesChanged = names, time.Now()
+		}
+	})
+}
+
+// SetPublished takes a table the leader published; an older generation than the one held is
+// ignored. It reports whether the share changed.
+func (s *Sharder) SetPublished(t *Table) bool {
+	return s.update(func() {
+		if t != nil && (s.published == nil || t.Generation >= s.published.Generation) {
+			s.published = t
+		}
+	})
+}
+
+// update applies change and computes the table and share in force.
+func (s *Sharder) update(change func()) bool {
 	s.mu.Lock()
+	change()
+	t := s.inForce()
+	share := t.Ranges(s.self)
+	if !slices.Contains(s.members, s.self) {
+		share = nil
+	}
 	changed := !share.Equal(s.share)
-	s.members, s.share, s.joined = members, share, slices.Contains(members, s.self)
-	s.mu.Unlock()
-	s.metrics.Members.Set(float64(len(members)))
-	s.metrics.PartitionsOwned.Set(float64(owned))
-	if changed {
-		s.metrics.Rebalances.Inc()
-		if len(share) == 0 {
-			// Failing closed: its informers ask for nothing and keep nothing until it is back.
-			s.log.Warn("this replica owns no namespace: it is not in the member set it sees", "self", s.self, "members", members)
-		}
-		s.log.Info("share changed", "members", members, "partitions", owned, "ranges", len(share))
-		for _, c := range []chan struct{}{s.changes, s.counted} {
-			select {
-			case c <- struct{}{}:
-			default:
-			}
+	s.table, s.share, s.joined = t, share, slices.Contains(s.members, s.self)
+	members, owned := len(s.members), s.countOwned(share)
+	chunks := 0
+	for _, o := range t.Owners {
+		if o == s.self && share != nil {
+			chunks++
 		}
 	}
-	return changed
+	s.mu.Unlock()
+	s.metrics.Members.Set(float64(members))
+	s.metrics.ChunksOwned.Set(float64(chunks))
+	s.metrics.TableGeneration.Set(float64(t.Generation))
+	s.metrics.NamespacesOwned.Set(float64(owned))
+	if !changed {
+		return false
+	}
+	s.metrics.Rebalances.Inc()
+	if len(share) == 0 {
+		// Failing closed: its informers ask for nothing and keep nothing until it is back.
+		s.log.Warn("this replica owns no namespace", "self", s.self, "members", members)
+	}
+	s.log.Info("share changed", "generation", t.Generation, "members", members, "chunks", chunks,
+		"ranges", len(share), "namespaces", owned)
+	select {
+	case s.changes <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// inForce is the table in force now. Called with mu held.
+func (s *Sharder) inForce() *Table { return InForce(s.published, s.names, s.members, s.chunks) }
+
+// InForce is the table every replica applies: the published one adapted to the members alive now,
+// or, before any is published, the count-weighted cut of the namespaces into chunks chunks.
+func InForce(published *Table, namespaces, members []string, chunks int) *Table {
+	if p := published; p != nil && len(p.Starts) > 0 {
+		if slices.Equal(p.Members(), members) {
+			return p
+		}
+		return p.Adapt(members)
+	}
+	return NewTable(CountWeighted(namespaces), members, chunks, nil)
+}
+
+func (s *Sharder) countOwned(share Ranges) int {
+	n := 0
+	for _, name := range s.names {
+		if share.Contains(Hash(name)) {
+			n++
+		}
+	}
+	return n
 }
 
 // Changes signals each change of the share.
 func (s *Sharder) Changes() <-chan struct{} { return s.changes }
-
-// Counted signals each change of the share too, for a second listener (the namespace count).
-func (s *Sharder) Counted() <-chan struct{} { return s.counted }
 
 // Joined reports whether this replica is in the member set it last saw.
 func (s *Sharder) Joined() bool {
@@ -100,11 +170,15 @@ func (s *Sharder) Share() Ranges {
 	return s.share
 }
 
+// Table is the table in force; nil before the first member set.
+func (s *Sharder) Table() *Table {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.table
+}
+
 // Owns reports whether this replica owns a namespace now.
 func (s *Sharder) Owns(namespace string) bool {
-	if s.balanced {
-		return s.Share().Contains(Balanced(namespace))
-	}
 	return s.Share().Contains(Hash(namespace))
 }
 
@@ -120,9 +194,6 @@ func (s *Sharder) Wrap(lw cache.ListerWatcher) cache.ListerWatcher {
 	if held == nil && share.Whole() {
 		return lw
 	}
-	hash := Hash
-	if s.balanced {
-		hash = Balanced
-	}
-	return &listerWatcher{next: lw, share: share, hash: hash, server: !s.balanced && !share.Whole(), held: held}
+	return &listerWatcher{next: lw, share: share, held: held,
+		kept: s.metrics.ShardObjects.WithLabelValues("kept"), dropped: s.metrics.ShardObjects.WithLabelValues("dropped")}
 }

@@ -1,32 +1,205 @@
 package shard
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 )
 
+func newTestSharder(self string) *Sharder {
+	return NewSharder(self, DefaultChunks, metrics.New(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+func names(format string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf(format, i+1)
+	}
+	return out
+}
+
 // TestSharderFailsClosed: a replica whose member set is empty, or holds only others, owns no
 // namespace, cluster-scoped objects (the empty namespace) included.
 func TestSharderFailsClosed(t *testing.T) {
 	for name, members := range map[string][]string{"no members": nil, "only others": {"zw-1", "zw-2"}} {
-		for _, balanced := range []bool{false, true} {
-			s := NewSharder("zw-0", 0, balanced, metrics.New(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if !s.Update(members) {
-				t.Errorf("%s: the share did not change from the whole space", name)
+		s := newTestSharder("zw-0")
+		if !s.SetMembers(members) {
+			t.Errorf("%s: the share did not change from the whole space", name)
+		}
+		s.SetNamespaces(names("team-%d", 10))
+		for _, ns := range []string{"default", "kube-system", "team-1", ""} {
+			if s.Owns(ns) {
+				t.Errorf("%s: owns %q", name, ns)
 			}
-			for _, ns := range []string{"default", "kube-system", "team-1", ""} {
-				if s.Owns(ns) {
-					t.Errorf("%s (balanced %v): owns %q", name, balanced, ns)
-				}
+		}
+		if len(s.Share()) != 0 || s.Joined() {
+			t.Errorf("%s: share %v, joined %v", name, s.Share(), s.Joined())
+		}
+	}
+}
+
+// owners maps each namespace to the members of sharders that own it.
+func owners(sharders []*Sharder, nss []string) map[string][]string {
+	out := map[string][]string{}
+	for _, ns := range nss {
+		for _, s := range sharders {
+			if s.Owns(ns) {
+				out[ns] = append(out[ns], s.self)
 			}
-			if len(s.Share()) != 0 || s.Joined() {
-				t.Errorf("%s (balanced %v): share %v, joined %v", name, balanced, s.Share(), s.Joined())
+		}
+	}
+	return out
+}
+
+// TestSharderAgrees: replicas that see the same namespaces, members and published table own every
+// namespace exactly once — before any table is published, with one published, when a member has
+// left and before the leader has published again, and for namespaces created after the cut.
+func TestSharderAgrees(t *testing.T) {
+	nss := append(names("team-%d", 50), "default", "kube-system", "monitoring")
+	later := names("later-%d", 40)
+	members := []string{"zw-a", "zw-b", "zw-c"}
+	var sharders []*Sharder
+	for _, m := range members {
+		s := newTestSharder(m)
+		s.SetNamespaces(nss)
+		s.SetMembers(members)
+		sharders = append(sharders, s)
+	}
+	check := func(step string, want []string) {
+		t.Helper()
+		got := owners(sharders, append(slices.Clone(nss), later...))
+		count := map[string]int{}
+		for ns, os := range got {
+			if len(os) != 1 {
+				t.Fatalf("%s: %s owned by %v", step, ns, os)
 			}
+			count[os[0]]++
+		}
+		if len(got) != len(nss)+len(later) {
+			t.Fatalf("%s: %d of %d namespaces owned", step, len(got), len(nss)+len(later))
+		}
+		for _, m := range want {
+			if n := count[m]; n < len(nss)/len(want)-3 {
+				t.Errorf("%s: %s owns %d of %d namespaces", step, m, n, len(nss))
+			}
+		}
+	}
+	check("local cut", members)
+	pub := NewTable(CountWeighted(nss), members, DefaultChunks, nil)
+	pub.Generation = 1
+	for _, s := range sharders {
+		if s.SetPublished(pub) {
+			t.Errorf("%s: the published table, equal to the local cut, changed the share", s.self)
+		}
+	}
+	check("published", members)
+	before := sharders[0].Share()
+	left := members[:2]
+	for _, s := range sharders {
+		s.SetMembers(left)
+	}
+	sharders = sharders[:2]
+	check("a member left", left)
+	for _, r := range before {
+		if !sharders[0].Share().Contains(r.Start) {
+			t.Errorf("zw-a lost %v when zw-c left", r)
+		}
+	}
+	old := &Table{Starts: []uint64{0}, Weights: []float64{1}, Owners: []string{"zw-c"}}
+	if sharders[0].SetPublished(old) || sharders[0].Table().Generation != 1 {
+		t.Error("an older generation replaced the table in force")
+	}
+}
+
+// TestLeaderRecutsDriftedNamespaces: the leader publishes a first table, the table adapted to a new
+// member set, and a re-cut once namespaces named alike have come after the cut — but only once
+// they have been quiet, and not again while nothing would improve.
+func TestLeaderRecutsDriftedNamespaces(t *testing.T) {
+	cfg := LeadConfig{Quiet: time.Hour, MinInterval: time.Hour}
+	cfg.setDefaults()
+	s := newTestSharder("zw-a")
+	members := []string{"zw-a", "zw-b", "zw-c"}
+	s.SetMembers(members)
+	if next, _ := s.next(cfg, time.Time{}); next != nil {
+		t.Fatal("a table before any namespace was seen")
+	}
+	s.SetNamespaces([]string{"default", "kube-system", "zen-system", "monitoring"})
+	next, why := s.next(cfg, time.Time{})
+	if why != "first" {
+		t.Fatalf("first: %q", why)
+	}
+	next.Generation = 1
+	s.SetPublished(next)
+	if n, why := s.next(cfg, time.Time{}); n != nil {
+		t.Fatalf("published again (%s) with nothing changed", why)
+	}
+	s.SetMembers(append(members, "zw-d"))
+	if n, why := s.next(cfg, time.Time{}); n == nil || why != "members" || !slices.Contains(n.Members(), "zw-d") {
+		t.Fatalf("a new member: %q %v", why, n)
+	} else {
+		s.SetPublished(&Table{Starts: n.Starts, Weights: n.Weights, Owners: n.Owners, Generation: 2})
+	}
+	all := append([]string{"default", "kube-system", "zen-system", "monitoring"}, names("team-%d", 60)...)
+	s.SetNamespaces(all)
+	if n, why := s.next(cfg, time.Time{}); n != nil {
+		t.Fatalf("re-cut (%s) while the namespaces were not quiet", why)
+	}
+	cfg.Quiet = time.Nanosecond
+	n, why := s.next(cfg, time.Time{})
+	if why != "re-cut" {
+		t.Fatalf("60 namespaces named alike after the cut: %q", why)
+	}
+	weighed := CountWeighted(all)
+	was := s.Table().Imbalance(weighed, s.members)
+	if got := n.Imbalance(weighed, s.members); got > 1.15 || was < 1.5 {
+		t.Errorf("imbalance %.2f before the re-cut (want the drift to show), %.2f after (want ≤ 1.15)", was, got)
+	}
+	n.Generation = 3
+	s.SetPublished(n)
+	if n, why := s.next(cfg, time.Time{}); n != nil {
+		t.Errorf("published again (%s) right after the re-cut", why)
+	}
+	if n, _ := s.next(cfg, time.Now()); n != nil {
+		t.Error("re-cut within the least interval")
+	}
+}
+
+// TestTableEncoding: a table reads back as written; a table whose chunks do not tile the space is
+// refused.
+func TestTableEncoding(t *testing.T) {
+	tb := NewTable(CountWeighted(names("prod-%03d", 500)), []string{"a", "b", "c"}, DefaultChunks, nil)
+	tb.Generation = 7
+	b, err := EncodeTable(tb, "zw-a", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeTable(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Starts, tb.Starts) || !slices.Equal(got.Owners, tb.Owners) ||
+		!slices.Equal(got.Weights, tb.Weights) || got.Generation != 7 {
+		t.Errorf("read back %+v", got)
+	}
+	for name, body := range map[string]string{
+		"not json":       `{`,
+		"no chunks":      `{"generation":1,"chunks":[]}`,
+		"not from zero":  `{"chunks":[{"start":"0x0000000000000001","owner":"a"}]}`,
+		"out of order":   `{"chunks":[{"start":"0x0000000000000000","owner":"a"},{"start":"0x0000000000000000","owner":"b"}]}`,
+		"no owner":       `{"chunks":[{"start":"0x0000000000000000","owner":""}]}`,
+		"not a hash":     `{"chunks":[{"start":"zero","owner":"a"}]}`,
+		"wrong type":     `{"generation":"1","chunks":[{"start":"0x0000000000000000","owner":"a"}]}`,
+		"over the space": `{"chunks":[{"start":"0x10000000000000000","owner":"a"}]}`,
+	} {
+		if _, err := DecodeTable([]byte(body)); err == nil {
+			t.Errorf("%s: accepted", name)
 		}
 	}
 }

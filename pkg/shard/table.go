@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"sort"
+	"time"
 )
 
 // Defaults of the shard table.
@@ -35,6 +36,11 @@ type Table struct {
 	Weights []float64
 	// Owners are the chunks' members.
 	Owners []string
+	// Generation numbers the tables the leader publishes; zero for one computed locally.
+	Generation uint64
+	// PublishedBy and PublishedAt say who published the table and when, as read back.
+	PublishedBy string
+	PublishedAt time.Time
 }
 
 // Cut cuts the space into at most k chunks of about equal weight. A namespace is never split: a
@@ -115,7 +121,21 @@ func (t *Table) Loads() map[string]float64 {
 // that came or went. Every member computes the same table from the same inputs.
 func NewTable(namespaces []Namespace, members []string, k int, prev *Table) *Table {
 	starts, weights := Cut(namespaces, k)
-	t := &Table{Starts: starts, Weights: weights, Owners: make([]string, len(starts))}
+	return assign(starts, weights, members, prev)
+}
+
+// Adapt is t's chunks, uncut, assigned to members: those of a member that left go to the others,
+// and a member that joined takes chunks from the edges of the others' runs. Every replica adapts
+// the same published table to the same member set alike, so none waits for the leader to publish
+// before the namespaces of a member that left are owned again.
+func (t *Table) Adapt(members []string) *Table {
+	a := assign(t.Starts, t.Weights, members, t)
+	a.Generation = t.Generation
+	return a
+}
+
+func assign(starts []uint64, weights []float64, members []string, prev *Table) *Table {
+	t := &Table{Starts: slices.Clone(starts), Weights: slices.Clone(weights), Owners: make([]string, len(starts))}
 	ms := slices.Clone(members)
 	slices.Sort(ms)
 	ms = slices.Compact(ms)
@@ -272,4 +292,42 @@ func (t *Table) runsWithin(n int) bool {
 		}
 	}
 	return true
+}
+
+// CountWeighted weighs each namespace one: the cut when nothing is measured.
+func CountWeighted(names []string) []Namespace {
+	out := make([]Namespace, len(names))
+	for i, n := range names {
+		out[i] = Namespace{Hash: Hash(n), Weight: 1}
+	}
+	return out
+}
+
+// Members are the members that own a chunk of t, sorted.
+func (t *Table) Members() []string {
+	ms := slices.Clone(t.Owners)
+	slices.Sort(ms)
+	return slices.DeleteFunc(slices.Compact(ms), func(m string) bool { return m == "" })
+}
+
+// Imbalance is max/avg of what t gives members of namespaces, weighed as given: how far the cut
+// has drifted from the namespaces there are now (1 is even). A member that owns nothing counts.
+func (t *Table) Imbalance(namespaces []Namespace, members []string) float64 {
+	if len(members) == 0 {
+		return 1
+	}
+	load := make(map[string]float64, len(members))
+	total := 0.0
+	for _, n := range namespaces {
+		load[t.Owner(n.Hash)] += n.Weight
+		total += n.Weight
+	}
+	if total == 0 {
+		return 1
+	}
+	heaviest := 0.0
+	for _, m := range members {
+		heaviest = max(heaviest, load[m])
+	}
+	return heaviest / (total / float64(len(members)))
 }

@@ -3,23 +3,22 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/kube-zen/zen-watcher/internal/testenv"
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
-	"github.com/kube-zen/zen-watcher/pkg/metrics"
 	"github.com/kube-zen/zen-watcher/pkg/shard"
 )
 
 // TestReshardKeepsWhatWasHandedOn: two replicas have handed on every Warning of 25 namespaces
 // when a third joins. Each replica restarts its informers on its new share and re-lists it, and
 // hands on again only the Warnings of namespaces it did not own before — for the two, those the
-// ring moved to them (usually none); for the newcomer, all of its share. Every Warning still has
+// table moved to them (none: chunks move only to the newcomer); for the newcomer, all of its share. Every Warning still has
 // exactly one Observation.
 func TestReshardKeepsWhatWasHandedOn(t *testing.T) {
 	redisSrv, err := testenv.StartRedis()
@@ -32,8 +31,20 @@ func TestReshardKeepsWhatWasHandedOn(t *testing.T) {
 	ingester(t, "warnings-reshard", v1alpha1.IngesterSpec{Source: "k8sevents", Adapter: v1alpha1.AdapterK8sEvents,
 		Informer: &v1alpha1.InformerSource{Version: "v1", Resource: "events", FieldSelector: "type=Warning", Namespaces: l.namespaces}})
 	const release = "reshard-keep"
+	owners := func(members ...string) map[string]map[string]bool {
+		table := publishedTable(t, release, members...)
+		out := map[string]map[string]bool{}
+		for _, id := range members {
+			out[id] = map[string]bool{}
+			for _, ns := range l.namespaces {
+				out[id][ns] = table.Owner(shard.Hash(ns)) == id
+			}
+		}
+		return out
+	}
 	rs, _ := startProxied(t, release, redisSrv.Addr, []string{"rk-a", "rk-b"})
 	waitMembers(t, rs, 2)
+	was := owners("rk-a", "rk-b")
 	l.run(t, 20*time.Millisecond)
 	time.Sleep(6 * time.Second)
 	l.pause()
@@ -51,20 +62,7 @@ func TestReshardKeepsWhatWasHandedOn(t *testing.T) {
 	for n := range int(l.created.Load()) {
 		perNamespace[l.namespaces[n%len(l.namespaces)]]++
 	}
-	owners := func(members ...string) map[string]map[string]bool {
-		out := map[string]map[string]bool{}
-		for _, id := range members {
-			s := shard.NewSharder(id, shard.DefaultPartitions, false, metrics.New(prometheus.NewRegistry()),
-				slog.New(slog.NewTextHandler(io.Discard, nil)))
-			s.Update(members)
-			out[id] = map[string]bool{}
-			for _, ns := range l.namespaces {
-				out[id][ns] = s.Owns(ns)
-			}
-		}
-		return out
-	}
-	was, now := owners("rk-a", "rk-b"), owners("rk-a", "rk-b", "rk-c")
+	now := owners("rk-a", "rk-b", "rk-c")
 	want := map[string]float64{}
 	for id := range rs {
 		for ns, owned := range now[id] {
@@ -93,6 +91,32 @@ func TestReshardKeepsWhatWasHandedOn(t *testing.T) {
 		t.Error("the newcomer owns none of the Warnings: the reshard proves nothing")
 	}
 	exactlyOnce(t, l, "after a third replica joined")
+}
+
+// publishedTable waits for release's leader to publish a table of members, and returns it.
+func publishedTable(t *testing.T, release string, members ...string) *shard.Table {
+	t.Helper()
+	return publishedTableIn(t, cluster.Kube, haNamespace, release, members...)
+}
+
+// publishedTableIn is publishedTable in namespace of the API server kube reaches.
+func publishedTableIn(t *testing.T, kube kubernetes.Interface, namespace, release string, members ...string) *shard.Table {
+	t.Helper()
+	var table *shard.Table
+	eventually(t, 30*time.Second, func(ctx context.Context) error {
+		cm, err := kube.CoreV1().ConfigMaps(namespace).Get(ctx, shard.TableConfigMap(release), metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if table, err = shard.DecodeTable([]byte(cm.Data[shard.TableKey])); err != nil {
+			return err
+		}
+		if got := table.Members(); !slices.Equal(got, members) {
+			return fmt.Errorf("the published table (generation %d) is of %v, want %v", table.Generation, got, members)
+		}
+		return nil
+	})
+	return table
 }
 
 // waitMembers waits until every replica counts n members.

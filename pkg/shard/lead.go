@@ -1,0 +1,109 @@
+package shard
+
+import (
+	"context"
+	"slices"
+	"time"
+)
+
+// Publisher publishes the shard table (ConfigMapTables).
+type Publisher interface {
+	// Publish writes t as the next generation and returns it with that generation.
+	Publish(ctx context.Context, t *Table) (*Table, error)
+}
+
+// LeadConfig tunes the leader's part in sharding.
+type LeadConfig struct {
+	Publisher Publisher
+	// Held reports whether this replica still leads; nothing is published once it does not.
+	Held func() bool
+	// Every is how often the table is looked at (default 2s).
+	Every time.Duration
+	// Threshold is the max/avg load over which the table is re-cut (default 1.15).
+	Threshold float64
+	// Quiet is how long the namespaces must not have changed before a re-cut (default 3s): a
+	// batch of namespaces created together is cut once.
+	Quiet time.Duration
+	// MinInterval is the least time between two re-cuts (default 20s).
+	MinInterval time.Duration
+}
+
+func (c *LeadConfig) setDefaults() {
+	if c.Every <= 0 {
+		c.Every = 2 * time.Second
+	}
+	if c.Threshold <= 1 {
+		c.Threshold = 1.15
+	}
+	if c.Quiet <= 0 {
+		c.Quiet = 3 * time.Second
+	}
+	if c.MinInterval <= 0 {
+		c.MinInterval = 20 * time.Second
+	}
+}
+
+// Lead keeps the published table right while this replica leads (until ctx ends): it publishes the
+// first table, the table adapted to each new member set, and a re-cut when the namespaces have
+// drifted from the cut — sixty namespaces named alike created after the cut land in one or two
+// chunks, so their owner would take them all.
+func (s *Sharder) Lead(ctx context.Context, cfg LeadConfig) {
+	cfg.setDefaults()
+	t := time.NewTicker(cfg.Every)
+	defer t.Stop()
+	var lastCut time.Time
+	for {
+		if next, why := s.next(cfg, lastCut); next != nil && cfg.Held() {
+			pub, err := cfg.Publisher.Publish(ctx, next)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				s.log.Warn("publishing the shard table", "error", err)
+			case err == nil:
+				if why != "members" {
+					lastCut = time.Now()
+				}
+				s.log.Info("published the shard table", "generation", pub.Generation, "why", why,
+					"chunks", len(pub.Starts), "members", pub.Members())
+				s.SetPublished(pub)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// next is the table the leader should publish now, and why; nil when the published one is right.
+func (s *Sharder) next(cfg LeadConfig, lastCut time.Time) (*Table, string) {
+	s.mu.Lock()
+	pub, members, names, changed := s.published, slices.Clone(s.members), s.names, s.namesChanged
+	s.mu.Unlock()
+	if len(members) == 0 || len(names) == 0 {
+		return nil, ""
+	}
+	weighed := CountWeighted(names)
+	if pub == nil {
+		return NewTable(weighed, members, s.chunks, nil), "first"
+	}
+	adapted := pub
+	if !slices.Equal(pub.Members(), members) {
+		adapted = pub.Adapt(members)
+	}
+	if time.Since(changed) >= cfg.Quiet && time.Since(lastCut) >= cfg.MinInterval {
+		if was := adapted.Imbalance(weighed, members); was > cfg.Threshold {
+			cut := NewTable(weighed, members, s.chunks, adapted)
+			cut.Generation = pub.Generation
+			// A namespace is never split: with few namespaces the best cut is uneven too, and
+			// cutting again would move chunks for nothing.
+			if cut.Imbalance(weighed, members) < was/1.05 {
+				return cut, "re-cut"
+			}
+		}
+	}
+	if adapted != pub {
+		return adapted, "members"
+	}
+	return nil, ""
+}

@@ -1,0 +1,87 @@
+// Package shard divides namespaces between zen-watcher replicas. The shard key is the namespace;
+// its hash is FNV-1a 64, the hash the API server's shard selector uses, so a replica's share is a
+// set of hash ranges that the API server can filter by. The 64-bit space is cut into chunks where
+// the cluster's namespaces are (a Table), and the leader assigns the chunks to the members.
+package shard
+
+import (
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"strings"
+)
+
+// Hash is FNV-1a 64 of a namespace name, as the API server's shardRange hashes it.
+func Hash(namespace string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(namespace))
+	return h.Sum64()
+}
+
+// Range is a half-open range [Start, End) of the hash space; End 0 stands for 2^64.
+type Range struct {
+	Start, End uint64
+}
+
+// String writes r as the API server's shard selector writes a range's bounds.
+func (r Range) String() string {
+	end := fmt.Sprintf("0x%016x", r.End)
+	if r.End == 0 {
+		end = "0x10000000000000000"
+	}
+	return fmt.Sprintf("[0x%016x, %s)", r.Start, end)
+}
+
+// Contains reports whether h is in the range.
+func (r Range) Contains(h uint64) bool {
+	return h >= r.Start && (r.End == 0 || h < r.End)
+}
+
+// Ranges is a member's share: sorted, disjoint, adjacent ranges merged.
+type Ranges []Range
+
+// Contains reports whether the namespace hash h is in the share.
+func (rs Ranges) Contains(h uint64) bool {
+	i := sort.Search(len(rs), func(i int) bool { return rs[i].End == 0 || rs[i].End > h })
+	return i < len(rs) && rs[i].Contains(h)
+}
+
+// Equal reports whether two shares are the same.
+func (rs Ranges) Equal(o Ranges) bool {
+	if len(rs) != len(o) {
+		return false
+	}
+	for i := range rs {
+		if rs[i] != o[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Selector is the share as the API server's shard selector. An empty share has no selector: callers
+// must not list at all then.
+func (rs Ranges) Selector() string {
+	parts := make([]string, 0, len(rs))
+	for _, r := range rs {
+		end := fmt.Sprintf("0x%016x", r.End)
+		if r.End == 0 {
+			end = "0x10000000000000000"
+		}
+		parts = append(parts, fmt.Sprintf("shardRange(object.metadata.namespace, '0x%016x', '%s')", r.Start, end))
+	}
+	return strings.Join(parts, " || ")
+}
+
+// add appends r to rs, merged with the last range when it starts where that one ends; ranges are
+// added in ascending order.
+func (rs Ranges) add(r Range) Ranges {
+	if n := len(rs); n > 0 && rs[n-1].End == r.Start {
+		rs[n-1].End = r.End
+		return rs
+	}
+	return append(rs, r)
+}
+
+// Whole reports whether the share is the whole hash space (a table of one member).
+func (rs Ranges) Whole() bool { return len(rs) == 1 && rs[0].Start == 0 && rs[0].End == 0 }
