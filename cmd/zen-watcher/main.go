@@ -39,6 +39,7 @@ import (
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
 	"github.com/kube-zen/zen-watcher/pkg/redisstate"
 	"github.com/kube-zen/zen-watcher/pkg/server"
+	"github.com/kube-zen/zen-watcher/pkg/sources"
 )
 
 func main() {
@@ -84,8 +85,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
 
+	meta, err := metadata.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("building metadata client: %w", err)
+	}
+	written := &sources.WrittenObservations{Client: meta, Log: log}
 	writer := pipeline.NewWriter(pipeline.WriterConfig{
-		Workers: cfg.writerWorkers, QueueSize: cfg.writerQueue, Namespace: cfg.namespace,
+		Workers: cfg.writerWorkers, QueueSize: cfg.writerQueue, Namespace: cfg.namespace, Written: written,
 	}, obs, m, log)
 	store, rc, closeStore, err := dedupStore(ctx, cfg, m, log)
 	if err != nil {
@@ -111,11 +117,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	meta, err := metadata.NewForConfig(restCfg)
-	if err != nil {
-		return fmt.Errorf("building metadata client: %w", err)
-	}
-	rep := newReplicas(cfg, kube, meta, m, log)
+	rep := newReplicas(cfg, kube, meta, written, m, log)
 	// The coordinator publishes the manager's counts and the manager writes status with the
 	// coordinator's sums; the coordinator reads the counts only once it runs, after both exist.
 	var ingesters *ingester.Manager

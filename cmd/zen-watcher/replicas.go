@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
@@ -36,10 +37,14 @@ type replicas struct {
 	// namespaces are where the table is cut; tables is where the leader publishes it.
 	namespaces *shard.Namespaces
 	tables     *shard.ConfigMapTables
+	// written is read again before informers (re)start on a share, so that their re-list costs
+	// no create for what is written already.
+	written *sources.WrittenObservations
 }
 
-func newReplicas(cfg *config, kube kubernetes.Interface, meta metadata.Interface, m *metrics.Metrics, log *slog.Logger) *replicas {
-	r := &replicas{cfg: cfg, kube: kube, metrics: m, log: log.With("member", cfg.memberID)}
+func newReplicas(cfg *config, kube kubernetes.Interface, meta metadata.Interface, written *sources.WrittenObservations,
+	m *metrics.Metrics, log *slog.Logger) *replicas {
+	r := &replicas{cfg: cfg, kube: kube, metrics: m, log: log.With("member", cfg.memberID), written: written}
 	if cfg.sharding {
 		r.members = shard.NewMembers(shard.MembersConfig{
 			Client: kube, Namespace: cfg.namespace, Release: cfg.release, ID: cfg.memberID,
@@ -49,6 +54,7 @@ func newReplicas(cfg *config, kube kubernetes.Interface, meta metadata.Interface
 		r.sharder.UseTenure(r.members)
 		r.namespaces = shard.NewNamespaces(meta)
 		r.tables = &shard.ConfigMapTables{Client: kube, Namespace: cfg.namespace, Release: cfg.release, Self: cfg.memberID}
+		written.Wrap = r.sharder.Wrap
 	}
 	return r
 }
@@ -116,7 +122,7 @@ func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.
 	coord *ha.Coordinator, ingesters *ingester.Manager, cleaner *cleanup.Cleaner, maintain func(context.Context)) {
 	if r.members == nil {
 		health.AddLiveness("process", func(context.Context) error { return nil })
-		g.Go(func() error { return ingesters.Run(ctx) })
+		g.Go(func() error { r.loadWritten(ctx); return ingesters.Run(ctx) })
 	} else {
 		health.AddLiveness("member-lease", func(context.Context) error { return r.members.Healthy() })
 		health.AddReadiness("joined", func(context.Context) error {
@@ -181,6 +187,7 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 	case <-r.sharder.Changes(): // the informers start on the share in force
 	default:
 	}
+	r.loadWritten(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- ingesters.Run(ctx) }()
 	for {
@@ -192,8 +199,19 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 		case <-r.namespaces.Changes():
 			r.sharder.SetNamespaces(r.namespaces.Names())
 		case <-r.sharder.Changes():
+			r.loadWritten(ctx)
 			ingesters.Reshard()
 		}
+	}
+}
+
+// loadWritten reads the Observations of the share in force before the informers list it; if
+// they cannot be read in time, the re-list costs refused creates, nothing more.
+func (r *replicas) loadWritten(ctx context.Context) {
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := r.written.Load(lctx); err != nil && ctx.Err() == nil {
+		r.log.Warn("reading the Observations written; re-listed findings will be sent again", "error", err)
 	}
 }
 

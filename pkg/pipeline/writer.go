@@ -20,6 +20,13 @@ type Creator interface {
 	Create(ctx context.Context, obs *v1alpha1.Observation) error
 }
 
+// WrittenIndex knows Observations that exist, so that a re-listed finding whose Observation is
+// known is not sent to the API server only to be refused as existing.
+type WrittenIndex interface {
+	// Written reports whether the Observation namespace/name is known to exist.
+	Written(namespace, name string) bool
+}
+
 // WriterConfig tunes the writer.
 type WriterConfig struct {
 	// Workers is the number of concurrent creates (default 16).
@@ -33,6 +40,8 @@ type WriterConfig struct {
 	MaxAttempts int
 	// InitialBackoff is the first retry delay, doubled up to MaxBackoff (defaults 50 ms and 5 s).
 	InitialBackoff, MaxBackoff time.Duration
+	// Written, when set, is asked about re-listed stateful findings before they are created.
+	Written WrittenIndex
 }
 
 func (c *WriterConfig) setDefaults() {
@@ -159,6 +168,14 @@ func (w *Writer) fail(ctx context.Context, ev *Event, err error) {
 
 func (w *Writer) write(ctx context.Context, ev *Event) {
 	obs := BuildObservation(ev, w.cfg.Namespace)
+	if w.knownWritten(ev, obs) {
+		w.metrics.ObservationsKnownWritten.WithLabelValues(ev.Source).Inc()
+		w.metrics.ObservationsDeduplicated.WithLabelValues(ev.Source).Inc()
+		if ev.Done != nil {
+			ev.Done(OutcomeDeduplicated, nil)
+		}
+		return
+	}
 	o, err := w.create(ctx, obs)
 	if o == OutcomeFailed && apierrors.IsNotFound(err) && obs.Namespace != w.cfg.Namespace {
 		// The finding's namespace does not exist (any more): keep the finding, in the release's.
@@ -191,6 +208,15 @@ func (w *Writer) write(ctx context.Context, ev *Event) {
 	if ev.Done != nil {
 		ev.Done(o, err)
 	}
+}
+
+// knownWritten reports whether obs is a re-listed stateful finding's Observation known to exist:
+// creating it would only be refused as AlreadyExists. Only a re-listed finding is asked about, so
+// a finding seen anew is created even if an Observation of its name was known once (and has been
+// deleted since).
+func (w *Writer) knownWritten(ev *Event, obs *v1alpha1.Observation) bool {
+	return w.cfg.Written != nil && ev.Relisted && ev.Stateful && obs.Name != "" &&
+		w.cfg.Written.Written(obs.Namespace, obs.Name)
 }
 
 // create retries retriable failures with exponential backoff. AlreadyExists means an earlier read

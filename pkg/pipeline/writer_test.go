@@ -244,3 +244,64 @@ func TestWriterStopReleasesWhatItHolds(t *testing.T) {
 		t.Errorf("Put after the stop: %v, want ErrStopped", err)
 	}
 }
+
+// knownNames is a WrittenIndex of fixed names.
+type knownNames map[string]bool
+
+func (k knownNames) Written(namespace, name string) bool { return k[namespace+"/"+name] }
+
+// TestWriterSkipsKnownWritten: a re-listed stateful finding whose Observation is known to exist
+// sends no create; a finding seen anew, one without a deterministic name, or one not known is
+// created as ever.
+func TestWriterSkipsKnownWritten(t *testing.T) {
+	stateful := baseEvent()
+	stateful.Stateful = true
+	stateful.FP = Fingerprint(&stateful)
+	name := BuildObservation(&stateful, "zen-system").Name
+	known := knownNames{"kube-system/" + name: true}
+	cases := []struct {
+		name              string
+		relisted, isState bool
+		index             WrittenIndex
+		want              Outcome
+		wantCalls         int
+	}{
+		{"re-listed and known", true, true, known, OutcomeDeduplicated, 0},
+		{"seen anew", false, true, known, OutcomeWritten, 1},
+		{"no deterministic name", true, false, known, OutcomeWritten, 1},
+		{"not known", true, true, knownNames{}, OutcomeWritten, 1},
+		{"no index", true, true, nil, OutcomeWritten, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &scriptedCreator{}
+			m := metrics.New(prometheus.NewRegistry())
+			w := NewWriter(WriterConfig{Workers: 1, Written: tc.index}, c, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go w.Run(ctx)
+			ev := stateful
+			ev.Stateful, ev.Relisted = tc.isState, tc.relisted
+			done := make(chan Outcome, 1)
+			ev.Done = func(o Outcome, _ error) { done <- o }
+			if err := w.Put(ctx, &ev); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case got := <-done:
+				if got != tc.want {
+					t.Errorf("outcome %v, want %v", got, tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no outcome")
+			}
+			c.mu.Lock()
+			calls := c.calls
+			c.mu.Unlock()
+			skipped := testutil.ToFloat64(m.ObservationsKnownWritten.WithLabelValues(ev.Source))
+			if calls != tc.wantCalls || skipped != float64(1-tc.wantCalls) {
+				t.Errorf("%d creates and %v counted known written, want %d", calls, skipped, tc.wantCalls)
+			}
+		})
+	}
+}

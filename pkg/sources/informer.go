@@ -143,9 +143,9 @@ func (i *Informer) Run(ctx context.Context, h Handler) error {
 	if err := inf.SetTransform(i.transform); err != nil {
 		return fmt.Errorf("setting transform: %w", err)
 	}
-	if _, err := inf.AddEventHandlerWithOptions(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { i.handle(ctx, h, obj) },
-		UpdateFunc: func(_, obj any) { i.handle(ctx, h, obj) },
+	if _, err := inf.AddEventHandlerWithOptions(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc:    func(obj any, listed bool) { i.handle(ctx, h, obj, listed) },
+		UpdateFunc: func(_, obj any) { i.handle(ctx, h, obj, false) },
 		DeleteFunc: i.forget,
 	}, cache.HandlerOptions{ResyncPeriod: &resync}); err != nil {
 		return fmt.Errorf("adding handler: %w", err)
@@ -297,8 +297,9 @@ func (i *Informer) malformed(u *unstructured.Unstructured, err error) {
 	i.log.Warn("malformed object", "error", msg)
 }
 
-// handle hands on the findings of obj that were not handed on for it before.
-func (i *Informer) handle(ctx context.Context, h Handler, obj any) {
+// handle hands on the findings of obj that were not handed on for it before; listed says obj
+// came with the informer's first list.
+func (i *Informer) handle(ctx context.Context, h Handler, obj any, listed bool) {
 	p, ok := obj.(*parsed)
 	if !ok {
 		return
@@ -318,6 +319,7 @@ func (i *Informer) handle(ctx context.Context, h Handler, obj any) {
 			continue
 		}
 		ev := *f // the cached finding stays as it is; the pipeline works on a copy
+		ev.Relisted = listed
 		uid, fp := p.UID, f.FP
 		ev.Done = func(o pipeline.Outcome, _ error) {
 			// Not written, failed or held back by the source's rate limit: the next resync hands

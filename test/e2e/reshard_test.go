@@ -19,7 +19,7 @@ import (
 // when a third joins. Each replica restarts its informers on its new share and re-lists it, and
 // hands on again only the Warnings of namespaces it did not own before — for the two, those the
 // table moved to them (none: chunks move only to the newcomer); for the newcomer, all of its share. Every Warning still has
-// exactly one Observation.
+// exactly one Observation, and the newcomer sends no create for a Warning whose Observation exists.
 func TestReshardKeepsWhatWasHandedOn(t *testing.T) {
 	redisSrv, err := testenv.StartRedis()
 	if err != nil {
@@ -42,7 +42,9 @@ func TestReshardKeepsWhatWasHandedOn(t *testing.T) {
 		}
 		return out
 	}
-	rs, _ := startProxied(t, release, redisSrv.Addr, []string{"rk-a", "rk-b"})
+	// A dedup window of 2 s: the Warnings are older than that when the third replica re-lists them,
+	// so nothing but the written Observations it read keeps their creates from the API server.
+	rs, _ := startProxied(t, release, redisSrv.Addr, []string{"rk-a", "rk-b"}, "-dedup-window", "2s")
 	waitMembers(t, rs, 2)
 	was := owners("rk-a", "rk-b")
 	l.run(t, 20*time.Millisecond)
@@ -55,7 +57,9 @@ func TestReshardKeepsWhatWasHandedOn(t *testing.T) {
 		before[id] = r.metric(processed)
 	}
 
-	more, _ := startProxied(t, release, redisSrv.Addr, []string{"rk-c"})
+	time.Sleep(2 * time.Second) // past the dedup window
+	joined := time.Now()
+	more, proxies := startProxied(t, release, redisSrv.Addr, []string{"rk-c"}, "-dedup-window", "2s")
 	rs["rk-c"] = more["rk-c"]
 	waitMembers(t, rs, 3)
 	perNamespace := map[string]int{}
@@ -89,6 +93,13 @@ func TestReshardKeepsWhatWasHandedOn(t *testing.T) {
 	}
 	if want["rk-c"] == 0 {
 		t.Error("the newcomer owns none of the Warnings: the reshard proves nothing")
+	}
+	// What the newcomer re-listed was written already: it sent no create for it.
+	creates := proxies["rk-c"].count(joined, "POST", "/observations")
+	known := rs["rk-c"].metric(`zen_watcher_observations_known_written_total{source="k8sevents"}`)
+	t.Logf("rk-c: %.0f re-listed findings known written, %d creates sent", known, creates)
+	if creates != 0 || known != want["rk-c"] {
+		t.Errorf("rk-c sent %d creates for %.0f re-listed findings already written (%.0f known), want 0", creates, want["rk-c"], known)
 	}
 	exactlyOnce(t, l, "after a third replica joined")
 }
