@@ -60,9 +60,9 @@ func (r *run) setUp(ctx context.Context) error {
 		return err
 	}
 	for _, word := range namespaceWords {
-		// Names as clusters have them, differing from their first letters: a numbered series
-		// (app-01, app-02, ...) clusters under the API server's FNV-1a and would put every
-		// namespace on one replica (docs/ARCHITECTURE.md).
+		// Names as clusters have them, differing from their first letters. (A numbered series,
+		// app-01, app-02, ..., would spread as well: the shard table is cut where the names'
+		// FNV-1a hashes are; see docs/ARCHITECTURE.md.)
 		ns := word + "-" + r.tok
 		if err := ensureNamespace(ctx, r.env, ns); err != nil {
 			return err
