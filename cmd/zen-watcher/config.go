@@ -40,6 +40,7 @@ type config struct {
 	sharding       bool
 	chunks         int
 	recutAt        float64
+	loadRecutEvery time.Duration
 	memberLease    time.Duration
 	memberRenew    time.Duration
 	leaderElection bool
@@ -122,6 +123,7 @@ func envFlags() map[string]string {
 		"sharding":                           "SHARDING_ENABLED",
 		"shard-chunks":                       "SHARD_CHUNKS",
 		"shard-recut-threshold":              "SHARD_RECUT_THRESHOLD",
+		"shard-load-recut-interval":          "SHARD_LOAD_RECUT_INTERVAL",
 		"member-lease-duration":              "MEMBER_LEASE_DURATION",
 		"member-renew-interval":              "MEMBER_RENEW_INTERVAL",
 		"shutdown-delay":                     "SHUTDOWN_DELAY",
@@ -217,6 +219,8 @@ func newFlagSet(c *config) *flag.FlagSet {
 		"chunks the namespace hash space is cut into, where the namespaces are (the leader assigns them to the replicas)")
 	fs.Float64Var(&c.recutAt, "shard-recut-threshold", 1.15,
 		"the leader cuts the table again when the busiest replica owns more than this times the average")
+	fs.DurationVar(&c.loadRecutEvery, "shard-load-recut-interval", 2*time.Minute,
+		"the least time between two re-cuts for the namespaces' measured load alone (new namespaces are cut in within 20s)")
 	fs.DurationVar(&c.memberLease, "member-lease-duration", 15*time.Second,
 		"how long a replica counts as a member without renewing its Lease")
 	fs.DurationVar(&c.memberRenew, "member-renew-interval", 5*time.Second, "how often a replica renews its member Lease")
@@ -348,6 +352,7 @@ func (c *config) validate() error {
 		{"order-tune-interval", c.tuneInterval, c.tuneInterval > 0, "positive"},
 		{"shard-chunks", c.chunks, c.chunks >= 1 && c.chunks <= 4096, "between 1 and 4096"},
 		{"shard-recut-threshold", c.recutAt, c.recutAt > 1, "above 1"},
+		{"shard-load-recut-interval", c.loadRecutEvery, c.loadRecutEvery > 0, "positive"},
 		{"member-lease-duration", c.memberLease, c.memberLease > 0, "positive"},
 		{"member-renew-interval", c.memberRenew, c.memberRenew > 0 && c.memberRenew < c.memberLease,
 			fmt.Sprintf("positive and shorter than -member-lease-duration (%v)", c.memberLease)},

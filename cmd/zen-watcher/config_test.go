@@ -36,6 +36,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "member renew past its lease", args: []string{"-member-renew-interval", "20s"}, wantErr: "-member-renew-interval"},
 		{name: "zero chunks", args: []string{"-shard-chunks", "0"}, wantErr: "-shard-chunks"},
 		{name: "re-cut at even", args: []string{"-shard-recut-threshold", "1"}, wantErr: "-shard-recut-threshold"},
+		{name: "no load re-cut interval", env: map[string]string{"SHARD_LOAD_RECUT_INTERVAL": "0s"}, wantErr: "-shard-load-recut-interval (env SHARD_LOAD_RECUT_INTERVAL)"},
 		{name: "sub-minute TTL", env: map[string]string{"OBSERVATION_TTL_SECONDS": "30"},
 			wantErr: "-observation-ttl-seconds (env OBSERVATION_TTL_SECONDS) = 30: must be from 60"},
 		{name: "negative TTL", args: []string{"-observation-ttl-seconds", "-5"}, wantErr: "-observation-ttl-seconds"},

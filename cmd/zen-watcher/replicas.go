@@ -40,6 +40,9 @@ type replicas struct {
 	// written is read again before informers (re)start on a share, so that their re-list costs
 	// no create for what is written already.
 	written *sources.WrittenObservations
+	// weights is where the replicas publish what their namespaces weigh, for the leader's cut; nil
+	// without Redis, where every namespace weighs one.
+	weights shard.WeightStore
 }
 
 func newReplicas(cfg *config, kube kubernetes.Interface, meta metadata.Interface, written *sources.WrittenObservations,
@@ -93,7 +96,8 @@ func (r *replicas) leaderWork(coord *ha.Coordinator, cleaner *cleanup.Cleaner, m
 		}
 		if r.sharder != nil {
 			wg.Go(func() {
-				r.sharder.Lead(lctx, shard.LeadConfig{Publisher: r.tables, Held: fence.Held, Threshold: r.cfg.recutAt})
+				r.sharder.Lead(lctx, shard.LeadConfig{Publisher: r.tables, Held: fence.Held, Threshold: r.cfg.recutAt,
+					Weights: r.weights, LoadInterval: r.cfg.loadRecutEvery})
 			})
 		}
 		<-lctx.Done()
@@ -103,14 +107,19 @@ func (r *replicas) leaderWork(coord *ha.Coordinator, cleaner *cleanup.Cleaner, m
 
 // coordinator returns what makes the replicas sharing Redis (rc) one: their statistics, the
 // leader's decisions and the Ingesters' status counts; nil without Redis. seen is the Ingester
-// manager's count of the findings each source produced here.
+// manager's count of the findings each source produced here. The same shared state carries the
+// namespaces' weights.
 func (r *replicas) coordinator(pipe *pipeline.Pipeline, cache *pipeline.LocalCache, rc redis.UniversalClient,
 	seen func(source string) int64) *ha.Coordinator {
 	if rc == nil {
 		return nil
 	}
+	state := redisstate.NewCoordination(rc, r.cfg.release)
+	if r.sharder != nil {
+		r.weights = state
+	}
 	return ha.NewCoordinator(ha.CoordinatorConfig{
-		Self: r.cfg.memberID, State: redisstate.NewCoordination(rc, r.cfg.release), Pipeline: pipe, Cache: cache,
+		Self: r.cfg.memberID, State: state, Pipeline: pipe, Cache: cache,
 		Optimize: r.cfg.haOptimization, Optimization: r.optimization(), Policy: pipeline.DefaultOrderPolicy(),
 		Members: r.memberCount, Metrics: r.metrics, Log: r.log, Seen: seen,
 	})
@@ -136,6 +145,9 @@ func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.
 		tables := r.tables.Follow(ctx, func(t *shard.Table) { r.sharder.SetPublished(t) },
 			func(err error) { r.log.Warn("ignoring the published shard table", "error", err) })
 		g.Go(func() error { return r.follow(ctx, ingesters, tables) })
+		if r.weights != nil {
+			g.Go(func() error { r.sharder.ReportWeights(ctx, r.weights); return nil })
+		}
 	}
 	if coord != nil {
 		g.Go(func() error { coord.RunReplica(ctx, r.cfg.syncInterval); return nil })

@@ -26,6 +26,12 @@ type LeadConfig struct {
 	Quiet time.Duration
 	// MinInterval is the least time between two re-cuts (default 20s).
 	MinInterval time.Duration
+	// Weights, when set, is where the replicas publish what their namespaces weigh; without it
+	// every namespace weighs one.
+	Weights WeightStore
+	// LoadInterval is the least time between two re-cuts when only the weights changed, not the
+	// namespaces (default 2m): a re-cut moves chunks, and every chunk moved is listed again.
+	LoadInterval time.Duration
 }
 
 func (c *LeadConfig) setDefaults() {
@@ -41,6 +47,9 @@ func (c *LeadConfig) setDefaults() {
 	if c.MinInterval <= 0 {
 		c.MinInterval = 20 * time.Second
 	}
+	if c.LoadInterval <= 0 {
+		c.LoadInterval = 2 * time.Minute
+	}
 }
 
 // Lead keeps the published table right while this replica leads (until ctx ends): it publishes the
@@ -51,9 +60,21 @@ func (s *Sharder) Lead(ctx context.Context, cfg LeadConfig) {
 	cfg.setDefaults()
 	t := time.NewTicker(cfg.Every)
 	defer t.Stop()
-	var lastCut time.Time
+	var (
+		lastCut, weighed time.Time
+		measured         map[string]float64
+	)
 	for {
-		if next, why := s.next(cfg, lastCut); next != nil && cfg.Held() {
+		if cfg.Weights != nil && time.Since(weighed) >= WeighEvery {
+			m, err := cfg.Weights.Weights(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				s.log.Warn("reading the namespaces' weights; they weigh what was read last", "error", err)
+			case err == nil:
+				measured, weighed = m, time.Now()
+			}
+		}
+		if next, why := s.next(cfg, lastCut, measured); next != nil && cfg.Held() {
 			pub, err := cfg.Publisher.Publish(ctx, next)
 			switch {
 			case err != nil && ctx.Err() == nil:
@@ -76,14 +97,15 @@ func (s *Sharder) Lead(ctx context.Context, cfg LeadConfig) {
 }
 
 // next is the table the leader should publish now, and why; nil when the published one is right.
-func (s *Sharder) next(cfg LeadConfig, lastCut time.Time) (*Table, string) {
+// measured is what the replicas measured their namespaces weigh (see Weighed).
+func (s *Sharder) next(cfg LeadConfig, lastCut time.Time, measured map[string]float64) (*Table, string) {
 	s.mu.Lock()
 	pub, members, names, changed := s.published, slices.Clone(s.members), s.names, s.namesChanged
 	s.mu.Unlock()
 	if len(members) == 0 || len(names) == 0 {
 		return nil, ""
 	}
-	weighed := CountWeighted(names)
+	weighed := Weighed(names, measured)
 	if pub == nil {
 		return NewTable(weighed, members, s.chunks, nil), "first"
 	}
@@ -91,7 +113,13 @@ func (s *Sharder) next(cfg LeadConfig, lastCut time.Time) (*Table, string) {
 	if !slices.Equal(pub.Members(), members) {
 		adapted = pub.Adapt(members)
 	}
-	if time.Since(changed) >= cfg.Quiet && time.Since(lastCut) >= cfg.MinInterval {
+	// New namespaces are cut in soon: what is created in them next is to spread. A shift of load
+	// alone waits longer, so that a burst does not move chunks back and forth.
+	least := cfg.LoadInterval
+	if changed.After(lastCut) {
+		least = cfg.MinInterval
+	}
+	if time.Since(changed) >= cfg.Quiet && time.Since(lastCut) >= least {
 		if was := adapted.Imbalance(weighed, members); was > cfg.Threshold {
 			cut := NewTable(weighed, members, s.chunks, adapted)
 			cut.Generation = pub.Generation

@@ -24,6 +24,8 @@ type listerWatcher struct {
 	kept, dropped prometheus.Counter
 	// held, when set, reports whether the share still holds; once it does not, nothing is kept.
 	held func() bool
+	// tally, when set, counts what is kept per namespace: the namespaces' weights.
+	tally *tally
 }
 
 // Wrap narrows lw to share of the FNV-1a space, with the API server's help. A share that is the
@@ -66,10 +68,15 @@ func (l *listerWatcher) ListWithContext(ctx context.Context, o metav1.ListOption
 		return nil, fmt.Errorf("filtering list by shard: %w", err)
 	}
 	kept := items[:0]
+	var namespaces []string
 	for _, it := range items {
-		if l.keeps(it) {
+		if ns, keep := l.keeps(it); keep {
 			kept = append(kept, it)
+			namespaces = append(namespaces, ns)
 		}
+	}
+	if l.tally != nil {
+		l.tally.listed(namespaces)
 	}
 	if len(kept) == len(items) {
 		return list, nil
@@ -91,24 +98,33 @@ func (l *listerWatcher) WatchWithContext(ctx context.Context, o metav1.ListOptio
 	if err != nil {
 		return nil, err
 	}
+	if l.tally != nil && o.SendInitialEvents != nil && *o.SendInitialEvents {
+		l.tally.listed(nil) // the initial events deliver what is held, as a list does
+	}
 	return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
 		switch e.Type {
 		case watch.Added, watch.Modified, watch.Deleted:
-			return e, l.keeps(e.Object)
+			ns, keep := l.keeps(e.Object)
+			if keep && l.tally != nil {
+				l.tally.event(e.Type, ns)
+			}
+			return e, keep
 		}
 		return e, true
 	}), nil
 }
 
-func (l *listerWatcher) keeps(obj runtime.Object) bool {
+// keeps reports whether obj is in the share, and its namespace.
+func (l *listerWatcher) keeps(obj runtime.Object) (string, bool) {
 	if l.held != nil && !l.held() {
-		return false
+		return "", false
 	}
 	m, err := meta.Accessor(obj)
 	if err != nil {
-		return true // not an object with metadata: let the informer decide
+		return "", true // not an object with metadata: let the informer decide
 	}
-	keep := l.share.Contains(Hash(m.GetNamespace()))
+	ns := m.GetNamespace()
+	keep := l.share.Contains(Hash(ns))
 	c := l.dropped
 	if keep {
 		c = l.kept
@@ -116,5 +132,5 @@ func (l *listerWatcher) keeps(obj runtime.Object) bool {
 	if c != nil {
 		c.Inc()
 	}
-	return keep
+	return ns, keep
 }

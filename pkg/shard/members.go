@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -226,7 +227,7 @@ func (m *Members) recompute() {
 		return
 	}
 	live := LiveMembers(list, time.Now())
-	if equal(live, m.current) {
+	if slices.Equal(live, m.current) {
 		return
 	}
 	m.publish(live)
@@ -240,18 +241,6 @@ func (m *Members) publish(set []string) {
 	default:
 	}
 	m.changes <- set
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // LiveMembers is the sorted member set of a release's member Leases at now: the holders of those

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -54,7 +55,7 @@ func TestMembersPublishTheNewestSet(t *testing.T) {
 		default:
 			t.Fatalf("round %d: nothing published", round)
 		}
-		if want := m.Current(); !equal(last, want) || len(want) != 1 {
+		if want := m.Current(); !slices.Equal(last, want) || len(want) != 1 {
 			t.Fatalf("round %d: last published %v, current %v, want [a]", round, last, want)
 		}
 	}
@@ -77,7 +78,7 @@ func TestTenureLapses(t *testing.T) {
 	}
 	old := m.Tenure()
 	m.recompute()
-	if set := <-m.Changes(); !equal(set, []string{"a"}) || !m.Holds(old) {
+	if set := <-m.Changes(); !slices.Equal(set, []string{"a"}) || !m.Holds(old) {
 		t.Fatalf("after joining: set %v, holds %v", set, m.Holds(old))
 	}
 	time.Sleep(400 * time.Millisecond) // a pause
@@ -102,7 +103,7 @@ func TestTenureLapses(t *testing.T) {
 	m.recompute()
 	select {
 	case set := <-m.Changes():
-		if !equal(set, []string{"a"}) {
+		if !slices.Equal(set, []string{"a"}) {
 			t.Errorf("published %v after renewing, want [a]", set)
 		}
 	default:
@@ -122,11 +123,11 @@ func TestWrappedInformersKeepNothingOnceTheTenureEnds(t *testing.T) {
 		t.Fatal("the informer was not wrapped")
 	}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "payments-prod", Name: "p"}}
-	if !l.keeps(pod) {
+	if _, keep := l.keeps(pod); !keep {
 		t.Fatal("the only member does not keep an object while its tenure holds")
 	}
 	tenure.n.Add(1)
-	if l.keeps(pod) {
+	if _, keep := l.keeps(pod); keep {
 		t.Error("an object kept after the tenure ended")
 	}
 }

@@ -46,19 +46,6 @@ func (rs Ranges) Contains(h uint64) bool {
 	return i < len(rs) && rs[i].Contains(h)
 }
 
-// Equal reports whether two shares are the same.
-func (rs Ranges) Equal(o Ranges) bool {
-	if len(rs) != len(o) {
-		return false
-	}
-	for i := range rs {
-		if rs[i] != o[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // Selector is the share as the API server's shard selector. An empty share has no selector: callers
 // must not list at all then.
 func (rs Ranges) Selector() string {

@@ -43,6 +43,9 @@ type Sharder struct {
 	share        Ranges
 	joined       bool
 	changes      chan struct{}
+
+	// weigher counts what the informers started on the share in force deliver.
+	weigher weigher
 }
 
 // NewSharder returns the sharder of member self, cutting tables of chunks chunks. Until it has
@@ -97,13 +100,15 @@ func (s *Sharder) update(change func()) bool {
 	if !slices.Contains(s.members, s.self) {
 		share = nil
 	}
-	changed := !share.Equal(s.share)
+	changed := !slices.Equal(share, s.share)
 	s.table, s.share, s.joined = t, share, slices.Contains(s.members, s.self)
 	members, owned := len(s.members), s.countOwned(share)
 	chunks := 0
-	for _, o := range t.Owners {
-		if o == s.self && share != nil {
-			chunks++
+	if share != nil { // a replica outside the member set owns no chunk, whatever the table says
+		for _, o := range t.Owners {
+			if o == s.self {
+				chunks++
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -115,6 +120,7 @@ func (s *Sharder) update(change func()) bool {
 		return false
 	}
 	s.metrics.Rebalances.Inc()
+	s.weigher.reset()
 	if len(share) == 0 {
 		// Failing closed: its informers ask for nothing and keep nothing until it is back.
 		s.log.Warn("this replica owns no namespace", "self", s.self, "members", members)
@@ -194,6 +200,6 @@ func (s *Sharder) Wrap(lw cache.ListerWatcher) cache.ListerWatcher {
 	if held == nil && share.Whole() {
 		return lw
 	}
-	return &listerWatcher{next: lw, share: share, held: held,
+	return &listerWatcher{next: lw, share: share, held: held, tally: s.weigher.start(),
 		kept: s.metrics.ShardObjects.WithLabelValues("kept"), dropped: s.metrics.ShardObjects.WithLabelValues("dropped")}
 }

@@ -127,32 +127,32 @@ func TestLeaderRecutsDriftedNamespaces(t *testing.T) {
 	s := newTestSharder("zw-a")
 	members := []string{"zw-a", "zw-b", "zw-c"}
 	s.SetMembers(members)
-	if next, _ := s.next(cfg, time.Time{}); next != nil {
+	if next, _ := s.next(cfg, time.Time{}, nil); next != nil {
 		t.Fatal("a table before any namespace was seen")
 	}
 	s.SetNamespaces([]string{"default", "kube-system", "zen-system", "monitoring"})
-	next, why := s.next(cfg, time.Time{})
+	next, why := s.next(cfg, time.Time{}, nil)
 	if why != "first" {
 		t.Fatalf("first: %q", why)
 	}
 	next.Generation = 1
 	s.SetPublished(next)
-	if n, why := s.next(cfg, time.Time{}); n != nil {
+	if n, why := s.next(cfg, time.Time{}, nil); n != nil {
 		t.Fatalf("published again (%s) with nothing changed", why)
 	}
 	s.SetMembers(append(members, "zw-d"))
-	if n, why := s.next(cfg, time.Time{}); n == nil || why != "members" || !slices.Contains(n.Members(), "zw-d") {
+	if n, why := s.next(cfg, time.Time{}, nil); n == nil || why != "members" || !slices.Contains(n.Members(), "zw-d") {
 		t.Fatalf("a new member: %q %v", why, n)
 	} else {
 		s.SetPublished(&Table{Starts: n.Starts, Weights: n.Weights, Owners: n.Owners, Generation: 2})
 	}
 	all := append([]string{"default", "kube-system", "zen-system", "monitoring"}, names("team-%d", 60)...)
 	s.SetNamespaces(all)
-	if n, why := s.next(cfg, time.Time{}); n != nil {
+	if n, why := s.next(cfg, time.Time{}, nil); n != nil {
 		t.Fatalf("re-cut (%s) while the namespaces were not quiet", why)
 	}
 	cfg.Quiet = time.Nanosecond
-	n, why := s.next(cfg, time.Time{})
+	n, why := s.next(cfg, time.Time{}, nil)
 	if why != "re-cut" {
 		t.Fatalf("60 namespaces named alike after the cut: %q", why)
 	}
@@ -163,10 +163,10 @@ func TestLeaderRecutsDriftedNamespaces(t *testing.T) {
 	}
 	n.Generation = 3
 	s.SetPublished(n)
-	if n, why := s.next(cfg, time.Time{}); n != nil {
+	if n, why := s.next(cfg, time.Time{}, nil); n != nil {
 		t.Errorf("published again (%s) right after the re-cut", why)
 	}
-	if n, _ := s.next(cfg, time.Now()); n != nil {
+	if n, _ := s.next(cfg, time.Now(), nil); n != nil {
 		t.Error("re-cut within the least interval")
 	}
 }
