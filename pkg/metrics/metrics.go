@@ -118,6 +118,9 @@ type Metrics struct {
 	// ObservationsKnownWritten counts re-listed findings whose Observation was known to exist, so
 	// that no create was sent for them.
 	ObservationsKnownWritten *prometheus.CounterVec
+	// FindingsRelisted counts the findings informers handed on from their first list after a start
+	// or a rebalance: what a hand-over costs the pipeline.
+	FindingsRelisted *prometheus.CounterVec
 	// ShardObjects counts the objects the sharded watches delivered, by whether they were in the
 	// share (kept) or not (dropped by the client-side predicate).
 	ShardObjects *prometheus.CounterVec
@@ -326,6 +329,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "observations_known_written_total",
 			Help: "Findings re-listed after a start or a rebalance whose Observation was known to exist: no create was sent for them (they count as deduplicated too).",
 		}, []string{"source"}),
+		FindingsRelisted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "findings_relisted_total",
+			Help: "Findings handed on from an informer's first list after a start or a rebalance (those of namespaces new to the replica).",
+		}, []string{"source"}),
 		ShardObjects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "shard_objects_total",
 			Help: "Objects the sharded lists and watches delivered, by whether the share holds them (kept) or the client dropped them (dropped); with the API server filtering, dropped stays 0.",
@@ -382,7 +389,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.DedupWindowSeconds, m.DedupCacheSize, m.WebhookRequests, m.WebhookEvents, m.WebhookRequestsWithoutFindings, m.WebhookEventsCut, m.WebhookBytes, m.WebhookRejected,
 		m.WebhookAuthFailures, m.WebhookRateLimited, m.WebhookFindings, m.WebhookAccepted, m.WebhookQueueFallbacks, m.WebhookReplayUnchecked,
 		m.WebhookQueueDepth, m.WebhookStreamLag, m.WebhookQueueClaimed, m.WebhookQueueLost, m.WebhookQueueProcessed,
-		m.WebhookConnections, m.WebhookConnectionsRefused, m.SourceReady, m.Members, m.ChunksOwned, m.TableGeneration, m.ShardObjects, m.ObservationsKnownWritten, m.Rebalances, m.IsLeader, m.LeaderTransitions,
+		m.WebhookConnections, m.WebhookConnectionsRefused, m.SourceReady, m.Members, m.ChunksOwned, m.TableGeneration, m.ShardObjects, m.ObservationsKnownWritten, m.FindingsRelisted, m.Rebalances, m.IsLeader, m.LeaderTransitions,
 		m.FailoverSeconds, m.NamespacesOwned, m.CleanupDeleted, m.CleanupRuns, m.CleanupDuration, m.CleanupErrors, m.CleanupBacklog,
 	)
 	for _, r := range []string{"complete", "interrupted", "error"} {

@@ -320,6 +320,9 @@ func (i *Informer) handle(ctx context.Context, h Handler, obj any, listed bool) 
 		}
 		ev := *f // the cached finding stays as it is; the pipeline works on a copy
 		ev.Relisted = listed
+		if listed {
+			i.metrics.FindingsRelisted.WithLabelValues(i.cfg.Source).Inc()
+		}
 		uid, fp := p.UID, f.FP
 		ev.Done = func(o pipeline.Outcome, _ error) {
 			// Not written, failed or held back by the source's rate limit: the next resync hands

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -550,8 +551,9 @@ func hasObservation(obs []v1alpha1.Observation, eventType, severity, detail, ver
 	return false
 }
 
-// apiServerMetric is a counter of the API server's, summed over its labels.
-func apiServerMetric(t *testing.T, c *testenv.Cluster, name string) float64 {
+// apiServerMetric is a counter of the API server's, summed over its labels; where match is given,
+// over the samples whose labels hold every one of them (such as `code="409"`).
+func apiServerMetric(t *testing.T, c *testenv.Cluster, name string, match ...string) float64 {
 	t.Helper()
 	raw, err := c.Kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
 	if err != nil {
@@ -562,7 +564,8 @@ func apiServerMetric(t *testing.T, c *testenv.Cluster, name string) float64 {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if line != name && !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+		if line != name && !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") ||
+			slices.ContainsFunc(match, func(m string) bool { return !strings.Contains(line, m) }) {
 			continue
 		}
 		fields := strings.Fields(line)

@@ -30,6 +30,8 @@ type fleet struct {
 	t        *testing.T
 	redis    string
 	replicas map[string]*replica
+	// relistedBefore is what the replicas stopped had re-listed.
+	relistedBefore float64
 }
 
 func (f *fleet) start(id string) *replica {
@@ -42,8 +44,27 @@ func (f *fleet) start(id string) *replica {
 }
 
 func (f *fleet) stop(id string) {
+	f.relistedBefore += max(f.replicas[id].metric(relistedWarnings), 0)
 	f.replicas[id].stop()
 	delete(f.replicas, id)
+}
+
+// relistedWarnings counts the warnings a replica's informer handed on from a first list.
+const relistedWarnings = `zen_watcher_findings_relisted_total{source="k8sevents"}`
+
+// relisted is the warnings re-listed by every replica the fleet ran (those stopped counted when they
+// stopped, those killed not at all).
+func (f *fleet) relisted() float64 {
+	n := f.relistedBefore
+	for _, r := range f.replicas {
+		n += max(r.metric(relistedWarnings), 0)
+	}
+	return n
+}
+
+// refusedCreates is the API server's count of Observation creates it refused as conflicts (409).
+func refusedCreates(t *testing.T) float64 {
+	return apiServerMetric(t, cluster, "apiserver_request_total", `code="409"`, `resource="observations"`, `verb="POST"`)
 }
 
 func (f *fleet) kill(id string) {
@@ -236,6 +257,7 @@ func TestReplicas(t *testing.T) {
 	// (c) scale 3 → 5 → 2, gracefully: stopped replicas delete their Leases, and the leader releases
 	// its own, so the handoff does not wait for a Lease to expire.
 	l.run(t, 40*time.Millisecond)
+	refused0, relisted0 := refusedCreates(t), f.relisted()
 	f.start("zw-3")
 	f.start("zw-4")
 	f.waitReady()
@@ -262,6 +284,13 @@ func TestReplicas(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	l.pause()
 	exactlyOnce(t, l, "after scaling 3 → 5 → 2")
+	// A hand-over re-lists the namespaces that changed hands; knowing what is written, the replicas
+	// send the API server next to no create for them.
+	refused, relisted := refusedCreates(t)-refused0, f.relisted()-relisted0
+	t.Logf("scaling 3 → 5 → 2: %.0f warnings re-listed, %.0f creates refused (409)", relisted, refused)
+	if relisted < 100 || refused > 0.01*relisted {
+		t.Errorf("%.0f creates refused of %.0f warnings re-listed, want under 1%% (of at least 100)", refused, relisted)
+	}
 	f.start("zw-5")
 	f.waitReady()
 
