@@ -117,7 +117,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	rep := newReplicas(cfg, kube, meta, written, m, log)
+	writerDone := make(chan struct{})
+	rep := newReplicas(cfg, kube, meta, written, writerDone, m, log)
 	// The coordinator publishes the manager's counts and the manager writes status with the
 	// coordinator's sums; the coordinator reads the counts only once it runs, after both exist.
 	var ingesters *ingester.Manager
@@ -149,7 +150,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	defer cancel()
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { writer.Run(gctx); return nil })
+	g.Go(func() error { writer.Run(gctx); close(writerDone); return nil })
 	cleaner, err := newCleaner(cfg, restCfg, m, log)
 	if err != nil {
 		return err

@@ -45,19 +45,21 @@ type replicas struct {
 	weights shard.WeightStore
 }
 
+// newReplicas wires membership and sharding; writerDone is closed when the writer has stopped,
+// and a stopping replica leaves the member set only then.
 func newReplicas(cfg *config, kube kubernetes.Interface, meta metadata.Interface, written *sources.WrittenObservations,
-	m *metrics.Metrics, log *slog.Logger) *replicas {
+	writerDone <-chan struct{}, m *metrics.Metrics, log *slog.Logger) *replicas {
 	r := &replicas{cfg: cfg, kube: kube, metrics: m, log: log.With("member", cfg.memberID), written: written}
 	if cfg.sharding {
 		r.members = shard.NewMembers(shard.MembersConfig{
 			Client: kube, Namespace: cfg.namespace, Release: cfg.release, ID: cfg.memberID,
-			LeaseDuration: cfg.memberLease, RenewInterval: cfg.memberRenew, Log: r.log,
+			LeaseDuration: cfg.memberLease, RenewInterval: cfg.memberRenew, Log: r.log, LeaveAfter: writerDone,
 		})
 		r.sharder = shard.NewSharder(cfg.memberID, cfg.chunks, m, r.log)
 		r.sharder.UseTenure(r.members)
 		r.namespaces = shard.NewNamespaces(meta)
 		r.tables = &shard.ConfigMapTables{Client: kube, Namespace: cfg.namespace, Release: cfg.release, Self: cfg.memberID}
-		written.Wrap = r.sharder.Wrap
+		written.Wrap = r.sharder.WrapAhead
 	}
 	return r
 }
@@ -199,7 +201,7 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 	case <-r.sharder.Changes(): // the informers start on the share in force
 	default:
 	}
-	r.loadWritten(ctx)
+	r.applyRead(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- ingesters.Run(ctx) }()
 	for {
@@ -211,10 +213,19 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 		case <-r.namespaces.Changes():
 			r.sharder.SetNamespaces(r.namespaces.Names())
 		case <-r.sharder.Changes():
-			r.loadWritten(ctx)
+			r.applyRead(ctx)
 			ingesters.Reshard()
 		}
 	}
+}
+
+// applyRead reads the Observations written in the share in force, then applies it: the informers
+// (re)started next list only namespaces whose Observations were read. A share that changes during
+// the read is applied in its own turn (its change is signalled), read first.
+func (r *replicas) applyRead(ctx context.Context) {
+	share := r.sharder.Share()
+	r.loadWritten(ctx)
+	r.sharder.Apply(share)
 }
 
 // loadWritten reads the Observations of the share in force before the informers list it; if

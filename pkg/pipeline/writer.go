@@ -42,6 +42,10 @@ type WriterConfig struct {
 	InitialBackoff, MaxBackoff time.Duration
 	// Written, when set, is asked about re-listed stateful findings before they are created.
 	Written WrittenIndex
+	// FinishTimeout bounds how long a create under way when the writer stops may still take
+	// (default 5s): one cut off mid-request may be stored all the same, and the replica that
+	// takes the namespace over would then send it again, to be refused.
+	FinishTimeout time.Duration
 }
 
 func (c *WriterConfig) setDefaults() {
@@ -59,6 +63,9 @@ func (c *WriterConfig) setDefaults() {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 5 * time.Second
+	}
+	if c.FinishTimeout <= 0 {
+		c.FinishTimeout = 5 * time.Second
 	}
 }
 
@@ -129,6 +136,10 @@ func (w *Writer) Run(ctx context.Context) {
 				case <-ctx.Done():
 					return
 				case ev := <-w.queue:
+					if ctx.Err() != nil { // both were ready: a stopped writer begins nothing
+						w.fail(ctx, ev, ErrStopped)
+						return
+					}
 					w.metrics.WriterQueueDepth.Set(float64(len(w.queue)))
 					w.write(ctx, ev)
 				}
@@ -219,13 +230,14 @@ func (w *Writer) knownWritten(ev *Event, obs *v1alpha1.Observation) bool {
 		w.cfg.Written.Written(obs.Namespace, obs.Name)
 }
 
-// create retries retriable failures with exponential backoff. AlreadyExists means an earlier read
-// of the same state already wrote this finding: a duplicate, not an error.
+// create retries retriable failures with exponential backoff until ctx ends; an attempt under
+// way then finishes (within FinishTimeout). AlreadyExists means an earlier read of the same state
+// already wrote this finding: a duplicate, not an error.
 func (w *Writer) create(ctx context.Context, obs *v1alpha1.Observation) (Outcome, error) {
 	delay := w.cfg.InitialBackoff
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = w.creator.Create(ctx, obs)
+		err = w.attempt(ctx, obs)
 		switch {
 		case err == nil:
 			return OutcomeWritten, nil
@@ -246,6 +258,18 @@ func (w *Writer) create(ctx context.Context, obs *v1alpha1.Observation) (Outcome
 		}
 		delay = min(2*delay, w.cfg.MaxBackoff)
 	}
+}
+
+// attempt sends one create. It is not cut off when ctx ends, only FinishTimeout later.
+func (w *Writer) attempt(ctx context.Context, obs *v1alpha1.Observation) error {
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(w.cfg.FinishTimeout, cancel)
+		context.AfterFunc(actx, func() { t.Stop() })
+	})
+	defer stop()
+	return w.creator.Create(actx, obs)
 }
 
 func retriable(err error) bool {

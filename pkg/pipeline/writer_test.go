@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -177,71 +176,99 @@ func (c *gatedCreator) Create(ctx context.Context, _ *v1alpha1.Observation) erro
 	case c.entered <- struct{}{}:
 	default:
 	}
-	<-c.gate
+	select {
+	case <-c.gate:
+	case <-ctx.Done():
+	}
 	return ctx.Err()
 }
 
-// TestWriterStopReleasesWhatItHolds: findings the writer took but did not write when it stopped
-// are each reported failed and their dedup claims released, so that a second delivery of them is
-// written rather than judged a duplicate; a Put after the stop is refused.
-func TestWriterStopReleasesWhatItHolds(t *testing.T) {
-	m := metrics.New(prometheus.NewRegistry())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	creator := &gatedCreator{entered: make(chan struct{}, 1), gate: make(chan struct{})}
-	w := NewWriter(WriterConfig{Workers: 1, MaxAttempts: 1}, creator, m, log)
-	cache := NewLocalCache(100)
-	p, err := New(Config{DedupWindow: time.Hour}, NewTiered(cache, nil, m, log), w, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Configure("trivy", SourceConfig{Dedup: &DedupConfig{Strategy: v1alpha1.DedupFingerprint}}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { w.Run(ctx); close(stopped) }()
-	outcomes := make(chan error, 3)
-	handle := func(rule string) {
-		ev := baseEvent()
-		ev.Rule = rule
-		ev.Done = func(o Outcome, err error) {
-			if o != OutcomeFailed {
-				err = fmt.Errorf("outcome %v", o)
+// TestWriterStop: when the writer stops, the create under way finishes — cut off, it might be
+// stored all the same and sent again by the replica taking over — within FinishTimeout; findings
+// it took but did not begin are each reported failed and their dedup claims released, so that a
+// second delivery of them is written rather than judged a duplicate; a Put after the stop is
+// refused.
+func TestWriterStop(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		open bool // whether the create under way gets its answer
+		want Outcome
+	}{
+		{"the create under way is answered", true, OutcomeWritten},
+		{"the create under way hangs", false, OutcomeFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := metrics.New(prometheus.NewRegistry())
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			creator := &gatedCreator{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+			w := NewWriter(WriterConfig{Workers: 1, MaxAttempts: 1, FinishTimeout: 200 * time.Millisecond}, creator, m, log)
+			cache := NewLocalCache(100)
+			p, err := New(Config{DedupWindow: time.Hour}, NewTiered(cache, nil, m, log), w, m)
+			if err != nil {
+				t.Fatal(err)
 			}
-			outcomes <- err
-		}
-		if err := p.Handle(context.Background(), &ev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	handle("CVE-1") // taken by the worker, which blocks in Create
-	<-creator.entered
-	handle("CVE-2") // queued
-	handle("CVE-3")
-	if n := cache.Len(); n != 3 {
-		t.Fatalf("%d claims before the stop, want 3", n)
-	}
-	cancel()
-	close(creator.gate)
-	<-stopped
-	for range 3 {
-		select {
-		case err := <-outcomes:
-			if err == nil {
-				t.Error("a finding reported failed without an error")
-			} else if !errors.Is(err, ErrStopped) && !errors.Is(err, context.Canceled) {
-				t.Errorf("outcome error %v, want ErrStopped or the canceled write", err)
+			if err := p.Configure("trivy", SourceConfig{Dedup: &DedupConfig{Strategy: v1alpha1.DedupFingerprint}}); err != nil {
+				t.Fatal(err)
 			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("a finding the writer held was never reported")
-		}
-	}
-	if n := cache.Len(); n != 0 {
-		t.Errorf("%d dedup claims left after the stop, want none", n)
-	}
-	ev := baseEvent()
-	if err := w.Put(context.Background(), &ev); !errors.Is(err, ErrStopped) {
-		t.Errorf("Put after the stop: %v, want ErrStopped", err)
+			ctx, cancel := context.WithCancel(context.Background())
+			stopped := make(chan struct{})
+			go func() { w.Run(ctx); close(stopped) }()
+			type outcome struct {
+				rule string
+				o    Outcome
+				err  error
+			}
+			outcomes := make(chan outcome, 3)
+			handle := func(rule string) {
+				ev := baseEvent()
+				ev.Rule = rule
+				ev.Done = func(o Outcome, err error) { outcomes <- outcome{rule, o, err} }
+				if err := p.Handle(context.Background(), &ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			handle("CVE-1") // taken by the worker, which blocks in Create
+			<-creator.entered
+			handle("CVE-2") // queued
+			handle("CVE-3")
+			if n := cache.Len(); n != 3 {
+				t.Fatalf("%d claims before the stop, want 3", n)
+			}
+			cancel()
+			if tc.open {
+				time.Sleep(20 * time.Millisecond) // the stop reaches the worker first
+				close(creator.gate)
+			}
+			<-stopped
+			claims := 0
+			for range 3 {
+				select {
+				case got := <-outcomes:
+					want := OutcomeFailed
+					if got.rule == "CVE-1" {
+						want = tc.want
+					}
+					if got.o != want {
+						t.Errorf("%s: outcome %v (%v), want %v", got.rule, got.o, got.err, want)
+					}
+					if got.o == OutcomeFailed && got.err == nil {
+						t.Errorf("%s reported failed without an error", got.rule)
+					}
+					if got.o == OutcomeWritten {
+						claims++
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("a finding the writer held was never reported")
+				}
+			}
+			if n := cache.Len(); n != claims {
+				t.Errorf("%d dedup claims left after the stop, want %d (those written)", n, claims)
+			}
+			ev := baseEvent()
+			if err := w.Put(context.Background(), &ev); !errors.Is(err, ErrStopped) {
+				t.Errorf("Put after the stop: %v, want ErrStopped", err)
+			}
+		})
 	}
 }
 

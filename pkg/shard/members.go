@@ -34,6 +34,11 @@ type MembersConfig struct {
 	// often it renews (default 5s).
 	LeaseDuration, RenewInterval time.Duration
 	Log                          *slog.Logger
+	// LeaveAfter, when set, is closed once what this replica took on has been written: on a stop
+	// the Lease is deleted only then (or a lease duration after the stop at the latest), so that
+	// the replicas taking its namespaces over read back what it wrote last instead of writing it
+	// again.
+	LeaveAfter <-chan struct{}
 }
 
 // Members keeps this replica's member Lease renewed and follows the others'. The member set is the
@@ -147,6 +152,7 @@ func (m *Members) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			m.waitToLeave()
 			m.leave()
 			factory.Shutdown()
 			return nil
@@ -195,6 +201,20 @@ func (m *Members) renew(ctx context.Context) error {
 	m.lapsed = false
 	m.mu.Unlock()
 	return nil
+}
+
+// waitToLeave waits for LeaveAfter, at most a lease duration: by then the Lease has expired.
+func (m *Members) waitToLeave() {
+	if m.cfg.LeaveAfter == nil {
+		return
+	}
+	t := time.NewTimer(m.cfg.LeaseDuration)
+	defer t.Stop()
+	select {
+	case <-m.cfg.LeaveAfter:
+	case <-t.C:
+		m.cfg.Log.Warn("leaving before what this replica took on was written", "waited", m.cfg.LeaseDuration)
+	}
 }
 
 // leave deletes the Lease so that the others rebalance without waiting for it to expire.

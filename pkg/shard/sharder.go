@@ -41,8 +41,11 @@ type Sharder struct {
 	published    *Table
 	table        *Table
 	share        Ranges
-	joined       bool
-	changes      chan struct{}
+	// applied is the share informers are narrowed to (see Apply); it trails share until the
+	// replica has read what is written in the new one.
+	applied Ranges
+	joined  bool
+	changes chan struct{}
 
 	// weigher counts what the informers started on the share in force deliver.
 	weigher weigher
@@ -57,7 +60,7 @@ func NewSharder(self string, chunks int, m *metrics.Metrics, log *slog.Logger) *
 	}
 	m.ShardObjects.WithLabelValues("kept")
 	m.ShardObjects.WithLabelValues("dropped")
-	return &Sharder{self: self, chunks: chunks, metrics: m, log: log, share: Ranges{{}},
+	return &Sharder{self: self, chunks: chunks, metrics: m, log: log, share: Ranges{{}}, applied: Ranges{{}},
 		changes: make(chan struct{}, 1)}
 }
 
@@ -183,20 +186,41 @@ func (s *Sharder) Table() *Table {
 	return s.table
 }
 
+// Apply makes share (one Share returned) the one informers wrapped from now on are narrowed to.
+// Until it is called for a new share, informers keep being narrowed to the one applied before: a
+// replica reads the Observations written in the new share (through WrapAhead), then applies it and
+// restarts its informers, and a share that changes meanwhile waits for its own read instead of
+// being listed with the index of another.
+func (s *Sharder) Apply(share Ranges) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applied = share
+}
+
 // Owns reports whether this replica owns a namespace now.
 func (s *Sharder) Owns(namespace string) bool {
 	return s.Share().Contains(Hash(namespace))
 }
 
-// Wrap narrows an informer's ListerWatcher to the share in force when the informer starts; informers
-// are restarted when the share changes.
+// Wrap narrows an informer's ListerWatcher to the share applied when the informer starts (see
+// Apply); informers are restarted when the share changes.
 func (s *Sharder) Wrap(lw cache.ListerWatcher) cache.ListerWatcher {
+	s.mu.Lock()
+	share := s.applied
+	s.mu.Unlock()
+	return s.wrap(lw, share)
+}
+
+// WrapAhead narrows lw to the share in force, applied or not: for reading what is written in a
+// share before its informers start.
+func (s *Sharder) WrapAhead(lw cache.ListerWatcher) cache.ListerWatcher { return s.wrap(lw, s.Share()) }
+
+func (s *Sharder) wrap(lw cache.ListerWatcher, share Ranges) cache.ListerWatcher {
 	var held func() bool
 	if m := s.membership; m != nil {
 		tenure := m.Tenure()
 		held = func() bool { return m.Holds(tenure) }
 	}
-	share := s.Share()
 	if held == nil && share.Whole() {
 		return lw
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 )
@@ -201,5 +202,37 @@ func TestTableEncoding(t *testing.T) {
 		if _, err := DecodeTable([]byte(body)); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestInformersGetTheShareApplied: informers are narrowed to the share applied, not to one that
+// changed after it — the replica has read the Observations written in the applied share only.
+func TestInformersGetTheShareApplied(t *testing.T) {
+	s := newTestSharder("zw-a")
+	s.SetNamespaces(names("team-%d", 30))
+	s.SetMembers([]string{"zw-a", "zw-b", "zw-c"})
+	three := s.Share()
+	s.Apply(three)
+	s.SetMembers([]string{"zw-a", "zw-b"})
+	two := s.Share()
+	if slices.Equal(three, two) {
+		t.Fatal("the share did not change when a member left")
+	}
+	shareOf := func() Ranges {
+		l, ok := s.Wrap(&cache.ListWatch{}).(*listerWatcher)
+		if !ok {
+			t.Fatal("the informer was not wrapped")
+		}
+		return l.share
+	}
+	if got := shareOf(); !slices.Equal(got, three) {
+		t.Errorf("an informer wrapped before the new share was applied got %v, want the applied %v", got, three)
+	}
+	ahead, ok := s.WrapAhead(&cache.ListWatch{}).(*listerWatcher)
+	if !ok || !slices.Equal(ahead.share, two) {
+		t.Errorf("reading ahead is narrowed to %v, want the share in force %v", ahead.share, two)
+	}
+	if s.Apply(two); !slices.Equal(shareOf(), two) {
+		t.Errorf("after Apply informers get %v, want %v", shareOf(), two)
 	}
 }

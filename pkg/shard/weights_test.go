@@ -46,6 +46,7 @@ func TestSharderWeighsWhatItsWatchesDeliver(t *testing.T) {
 		},
 		WatchFuncWithContext: func(context.Context, metav1.ListOptions) (watch.Interface, error) { return fw, nil },
 	}
+	s.Apply(s.Share())
 	wrapped := s.Wrap(lw)
 	ctx := context.Background()
 	if _, err := cache.ToListerWithContext(wrapped).ListWithContext(ctx, metav1.ListOptions{}); err != nil {
@@ -160,6 +161,7 @@ func TestWeighingAWatchList(t *testing.T) {
 	s.UseTenure(&stubTenure{}) // a member alone owns everything; only its tenure makes it wrap
 	s.SetNamespaces([]string{"shop"})
 	s.SetMembers([]string{"zw-a"})
+	s.Apply(s.Share())
 	var fw *watch.FakeWatcher
 	wrapped := s.Wrap(&cache.ListWatch{
 		WatchFuncWithContext: func(context.Context, metav1.ListOptions) (watch.Interface, error) {
