@@ -62,6 +62,9 @@ func (p *Pass) validate(s *Scenario) error {
 	if s.Burst != nil && p.MaxDrainSeconds <= 0 {
 		return fmt.Errorf("pass: a burst scenario needs maxDrainSeconds")
 	}
+	if _, ok := p.MaxExtra["refusedPerRelisted"]; len(s.Scale) > 0 && !ok {
+		return fmt.Errorf("pass: a scale scenario needs maxExtra.refusedPerRelisted")
+	}
 	if (s.KillLeaderAfter > 0 || s.KillMemberAfter > 0) && p.MaxTakeoverSeconds <= 0 {
 		return fmt.Errorf("pass: a kill scenario needs maxTakeoverSeconds")
 	}

@@ -253,6 +253,7 @@ func runScenario(ctx context.Context, e *env, sc Scenario, tok string) (*Result,
 			stop()
 			return nil, err
 		}
+		relisted0 := r.relisted()
 		if err := r.drive(ctx); err != nil {
 			_ = pr.stop(r.res)
 			stop()
@@ -266,6 +267,9 @@ func runScenario(ctx context.Context, e *env, sc Scenario, tok string) (*Result,
 		r.drain()
 		stop()
 		r.summarize(loadEnd)
+		if len(sc.Scale) > 0 {
+			r.scaleFigures(ctx, relisted0, before)
+		}
 	}
 	after := e.counters(ctx)
 	s.finish(r.replicas, r.res)

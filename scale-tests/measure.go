@@ -183,6 +183,8 @@ type counters struct {
 	at          time.Time
 	redisOps    int64
 	apiRequests float64
+	// refused is the Observation creates the API server refused as conflicts (409).
+	refused float64
 }
 
 func (e *env) counters(ctx context.Context) counters {
@@ -195,6 +197,7 @@ func (e *env) counters(ctx context.Context) counters {
 	if raw, err := e.cluster.Kube.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx); err == nil {
 		if m, err := parseMetrics(strings.NewReader(string(raw))); err == nil {
 			c.apiRequests = m["apiserver_request_total"]
+			c.refused = refusedCreates(m)
 		}
 	}
 	return c

@@ -21,6 +21,8 @@ type replica struct {
 	metricsAddr, webhookAddr string
 	cmd                      *exec.Cmd
 	exited                   chan struct{}
+	// stopping is set when a scale step began to stop the replica (by the generator's goroutine).
+	stopping bool
 }
 
 func (r *replica) alive() bool {

@@ -53,6 +53,12 @@ type run struct {
 	want    int // findings that must become Observations
 	inAt    []time.Time
 	twice   int
+
+	// scaled is how many of the scenario's scale steps were taken; relistedGone what the replicas
+	// stopped by them had re-listed; stops the stops under way.
+	scaled       int
+	relistedGone float64
+	stops        sync.WaitGroup
 }
 
 func (r *run) setUp(ctx context.Context) error {
@@ -390,15 +396,16 @@ func phaseOf(ends []int, n int) int {
 	return len(ends) - 1
 }
 
-// chaos kills the leader or a member once, at the scenario's moment.
+// chaos kills the leader or a member once, and scales, at the scenario's moments.
 func (r *run) chaos(elapsed time.Duration) {
+	r.scale(Duration(elapsed))
 	kill := func(leader bool) {
-		lease, err := r.env.cluster.Kube.CoordinationV1().Leases(r.release).Get(context.Background(), r.release+"-leader", metav1.GetOptions{})
-		if err != nil || lease.Spec.HolderIdentity == nil {
+		holder := r.leader()
+		if holder == "" {
 			return
 		}
 		for _, rep := range r.replicas {
-			if rep.alive() && (rep.id == *lease.Spec.HolderIdentity) == leader {
+			if rep.alive() && (rep.id == holder) == leader {
 				t := time.Now()
 				rep.kill()
 				r.res.Killed = append(r.res.Killed, Kill{Replica: rep.id, Leader: leader, AtSeconds: elapsed.Seconds()})

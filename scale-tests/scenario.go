@@ -40,6 +40,9 @@ type Scenario struct {
 	KillLeaderAfter Duration `json:"killLeaderAfter,omitempty"`
 	// KillMemberAfter kills a replica that does not lead this long into the load.
 	KillMemberAfter Duration `json:"killMemberAfter,omitempty"`
+	// Scale changes the number of replicas during the load: more are started, fewer stopped
+	// gracefully (followers first, the leader last), each step once its moment has come.
+	Scale []ScaleStep `json:"scale,omitempty"`
 	// SyncObjects, when set, creates this many Trivy reports without findings before the replicas
 	// start, and measures how long the replicas take to sync them (ready).
 	SyncObjects int `json:"syncObjects,omitempty"`
@@ -53,6 +56,12 @@ type Scenario struct {
 	Idle Duration `json:"idle,omitempty"`
 	// Pass is what a run must show for -check to pass (required).
 	Pass *Pass `json:"pass"`
+}
+
+// ScaleStep is a number of replicas to have from a moment of the load on.
+type ScaleStep struct {
+	After    Duration `json:"after"`
+	Replicas int      `json:"replicas"`
 }
 
 // Phase is a rate held for a while.
@@ -124,6 +133,11 @@ func (s *Scenario) validate() error {
 	}
 	if len(s.Sources) > 0 && (s.Rate <= 0 || s.Duration <= 0) {
 		return fmt.Errorf("a rate and a duration are required with sources")
+	}
+	for i, st := range s.Scale {
+		if st.Replicas < 1 || i > 0 && st.After <= s.Scale[i-1].After || len(s.Sources) == 0 {
+			return fmt.Errorf("scale: steps of at least one replica, in time order, during a load")
+		}
 	}
 	return s.Pass.validate(s)
 }
