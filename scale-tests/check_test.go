@@ -35,6 +35,12 @@ func TestPassValidate(t *testing.T) {
 	burst.Burst = &Phase{Rate: 100, Duration: Duration(time.Second)}
 	kill := load
 	kill.KillLeaderAfter = Duration(time.Second)
+	scale := load
+	scale.Scale = []ScaleStep{{After: Duration(time.Second), Replicas: 3}, {After: Duration(2 * time.Second), Replicas: 2}}
+	refusals := *full
+	refusals.MaxExtra = map[string]float64{"refusedPerRelisted": .01}
+	backwards := scale
+	backwards.Scale = []ScaleStep{scale.Scale[1], scale.Scale[0]}
 	for _, tc := range []struct {
 		name string
 		sc   Scenario
@@ -50,6 +56,9 @@ func TestPassValidate(t *testing.T) {
 		{"load without a bound over the probe", load, &Pass{MinSendRatio: .9, MinRatioOfRaw: .1, MaxP50Ms: 20, MaxP99Ms: 100, MaxPeakRSSMiB: 100}, false},
 		{"load without P50", load, &Pass{MinSendRatio: .9, MinRatioOfRaw: .1, MaxP99Ms: 100, MaxPeakRSSMiB: 100}, false},
 		{"kill without takeover", kill, full, false},
+		{"scale without a bound on refused creates", scale, full, false},
+		{"scale with it", scale, &refusals, true},
+		{"scale steps out of order", backwards, &refusals, false},
 		{"idle without a bound", Scenario{Name: "idle", Replicas: 1, Idle: Duration(time.Second)}, &Pass{}, false},
 		{"idle with RSS", Scenario{Name: "idle", Replicas: 1, Idle: Duration(time.Second)}, &Pass{MaxPeakRSSMiB: 80}, true},
 	} {
