@@ -83,7 +83,7 @@ demo: build k8s-bins redis ## Control plane, Redis, CRDs, three replicas and som
 demo-down: ## Stop everything `make demo` started.
 	hack/demo.sh down
 
-lint: ## gofmt, go vet, staticcheck, go.mod tidy, and no binary or large file tracked.
+lint: ## gofmt, go vet, staticcheck, go.mod tidy, no binary or large file tracked, no reflect.Value.Method reachable.
 	hack/check-tracked-files.sh --self-test
 	hack/check-tracked-files.sh
 	@if git grep -nE '\.\./shared|"shared", *"fixtures"' -- '*.go' '*.sh' Makefile .ci; then \
@@ -95,6 +95,8 @@ lint: ## gofmt, go vet, staticcheck, go.mod tidy, and no binary or large file tr
 	$(TOOLS) staticcheck ./...
 	cd test/chart && $(GO) vet ./... && $(GO) tool -modfile=../../hack/tools/go.mod staticcheck ./...
 	$(GO) run ./hack/chartdoc -check charts/zen-watcher
+	hack/check-reflect-method.sh --self-test
+	hack/check-reflect-method.sh
 
 bench: tools ## Benchmarks against the real parts (see docs/PERFORMANCE.md).
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./pkg/pipeline

@@ -139,10 +139,11 @@ type Mapping struct {
 	// +optional
 	// +kubebuilder:validation:Pattern=`^[a-z0-9_]*$`
 	EventType string `json:"eventType,omitempty"`
-	// TitleTemplate is a Go text/template over the object for the title.
+	// TitleTemplate is the title: text with fields of the object, e.g. "{{.check}} on {{.target.pod}}";
+	// a field is a JSONPath as in fields[].from, and one the object lacks renders empty.
 	// +optional
 	TitleTemplate string `json:"titleTemplate,omitempty"`
-	// DescriptionTemplate is a Go text/template over the object for the description.
+	// DescriptionTemplate is the description, a template as TitleTemplate is.
 	// +optional
 	DescriptionTemplate string `json:"descriptionTemplate,omitempty"`
 }

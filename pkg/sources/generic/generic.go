@@ -4,11 +4,9 @@
 package generic
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
-	"text/template"
 
 	"github.com/cespare/xxhash/v2"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -25,8 +23,8 @@ type Parser struct {
 	severityMap map[string]v1alpha1.Severity
 	category    v1alpha1.Category
 	eventType   string
-	title       *template.Template
-	description *template.Template
+	title       *template
+	description *template
 }
 
 type field struct {
@@ -70,15 +68,11 @@ func New(m *v1alpha1.Mapping) (*Parser, error) {
 	return p, nil
 }
 
-func compile(name, text string) (*template.Template, error) {
+func compile(name, text string) (*template, error) {
 	if text == "" {
 		return nil, nil
 	}
-	t, err := template.New(name).Option("missingkey=zero").Parse(text)
-	if err != nil {
-		return nil, fmt.Errorf("%sTemplate: %w", name, err)
-	}
-	return t, nil
+	return parseTemplate(name, text)
 }
 
 // setter returns how a mapped value is stored in the finding.
@@ -207,14 +201,10 @@ func lookup(jp *jsonpath.JSONPath, data map[string]any) (string, error) {
 	return strings.Join(parts, ","), nil
 }
 
-// render executes a template over the object, or keeps fallback when there is none.
-func render(t *template.Template, data map[string]any, fallback string) (string, error) {
+// render renders a template over the object, or keeps fallback when there is none.
+func render(t *template, data map[string]any, fallback string) (string, error) {
 	if t == nil {
 		return fallback, nil
 	}
-	var b bytes.Buffer
-	if err := t.Execute(&b, data); err != nil {
-		return "", fmt.Errorf("%s template: %w", t.Name(), err)
-	}
-	return b.String(), nil
+	return t.render(data)
 }
