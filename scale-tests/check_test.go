@@ -163,3 +163,30 @@ func TestRerun(t *testing.T) {
 		})
 	}
 }
+
+// TestStageQuantiles: the stage histograms' buckets of several replicas add up, and a quantile is
+// the bound of the first bucket that holds it.
+func TestStageQuantiles(t *testing.T) {
+	stages := map[string]map[float64]float64{}
+	for _, text := range []string{
+		"zen_watcher_finding_stage_seconds_bucket{stage=\"queue\",le=\"0.001\"} 40\n" +
+			"zen_watcher_finding_stage_seconds_bucket{stage=\"queue\",le=\"0.01\"} 49\n" +
+			"zen_watcher_finding_stage_seconds_bucket{stage=\"queue\",le=\"+Inf\"} 50\n",
+		"zen_watcher_finding_stage_seconds_bucket{stage=\"queue\",le=\"0.001\"} 10\n" +
+			"zen_watcher_finding_stage_seconds_bucket{stage=\"queue\",le=\"0.01\"} 50\n" +
+			"zen_watcher_finding_stage_seconds_bucket{stage=\"queue\",le=\"+Inf\"} 50\n",
+	} {
+		m, err := parseMetrics(strings.NewReader(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		addStageBuckets(m, stages)
+	}
+	res := &Result{Extra: map[string]any{}}
+	stageQuantiles(stages, res)
+	p50, p99 := res.Extra["stageP50Ms"].(map[string]float64), res.Extra["stageP99Ms"].(map[string]float64)
+	// 100 in all: 50 within 1 ms, 99 within 10 ms, 1 beyond.
+	if p50["queue"] != 1 || p99["queue"] != 10 {
+		t.Errorf("queue P50 %v ms, P99 %v ms, want 1 and 10", p50["queue"], p99["queue"])
+	}
+}

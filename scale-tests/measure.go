@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -240,9 +242,13 @@ func infoInt(info, key string) int64 {
 	return 0
 }
 
-// pipelineTotals sums the replicas' pipeline counters and reads the orders in force.
+// pipelineTotals sums the replicas' pipeline counters, reads the orders in force, and puts the
+// decomposition of the findings' time (zen_watcher_finding_stage_seconds) in the result's extra
+// as P50 and P99 per stage, in ms, read off the histograms' buckets summed over the replicas.
 func pipelineTotals(reps []*replica, res *Result) {
 	res.Pipeline, res.Orders = map[string]int64{}, map[string]string{}
+	stages := map[string]map[float64]float64{} // stage → bucket bound → count
+	defer func() { stageQuantiles(stages, res) }()
 	for _, rep := range reps {
 		if !rep.alive() {
 			continue
@@ -256,6 +262,7 @@ func pipelineTotals(reps []*replica, res *Result) {
 			"zen_watcher_observations_failed_total", "zen_watcher_webhook_queue_claimed_total"} {
 			res.Pipeline[strings.TrimPrefix(name, "zen_watcher_")] += int64(m[name])
 		}
+		addStageBuckets(m, stages)
 		for series, v := range m {
 			// zen_watcher_optimization_order{order="filter_first",source="trivy"} 1
 			if rest, ok := strings.CutPrefix(series, `zen_watcher_optimization_order{order="`); ok && v == 1 {
@@ -344,4 +351,53 @@ func p99PerSecond(t0 time.Time, at []time.Time, lat []time.Duration) []float64 {
 		out[i] = pct(b, .99)
 	}
 	return out
+}
+
+// addStageBuckets adds the stage histogram's buckets of one replica's metrics to stages.
+func addStageBuckets(m map[string]float64, stages map[string]map[float64]float64) {
+	for series, v := range m {
+		// zen_watcher_finding_stage_seconds_bucket{stage="queue",le="0.005"} 12
+		rest, ok := strings.CutPrefix(series, `zen_watcher_finding_stage_seconds_bucket{stage="`)
+		if !ok {
+			continue
+		}
+		stage, rest, _ := strings.Cut(rest, `"`)
+		le, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimPrefix(rest, `,le="`), `"}`), 64)
+		if err != nil {
+			continue
+		}
+		if stages[stage] == nil {
+			stages[stage] = map[float64]float64{}
+		}
+		stages[stage][le] += v
+	}
+}
+
+// stageQuantiles records each stage's P50 and P99: the upper bound of the first bucket holding
+// the quantile (a bound, not an interpolation); -1 beyond the last finite bucket.
+func stageQuantiles(stages map[string]map[float64]float64, res *Result) {
+	p50, p99 := map[string]float64{}, map[string]float64{}
+	for stage, buckets := range stages {
+		bounds := make([]float64, 0, len(buckets))
+		for le := range buckets {
+			bounds = append(bounds, le)
+		}
+		sort.Float64s(bounds)
+		total := buckets[math.Inf(1)]
+		if total == 0 {
+			continue
+		}
+		at := func(q float64) float64 {
+			for _, le := range bounds {
+				if buckets[le] >= q*total && !math.IsInf(le, 1) {
+					return le * 1000
+				}
+			}
+			return -1
+		}
+		p50[stage], p99[stage] = at(0.5), at(0.99)
+	}
+	if len(p50) > 0 {
+		res.Extra["stageP50Ms"], res.Extra["stageP99Ms"] = p50, p99
+	}
 }

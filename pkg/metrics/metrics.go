@@ -25,6 +25,10 @@ type Metrics struct {
 	EventsProcessed *prometheus.CounterVec
 	// ProcessingLatency is the time from a finding entering the pipeline to its outcome, by source.
 	ProcessingLatency *prometheus.HistogramVec
+	// StageSeconds decomposes the time of a finding that reached the writer, by stage: the
+	// pipeline's own (normalize, filter, dedup with Redis), the wait in the writer's queue, and
+	// the create call to the API server.
+	StageSeconds *prometheus.HistogramVec
 	// PipelineErrors counts errors in the pipeline, by source and stage.
 	PipelineErrors *prometheus.CounterVec
 	// WriterQueueDepth is the number of findings waiting for a writer worker.
@@ -173,6 +177,11 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from a finding entering the pipeline to its outcome, by source.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"source"}),
+		StageSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "finding_stage_seconds",
+			Help:    "Time of a finding that reached the writer, by stage: pipeline (normalize, filter, dedup), queue (waiting for a writer worker), create (the API call).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"stage"}),
 		PipelineErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "pipeline_errors_total",
 			Help: "Errors in the pipeline, by source and stage.",
@@ -382,7 +391,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(
 		m.ObservationsCreated, m.ObservationsFiltered, m.ObservationsDeduplicated,
-		m.ObservationsFailed, m.EventsProcessed, m.ProcessingLatency, m.PipelineErrors,
+		m.ObservationsFailed, m.EventsProcessed, m.ProcessingLatency, m.StageSeconds, m.PipelineErrors,
 		m.WriterQueueDepth, m.SourceEventsIgnored, m.SeverityUnknown, m.ObservationsRateLimited,
 		m.DedupDecisions, m.DedupEffectiveness, m.LowSeverityPercent, m.DedupRateRatio,
 		m.StrategyChanges, m.OrderInForce, m.SharedStoreAvailable, m.DedupFallbacks,

@@ -55,6 +55,8 @@ type Event struct {
 	TTLSeconds int64
 	// received is when the pipeline took the event, for latency and as the dedup clock.
 	received time.Time
+	// queued is when the writer took it into its queue.
+	queued time.Time
 	// seq is the finding's number in its source, to sample the cheap outcomes' latency.
 	seq uint64
 	// The dedup claim this finding holds, taken back if it is not written.

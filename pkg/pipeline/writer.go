@@ -104,6 +104,7 @@ func (w *Writer) Put(ctx context.Context, ev *Event) error {
 		return fmt.Errorf("queueing finding of %s: %w", ev.Source, ErrStopped)
 	default:
 	}
+	ev.queued = time.Now()
 	select {
 	case w.queue <- ev:
 		w.metrics.WriterQueueDepth.Set(float64(len(w.queue)))
@@ -178,6 +179,7 @@ func (w *Writer) fail(ctx context.Context, ev *Event, err error) {
 }
 
 func (w *Writer) write(ctx context.Context, ev *Event) {
+	w.observeStages(ev)
 	obs := BuildObservation(ev, w.cfg.Namespace)
 	if w.knownWritten(ev, obs) {
 		w.metrics.ObservationsKnownWritten.WithLabelValues(ev.Source).Inc()
@@ -187,7 +189,9 @@ func (w *Writer) write(ctx context.Context, ev *Event) {
 		}
 		return
 	}
+	began := time.Now()
 	o, err := w.create(ctx, obs)
+	w.metrics.StageSeconds.WithLabelValues("create").Observe(time.Since(began).Seconds())
 	if o == OutcomeFailed && apierrors.IsNotFound(err) && obs.Namespace != w.cfg.Namespace {
 		// The finding's namespace does not exist (any more): keep the finding, in the release's.
 		obs.Namespace = w.cfg.Namespace
@@ -219,6 +223,19 @@ func (w *Writer) write(ctx context.Context, ev *Event) {
 	if ev.Done != nil {
 		ev.Done(o, err)
 	}
+}
+
+// observeStages records how long ev took in the pipeline before the writer and in its queue. A
+// finding that blocked in Put on a full queue counts that wait as the queue's: it was the writer's
+// backlog that held it.
+func (w *Writer) observeStages(ev *Event) {
+	if ev.queued.IsZero() {
+		return
+	}
+	if !ev.received.IsZero() {
+		w.metrics.StageSeconds.WithLabelValues("pipeline").Observe(ev.queued.Sub(ev.received).Seconds())
+	}
+	w.metrics.StageSeconds.WithLabelValues("queue").Observe(time.Since(ev.queued).Seconds())
 }
 
 // knownWritten reports whether obs is a re-listed stateful finding's Observation known to exist:

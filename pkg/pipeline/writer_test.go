@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -330,5 +332,48 @@ func TestWriterSkipsKnownWritten(t *testing.T) {
 				t.Errorf("%d creates and %v counted known written, want %d", calls, skipped, tc.wantCalls)
 			}
 		})
+	}
+}
+
+// slowCreator takes d for each create.
+type slowCreator struct{ d time.Duration }
+
+func (c slowCreator) Create(context.Context, *v1alpha1.Observation) error {
+	time.Sleep(c.d)
+	return nil
+}
+
+// TestWriterStages: a finding's time is decomposed into the pipeline's before the writer, the
+// queue's and the create call's; with one worker and creates of 20 ms, the third finding waits
+// for two creates.
+func TestWriterStages(t *testing.T) {
+	m := metrics.New(prometheus.NewRegistry())
+	w := NewWriter(WriterConfig{Workers: 1}, slowCreator{20 * time.Millisecond}, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{}, 3)
+	for i := range 3 {
+		ev := baseEvent()
+		ev.Rule = fmt.Sprint("CVE-", i)
+		ev.received = time.Now().Add(-5 * time.Millisecond) // the pipeline took 5 ms
+		ev.Done = func(Outcome, error) { done <- struct{}{} }
+		if err := w.Put(ctx, &ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go w.Run(ctx)
+	for range 3 {
+		<-done
+	}
+	for stage, least := range map[string]time.Duration{"pipeline": 15 * time.Millisecond, "queue": 60 * time.Millisecond,
+		"create": 60 * time.Millisecond} {
+		h := &dto.Metric{}
+		if err := m.StageSeconds.WithLabelValues(stage).(prometheus.Histogram).Write(h); err != nil {
+			t.Fatal(err)
+		}
+		n, sum := h.GetHistogram().GetSampleCount(), h.GetHistogram().GetSampleSum()
+		if n != 3 || sum < least.Seconds() {
+			t.Errorf("%s: %d samples summing %.3f s, want 3 summing at least %v", stage, n, sum, least)
+		}
 	}
 }
