@@ -109,6 +109,11 @@ func (s *Sharder) next(cfg LeadConfig, lastCut time.Time, measured map[string]fl
 	if pub == nil {
 		return NewTable(weighed, members, s.chunks, nil), "first"
 	}
+	if lastCut.IsZero() {
+		// A leader new to the role counts from the last publication it reads, not from never: a
+		// failover is no reason to move chunks.
+		lastCut = pub.PublishedAt
+	}
 	adapted := pub
 	if !slices.Equal(pub.Members(), members) {
 		adapted = pub.Adapt(members)

@@ -79,7 +79,10 @@ func (s *Sharder) SetMembers(members []string) bool {
 func (s *Sharder) SetNamespaces(names []string) bool {
 	return s.update(func() {
 		if !slices.Equal(s.names, names) {
-			s.names, s.namesChanged = names, time.Now()
+			if s.names != nil { // the first namespaces seen are not a change of them
+				s.namesChanged = time.Now()
+			}
+			s.names = names
 		}
 	})
 }

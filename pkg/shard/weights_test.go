@@ -187,3 +187,39 @@ func TestWeighingAWatchList(t *testing.T) {
 		t.Errorf("shop weighs %v after a watch-list started twice, want %v", got, 1+2+4)
 	}
 }
+
+// TestNewLeaderCountsFromTheLastPublication: a replica that has just become leader does not re-cut
+// for load the moment it leads; it counts the load interval from the published table's time.
+func TestNewLeaderCountsFromTheLastPublication(t *testing.T) {
+	cfg := LeadConfig{Quiet: time.Nanosecond, MinInterval: time.Nanosecond, LoadInterval: time.Hour}
+	cfg.setDefaults()
+	all := nameSets()["realistic mix of 300"]
+	members := []string{"zw-a", "zw-b", "zw-c"}
+	for _, tc := range []struct {
+		name      string
+		published time.Time
+		recut     bool
+	}{
+		{"published a minute ago", time.Now().Add(-time.Minute), false},
+		{"published two hours ago", time.Now().Add(-2 * time.Hour), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTestSharder("zw-b")
+			s.SetMembers(members)
+			s.SetNamespaces(all)
+			table := NewTable(CountWeighted(all), members, DefaultChunks, nil)
+			table.Generation, table.PublishedAt = 4, tc.published
+			s.SetPublished(table)
+			measured := map[string]float64{}
+			for _, n := range all {
+				if table.Owner(Hash(n)) == "zw-a" {
+					measured[n] = 50
+				}
+			}
+			_, why := s.next(cfg, time.Time{}, measured)
+			if got := why == "re-cut"; got != tc.recut {
+				t.Errorf("re-cut %v (%q), want %v", got, why, tc.recut)
+			}
+		})
+	}
+}
