@@ -101,7 +101,8 @@ func TestCheck(t *testing.T) {
 		{"burst within its own bound", func(r *Result) {
 			r.Phases = append(r.Phases, PhaseResult{Name: "burst", Rate: 1000, SentPerSec: 410})
 		}, "", false},
-		{"slow out", func(r *Result) { r.RatioOfRaw = .15 }, "of the raw ceiling", false},
+		{"slow out", func(r *Result) { r.RatioOfRaw, r.LoadSeconds, r.ObsPerSec = .15, 10, 80 }, "of the raw ceiling", false},
+		{"slow against a fast raw client, but keeping pace", func(r *Result) { r.RatioOfRaw, r.LoadSeconds = .05, 10 }, "", false},
 		{"P10", func(r *Result) { r.LatencyP10Ms, r.ProbeP10Ms = 13, 12 }, "P10 13.0 ms, bound 10.0 ms", false},
 		{"P50", func(r *Result) { r.LatencyP50Ms, r.ProbeP50Ms = 65, 60 }, "P50 65.0 ms, bound 50.0 ms", false},
 		{"P10 over the probe's", func(r *Result) { r.ProbeP10Ms = 3 }, "P10 5.0 ms is 1.67× the probe's 3.0 ms, bound 1.50×", false},
