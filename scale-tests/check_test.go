@@ -59,6 +59,9 @@ func TestPassValidate(t *testing.T) {
 		{"scale without a bound on refused creates", scale, full, false},
 		{"scale with it", scale, &refusals, true},
 		{"scale steps out of order", backwards, &refusals, false},
+		{"bounds over a raw path not walked", load, &Pass{MinSendRatio: .9, MinRatioOfRaw: .1, MaxP50Ms: 20, MaxP50OverProbe: 1.2, MaxP99Ms: 100,
+			MaxPeakRSSMiB: 100, MinOutOverRawPath: .9}, false},
+		{"raw path without sources", Scenario{Name: "idle", Replicas: 1, Idle: Duration(time.Second), RawPath: true}, &Pass{MaxPeakRSSMiB: 80}, false},
 		{"idle without a bound", Scenario{Name: "idle", Replicas: 1, Idle: Duration(time.Second)}, &Pass{}, false},
 		{"idle with RSS", Scenario{Name: "idle", Replicas: 1, Idle: Duration(time.Second)}, &Pass{MaxPeakRSSMiB: 80}, true},
 	} {
@@ -73,14 +76,15 @@ func TestPassValidate(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
-	sc := Scenario{Name: "s", Replicas: 1, Sources: []string{"falco"}, Rate: 100, Duration: Duration(10 * time.Second),
-		Pass: &Pass{MinSendRatio: .9, MinBurstSendRatio: .4, MinRatioOfRaw: .2, MaxP10Ms: 10, MaxP50Ms: 50, MaxP10OverProbe: 1.5, MaxP50OverProbe: 1.2, MaxP99Ms: 500, MaxDrainSeconds: 3, MaxPeakRSSMiB: 90,
+	sc := Scenario{Name: "s", Replicas: 1, Sources: []string{"falco"}, Rate: 100, Duration: Duration(10 * time.Second), RawPath: true,
+		Pass: &Pass{MinOutOverRawPath: .9, MinSendRatio: .9, MinBurstSendRatio: .4, MinRatioOfRaw: .2, MaxP10Ms: 10, MaxP50Ms: 50, MaxP10OverProbe: 1.5, MaxP50OverProbe: 1.2, MaxP99OverProbe: 1.2, MaxP99Ms: 500, MaxDrainSeconds: 3, MaxPeakRSSMiB: 90, MaxPeakRSSAnonMiB: 30, MaxPeakHeapInuseMiB: 20,
 			MaxTakeoverSeconds: 6, MaxExtra: map[string]float64{"syncSeconds": 5}}}
 	good := func() *Result {
 		return &Result{Expected: 1000, Observations: 1000, RawCreatesPerSec: 400, ObsPerSec: 100, RatioOfRaw: .25,
-			LatencyP10Ms: 5, LatencyP50Ms: 30, LatencyP99Ms: 200, ProbeP10Ms: 4, ProbeP50Ms: 28, DrainSeconds: 1, PerReplica: []ReplicaUsage{{ID: "a", PeakRSSBytes: 60 << 20}},
+			LatencyP10Ms: 5, LatencyP50Ms: 30, LatencyP99Ms: 200, ProbeP10Ms: 4, ProbeP50Ms: 28, ProbeP99Ms: 250, DrainSeconds: 1, PerReplica: []ReplicaUsage{{ID: "a", PeakRSSBytes: 60 << 20, PeakRSSAnonBytes: 20 << 20, PeakHeapInuseBytes: 12 << 20}},
 			Phases: []PhaseResult{{Name: "steady", Rate: 100, SentPerSec: 99}},
 			Killed: []Kill{{Replica: "a"}}, TakeoverSeconds: 4,
+			RawPath: &walk{Samples: 1000, PerSec: 100, P99Ms: 180}, P99OverRawPath: 200.0 / 180, OutOverRawPath: 1,
 			Extra: map[string]any{"syncSeconds": 2.0}}
 	}
 	for _, tc := range []struct {
@@ -111,9 +115,16 @@ func TestCheck(t *testing.T) {
 			r.LatencyP50Ms, r.ProbeP50Ms, r.LatencyP10Ms, r.ProbeP10Ms = 45, 44, 9, 8
 		}, "", false},
 		{"no probe", func(r *Result) { r.ProbeP50Ms = 0 }, "the probe measured no P50", false},
-		{"P99", func(r *Result) { r.LatencyP99Ms = 650 }, "P99 650 ms", false},
+		{"P99 over the probe's", func(r *Result) { r.ProbeP99Ms = 160 }, "P99 200.0 ms is 1.25× the probe's 160.0 ms, bound 1.20×", false},
+		{"P99", func(r *Result) { r.LatencyP99Ms, r.ProbeP99Ms = 650, 600 }, "P99 650 ms", false},
+		{"P99 over the raw path's, reported only", func(r *Result) { r.P99OverRawPath = 4 }, "", false},
+		{"slower than the raw path", func(r *Result) { r.OutOverRawPath = .8 }, "is 0.80 of the raw path's 100/s, bound 0.90", false},
+		{"raw path not measured", func(r *Result) { r.RawPath = nil }, "the raw path was not measured", false},
 		{"drain", func(r *Result) { r.DrainSeconds = 4 }, "drained 4.0 s", false},
-		{"memory", func(r *Result) { r.PerReplica[0].PeakRSSBytes = 100 << 20 }, "peaked at 100.0 MiB", false},
+		{"memory", func(r *Result) { r.PerReplica[0].PeakRSSBytes = 100 << 20 }, "peaked at 100.0 MiB resident", false},
+		{"anonymous memory", func(r *Result) { r.PerReplica[0].PeakRSSAnonBytes = 31 << 20 }, "peaked at 31.0 MiB anonymous resident (RssAnon)", false},
+		{"heap", func(r *Result) { r.PerReplica[0].PeakHeapInuseBytes = 21 << 20 }, "peaked at 21.0 MiB Go heap in use", false},
+		{"heap not measured", func(r *Result) { r.PerReplica[0].PeakHeapInuseBytes = 0 }, "0: not measured", false},
 		{"takeover slow", func(r *Result) { r.TakeoverSeconds = 7 }, "taken over after 7.00 s", false},
 		{"takeover never", func(r *Result) { r.TakeoverSeconds = 0 }, "taken over after 0.00 s", false},
 		{"extra over", func(r *Result) { r.Extra["syncSeconds"] = 9.0 }, "syncSeconds 9.00, bound 5.00", false},

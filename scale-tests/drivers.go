@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
@@ -44,15 +45,22 @@ type driver struct {
 	key func(obs *unstructured.Unstructured) string
 	// carriesSeverity is true when send sets the finding's severity from f.sev.
 	carriesSeverity bool
+	// object builds the tool's object for a finding and gvr is its resource; nil for a webhook
+	// source. The raw path (see probe) walks these.
+	object func(name, ns, key, sev string) *unstructured.Unstructured
+	gvr    schema.GroupVersionResource
 }
 
 var drivers = map[string]driver{
 	"warnings": {source: "k8sevents", spec: informerSpec("k8sevents", v1alpha1.AdapterK8sEvents, "", "v1", "events", "type=Warning"),
-		send: sendWarning, key: detail("spec", "resource", "name")},
+		send: sendWarning, key: detail("spec", "resource", "name"), gvr: eventsGVR,
+		object: func(name, ns, key, _ string) *unstructured.Unstructured { return warningEvent(name, ns, key) }},
 	"trivy": {source: "trivy", spec: informerSpec("trivy", v1alpha1.AdapterTrivy, "aquasecurity.github.io", "v1alpha1", "vulnerabilityreports", ""),
-		send: sendTrivy, key: detail("spec", "details", "vulnerabilityID"), carriesSeverity: true},
+		send: sendTrivy, key: detail("spec", "details", "vulnerabilityID"), carriesSeverity: true,
+		gvr: vulnReportsGVR, object: trivyFinding},
 	"kyverno": {source: "kyverno", spec: informerSpec("kyverno", v1alpha1.AdapterKyverno, "wgpolicyk8s.io", "v1alpha2", "policyreports", ""),
-		send: sendPolicyReport, key: detail("spec", "details", "rule"), carriesSeverity: true},
+		send: sendPolicyReport, key: detail("spec", "details", "rule"), carriesSeverity: true,
+		gvr: policyReportsGVR, object: policyReport},
 	"falco": {source: "falco", spec: webhookSpec("falco", v1alpha1.AdapterFalco), send: sendFalco,
 		key: detail("spec", "details", "output"), carriesSeverity: true},
 	"audit": {source: "audit", spec: webhookSpec("audit", v1alpha1.AdapterAudit), send: sendAudit,
@@ -89,45 +97,82 @@ func (r *run) ns(f finding) string {
 	return r.namespaces[i%len(r.namespaces)]
 }
 
+var (
+	eventsGVR        = schema.GroupVersionResource{Version: "v1", Resource: "events"}
+	vulnReportsGVR   = schema.GroupVersionResource{Group: "aquasecurity.github.io", Version: "v1alpha1", Resource: "vulnerabilityreports"}
+	policyReportsGVR = schema.GroupVersionResource{Group: "wgpolicyk8s.io", Version: "v1alpha2", Resource: "policyreports"}
+)
+
 func sendWarning(ctx context.Context, r *run, f finding) error {
-	ns, key := r.ns(f), f.key(r.tok)
-	ev := &corev1.Event{
-		ObjectMeta:     metav1.ObjectMeta{Name: fmt.Sprintf("%s-w-%d", r.tok, f.n), Namespace: ns},
-		InvolvedObject: corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: key},
-		Reason:         "BackOff", Message: "Back-off restarting failed container " + key, Type: corev1.EventTypeWarning,
-		Count: 1, FirstTimestamp: metav1.Now(), LastTimestamp: metav1.Now(),
-	}
-	_, err := r.env.cluster.Kube.CoreV1().Events(ns).Create(ctx, ev, metav1.CreateOptions{})
-	return err
+	return r.create(ctx, eventsGVR, warningEvent(fmt.Sprintf("%s-w-%d", r.tok, f.n), r.ns(f), f.key(r.tok)))
 }
 
 func sendTrivy(ctx context.Context, r *run, f finding) error {
-	ns, key := r.ns(f), f.key(r.tok)
-	u := vulnerabilityReport(fmt.Sprintf("%s-r-%d", r.tok, f.n), ns, "app-"+key, []any{map[string]any{
-		"vulnerabilityID": key, "resource": "libscale", "installedVersion": "1.0", "fixedVersion": "1.1",
-		"severity": strings.ToUpper(f.sev), "title": "scale test " + key, "primaryLink": "https://example.com/" + key,
-		"score": 5.0, "target": "library/app:1.0", "lastModifiedDate": "2026-01-01T00:00:00Z",
-		"publishedDate": "2026-01-01T00:00:00Z"}})
-	_, err := r.env.dyn.Resource(schema.GroupVersionResource{Group: "aquasecurity.github.io", Version: "v1alpha1",
-		Resource: "vulnerabilityreports"}).Namespace(ns).Create(ctx, u, metav1.CreateOptions{})
-	return err
+	return r.create(ctx, vulnReportsGVR, trivyFinding(fmt.Sprintf("%s-r-%d", r.tok, f.n), r.ns(f), f.key(r.tok), f.sev))
 }
 
 func sendPolicyReport(ctx context.Context, r *run, f finding) error {
-	ns, key := r.ns(f), f.key(r.tok)
-	u := &unstructured.Unstructured{Object: map[string]any{
+	return r.create(ctx, policyReportsGVR, policyReport(fmt.Sprintf("%s-p-%d", r.tok, f.n), r.ns(f), f.key(r.tok), f.sev))
+}
+
+func (r *run) create(ctx context.Context, gvr schema.GroupVersionResource, u *unstructured.Unstructured) error {
+	return r.env.create(ctx, gvr, u)
+}
+
+// create creates u, a built-in kind through the typed client (protobuf, as the tools that write
+// them do), a custom resource through the dynamic one.
+func (e *env) create(ctx context.Context, gvr schema.GroupVersionResource, u *unstructured.Unstructured) error {
+	var err error
+	switch gvr.Resource {
+	case "events":
+		var ev corev1.Event
+		if err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &ev); err == nil {
+			_, err = e.cluster.Kube.CoreV1().Events(ev.Namespace).Create(ctx, &ev, metav1.CreateOptions{})
+		}
+	case "configmaps":
+		var cm corev1.ConfigMap
+		if err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &cm); err == nil {
+			_, err = e.cluster.Kube.CoreV1().ConfigMaps(cm.Namespace).Create(ctx, &cm, metav1.CreateOptions{})
+		}
+	default:
+		_, err = e.dyn.Resource(gvr).Namespace(u.GetNamespace()).Create(ctx, u, metav1.CreateOptions{})
+	}
+	return err
+}
+
+// warningEvent is a Warning Event about a Pod named key, as the kubelet writes one.
+func warningEvent(name, ns, key string) *unstructured.Unstructured {
+	now := time.Now().UTC().Format(time.RFC3339)
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "Event",
+		"metadata":       map[string]any{"name": name, "namespace": ns},
+		"involvedObject": map[string]any{"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": key},
+		"reason":         "BackOff", "message": "Back-off restarting failed container " + key, "type": "Warning",
+		"count": int64(1), "firstTimestamp": now, "lastTimestamp": now,
+	}}
+}
+
+// trivyFinding is a VulnerabilityReport with one vulnerability whose ID is key.
+func trivyFinding(name, ns, key, sev string) *unstructured.Unstructured {
+	return vulnerabilityReport(name, ns, "app-"+key, []any{map[string]any{
+		"vulnerabilityID": key, "resource": "libscale", "installedVersion": "1.0", "fixedVersion": "1.1",
+		"severity": strings.ToUpper(sev), "title": "scale test " + key, "primaryLink": "https://example.com/" + key,
+		"score": 5.0, "target": "library/app:1.0", "lastModifiedDate": "2026-01-01T00:00:00Z",
+		"publishedDate": "2026-01-01T00:00:00Z"}})
+}
+
+// policyReport is a PolicyReport with one failed result whose rule is key.
+func policyReport(name, ns, key, sev string) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReport",
-		"metadata": map[string]any{"name": fmt.Sprintf("%s-p-%d", r.tok, f.n), "namespace": ns},
+		"metadata": map[string]any{"name": name, "namespace": ns},
 		"summary":  map[string]any{"fail": 1},
 		"results": []any{map[string]any{
-			"policy": "scale-policy", "rule": key, "result": "fail", "severity": f.sev, "scored": true,
+			"policy": "scale-policy", "rule": key, "result": "fail", "severity": sev, "scored": true,
 			"message":   "validation failed for " + key,
 			"resources": []any{map[string]any{"apiVersion": "v1", "kind": "Pod", "name": "pod-" + key, "namespace": ns}},
 		}},
 	}}
-	_, err := r.env.dyn.Resource(schema.GroupVersionResource{Group: "wgpolicyk8s.io", Version: "v1alpha2",
-		Resource: "policyreports"}).Namespace(ns).Create(ctx, u, metav1.CreateOptions{})
-	return err
 }
 
 var falcoPriority = map[string]string{"critical": "Critical", "high": "Error", "medium": "Warning", "low": "Notice", "info": "Informational"}

@@ -222,6 +222,11 @@ func runScenario(ctx context.Context, e *env, sc Scenario, tok string) (*Result,
 			return nil, err
 		}
 	}
+	if sc.RawPath {
+		if err := r.rawPath(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := r.startReplicas(ctx); err != nil {
 		return nil, err
 	}
@@ -248,22 +253,24 @@ func runScenario(ctx context.Context, e *env, sc Scenario, tok string) (*Result,
 		if err != nil {
 			return nil, err
 		}
-		pr, err := startProbe(ctx, e, tok)
+		pr, err := startProbe(ctx, e, tok+"-probe", probeRate, configMaps, nil, nil)
 		if err != nil {
 			stop()
 			return nil, err
 		}
 		relisted0 := r.relisted()
 		if err := r.drive(ctx); err != nil {
-			_ = pr.stop(r.res)
+			_, _ = pr.stop(time.Second)
 			stop()
 			return nil, err
 		}
 		loadEnd := time.Now()
-		if err := pr.stop(r.res); err != nil {
+		w, err := pr.stop(time.Second)
+		if err != nil {
 			stop()
 			return nil, err
 		}
+		r.res.ProbeSamples, r.res.ProbeP10Ms, r.res.ProbeP50Ms, r.res.ProbeP99Ms = w.Samples, w.P10Ms, w.P50Ms, w.P99Ms
 		r.drain()
 		stop()
 		r.summarize(loadEnd)
@@ -276,6 +283,7 @@ func runScenario(ctx context.Context, e *env, sc Scenario, tok string) (*Result,
 	if secs := after.at.Sub(before.at).Seconds(); secs > 0 {
 		r.res.RedisOpsPerSec = float64(after.redisOps-before.redisOps) / secs
 		r.res.APIRequestsPerSec = (after.apiRequests - before.apiRequests) / secs
+		costs(before, after, r.res)
 	}
 	r.res.RedisMemoryBytes = e.redisMemory(ctx)
 	r.res.EtcdBytes = e.etcdBytes()

@@ -53,18 +53,28 @@ type Result struct {
 	ProbeP10Ms   float64 `json:"probeP10Ms,omitempty"`
 	ProbeP50Ms   float64 `json:"probeP50Ms,omitempty"`
 	ProbeP99Ms   float64 `json:"probeP99Ms,omitempty"`
+	// RawPath is the probe's path walked alone at the scenario's rate just before the load (see
+	// Scenario.RawPath); P99OverRawPath and OutOverRawPath compare the product with it.
+	RawPath        *walk   `json:"rawPath,omitempty"`
+	P99OverRawPath float64 `json:"p99OverRawPath,omitempty"`
+	OutOverRawPath float64 `json:"observationsPerSecondOverRawPath,omitempty"`
 
-	CPUSecondsPer1000 float64           `json:"cpuSecondsPer1000Findings"`
-	PerReplica        []ReplicaUsage    `json:"perReplica"`
-	RedisOpsPerSec    float64           `json:"redisOpsPerSecond"`
-	RedisMemoryBytes  int64             `json:"redisMemoryBytes"`
-	APIRequestsPerSec float64           `json:"apiServerRequestsPerSecond"`
-	EtcdBytes         int64             `json:"etcdDatabaseBytes"`
-	Pipeline          map[string]int64  `json:"pipeline"`
-	Orders            map[string]string `json:"ordersInForce"`
-	Killed            []Kill            `json:"killed,omitempty"`
-	TakeoverSeconds   float64           `json:"takeoverSeconds,omitempty"`
-	Extra             map[string]any    `json:"extra,omitempty"`
+	CPUSecondsPer1000 float64        `json:"cpuSecondsPer1000Findings"`
+	PerReplica        []ReplicaUsage `json:"perReplica"`
+	RedisOpsPerSec    float64        `json:"redisOpsPerSecond"`
+	RedisMemoryBytes  int64          `json:"redisMemoryBytes"`
+	APIRequestsPerSec float64        `json:"apiServerRequestsPerSecond"`
+	// APIRequests are the API server's requests per second by verb and resource over the run.
+	APIRequests map[string]float64 `json:"apiServerRequestsPerSecondBy,omitempty"`
+	// APIServerMillicores and EtcdMillicores are the CPU the control plane used over the run.
+	APIServerMillicores float64           `json:"apiServerMillicores"`
+	EtcdMillicores      float64           `json:"etcdMillicores"`
+	EtcdBytes           int64             `json:"etcdDatabaseBytes"`
+	Pipeline            map[string]int64  `json:"pipeline"`
+	Orders              map[string]string `json:"ordersInForce"`
+	Killed              []Kill            `json:"killed,omitempty"`
+	TakeoverSeconds     float64           `json:"takeoverSeconds,omitempty"`
+	Extra               map[string]any    `json:"extra,omitempty"`
 
 	Series Series `json:"series"`
 }
@@ -83,6 +93,12 @@ type ReplicaUsage struct {
 	CPUMillicores float64 `json:"cpuMillicores"`
 	PeakRSSBytes  int64   `json:"peakRssBytes"`
 	EndRSSBytes   int64   `json:"endRssBytes"`
+	// The anonymous part of the resident memory (RssAnon) and the Go heap in use
+	// (go_memstats_heap_inuse_bytes, read every few seconds): VmRSS is mostly the binary's pages.
+	PeakRSSAnonBytes   int64 `json:"peakRssAnonBytes"`
+	EndRSSAnonBytes    int64 `json:"endRssAnonBytes"`
+	PeakHeapInuseBytes int64 `json:"peakHeapInuseBytes"`
+	EndHeapInuseBytes  int64 `json:"endHeapInuseBytes"`
 }
 
 // Kill is a replica killed on purpose.
@@ -109,19 +125,20 @@ type sampler struct {
 	last  map[string]time.Duration
 	rss   map[string][]float64
 	mcpu  map[string][]float64
-	peak  map[string]int64
-	end   map[string]int64
+	peak  map[string]use
+	end   map[string]use
+	n     int
 	stop  chan struct{}
 	done  chan struct{}
 }
 
 func startSampler(reps []*replica) *sampler {
 	s := &sampler{start: time.Now(), cpu0: map[string]time.Duration{}, last: map[string]time.Duration{},
-		rss: map[string][]float64{}, mcpu: map[string][]float64{}, peak: map[string]int64{}, end: map[string]int64{},
+		rss: map[string][]float64{}, mcpu: map[string][]float64{}, peak: map[string]use{}, end: map[string]use{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	for _, rep := range reps {
-		if cpu, _, err := rep.usage(); err == nil {
-			s.cpu0[rep.id], s.last[rep.id] = cpu, cpu
+		if u, err := rep.usage(); err == nil {
+			s.cpu0[rep.id], s.last[rep.id] = u.cpu, u.cpu
 		}
 	}
 	go func() {
@@ -140,22 +157,34 @@ func startSampler(reps []*replica) *sampler {
 	return s
 }
 
+// heapEvery is how many samples apart the replicas' heap is read (a scrape of their metrics).
+const heapEvery = 5
+
 func (s *sampler) sample(reps []*replica) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.n++
 	for _, rep := range reps {
 		if !rep.alive() {
 			continue
 		}
-		cpu, rss, err := rep.usage()
+		u, err := rep.usage()
 		if err != nil {
 			continue
 		}
-		s.mcpu[rep.id] = append(s.mcpu[rep.id], float64((cpu - s.last[rep.id]).Milliseconds()))
-		s.last[rep.id] = cpu
-		s.rss[rep.id] = append(s.rss[rep.id], float64(rss)/(1<<20))
-		s.peak[rep.id] = max(s.peak[rep.id], rss)
-		s.end[rep.id] = rss
+		s.mcpu[rep.id] = append(s.mcpu[rep.id], float64((u.cpu - s.last[rep.id]).Milliseconds()))
+		s.last[rep.id] = u.cpu
+		s.rss[rep.id] = append(s.rss[rep.id], float64(u.rss)/(1<<20))
+		p, e := s.peak[rep.id], s.end[rep.id]
+		p.rss, p.anon = max(p.rss, u.rss), max(p.anon, u.anon)
+		e.rss, e.anon = u.rss, u.anon
+		if s.n%heapEvery == 1 {
+			if m, err := rep.metrics(); err == nil {
+				e.heap = int64(m["go_memstats_heap_inuse_bytes"])
+				p.heap = max(p.heap, e.heap)
+			}
+		}
+		s.peak[rep.id], s.end[rep.id] = p, e
 	}
 }
 
@@ -163,6 +192,7 @@ func (s *sampler) sample(reps []*replica) {
 func (s *sampler) finish(reps []*replica, res *Result) {
 	close(s.stop)
 	<-s.done
+	s.n = 0 // the last sample reads the heap too
 	s.sample(reps)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -171,8 +201,10 @@ func (s *sampler) finish(reps []*replica, res *Result) {
 	for _, rep := range reps {
 		used := s.last[rep.id] - s.cpu0[rep.id]
 		total += used
+		p, e := s.peak[rep.id], s.end[rep.id]
 		res.PerReplica = append(res.PerReplica, ReplicaUsage{ID: rep.id, CPUMillicores: 1000 * used.Seconds() / elapsed,
-			PeakRSSBytes: s.peak[rep.id], EndRSSBytes: s.end[rep.id]})
+			PeakRSSBytes: p.rss, EndRSSBytes: e.rss, PeakRSSAnonBytes: p.anon, EndRSSAnonBytes: e.anon,
+			PeakHeapInuseBytes: p.heap, EndHeapInuseBytes: e.heap})
 	}
 	if res.FindingsIn > 0 {
 		res.CPUSecondsPer1000 = total.Seconds() * 1000 / float64(res.FindingsIn)
@@ -187,10 +219,14 @@ type counters struct {
 	apiRequests float64
 	// refused is the Observation creates the API server refused as conflicts (409).
 	refused float64
+	// requests are the API server's requests by verb and resource ("POST observations").
+	requests map[string]float64
+	// apiCPU and etcdCPU are the CPU seconds the API server and etcd have used.
+	apiCPU, etcdCPU float64
 }
 
 func (e *env) counters(ctx context.Context) counters {
-	c := counters{at: time.Now()}
+	c := counters{at: time.Now(), etcdCPU: e.etcdMetrics()["process_cpu_seconds_total"]}
 	rc := redis.NewClient(&redis.Options{Addr: e.redis.Addr})
 	defer rc.Close()
 	if info, err := rc.Info(ctx, "stats").Result(); err == nil {
@@ -200,9 +236,53 @@ func (e *env) counters(ctx context.Context) counters {
 		if m, err := parseMetrics(strings.NewReader(string(raw))); err == nil {
 			c.apiRequests = m["apiserver_request_total"]
 			c.refused = refusedCreates(m)
+			c.requests = requestsBy(m)
+			c.apiCPU = m["process_cpu_seconds_total"]
 		}
 	}
 	return c
+}
+
+// requestsBy sums the API server's request counts by verb and resource.
+func requestsBy(m map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for series, v := range m {
+		labels, ok := strings.CutPrefix(series, "apiserver_request_total{")
+		if !ok {
+			continue
+		}
+		out[label(labels, "verb")+" "+label(labels, "resource")] += v
+	}
+	return out
+}
+
+// label reads one label's value from a series' labels as the text format writes them
+// (name="value",name="value"}).
+func label(labels, name string) string {
+	for _, kv := range strings.Split(strings.TrimSuffix(labels, "}"), `",`) {
+		if v, ok := strings.CutPrefix(kv, name+`="`); ok {
+			return strings.TrimSuffix(v, `"`)
+		}
+	}
+	return ""
+}
+
+// costs puts in res what the shared parts did between before and after: the API server's
+// requests per second by verb and resource (those above one a second), and the CPU the API
+// server and etcd used, in millicores.
+func costs(before, after counters, res *Result) {
+	secs := after.at.Sub(before.at).Seconds()
+	if secs <= 0 {
+		return
+	}
+	res.APIServerMillicores = 1000 * (after.apiCPU - before.apiCPU) / secs
+	res.EtcdMillicores = 1000 * (after.etcdCPU - before.etcdCPU) / secs
+	res.APIRequests = map[string]float64{}
+	for k, v := range after.requests {
+		if rate := (v - before.requests[k]) / secs; rate >= 1 {
+			res.APIRequests[k] = math.Round(rate*10) / 10
+		}
+	}
 }
 
 func (e *env) redisMemory(ctx context.Context) int64 {
@@ -216,19 +296,24 @@ func (e *env) redisMemory(ctx context.Context) int64 {
 }
 
 func (e *env) etcdBytes() int64 {
+	return int64(e.etcdMetrics()["etcd_mvcc_db_total_size_in_bytes"])
+}
+
+// etcdMetrics reads etcd's metrics; nil when they cannot be read.
+func (e *env) etcdMetrics() map[string]float64 {
 	if e.cluster.EtcdURL == "" {
-		return 0
+		return nil
 	}
 	resp, err := http.Get(e.cluster.EtcdURL + "/metrics")
 	if err != nil {
-		return 0
+		return nil
 	}
 	defer resp.Body.Close()
 	m, err := parseMetrics(resp.Body)
 	if err != nil {
-		return 0
+		return nil
 	}
-	return int64(m["etcd_mvcc_db_total_size_in_bytes"])
+	return m
 }
 
 func infoInt(info, key string) int64 {
@@ -302,6 +387,9 @@ func (r *run) summarize(loadEnd time.Time) {
 	lat := append([]time.Duration(nil), r.latency...)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	res.LatencyP10Ms, res.LatencyP50Ms, res.LatencyP95Ms, res.LatencyP99Ms = pct(lat, .10), pct(lat, .50), pct(lat, .95), pct(lat, .99)
+	if raw := res.RawPath; raw != nil && raw.P99Ms > 0 && raw.PerSec > 0 {
+		res.P99OverRawPath, res.OutOverRawPath = res.LatencyP99Ms/raw.P99Ms, res.ObsPerSec/raw.PerSec
+	}
 	if len(r.inAt) > 0 {
 		t0 := r.inAt[0]
 		res.Series.InPerSec = perSecond(t0, r.inAt)

@@ -97,34 +97,53 @@ func (rep *replica) kill() {
 }
 
 // usage is a process's CPU time so far and its resident memory, from /proc.
-func (rep *replica) usage() (cpu time.Duration, rss int64, err error) {
+func (rep *replica) usage() (u use, err error) {
 	pid := rep.cmd.Process.Pid
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, 0, err
+		return use{}, err
 	}
 	// Fields after the command name, which may hold spaces: state is the 3rd field, utime the 14th.
 	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
 	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("short /proc/%d/stat", pid)
+		return use{}, fmt.Errorf("short /proc/%d/stat", pid)
 	}
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	const userHZ = 100 // the kernel's USER_HZ on Linux
-	cpu = time.Duration(utime+stime) * time.Second / userHZ
+	u.cpu = time.Duration(utime+stime) * time.Second / userHZ
 	status, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return use{}, err
 	}
 	defer status.Close()
 	sc := bufio.NewScanner(status)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			rss = kb << 10
+			u.rss = kibibytes(v)
+		} else if v, ok := strings.CutPrefix(sc.Text(), "RssAnon:"); ok {
+			u.anon = kibibytes(v)
 		}
 	}
-	return cpu, rss, nil
+	return u, sc.Err()
+}
+
+// use is a replica's CPU used so far and its resident memory now: all of it (VmRSS, mostly the
+// binary's own pages) and the anonymous part (RssAnon: the heap, stacks and runtime).
+type use struct {
+	cpu       time.Duration
+	rss, anon int64
+	heap      int64 // the Go heap in use, read from the metrics by the sampler
+}
+
+// kibibytes reads a /proc/PID/status size ("   1234 kB") in bytes.
+func kibibytes(v string) int64 {
+	f := strings.Fields(v)
+	if len(f) == 0 {
+		return 0
+	}
+	kb, _ := strconv.ParseInt(f[0], 10, 64)
+	return kb << 10
 }
 
 // metrics reads a replica's /metrics: the sum of each family's samples, by name (labels dropped)

@@ -42,6 +42,8 @@ func writeReport(dir, profile string, results []*Result) (string, error) {
 		}
 	}
 	writeCosts(&b, results)
+	writeRawPaths(&b, results)
+	writeMemory(&b, results)
 	for _, r := range results {
 		if len(r.Extra) > 0 || len(r.Killed) > 0 {
 			fmt.Fprintf(&b, "**%s**:", r.Scenario)
@@ -56,7 +58,8 @@ func writeReport(dir, profile string, results []*Result) (string, error) {
 			for _, k := range r.Killed {
 				fmt.Fprintf(&b, " killed %s (leader %v) at %.1f s, taken over after %.2f s;", k.Replica, k.Leader, k.AtSeconds, r.TakeoverSeconds)
 			}
-			fmt.Fprintf(&b, " pipeline %v; orders %v\n\n", r.Pipeline, r.Orders)
+			fmt.Fprintf(&b, " pipeline %v; orders %v; API server %.0f millicores, etcd %.0f, requests/s %v\n\n", r.Pipeline, r.Orders,
+				r.APIServerMillicores, r.EtcdMillicores, r.APIRequests)
 		}
 	}
 	for _, r := range results {
@@ -105,6 +108,44 @@ func writeCosts(b *strings.Builder, results []*Result) {
 		fmt.Fprintf(b, "Sharding cost: %.3f CPU seconds per 1,000 findings with 3 replicas against %.3f with 1, on the same load: %.2f× (target at most 1.15×).\n\n",
 			three.CPUSecondsPer1000, one.CPUSecondsPer1000, three.CPUSecondsPer1000/one.CPUSecondsPer1000)
 	}
+}
+
+// writeRawPaths compares each scenario that walked the raw path with it (targets: P99 at most
+// 1.2×, Observations/s at least 90%).
+func writeRawPaths(b *strings.Builder, results []*Result) {
+	header := false
+	for _, r := range results {
+		if r.RawPath == nil {
+			continue
+		}
+		if !header {
+			b.WriteString("Against the raw path (the probe's path walked alone at the scenario's rate just before its load):\n\n")
+			b.WriteString("| scenario | rate | raw P50 / P99 ms | P50 / P99 ms | P99 over raw | raw Observations/s | Observations/s | out over raw | API server mCPU raw / load |\n")
+			b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+			header = true
+		}
+		fmt.Fprintf(b, "| %s | %.0f | %.1f / %.1f | %.1f / %.1f | %.2f | %.0f | %.0f | %.2f | %.0f / %.0f |\n", r.Scenario, r.FindingsPerSec,
+			r.RawPath.P50Ms, r.RawPath.P99Ms, r.LatencyP50Ms, r.LatencyP99Ms, r.P99OverRawPath, r.RawPath.PerSec, r.ObsPerSec, r.OutOverRawPath,
+			r.RawPath.APIServerMillicores, r.APIServerMillicores)
+	}
+	if header {
+		b.WriteString("\n")
+	}
+}
+
+// writeMemory lists each replica's memory three ways: all it holds resident (VmRSS, mostly the
+// binary's own pages), the anonymous part (RssAnon), and the Go heap in use.
+func writeMemory(b *strings.Builder, results []*Result) {
+	b.WriteString("Memory per replica, MiB, peak / at the end: VmRSS (mostly the binary's own pages), RssAnon (heap, stacks, runtime), Go heap in use:\n\n")
+	b.WriteString("| scenario | replica | VmRSS | RssAnon | heap in use |\n|---|---|---|---|---|\n")
+	mib := func(n int64) float64 { return float64(n) / (1 << 20) }
+	for _, r := range results {
+		for _, u := range r.PerReplica {
+			fmt.Fprintf(b, "| %s | %s | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f |\n", r.Scenario, u.ID, mib(u.PeakRSSBytes), mib(u.EndRSSBytes),
+				mib(u.PeakRSSAnonBytes), mib(u.EndRSSAnonBytes), mib(u.PeakHeapInuseBytes), mib(u.EndHeapInuseBytes))
+		}
+	}
+	b.WriteString("\n")
 }
 
 func fmtValue(v any) string {

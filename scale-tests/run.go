@@ -294,7 +294,10 @@ func (r *run) expected(src string, f finding) bool {
 	return v1alpha1.Severity(f.sev).Rank() >= v1alpha1.Severity(r.sc.MinSeverity).Rank()
 }
 
-// drive sends the plan at the scenario's rates with 16 senders, recording each send time.
+// senders is how many findings the load's generator sends at once.
+const senders = 16
+
+// drive sends the plan at the scenario's rates with its senders, recording each send time.
 func (r *run) drive(ctx context.Context) error {
 	phases := []Phase{{Rate: r.sc.Rate, Duration: r.sc.Duration}}
 	if r.sc.Burst != nil {
@@ -312,7 +315,7 @@ func (r *run) drive(ctx context.Context) error {
 	var errs atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
-	for range 16 {
+	for range senders {
 		wg.Go(func() {
 			for f := range jobs {
 				src := r.sc.Sources[f.n%len(r.sc.Sources)]

@@ -22,6 +22,9 @@ type Scenario struct {
 	// Rate is findings per second over all sources, for Duration.
 	Rate     float64  `json:"rate"`
 	Duration Duration `json:"duration"`
+	// RawPath, when set, walks the raw path (see probe) at Rate for Duration just before the load,
+	// and the product's latency and rate are compared with it.
+	RawPath bool `json:"rawPath,omitempty"`
 	// Burst, when set, follows the steady phase: Rate findings/s for Duration, then recovery.
 	Burst *Phase `json:"burst,omitempty"`
 	// SeverityMix weighs the severities of the findings whose severity a source carries
@@ -133,6 +136,9 @@ func (s *Scenario) validate() error {
 	}
 	if len(s.Sources) > 0 && (s.Rate <= 0 || s.Duration <= 0) {
 		return fmt.Errorf("a rate and a duration are required with sources")
+	}
+	if s.RawPath && len(s.Sources) == 0 {
+		return fmt.Errorf("rawPath: the raw path is walked beside a load of sources")
 	}
 	for i, st := range s.Scale {
 		if st.Replicas < 1 || i > 0 && st.After <= s.Scale[i-1].After || len(s.Sources) == 0 {
