@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -193,5 +194,49 @@ func TestRestartedInformerKeepsWhatStays(t *testing.T) {
 	}
 	if n := second.handed.len(); n != 2 {
 		t.Errorf("%d objects remembered, want 2 (the deleted one forgotten)", n)
+	}
+}
+
+// TestWatchDeliveryCountsWatchedAdds: an object created while the informer watches is timed from
+// its creationTimestamp; one of the first list is not (it was not delivered late, only listed).
+func TestWatchDeliveryCountsWatchedAdds(t *testing.T) {
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
+	gvr := schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+	configMap := func(name string, created time.Time) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{"name": name, "namespace": "ci", "uid": name}, "data": map[string]any{name: "1"}}}
+		u.SetCreationTimestamp(metav1.NewTime(created))
+		return u
+	}
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{gvr: "ConfigMapList"}, configMap("listed", time.Now().Add(-time.Hour)))
+	disc := &fakediscovery.FakeDiscovery{Fake: &kubetesting.Fake{}}
+	disc.Resources = []*metav1.APIResourceList{{GroupVersion: "v1", APIResources: []metav1.APIResource{{Name: "configmaps", Namespaced: true}}}}
+	m := metrics.New(prometheus.NewRegistry())
+	inf := NewInformer(InformerConfig{Source: "test", GVR: gvr}, client, disc, oneFindingPerKey, nil, m,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := &recorder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = inf.Run(ctx, h) }()
+	waitRules := func(want ...string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !equalStrings(h.rules(), want); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("handed on %v, want %v", h.rules(), want)
+			}
+		}
+	}
+	waitRules("listed")
+	if _, err := client.Resource(gvr).Namespace("ci").Create(ctx, configMap("late", time.Now().Add(-3*time.Second)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitRules("late", "listed")
+	var got dto.Metric
+	if err := m.WatchDelivery.WithLabelValues("test").(prometheus.Histogram).Write(&got); err != nil {
+		t.Fatal(err)
+	}
+	if n, sum := got.GetHistogram().GetSampleCount(), got.GetHistogram().GetSampleSum(); n != 1 || sum < 3 || sum > 60 {
+		t.Errorf("watch delivery: %d observations summing to %.1f s, want one of about 3 s", n, sum)
 	}
 }

@@ -122,6 +122,17 @@ func TestWarningEventsBecomeObservations(t *testing.T) {
 	if len(got) != len(want) {
 		t.Fatalf("observations for %d resources, want %d", len(got), len(want))
 	}
+	// Each Warning created while the replicas watched was timed once from its creation to its
+	// watch event (the update of the first is not an arrival); a replica that restarted its
+	// informers on a new share lists rather than receives, so fewer may be timed, never more.
+	var timed, within5s float64
+	for _, r := range replicas {
+		timed += max(0, r.metric(`zen_watcher_watch_delivery_seconds_count{source="k8sevents"}`))
+		within5s += max(0, r.metric(`zen_watcher_watch_delivery_seconds_bucket{source="k8sevents",le="5"}`))
+	}
+	if timed < 1 || timed > 3 || within5s != timed {
+		t.Errorf("watch delivery timed %v Warnings (%v within 5 s), want 1-3, all within 5 s", timed, within5s)
+	}
 	for name, w := range want {
 		o, ok := got[name]
 		if !ok {
