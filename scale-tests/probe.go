@@ -327,9 +327,10 @@ func (p *probe) pending() int {
 
 // rawPath walks the path of the scenario's tool objects, round robin as the load sends them (a
 // webhook source's path is the Observation's create alone), at the scenario's rate for its
-// duration, with the probe beside it as beside the load: the ceiling the product's latency and rate are compared with, at the same offered
-// rate on the same machine a minute before. It runs before the replicas start, and the objects it
-// made are deleted before they do, so the replicas neither add to it nor see what it made.
+// duration, with the probe beside it as beside the load: the ceiling the product's latency and
+// rate are compared with, at the same offered rate on the same machine a minute before. It runs
+// before the replicas start, and the objects it made are deleted before they do, so the replicas
+// neither add to it nor see what it made.
 func (r *run) rawPath(ctx context.Context) error {
 	var kinds []pathKind
 	for _, src := range r.sc.Sources {
