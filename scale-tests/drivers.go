@@ -104,19 +104,15 @@ var (
 )
 
 func sendWarning(ctx context.Context, r *run, f finding) error {
-	return r.create(ctx, eventsGVR, warningEvent(fmt.Sprintf("%s-w-%d", r.tok, f.n), r.ns(f), f.key(r.tok)))
+	return r.env.create(ctx, eventsGVR, warningEvent(fmt.Sprintf("%s-w-%d", r.tok, f.n), r.ns(f), f.key(r.tok)))
 }
 
 func sendTrivy(ctx context.Context, r *run, f finding) error {
-	return r.create(ctx, vulnReportsGVR, trivyFinding(fmt.Sprintf("%s-r-%d", r.tok, f.n), r.ns(f), f.key(r.tok), f.sev))
+	return r.env.create(ctx, vulnReportsGVR, trivyFinding(fmt.Sprintf("%s-r-%d", r.tok, f.n), r.ns(f), f.key(r.tok), f.sev))
 }
 
 func sendPolicyReport(ctx context.Context, r *run, f finding) error {
-	return r.create(ctx, policyReportsGVR, policyReport(fmt.Sprintf("%s-p-%d", r.tok, f.n), r.ns(f), f.key(r.tok), f.sev))
-}
-
-func (r *run) create(ctx context.Context, gvr schema.GroupVersionResource, u *unstructured.Unstructured) error {
-	return r.env.create(ctx, gvr, u)
+	return r.env.create(ctx, policyReportsGVR, policyReport(fmt.Sprintf("%s-p-%d", r.tok, f.n), r.ns(f), f.key(r.tok), f.sev))
 }
 
 // create creates u, a built-in kind through the typed client (protobuf, as the tools that write

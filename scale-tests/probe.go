@@ -88,38 +88,25 @@ func startProbe(ctx context.Context, e *env, ns string, rate float64, kinds []pa
 	if p.oc, err = obsclient.New(restConfig(e.cluster)); err != nil {
 		return nil, err
 	}
+	// Cancelling ctx ends every watch below (retrying watchers stop with their context).
 	ctx, p.cancel = context.WithCancel(ctx)
-	watches := []watch.Interface{}
-	stopAll := func() {
-		for _, w := range watches {
-			w.Stop()
+	follow := map[schema.GroupVersionResource]func(watch.Interface){
+		v1alpha1.ObservationResource: p.arrive,
+	}
+	for _, k := range kinds {
+		if k.object != nil {
+			follow[k.gvr] = func(w watch.Interface) { p.relay(ctx, w) }
 		}
 	}
-	watched := map[schema.GroupVersionResource]bool{}
-	for _, k := range kinds {
-		if k.object == nil || watched[k.gvr] {
-			continue
-		}
-		watched[k.gvr] = true
-		w, err := p.watch(ctx, e, k.gvr)
+	for gvr, handle := range follow {
+		w, err := p.watch(ctx, e, gvr)
 		if err != nil {
-			stopAll()
 			p.cancel()
 			return nil, err
 		}
-		watches = append(watches, w)
-		p.done.Go(func() { p.relay(ctx, w); p.closed(ctx, k.gvr.Resource) })
+		p.done.Go(func() { handle(w); p.closed(ctx, gvr.Resource) })
 	}
-	obs, err := p.watch(ctx, e, v1alpha1.ObservationResource)
-	if err != nil {
-		stopAll()
-		p.cancel()
-		return nil, err
-	}
-	watches = append(watches, obs)
-	p.done.Go(func() { p.arrive(obs); p.closed(ctx, "Observations") })
 	p.done.Go(func() { p.send(ctx, e) })
-	go func() { <-ctx.Done(); stopAll() }()
 	return p, nil
 }
 
