@@ -26,6 +26,11 @@ type listerWatcher struct {
 	held func() bool
 	// tally, when set, counts what is kept per namespace: the namespaces' weights.
 	tally *tally
+	// inForce, when set, reports whether a hash is in the share in force now, which may have moved
+	// on from share before the informer is restarted on it. What left it is dropped at once: its
+	// new owner lists it when its own informers restart, and an object both handed on would cost a
+	// create the API server refuses.
+	inForce func(hash uint64) bool
 }
 
 // Wrap narrows lw to share of the FNV-1a space, with the API server's help. A share that is the
@@ -124,7 +129,8 @@ func (l *listerWatcher) keeps(obj runtime.Object) (string, bool) {
 		return "", true // not an object with metadata: let the informer decide
 	}
 	ns := m.GetNamespace()
-	keep := l.share.Contains(Hash(ns))
+	h := Hash(ns)
+	keep := l.share.Contains(h) && (l.inForce == nil || l.inForce(h))
 	c := l.dropped
 	if keep {
 		c = l.kept

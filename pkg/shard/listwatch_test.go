@@ -258,3 +258,73 @@ func TestEmptyShareFailsClosed(t *testing.T) {
 		}
 	}
 }
+
+// TestInformerDropsWhatLeftTheShare: an informer started on a share keeps nothing of the namespaces
+// that left it when the share changes, before it is restarted on the new one — their new owner
+// lists them, and a finding handed on by both would cost a refused create.
+func TestInformerDropsWhatLeftTheShare(t *testing.T) {
+	c := servers["gate-on"]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	namespaces := names("moving-%d", 24)
+	for _, ns := range namespaces {
+		if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := newTestSharder("zw-a")
+	s.SetNamespaces(namespaces)
+	s.SetMembers([]string{"zw-a", "zw-b"})
+	s.Apply(s.Share())
+	inf := cache.NewSharedIndexInformer(s.Wrap(configMapsLW(c.Kube)), &corev1.ConfigMap{}, 0, cache.Indexers{})
+	go inf.RunWithContext(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		t.Fatal("not synced")
+	}
+	before := s.Share()
+	s.SetMembers([]string{"zw-a", "zw-b", "zw-c"}) // not applied: the informer runs on
+	var stayed, left []string
+	for _, ns := range namespaces {
+		switch h := Hash(ns); {
+		case before.Contains(h) && s.Owns(ns):
+			stayed = append(stayed, ns)
+		case before.Contains(h):
+			left = append(left, ns)
+		}
+	}
+	if len(stayed) == 0 || len(left) == 0 {
+		t.Fatalf("a third member moved %d of the namespaces and kept %d, want some of each", len(left), len(stayed))
+	}
+	for _, ns := range namespaces {
+		if _, err := c.Kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "after"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := func() map[string]bool {
+		out := map[string]bool{}
+		for _, o := range inf.GetStore().List() {
+			if cm := o.(*corev1.ConfigMap); cm.Name == "after" {
+				out[cm.Namespace] = true
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(held()) < len(stayed) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := held()
+	for _, ns := range stayed {
+		if !got[ns] {
+			t.Errorf("the informer did not get %s, which stayed in its share", ns)
+		}
+	}
+	for _, ns := range left {
+		if got[ns] {
+			t.Errorf("the informer kept %s, which left its share before it was restarted", ns)
+		}
+	}
+	if len(got) != len(stayed) {
+		t.Errorf("the informer holds %d namespaces' objects, want the %d that stayed", len(got), len(stayed))
+	}
+}

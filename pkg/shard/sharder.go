@@ -201,8 +201,12 @@ func (s *Sharder) Apply(share Ranges) {
 }
 
 // Owns reports whether this replica owns a namespace now.
-func (s *Sharder) Owns(namespace string) bool {
-	return s.Share().Contains(Hash(namespace))
+func (s *Sharder) Owns(namespace string) bool { return s.ownsHash(Hash(namespace)) }
+
+func (s *Sharder) ownsHash(h uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.share.Contains(h)
 }
 
 // Wrap narrows an informer's ListerWatcher to the share applied when the informer starts (see
@@ -227,6 +231,6 @@ func (s *Sharder) wrap(lw cache.ListerWatcher, share Ranges) cache.ListerWatcher
 	if held == nil && share.Whole() {
 		return lw
 	}
-	return &listerWatcher{next: lw, share: share, held: held, tally: s.weigher.start(),
+	return &listerWatcher{next: lw, share: share, held: held, tally: s.weigher.start(), inForce: s.ownsHash,
 		kept: s.metrics.ShardObjects.WithLabelValues("kept"), dropped: s.metrics.ShardObjects.WithLabelValues("dropped")}
 }
