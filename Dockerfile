@@ -1,7 +1,8 @@
-# The image the chart runs: a static zen-watcher binary on distroless, as a non-root user.
+# The image the chart runs, for those with docker: a static zen-watcher binary on distroless, as a
+# non-root user. `make image` writes the same binary as an OCI archive without docker.
 # Reproducible: pin both base images by digest in CI (docker buildx imagetools inspect prints
 # them); -trimpath and an empty build ID make the binary depend on the sources and Go version only.
-#   docker build -t ghcr.io/kube-zen/zen-watcher:0.1.0 .
+#   make image-docker   (docker build -t ghcr.io/kube-zen/zen-watcher:<appVersion> .)
 ARG GO_VERSION=1.26.8
 FROM golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src

@@ -11,10 +11,15 @@ TOOLS       := $(GO) tool -modfile=hack/tools/go.mod
 TEST_FLAGS  ?= -race -count=1 -timeout 25m
 FUZZ_TIME   ?= 10000x
 PROFILE     ?= quick
+APP_VERSION := $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/zen-watcher/Chart.yaml)
+IMAGE       ?= ghcr.io/kube-zen/zen-watcher:$(APP_VERSION)
+IMAGE_ARCHIVE ?= bin/zen-watcher-$(APP_VERSION).oci.tar
+# The image trusts the build machine's CA bundle, when it has one, for TLS to a Redis service.
+CA_BUNDLE   ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 
 export K8S_VERSION ZW_CACHE KUBEBUILDER_ASSETS
 
-.PHONY: all build generate tools k8s-bins redis helm test test-unit test-chart chart-docs image fuzz run demo demo-down lint bench scale-test clean help
+.PHONY: all build generate tools k8s-bins redis helm test test-unit test-chart chart-docs image image-docker containerd fuzz run demo demo-down lint bench scale-test clean help
 
 all: build
 
@@ -30,10 +35,13 @@ generate: ## Regenerate deepcopy functions and the CRDs from pkg/api.
 	$(TOOLS) controller-gen object:headerFile=hack/boilerplate.go.txt paths=./pkg/api/... \
 		crd output:crd:artifacts:config=charts/zen-watcher/crds
 
-tools: k8s-bins redis helm ## Build the control plane and helm into the cache; install redis-server.
+tools: k8s-bins redis helm containerd ## Build the control plane and helm into the cache; install redis-server, containerd and runc.
 
 k8s-bins: ## Build kube-apiserver, etcd, kubectl and kube-controller-manager (~11 min once).
 	WITH_KCM=1 hack/build-k8s-bins.sh
+
+containerd: ## Install containerd and runc from Debian's packages when they are missing (the image's test runs it).
+	hack/ensure-containerd.sh
 
 redis: ## Install redis-server from Debian's packages when it is missing.
 	hack/ensure-redis.sh
@@ -52,8 +60,13 @@ test-chart: helm k8s-bins ## The Helm chart's tests: lint, render, dry-run, inst
 chart-docs: ## Regenerate the values table of charts/zen-watcher/README.md from values.yaml.
 	$(GO) run ./hack/chartdoc charts/zen-watcher
 
-image: ## Build the container image (needs docker; not available on the development machines).
-	docker build -t ghcr.io/kube-zen/zen-watcher:$$(sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/zen-watcher/Chart.yaml) .
+image: ## Write the image as an OCI archive (IMAGE_ARCHIVE), without docker: static, non-root, no shell, reproducible.
+	@mkdir -p bin/image $(dir $(IMAGE_ARCHIVE))
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -buildid=" -o bin/image/zen-watcher ./cmd/zen-watcher
+	$(GO) run ./hack/ociimage -binary bin/image/zen-watcher -name $(IMAGE) -out $(IMAGE_ARCHIVE) $(if $(CA_BUNDLE),-ca-bundle $(CA_BUNDLE))
+
+image-docker: ## The same image with docker, from the Dockerfile.
+	docker build -t $(IMAGE) .
 
 UNIT_PKGS := ./pkg/pipeline/... ./pkg/metrics/... ./pkg/sources/... ./pkg/ha ./pkg/ingester/... \
 	./cmd/zen-watcher ./internal/testenv ./scale-tests

@@ -50,3 +50,24 @@ wait_for() {
 	done
 	die "$what did not come up within ${secs}s"
 }
+
+# ensure_debian PACKAGES COMMANDS: makes sure every command in the space-separated COMMANDS is on
+# the PATH, installing Debian's PACKAGES when one is missing and we are root; otherwise prints the
+# exact command to run and fails.
+ensure_debian() {
+	local packages=$1 commands=$2 c missing=
+	for c in $commands; do
+		command -v "$c" >/dev/null 2>&1 || missing=1
+	done
+	[[ -z $missing ]] && return 0
+	local cmd="apt-get update && apt-get install -y --no-install-recommends $packages"
+	[[ $(id -u) == 0 ]] || die "$commands: not all installed; as root run: $cmd"
+	log "installing $packages (Debian packages)"
+	# shellcheck disable=SC2086 # the package list is split on purpose
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null &&
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $packages >/dev/null ||
+		die "installing $packages failed: $cmd"
+	for c in $commands; do
+		command -v "$c" >/dev/null || die "$c still missing after: $cmd"
+	done
+}
