@@ -14,12 +14,13 @@ PROFILE     ?= quick
 APP_VERSION := $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/zen-watcher/Chart.yaml)
 IMAGE       ?= ghcr.io/kube-zen/zen-watcher:$(APP_VERSION)
 IMAGE_ARCHIVE ?= bin/zen-watcher-$(APP_VERSION).oci.tar
+REDIS_IMAGE_ARCHIVE ?= bin/zen-watcher-redis.oci.tar
 # The image trusts the build machine's CA bundle, when it has one, for TLS to a Redis service.
 CA_BUNDLE   ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 
 export K8S_VERSION ZW_CACHE KUBEBUILDER_ASSETS
 
-.PHONY: all build generate tools k8s-bins redis helm test test-unit test-chart chart-docs image image-docker containerd fuzz run demo demo-down lint bench scale-test clean help
+.PHONY: all build generate tools k8s-bins redis helm test test-unit test-chart chart-docs image redis-image image-docker containerd fuzz run demo demo-down lint bench scale-test clean help
 
 all: build
 
@@ -64,6 +65,9 @@ image: ## Write the image as an OCI archive (IMAGE_ARCHIVE), without docker: sta
 	@mkdir -p bin/image $(dir $(IMAGE_ARCHIVE))
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -buildid=" -o bin/image/zen-watcher ./cmd/zen-watcher
 	$(GO) run ./hack/ociimage -binary bin/image/zen-watcher -name $(IMAGE) -out $(IMAGE_ARCHIVE) $(if $(CA_BUNDLE),-ca-bundle $(CA_BUNDLE))
+
+redis-image: ## Write Debian's redis-server and the libraries it links as an image archive (REDIS_IMAGE_ARCHIVE), for the bundled Redis without a registry.
+	hack/redis-image.sh $(REDIS_IMAGE_ARCHIVE)
 
 image-docker: ## The same image with docker, from the Dockerfile.
 	docker build -t $(IMAGE) .

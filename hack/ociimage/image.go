@@ -9,8 +9,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"path/filepath"
+	"path"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -23,13 +26,13 @@ const (
 	mediaLayer    = "application/vnd.oci.image.layer.v1.tar+gzip"
 )
 
-// nonroot is the user the image runs as: no shell, no home worth the name, not root.
-const nonroot = "65532"
-
 // Spec is what goes into an image.
 type Spec struct {
-	// Binary is the path of the static binary, installed as /<base name> and run as the entrypoint.
-	Binary string
+	// Files are what the image holds besides its users and /tmp: the first is the entrypoint.
+	Files []Add
+	// User is the user the image runs as, named in its /etc/passwd and /etc/group; its ID is
+	// also its group's.
+	User User
 	// Name is the image's name with its tag.
 	Name string
 	// CABundle, when set, is installed at /etc/ssl/certs/ca-certificates.crt, for TLS to servers
@@ -42,6 +45,21 @@ type Spec struct {
 	// Created stamps the config and every file; the zero time stamps the epoch.
 	Created time.Time
 }
+
+// Add is a file of the build machine, Src, put at Dst in the image, executable or not as it is.
+// A symbolic link is followed: the image holds its target's content under Dst's name.
+type Add struct {
+	Src, Dst string
+}
+
+// User is a user without a shell.
+type User struct {
+	Name string
+	ID   int
+}
+
+// Nonroot is the user a static binary runs as, the one distroless names.
+var Nonroot = User{Name: "nonroot", ID: 65532}
 
 // descriptor points at a blob (image-spec descriptor.md).
 type descriptor struct {
@@ -151,20 +169,24 @@ func configBlob(spec Spec, created time.Time, diffID string) (blob, error) {
 	for _, p := range spec.Ports {
 		ports[strings.TrimSpace(p)+"/tcp"] = struct{}{}
 	}
-	entry := "/" + filepath.Base(spec.Binary)
+	if len(spec.Files) == 0 {
+		return blob{}, fmt.Errorf("an image without an entrypoint")
+	}
+	entry := "/" + strings.TrimPrefix(spec.Files[0].Dst, "/")
+	id := strconv.Itoa(spec.User.ID)
 	return jsonBlob(mediaConfig, map[string]any{
 		"created":      created.Format(time.RFC3339),
 		"architecture": spec.Arch,
 		"os":           "linux",
 		"config": map[string]any{
-			"User":         nonroot + ":" + nonroot,
+			"User":         id + ":" + id,
 			"Entrypoint":   []string{entry},
 			"ExposedPorts": ports,
 			"WorkingDir":   "/",
-			"Env":          []string{"PATH=/"},
+			"Env":          []string{"PATH=/usr/bin:/"},
 		},
 		"rootfs":  map[string]any{"type": "layers", "diff_ids": []string{diffID}},
-		"history": []map[string]string{{"created": created.Format(time.RFC3339), "created_by": "hack/ociimage " + entry}},
+		"history": []map[string]string{{"created": created.Format(time.RFC3339), "created_by": "hack/ociimage"}},
 	})
 }
 
@@ -176,32 +198,54 @@ type file struct {
 	data []byte
 }
 
-// rootFS is the image's one layer: the binary, the users it names, a /tmp, and the CA bundle
-// when one is given.
+// rootFS is the image's one layer: the files, the user they run as, a /tmp, the CA bundle when
+// one is given, and every directory these need, in the order of their paths.
 func rootFS(spec Spec, created time.Time) ([]byte, error) {
-	bin, err := os.ReadFile(spec.Binary)
-	if err != nil {
-		return nil, fmt.Errorf("reading the binary: %w", err)
+	if spec.User.Name == "" || spec.User.ID <= 0 {
+		return nil, fmt.Errorf("user %+v: want a name and an ID other than root's", spec.User)
 	}
-	files := []file{
-		{name: "etc/", dir: true, mode: 0o755},
-		{name: "etc/group", mode: 0o644, data: []byte("root:x:0:\nnonroot:x:" + nonroot + ":\n")},
-		{name: "etc/passwd", mode: 0o644, data: []byte("root:x:0:0:root:/root:/sbin/nologin\n" +
-			"nonroot:x:" + nonroot + ":" + nonroot + ":nonroot:/home/nonroot:/sbin/nologin\n")},
+	id := strconv.Itoa(spec.User.ID)
+	entries := map[string]file{
+		"etc/group": {mode: 0o644, data: []byte("root:x:0:\n" + spec.User.Name + ":x:" + id + ":\n")},
+		"etc/passwd": {mode: 0o644, data: []byte("root:x:0:0:root:/root:/sbin/nologin\n" +
+			spec.User.Name + ":x:" + id + ":" + id + ":" + spec.User.Name + ":/:/sbin/nologin\n")},
+		"tmp/": {dir: true, mode: 0o1777},
 	}
+	adds := spec.Files
 	if spec.CABundle != "" {
-		ca, err := os.ReadFile(spec.CABundle)
-		if err != nil {
-			return nil, fmt.Errorf("reading the CA bundle: %w", err)
-		}
-		files = append(files,
-			file{name: "etc/ssl/", dir: true, mode: 0o755},
-			file{name: "etc/ssl/certs/", dir: true, mode: 0o755},
-			file{name: "etc/ssl/certs/ca-certificates.crt", mode: 0o644, data: ca})
+		adds = append(slices.Clone(adds), Add{Src: spec.CABundle, Dst: "/etc/ssl/certs/ca-certificates.crt"})
 	}
-	files = append(files,
-		file{name: "tmp/", dir: true, mode: 0o1777},
-		file{name: filepath.Base(spec.Binary), mode: 0o755, data: bin})
+	for _, a := range adds {
+		name := strings.TrimPrefix(path.Clean("/"+a.Dst), "/")
+		if name == "" {
+			return nil, fmt.Errorf("%s: no destination", a.Src)
+		}
+		if _, taken := entries[name]; taken {
+			return nil, fmt.Errorf("%s: %s is in the image twice", a.Src, a.Dst)
+		}
+		info, err := os.Stat(a.Src)
+		if err != nil {
+			return nil, fmt.Errorf("adding %s: %w", a.Src, err)
+		}
+		data, err := os.ReadFile(a.Src)
+		if err != nil {
+			return nil, fmt.Errorf("adding %s: %w", a.Src, err)
+		}
+		mode := int64(0o644)
+		if info.Mode()&0o111 != 0 {
+			mode = 0o755
+		}
+		entries[name] = file{mode: mode, data: data}
+		for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+			entries[dir+"/"] = file{dir: true, mode: 0o755}
+		}
+	}
+	files := make([]file, 0, len(entries))
+	for _, name := range slices.Sorted(maps.Keys(entries)) {
+		f := entries[name]
+		f.name = name
+		files = append(files, f)
+	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	if err := writeFiles(tw, files, created); err != nil {

@@ -68,7 +68,7 @@ func testSpec(t *testing.T) Spec {
 	if err := os.WriteFile(ca, []byte("-----BEGIN CERTIFICATE-----\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return Spec{Binary: bin, Name: "ghcr.io/kube-zen/zen-watcher:0.1.0", CABundle: ca, Arch: "amd64", Ports: []string{"8080", "9090"}}
+	return Spec{Files: []Add{{Src: bin, Dst: "/zen-watcher"}}, User: Nonroot, Name: "ghcr.io/kube-zen/zen-watcher:0.1.0", CABundle: ca, Arch: "amd64", Ports: []string{"8080", "9090"}}
 }
 
 // TestImageIsReproducible: the same inputs give the same archive, byte for byte, whenever and
@@ -81,7 +81,7 @@ func TestImageIsReproducible(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1100 * time.Millisecond) // a clock that leaked in would show now
-	if err := os.Chtimes(spec.Binary, time.Now(), time.Now()); err != nil {
+	if err := os.Chtimes(spec.Files[0].Src, time.Now(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	db, err := Write(&b, spec)
@@ -91,7 +91,7 @@ func TestImageIsReproducible(t *testing.T) {
 	if da != db || !bytes.Equal(a.Bytes(), b.Bytes()) {
 		t.Errorf("two archives of the same inputs differ: %s and %s", da, db)
 	}
-	if err := os.WriteFile(spec.Binary, []byte("\x7fELF another"), 0o700); err != nil {
+	if err := os.WriteFile(spec.Files[0].Src, []byte("\x7fELF another"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	var c bytes.Buffer
@@ -164,7 +164,7 @@ func TestImageLayout(t *testing.T) {
 		t.Errorf("diff IDs %v, want the uncompressed layer's digest", config.RootFS.DiffIDs)
 	}
 	files, headers := readTar(t, layer)
-	bin, _ := os.ReadFile(spec.Binary)
+	bin, _ := os.ReadFile(spec.Files[0].Src)
 	if h := headers["zen-watcher"]; h == nil || h.Mode != 0o755 || h.Uid != 0 || !bytes.Equal(files["zen-watcher"], bin) {
 		t.Errorf("the layer's binary: %+v", h)
 	}
@@ -185,7 +185,10 @@ func TestImageRefuses(t *testing.T) {
 		"no tag":         func(s *Spec) { s.Name = "ghcr.io/kube-zen/zen-watcher" },
 		"port not a tag": func(s *Spec) { s.Name = "localhost:5000/zen-watcher" },
 		"empty tag":      func(s *Spec) { s.Name = "zen-watcher:" },
-		"no binary":      func(s *Spec) { s.Binary = filepath.Join(t.TempDir(), "missing") },
+		"no binary":      func(s *Spec) { s.Files = []Add{{Src: filepath.Join(t.TempDir(), "missing"), Dst: "/x"}} },
+		"no files":       func(s *Spec) { s.Files = nil },
+		"a file twice":   func(s *Spec) { s.Files = append(s.Files, s.Files[0]) },
+		"root":           func(s *Spec) { s.User = User{Name: "root", ID: 0} },
 		"no CA bundle":   func(s *Spec) { s.CABundle = filepath.Join(t.TempDir(), "missing") },
 	} {
 		s := spec
@@ -193,5 +196,78 @@ func TestImageRefuses(t *testing.T) {
 		if _, err := Write(io.Discard, s); err == nil {
 			t.Errorf("%s: written", name)
 		}
+	}
+}
+
+// TestImageOfFiles: an image of several files — a dynamically linked program with its libraries —
+// holds each at its destination under every directory it needs, a link's target's content under
+// the link's destination, and runs the first as the user named.
+func TestImageOfFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	server := write("redis-check-rdb", "\x7fELF server", 0o755)
+	link := filepath.Join(dir, "redis-server")
+	if err := os.Symlink(server, link); err != nil {
+		t.Fatal(err)
+	}
+	lib := write("libjemalloc.so.2", "\x7fELF lib", 0o644)
+	spec := Spec{Name: "zen-watcher-redis:7.0.15", Arch: "amd64", User: User{Name: "redis", ID: 999},
+		Files: []Add{{Src: link, Dst: "/usr/bin/redis-server"}, {Src: lib, Dst: "/lib/x86_64-linux-gnu/libjemalloc.so.2"}}}
+	var buf bytes.Buffer
+	if _, err := Write(&buf, spec); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := readTar(t, buf.Bytes())
+	var index struct{ Manifests []descriptor }
+	decode(t, a["index.json"], &index)
+	var manifest struct {
+		Config descriptor
+		Layers []descriptor
+	}
+	decode(t, a.blob(t, index.Manifests[0]), &manifest)
+	var config struct {
+		Config struct {
+			User       string
+			Entrypoint []string
+		}
+	}
+	decode(t, a.blob(t, manifest.Config), &config)
+	if config.Config.User != "999:999" || len(config.Config.Entrypoint) != 1 || config.Config.Entrypoint[0] != "/usr/bin/redis-server" {
+		t.Errorf("config %+v", config.Config)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(a.blob(t, manifest.Layers[0])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, headers := readTar(t, layer)
+	var order []string
+	tr := tar.NewReader(bytes.NewReader(layer))
+	for h, err := tr.Next(); err == nil; h, err = tr.Next() {
+		order = append(order, h.Name)
+	}
+	want := []string{"etc/group", "etc/passwd", "lib/", "lib/x86_64-linux-gnu/", "lib/x86_64-linux-gnu/libjemalloc.so.2",
+		"tmp/", "usr/", "usr/bin/", "usr/bin/redis-server"}
+	if strings.Join(order, " ") != strings.Join(want, " ") {
+		t.Errorf("the layer holds\n%v\nwant\n%v", order, want)
+	}
+	if string(files["usr/bin/redis-server"]) != "\x7fELF server" || headers["usr/bin/redis-server"].Mode != 0o755 ||
+		headers["usr/bin/redis-server"].Typeflag != tar.TypeReg {
+		t.Errorf("usr/bin/redis-server: %+v", headers["usr/bin/redis-server"])
+	}
+	if headers["lib/x86_64-linux-gnu/libjemalloc.so.2"].Mode != 0o644 {
+		t.Errorf("a library is made executable")
+	}
+	if !strings.Contains(string(files["etc/passwd"]), "redis:x:999:999:") {
+		t.Errorf("etc/passwd %q", files["etc/passwd"])
 	}
 }

@@ -6,6 +6,7 @@ package image
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +19,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/kube-zen/zen-watcher/internal/testenv"
 )
@@ -206,4 +209,118 @@ func taskPID(tasks, id string) int {
 		}
 	}
 	return 0
+}
+
+// TestRedisImage: `make redis-image` packs Debian's redis-server with the libraries it links;
+// runc runs it as 999 (the chart's Redis pod's user) with its data in a volume, and it answers,
+// keeps what it is given, and exits 0 on SIGTERM.
+func TestRedisImage(t *testing.T) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	archive := filepath.Join(dir, "redis.oci.tar")
+	cmd := exec.Command("make", "-s", "--no-print-directory", "redis-image", "REDIS_IMAGE_ARCHIVE="+archive)
+	cmd.Dir = root
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make redis-image: %v\n%s", err, b)
+	}
+	f := strings.Fields(strings.TrimSpace(string(b)))
+	if len(f) < 3 || f[len(f)-3] != archive {
+		t.Fatalf("make redis-image printed %q", b)
+	}
+	name := f[len(f)-2]
+	ctrd, err := testenv.StartContainerd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := ctrd.Stop(); err != nil {
+			t.Errorf("stopping containerd: %v", err)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := ctrd.Ctr(ctx, "images", "import", archive); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(data, 999, 999); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	port := testenv.FreePort(t)
+	var logs testenv.Buffer
+	run := ctrd.Command(ctx, "run", "--rm", "--net-host", "--mount", "type=bind,src="+data+",dst=/data,options=rbind:rw",
+		// ctr runs the command given in place of the entrypoint (a pod's args follow it instead).
+		name, "zw-redis", "/usr/bin/redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+		"--dir", "/data", "--maxmemory-policy", "noeviction")
+	run.Stdout, run.Stderr = &logs, &logs
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- run.Wait() }()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("redis exited: %v\n%s", err, logs.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis did not listen within 30 s\n%s", logs.String())
+		}
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING: %v\n%s", err, logs.String())
+	}
+	if err := rdb.Set(ctx, "zen", "watcher", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := rdb.Get(ctx, "zen").Result(); err != nil || v != "watcher" {
+		t.Errorf("GET zen: %q, %v", v, err)
+	}
+	tasks, err := ctrd.Ctr(ctx, "tasks", "ls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", taskPID(tasks, "zw-redis")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid := regexp.MustCompile(`(?m)^Uid:\s+(\d+)`).FindSubmatch(status); uid == nil || string(uid[1]) != "999" {
+		t.Errorf("redis runs as uid %q, want 999", uid)
+	}
+	if _, err := ctrd.Ctr(ctx, "tasks", "kill", "-s", "SIGTERM", "zw-redis"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("redis did not exit 0 on SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("redis still runs 30 s after SIGTERM\n%s", logs.String())
+	}
+	// Its append-only file is in the volume, written by its user.
+	aof, err := filepath.Glob(filepath.Join(data, "appendonlydir", "*"))
+	if err != nil || len(aof) == 0 {
+		t.Errorf("no append-only file in the volume: %v", err)
+	}
+	t.Logf("%s: answered, ran as 999, wrote %d append-only files", name, len(aof))
 }
