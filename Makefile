@@ -20,7 +20,7 @@ CA_BUNDLE   ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 
 export K8S_VERSION ZW_CACHE KUBEBUILDER_ASSETS
 
-.PHONY: all build generate tools k8s-bins redis helm test test-unit test-chart chart-docs image redis-image image-docker containerd fuzz run demo demo-down lint bench scale-test clean help
+.PHONY: all build generate tools k8s-bins redis helm test test-unit test-chart chart-docs image redis-image image-docker containerd node-tools node-up node-down fuzz run demo demo-down lint bench scale-test clean help
 
 all: build
 
@@ -43,6 +43,16 @@ k8s-bins: ## Build kube-apiserver, etcd, kubectl and kube-controller-manager (~1
 
 containerd: ## Install containerd and runc from Debian's packages when they are missing (the image's test runs it).
 	hack/ensure-containerd.sh
+
+node-tools: ## What a node needs besides the control plane: kubelet, kube-proxy, kube-scheduler, CoreDNS (built), containerd, runc, iptables and the CNI plugins (Debian).
+	WITH_NODE=1 hack/build-k8s-bins.sh
+	hack/ensure-node.sh
+
+node-up: node-tools image redis-image ## Start a one-node cluster with the images loaded (root); prints its kubeconfig.
+	IMAGES="$(IMAGE_ARCHIVE) $(REDIS_IMAGE_ARCHIVE)" hack/start-node.sh
+
+node-down: ## Stop the node and leave the machine as it was.
+	hack/stop-node.sh
 
 redis: ## Install redis-server from Debian's packages when it is missing.
 	hack/ensure-redis.sh

@@ -8,12 +8,16 @@
 #   ETCD_VERSION    etcd release to build (default v3.6.16)
 #   K8S_BIN_DIR     where the binaries go (default ~/.cache/zen-watcher/k8s/$K8S_VERSION)
 #   WITH_KCM=1      also build kube-controller-manager (namespace deletion, garbage collection)
+#   WITH_NODE=1     also build what a node needs: kube-controller-manager, kube-scheduler, kubelet,
+#                   kube-proxy, and CoreDNS (COREDNS_VERSION, default v1.15.0) for the cluster's DNS
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.37.2}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 K8S_BIN_DIR=${K8S_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/zen-watcher/k8s/$K8S_VERSION}
 WITH_KCM=${WITH_KCM:-0}
+WITH_NODE=${WITH_NODE:-0}
+COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}
 
 staging_version="v0.${K8S_VERSION#v1.}"
 minor=${K8S_VERSION#v1.}
@@ -22,7 +26,8 @@ minor=${minor%%.*}
 log() { printf '[build-k8s-bins] %s\n' "$*" >&2; }
 
 wanted=(kube-apiserver kubectl etcd)
-[[ "$WITH_KCM" == 1 ]] && wanted+=(kube-controller-manager)
+[[ "$WITH_KCM" == 1 || "$WITH_NODE" == 1 ]] && wanted+=(kube-controller-manager)
+[[ "$WITH_NODE" == 1 ]] && wanted+=(kube-scheduler kubelet kube-proxy coredns)
 
 missing=()
 for b in "${wanted[@]}"; do
@@ -68,14 +73,17 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 EOF
 	go mod tidy >/dev/null
 	local ver="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
 	ver+=" -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
 	for b in "${missing[@]}"; do
-		[[ "$b" == etcd ]] && continue
+		[[ "$b" == etcd || "$b" == coredns ]] && continue
 		log "go build $b"
 		go build -trimpath -ldflags "-s -w $ver" -o "$K8S_BIN_DIR/$b.tmp" "k8s.io/kubernetes/cmd/$b"
 		mv "$K8S_BIN_DIR/$b.tmp" "$K8S_BIN_DIR/$b"
@@ -106,9 +114,34 @@ EOF
 	mv "$K8S_BIN_DIR/etcd.tmp" "$K8S_BIN_DIR/etcd"
 }
 
+build_coredns() {
+	local mod="$work/coredns"
+	mkdir -p "$mod"
+	cd "$mod"
+	cat >go.mod <<EOF
+module local/zen-watcher-coredns
+
+go 1.26.0
+
+require github.com/coredns/coredns $COREDNS_VERSION
+EOF
+	cat >tools.go <<'EOF'
+//go:build tools
+
+package tools
+
+import _ "github.com/coredns/coredns"
+EOF
+	go mod tidy >/dev/null
+	log "go build coredns $COREDNS_VERSION"
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$K8S_BIN_DIR/coredns.tmp" github.com/coredns/coredns
+	mv "$K8S_BIN_DIR/coredns.tmp" "$K8S_BIN_DIR/coredns"
+}
+
 needs_k8s=0
-for b in "${missing[@]}"; do [[ "$b" != etcd ]] && needs_k8s=1; done
+for b in "${missing[@]}"; do [[ "$b" != etcd && "$b" != coredns ]] && needs_k8s=1; done
 ((needs_k8s)) && build_k8s
 [[ " ${missing[*]} " == *" etcd "* ]] && build_etcd
+[[ " ${missing[*]} " == *" coredns "* ]] && build_coredns
 
 log "done: $(ls "$K8S_BIN_DIR" | tr '\n' ' ')"

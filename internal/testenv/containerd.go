@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,10 @@ type Containerd struct {
 	dir string
 	cmd *exec.Cmd
 	log Buffer
+	// runDir is where runc's shims keep their sockets whatever containerd's configuration says;
+	// what they leave empty there is removed at Stop, and the directory itself if it was not there.
+	runDir    string
+	hadRunDir bool
 }
 
 // StartContainerd starts containerd with everything under a new temporary directory and waits
@@ -41,7 +46,11 @@ func StartContainerd() (*Containerd, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Containerd{Socket: filepath.Join(dir, "containerd.sock"), Namespace: "zen-watcher-test", dir: dir}
+	c := &Containerd{Socket: filepath.Join(dir, "containerd.sock"), Namespace: "zen-watcher-test", dir: dir,
+		runDir: "/run/containerd"}
+	if _, err := os.Stat(c.runDir); err == nil {
+		c.hadRunDir = true
+	}
 	config := fmt.Sprintf(`version = 2
 root = %q
 state = %q
@@ -112,6 +121,7 @@ func (c *Containerd) Stop() error {
 	}
 	err := stopProcess(c.cmd, 10*time.Second)
 	unmountUnder(c.dir)
+	removeEmptyDirs(c.runDir, !c.hadRunDir)
 	if rerr := os.RemoveAll(c.dir); err == nil {
 		err = rerr
 	}
@@ -133,5 +143,20 @@ func unmountUnder(dir string) {
 	}
 	for i := len(points) - 1; i >= 0; i-- {
 		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
+	}
+}
+
+// removeEmptyDirs removes the empty directories below dir, deepest first, and dir itself when
+// self is set and it is empty then: what another containerd still uses is never empty.
+func removeEmptyDirs(dir string, self bool) {
+	var dirs []string
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && (p != dir || self) {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		_ = os.Remove(dirs[i]) // fails, as it should, on a directory that is not empty
 	}
 }
