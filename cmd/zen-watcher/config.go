@@ -23,6 +23,7 @@ type config struct {
 	connectTimeout time.Duration
 	logLevel       string
 	release        string
+	ownerDeploy    string
 	redisAddr      string
 	redisPassword  string // from REDIS_PASSWORD only: a flag would show it in the process list
 	redisMaster    string
@@ -108,6 +109,7 @@ func envFlags() map[string]string {
 		"connect-timeout":                    "CONNECT_TIMEOUT",
 		"log-level":                          "LOG_LEVEL",
 		"release":                            "RELEASE_NAME",
+		"owner-deployment":                   "OWNER_DEPLOYMENT",
 		"redis-addr":                         "REDIS_ADDR",
 		"redis-master-name":                  "REDIS_MASTER_NAME",
 		"redis-wait-replicas":                "REDIS_WAIT_REPLICAS",
@@ -190,6 +192,8 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.release, "release", "zen-watcher",
 		"name of the installation; prefixes its keys in Redis (zw:<release>:) so releases can share one")
+	fs.StringVar(&c.ownerDeploy, "owner-deployment", "",
+		"Deployment in -namespace that owns the Leases and shard table the replicas create, so that deleting it deletes them; empty: none")
 	fs.StringVar(&c.redisAddr, "redis-addr", "",
 		"Redis host:port for state shared by replicas; several, comma-separated, for Redis Cluster or the "+
 			"Sentinels with -redis-master-name; empty keeps dedup state in this process only (password from env REDIS_PASSWORD)")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 
@@ -43,22 +44,26 @@ type replicas struct {
 	// weights is where the replicas publish what their namespaces weigh, for the leader's cut; nil
 	// without Redis, where every namespace weighs one.
 	weights shard.WeightStore
+	// owners own the Leases and the shard table this replica creates (see releaseOwners).
+	owners []metav1.OwnerReference
 }
 
 // newReplicas wires membership and sharding; writerDone is closed when the writer has stopped,
 // and a stopping replica leaves the member set only then.
 func newReplicas(cfg *config, kube kubernetes.Interface, meta metadata.Interface, written *sources.WrittenObservations,
-	writerDone <-chan struct{}, m *metrics.Metrics, log *slog.Logger) *replicas {
-	r := &replicas{cfg: cfg, kube: kube, metrics: m, log: log.With("member", cfg.memberID), written: written}
+	writerDone <-chan struct{}, owners []metav1.OwnerReference, m *metrics.Metrics, log *slog.Logger) *replicas {
+	r := &replicas{cfg: cfg, kube: kube, metrics: m, log: log.With("member", cfg.memberID), written: written, owners: owners}
 	if cfg.sharding {
 		r.members = shard.NewMembers(shard.MembersConfig{
 			Client: kube, Namespace: cfg.namespace, Release: cfg.release, ID: cfg.memberID,
 			LeaseDuration: cfg.memberLease, RenewInterval: cfg.memberRenew, Log: r.log, LeaveAfter: writerDone,
+			Owners: owners,
 		})
 		r.sharder = shard.NewSharder(cfg.memberID, cfg.chunks, m, r.log)
 		r.sharder.UseTenure(r.members)
 		r.namespaces = shard.NewNamespaces(meta)
-		r.tables = &shard.ConfigMapTables{Client: kube, Namespace: cfg.namespace, Release: cfg.release, Self: cfg.memberID}
+		r.tables = &shard.ConfigMapTables{Client: kube, Namespace: cfg.namespace, Release: cfg.release, Self: cfg.memberID,
+			Owners: owners}
 		written.Wrap = r.sharder.WrapAhead
 	}
 	return r
@@ -168,7 +173,7 @@ func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.
 		ha.RunLeaderElection(ctx, ha.LeaderConfig{
 			Client: r.kube, Namespace: r.cfg.namespace, Name: r.cfg.release + "-leader", ID: r.cfg.memberID,
 			LeaseDuration: r.cfg.leaderLease, RenewDeadline: r.cfg.leaderRenew, RetryPeriod: r.cfg.leaderRetry,
-			Metrics: r.metrics, Log: r.log,
+			Metrics: r.metrics, Log: r.log, Owners: r.owners,
 		}, lead)
 		return nil
 	})
@@ -236,6 +241,24 @@ func (r *replicas) loadWritten(ctx context.Context) {
 	if _, err := r.written.Load(lctx); err != nil && ctx.Err() == nil {
 		r.log.Warn("reading the Observations written; re-listed findings will be sent again", "error", err)
 	}
+}
+
+// releaseOwners are the owner references of what the replicas create in the release namespace:
+// the release's Deployment (-owner-deployment), so that deleting the release deletes them through
+// the garbage collector. helm uninstall deletes the replicas' Role with their Deployment, and a
+// replica stopping then can no longer delete its Lease itself. Nil without the flag, or when the
+// Deployment cannot be read (say so and go on: the objects are only left behind, as before).
+func releaseOwners(ctx context.Context, kube kubernetes.Interface, cfg *config, log *slog.Logger) []metav1.OwnerReference {
+	if cfg.ownerDeploy == "" {
+		return nil
+	}
+	d, err := kube.AppsV1().Deployments(cfg.namespace).Get(ctx, cfg.ownerDeploy, metav1.GetOptions{})
+	if err != nil {
+		log.Warn("reading the owner Deployment; the Leases and shard table are left behind when the release is deleted",
+			"deployment", cfg.ownerDeploy, "error", err)
+		return nil
+	}
+	return []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name, UID: d.UID}}
 }
 
 func (r *replicas) memberCount() int {

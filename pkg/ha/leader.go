@@ -31,6 +31,9 @@ type LeaderConfig struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	Metrics                                   *metrics.Metrics
 	Log                                       *slog.Logger
+	// Owners, when set, own the Lease the first candidate creates: deleting them (the release's
+	// Deployment) deletes it.
+	Owners []metav1.OwnerReference
 }
 
 // Fence tells whether this replica may still act as the leader. Whoever acts for the leader asks
@@ -194,7 +197,7 @@ func RunLeaderElection(ctx context.Context, cfg LeaderConfig, lead func(ctx cont
 func campaign(ctx context.Context, cfg LeaderConfig, lastOther *atomic.Int64, lead func(context.Context, Fence)) error {
 	lock := &fencedLock{Interface: &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Name: cfg.Name, Namespace: cfg.Namespace},
-		Client:     cfg.Client.CoordinationV1(),
+		Client:     ownedLeases{LeasesGetter: cfg.Client.CoordinationV1(), owners: cfg.Owners},
 		LockConfig: resourcelock.ResourceLockConfig{Identity: cfg.ID},
 	}}
 	ectx, giveUp := context.WithCancel(ctx)

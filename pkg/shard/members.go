@@ -39,6 +39,9 @@ type MembersConfig struct {
 	// the replicas taking its namespaces over read back what it wrote last instead of writing it
 	// again.
 	LeaveAfter <-chan struct{}
+	// Owners, when set, own the member Lease: deleting them (the release's Deployment) deletes it,
+	// even when the replica could not (its RBAC went first).
+	Owners []metav1.OwnerReference
 }
 
 // Members keeps this replica's member Lease renewed and follows the others'. The member set is the
@@ -179,7 +182,7 @@ func (m *Members) renew(ctx context.Context) error {
 	case apierrors.IsNotFound(err):
 		l = &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: m.leaseName(), Namespace: m.cfg.Namespace,
-				Labels: map[string]string{LabelMember: m.cfg.Release}},
+				Labels: map[string]string{LabelMember: m.cfg.Release}, OwnerReferences: m.cfg.Owners},
 			Spec: coordinationv1.LeaseSpec{
 				HolderIdentity: ptr.To(m.cfg.ID), LeaseDurationSeconds: ptr.To(int32(m.cfg.LeaseDuration / time.Second)),
 				AcquireTime: &now, RenewTime: &now,
@@ -190,6 +193,9 @@ func (m *Members) renew(ctx context.Context) error {
 		l.Spec.RenewTime = &now
 		l.Spec.HolderIdentity = ptr.To(m.cfg.ID)
 		l.Spec.LeaseDurationSeconds = ptr.To(int32(m.cfg.LeaseDuration / time.Second))
+		if len(l.OwnerReferences) == 0 {
+			l.OwnerReferences = m.cfg.Owners
+		}
 		_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
 	}
 	if err != nil {

@@ -85,6 +85,8 @@ type ConfigMapTables struct {
 	Release   string
 	// Self names the publisher in what it writes.
 	Self string
+	// Owners, when set, own the ConfigMap: deleting them (the release's Deployment) deletes it.
+	Owners []metav1.OwnerReference
 }
 
 // Publish writes t as the next generation and returns it with that generation. The write names
@@ -97,7 +99,7 @@ func (c *ConfigMapTables) Publish(ctx context.Context, t *Table) (*Table, error)
 	switch {
 	case apierrors.IsNotFound(err):
 		cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.Namespace,
-			Labels: map[string]string{LabelMember: c.Release}}}
+			Labels: map[string]string{LabelMember: c.Release}, OwnerReferences: c.Owners}}
 	case err != nil:
 		return nil, fmt.Errorf("reading the shard table: %w", err)
 	}
@@ -113,6 +115,9 @@ func (c *ConfigMapTables) Publish(ctx context.Context, t *Table) (*Table, error)
 		return nil, err
 	}
 	cm.Data = map[string]string{TableKey: string(b)}
+	if len(cm.OwnerReferences) == 0 {
+		cm.OwnerReferences = c.Owners
+	}
 	if cm.ResourceVersion == "" {
 		_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
 	} else {

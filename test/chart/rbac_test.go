@@ -56,7 +56,7 @@ func TestReplicaOnTheChartServiceAccount(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = redis.Close() })
-	r := startReplica(t, kubeconfig, "-namespace", rbacNS, "-release", rbacRelease, "-member-id", "rbac-0",
+	r := startReplica(t, kubeconfig, "-namespace", rbacNS, "-release", rbacRelease, "-member-id", "rbac-0", "-owner-deployment", sa,
 		"-redis-addr", redis.Addr, "-cleanup-interval", "1s", "-order-tune-interval", "1s", "-coordination-interval", "1s")
 	r.waitReady(t)
 
@@ -81,6 +81,40 @@ func TestReplicaOnTheChartServiceAccount(t *testing.T) {
 
 	checkAccess(t, "system:serviceaccount:"+rbacNS+":"+sa)
 	checkMetricsExist(t, r)
+	checkOwned(t, sa)
+}
+
+// checkOwned: what the replica created in the release namespace names the release's Deployment
+// its owner, so that the garbage collector deletes it with the release.
+func checkOwned(t *testing.T, deployment string) {
+	t.Helper()
+	ctx := context.Background()
+	d, err := cluster.Kube.AppsV1().Deployments(rbacNS).Get(ctx, deployment, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs []metav1.Object
+	leases, err := cluster.Kube.CoordinationV1().Leases(rbacNS).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range leases.Items {
+		objs = append(objs, &leases.Items[i])
+	}
+	table, err := cluster.Kube.CoreV1().ConfigMaps(rbacNS).Get(ctx, rbacRelease+"-shards", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs = append(objs, table)
+	if len(objs) < 3 { // the member Lease, the leader Lease and the table
+		t.Fatalf("the replica created %d objects in %s, want its member and leader Leases and the table", len(objs), rbacNS)
+	}
+	for _, o := range objs {
+		owners := o.GetOwnerReferences()
+		if len(owners) != 1 || owners[0].UID != d.UID || owners[0].Kind != "Deployment" {
+			t.Errorf("%s is owned by %+v, want the Deployment %s", o.GetName(), owners, deployment)
+		}
+	}
 }
 
 // serviceAccountKubeconfig mints a token for the ServiceAccount and writes a kubeconfig that uses
@@ -182,6 +216,9 @@ func checkAccess(t *testing.T, user string) {
 		{"update", v1alpha1.SchemeGroupVersion.Group, "ingesters/status", "anywhere", "", true},
 		{"get", "", "secrets", rbacNS, "falco-webhook", true},
 		{"update", "coordination.k8s.io", "leases", rbacNS, "", true},
+		{"get", "apps", "deployments", rbacNS, rbacRelease + "-zen-watcher", true},
+		{"get", "apps", "deployments", rbacNS, "other-deployment", false},
+		{"list", "apps", "deployments", rbacNS, "", false},
 		{"get", "", "secrets", rbacNS, "other-secret", false},
 		{"list", "", "secrets", "", "", false},
 		{"get", "", "secrets", "default", "falco-webhook", false},
