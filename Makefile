@@ -20,7 +20,7 @@ CA_BUNDLE   ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 
 export K8S_VERSION ZW_CACHE KUBEBUILDER_ASSETS
 
-.PHONY: all build generate tools k8s-bins redis helm test test-unit test-chart chart-docs image redis-image image-docker containerd node-tools node-up node-down fuzz run demo demo-down lint bench scale-test clean help
+.PHONY: all build generate tools k8s-bins redis helm test test-unit test-chart chart-docs image redis-image image-docker containerd node-tools node-up node-down test-node fuzz run demo demo-down lint bench scale-test clean help
 
 all: build
 
@@ -50,6 +50,9 @@ node-tools: ## What a node needs besides the control plane: kubelet, kube-proxy,
 
 node-up: node-tools image redis-image ## Start a one-node cluster with the images loaded (root); prints its kubeconfig.
 	IMAGES="$(IMAGE_ARCHIVE) $(REDIS_IMAGE_ARCHIVE)" hack/start-node.sh
+
+test-node: ## The chart on a real node (root): helm install, webhooks, uninstall; the node is started and stopped around it.
+	$(GO) test -tags node $(TEST_FLAGS) -v ./test/node
 
 node-down: ## Stop the node and leave the machine as it was.
 	hack/stop-node.sh

@@ -95,3 +95,35 @@ func ToolCRDs() ([]string, error) {
 	}
 	return out, nil
 }
+
+// CurrentVulnerabilityReport fills in the fields that today's VulnerabilityReport CRD requires and the 2022 samples
+// predate (the OS, and each vulnerability's dates), leaving everything else as the tool wrote it.
+func CurrentVulnerabilityReport(u *unstructured.Unstructured) *unstructured.Unstructured {
+	u = u.DeepCopy()
+	if _, found, _ := unstructured.NestedMap(u.Object, "report", "os"); !found {
+		_ = unstructured.SetNestedMap(u.Object, map[string]any{"family": "debian", "name": "11"}, "report", "os")
+	}
+	vulns, _, _ := unstructured.NestedSlice(u.Object, "report", "vulnerabilities")
+	for _, v := range vulns {
+		m := v.(map[string]any)
+		for _, k := range []string{"lastModifiedDate", "publishedDate"} {
+			if _, ok := m[k]; !ok {
+				m[k] = "2022-01-01T00:00:00Z"
+			}
+		}
+	}
+	_ = unstructured.SetNestedSlice(u.Object, vulns, "report", "vulnerabilities")
+	return u
+}
+
+// RetargetTrivyReport moves a Trivy report to ns, with the labels that name its workload (from
+// which the Observations take their namespace).
+func RetargetTrivyReport(u *unstructured.Unstructured, ns string) *unstructured.Unstructured {
+	u = u.DeepCopy()
+	labels := u.GetLabels()
+	if _, ok := labels["trivy-operator.resource.namespace"]; ok {
+		labels["trivy-operator.resource.namespace"] = ns
+		u.SetLabels(labels)
+	}
+	return u
+}

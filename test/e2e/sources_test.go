@@ -10,19 +10,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/kube-zen/zen-watcher/internal/testenv"
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
 )
-
-// retarget moves a Trivy report to ns, with the labels that name its workload.
-func retarget(u *unstructured.Unstructured, ns string) *unstructured.Unstructured {
-	u = u.DeepCopy()
-	labels := u.GetLabels()
-	if _, ok := labels["trivy-operator.resource.namespace"]; ok {
-		labels["trivy-operator.resource.namespace"] = ns
-		u.SetLabels(labels)
-	}
-	return u
-}
 
 // TestTrivyReports runs the default trivy source on the real reports: one Observation per
 // vulnerability and failed check with the report's facts, only new findings when a report changes.
@@ -32,8 +22,8 @@ func TestTrivyReports(t *testing.T) {
 	r := startReplica(t, "zw-trivy", "-namespace", "default")
 	r.waitReady(t, 30*time.Second)
 
-	vr := create(t, current(retarget(fixture(t, "trivy-operator/vulnerability-ttl.yaml")[0], ns)), ns)
-	create(t, retarget(fixture(t, "trivy-operator/config-audit-ttl.yaml")[0], ns), ns)
+	vr := create(t, testenv.CurrentVulnerabilityReport(testenv.RetargetTrivyReport(fixture(t, "trivy-operator/vulnerability-ttl.yaml")[0], ns)), ns)
+	create(t, testenv.RetargetTrivyReport(fixture(t, "trivy-operator/config-audit-ttl.yaml")[0], ns), ns)
 	obs := waitObservations(t, ns, "trivy", 2)
 	byType := map[string]v1alpha1.Observation{}
 	for _, o := range obs {
@@ -82,31 +72,11 @@ func TestTrivyReports(t *testing.T) {
 	big := "trivy-list"
 	createNamespace(t, big)
 	for _, u := range fixture(t, "trivy-operator/vulnerabilityReportList.json") {
-		u = current(retarget(u, big))
+		u = testenv.CurrentVulnerabilityReport(testenv.RetargetTrivyReport(u, big))
 		u.SetName(u.GetName() + "-copy")
 		create(t, u, big)
 	}
 	waitObservations(t, big, "trivy", 398)
-}
-
-// current fills in the fields that today's VulnerabilityReport CRD requires and the 2022 samples
-// predate (the OS, and each vulnerability's dates), leaving everything else as the tool wrote it.
-func current(u *unstructured.Unstructured) *unstructured.Unstructured {
-	u = u.DeepCopy()
-	if _, found, _ := unstructured.NestedMap(u.Object, "report", "os"); !found {
-		_ = unstructured.SetNestedMap(u.Object, map[string]any{"family": "debian", "name": "11"}, "report", "os")
-	}
-	vulns, _, _ := unstructured.NestedSlice(u.Object, "report", "vulnerabilities")
-	for _, v := range vulns {
-		m := v.(map[string]any)
-		for _, k := range []string{"lastModifiedDate", "publishedDate"} {
-			if _, ok := m[k]; !ok {
-				m[k] = "2022-01-01T00:00:00Z"
-			}
-		}
-	}
-	_ = unstructured.SetNestedSlice(u.Object, vulns, "report", "vulnerabilities")
-	return u
 }
 
 func update(t *testing.T, u *unstructured.Unstructured) *unstructured.Unstructured {
