@@ -121,8 +121,8 @@ lint: ## gofmt, go vet, staticcheck, go.mod tidy, no binary or large file tracke
 	$(GO) mod tidy -diff
 	cd test/chart && $(GO) mod tidy -diff
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
-	$(TOOLS) staticcheck ./...
+	$(GO) vet ./... && $(GO) vet -tags node ./test/node
+	$(TOOLS) staticcheck ./... && $(TOOLS) staticcheck -tags node ./test/node
 	cd test/chart && $(GO) vet ./... && $(GO) tool -modfile=../../hack/tools/go.mod staticcheck ./...
 	$(GO) run ./hack/chartdoc -check charts/zen-watcher
 	hack/check-reflect-method.sh --self-test
