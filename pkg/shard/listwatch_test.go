@@ -300,10 +300,15 @@ func TestInformerDropsWhatLeftTheShare(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	ours := map[string]bool{}
+	for _, ns := range namespaces {
+		ours[ns] = true
+	}
+	// Other tests on this server write ConfigMaps named "after" too; only this test's namespaces count.
 	held := func() map[string]bool {
 		out := map[string]bool{}
 		for _, o := range inf.GetStore().List() {
-			if cm := o.(*corev1.ConfigMap); cm.Name == "after" {
+			if cm := o.(*corev1.ConfigMap); cm.Name == "after" && ours[cm.Namespace] {
 				out[cm.Namespace] = true
 			}
 		}
