@@ -140,7 +140,10 @@ func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.
 		health.AddLiveness("process", func(context.Context) error { return nil })
 		g.Go(func() error { r.loadWritten(ctx); return ingesters.Run(ctx) })
 	} else {
-		health.AddLiveness("member-lease", func(context.Context) error { return r.members.Healthy() })
+		// The API server away fails readiness only: a liveness tied to it would restart every
+		// replica at once for what a restart cannot fix.
+		health.AddLiveness("member-renewal", func(context.Context) error { return r.members.Alive() })
+		health.AddReadiness("member-lease", func(context.Context) error { return r.members.Healthy() })
 		health.AddReadiness("joined", func(context.Context) error {
 			if !r.sharder.Joined() {
 				return errors.New("not in the member set yet")

@@ -201,6 +201,23 @@ func (c *ProcessCluster) StopAPIServer() error {
 	return stopProcess(c.apiserver, 20*time.Second)
 }
 
+// PauseAPIServer stops kube-apiserver with SIGSTOP: connections are still accepted by the kernel
+// and requests hang, as with an API server that is overloaded or cut off behind a proxy.
+func (c *ProcessCluster) PauseAPIServer() error {
+	if c.apiserver == nil || c.apiserver.Process == nil || c.apiserver.ProcessState != nil {
+		return errors.New("kube-apiserver not running")
+	}
+	return c.apiserver.Process.Signal(syscall.SIGSTOP)
+}
+
+// ResumeAPIServer continues a paused kube-apiserver.
+func (c *ProcessCluster) ResumeAPIServer() error {
+	if c.apiserver == nil || c.apiserver.Process == nil {
+		return errors.New("kube-apiserver not started")
+	}
+	return c.apiserver.Process.Signal(syscall.SIGCONT)
+}
+
 // Stop stops the API server, then etcd, and removes the directory.
 func (c *ProcessCluster) Stop() error {
 	err := errors.Join(stopProcess(c.apiserver, 20*time.Second), stopProcess(c.etcd, 10*time.Second))

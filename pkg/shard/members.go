@@ -57,6 +57,7 @@ type Members struct {
 	lister    func() ([]*coordinationv1.Lease, error)
 	lastRenew atomic.Int64
 	renewed   atomic.Pointer[time.Time] // when the last successful renewal was sent (monotonic)
+	attempted atomic.Pointer[time.Time] // when the last renewal, successful or not, returned
 	tenure    atomic.Uint64             // counts the lapses
 
 	mu      sync.Mutex
@@ -73,7 +74,10 @@ func NewMembers(cfg MembersConfig) *Members {
 	if cfg.RenewInterval <= 0 {
 		cfg.RenewInterval = 5 * time.Second
 	}
-	return &Members{cfg: cfg, changes: make(chan []string, 1)}
+	m := &Members{cfg: cfg, changes: make(chan []string, 1)}
+	now := time.Now()
+	m.attempted.Store(&now)
+	return m
 }
 
 // Changes delivers the member set, sorted, each time it changes (only the latest is kept).
@@ -87,11 +91,25 @@ func (m *Members) Current() []string {
 }
 
 // Healthy fails when this replica could not renew its Lease for a lease duration: the others no
-// longer count it, so it must not go on as if they did.
+// longer count it, so it must not go on as if they did. It is a readiness check: the API server
+// being away makes every replica fail it at once, and restarting them all would not bring the
+// API server back.
 func (m *Members) Healthy() error {
 	last := time.Unix(0, m.lastRenew.Load())
 	if since := time.Since(last); since > m.cfg.LeaseDuration {
 		return fmt.Errorf("member lease not renewed for %s", since.Round(time.Second))
+	}
+	return nil
+}
+
+// Alive fails when the renewal loop itself has stopped turning: no renewal has returned, either
+// way, for twice the time one round may take (a renew interval plus a lease duration, the most a
+// renewal waits for the API server). Unlike Healthy it does not depend on the API server, so it
+// is the liveness check: only a replica that is stuck is restarted.
+func (m *Members) Alive() error {
+	bound := 2 * (m.cfg.RenewInterval + m.cfg.LeaseDuration)
+	if since := time.Since(*m.attempted.Load()); since > bound {
+		return fmt.Errorf("member lease renewal stalled for %s", since.Round(time.Second))
 	}
 	return nil
 }
@@ -169,8 +187,15 @@ func (m *Members) Run(ctx context.Context) error {
 	}
 }
 
-// renew creates or renews this replica's Lease.
+// renew creates or renews this replica's Lease, waiting for the API server at most a lease
+// duration: a renewal later than that is too late to count, and the loop must go on turning.
 func (m *Members) renew(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.LeaseDuration)
+	defer func() {
+		cancel()
+		now := time.Now()
+		m.attempted.Store(&now)
+	}()
 	m.mu.Lock()
 	m.checkLapse() // before the renewal can make the old tenure look fresh again
 	m.mu.Unlock()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -13,7 +15,9 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 )
@@ -136,3 +140,46 @@ type stubTenure struct{ n atomic.Uint64 }
 
 func (s *stubTenure) Tenure() uint64      { return s.n.Load() }
 func (s *stubTenure) Holds(t uint64) bool { return s.n.Load() == t }
+
+// TestAPIServerAwayFailsReadinessOnly: with the API server not answering at all, a renewal gives
+// up after a lease duration, so the loop goes on turning and the replica stays alive while its
+// Lease, unrenewed, makes it unready. Only a loop that stops returning fails liveness.
+func TestAPIServerAwayFailsReadinessOnly(t *testing.T) {
+	hung := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select { // an API server that accepts the connection and never answers
+		case <-r.Context().Done():
+		case <-hung:
+		}
+	}))
+	defer srv.Close()
+	defer close(hung)
+	client, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMembers(MembersConfig{Client: client, Namespace: "ns", Release: "r", ID: "a",
+		LeaseDuration: 300 * time.Millisecond, RenewInterval: 100 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	done := make(chan error, 1)
+	go func() { done <- m.renew(context.Background()) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a renewal succeeded against an API server that never answers")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a renewal waited for an API server that never answers far beyond its lease duration")
+	}
+	if err := m.Alive(); err != nil {
+		t.Errorf("not alive right after a renewal returned: %v", err)
+	}
+	if err := m.Healthy(); err == nil {
+		t.Error("ready without ever renewing the Lease")
+	}
+	stalled := time.Now().Add(-time.Second) // more than 2 × (100ms + 300ms) ago
+	m.attempted.Store(&stalled)
+	if err := m.Alive(); err == nil {
+		t.Error("alive although no renewal has returned for more than twice a round")
+	}
+}

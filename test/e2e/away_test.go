@@ -1,0 +1,145 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kube-zen/zen-watcher/internal/testenv"
+)
+
+// probeLog is what one replica's /healthz and /readyz answered while they were polled.
+type probeLog struct {
+	notLive  []string // when /healthz failed, and why
+	unready  int      // polls /readyz failed
+	lastBad  time.Time
+	polls    int
+	exitedAt time.Time
+	done     chan struct{} // closed when polling has ended; read the fields only after
+}
+
+// poll asks r's probes every interval until stop closes, as a kubelet would.
+func poll(r *replica, every time.Duration, stop <-chan struct{}) *probeLog {
+	log := &probeLog{done: make(chan struct{})}
+	client := &http.Client{Timeout: time.Second} // the chart's probes use the kubelet's default of 1 s
+	get := func(path string) (int, error) {
+		resp, err := client.Get("http://" + r.metricsAddr + path)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	go func() {
+		defer close(log.done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-r.exited:
+				log.exitedAt = time.Now()
+				return
+			case <-tick.C:
+			}
+			log.polls++
+			if code, err := get("/healthz"); code != http.StatusOK {
+				log.notLive = append(log.notLive, fmt.Sprintf("%s: HTTP %d %v", time.Now().Format("15:04:05.0"), code, err))
+			}
+			if code, _ := get("/readyz"); code != http.StatusOK {
+				log.unready++
+				log.lastBad = time.Now()
+			}
+		}
+	}()
+	return log
+}
+
+// TestAPIServerAwayKeepsReplicasRunning pauses kube-apiserver (SIGSTOP: connections hang, nothing
+// answers) for 45 s under two replicas with the chart's lease settings, while warnings keep being
+// created. Liveness never fails — a restart would not bring the API server back, and restarting
+// every replica at once would lose what they hold — readiness does while the member Lease cannot
+// be renewed, and comes back after; every warning has exactly one Observation.
+func TestAPIServerAwayKeepsReplicasRunning(t *testing.T) {
+	cp, err := testenv.StartProcessCluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.ResumeAPIServer(); _ = cp.Stop() })
+	redisSrv, err := testenv.StartRedis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = redisSrv.Close() })
+	ctx := context.Background()
+	l := &load{kube: cp.Kube, cfg: cp.Config}
+	for _, ns := range []string{"zen-away", "payments", "checkout", "frontend", "search", "identity", "billing"} {
+		if _, err := cp.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+			metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if ns != "zen-away" {
+			l.namespaces = append(l.namespaces, ns)
+		}
+	}
+	// The chart's defaults: the member Lease lasts 15 s and is renewed every 5 s.
+	var replicas []*replica
+	for i := range 2 {
+		id := fmt.Sprintf("away-%d", i)
+		replicas = append(replicas, startReplica(t, id, "-kubeconfig", cp.Kubeconfig, "-namespace", "zen-away",
+			"-member-id", id, "-redis-addr", redisSrv.Addr))
+	}
+	for _, r := range replicas {
+		r.waitReady(t, 60*time.Second)
+	}
+	l.run(t, 50*time.Millisecond)
+	time.Sleep(2 * time.Second)
+
+	stop := make(chan struct{})
+	logs := make([]*probeLog, len(replicas))
+	for i, r := range replicas {
+		logs[i] = poll(r, 500*time.Millisecond, stop)
+	}
+	if err := cp.PauseAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	const away = 45 * time.Second
+	time.Sleep(away)
+	if err := cp.ResumeAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	for _, r := range replicas {
+		r.waitReady(t, 60*time.Second)
+	}
+	t.Logf("ready again %s after the API server resumed", time.Since(resumed).Round(100*time.Millisecond))
+	time.Sleep(3 * time.Second)
+	close(stop)
+	l.pause()
+
+	for i, r := range replicas {
+		log := logs[i]
+		<-log.done
+		if !log.exitedAt.IsZero() {
+			t.Fatalf("%s exited while the API server was away: %v", r.name, r.err)
+		}
+		t.Logf("%s: %d polls, /readyz failed %d times, /healthz failed %d times", r.name, log.polls, log.unready, len(log.notLive))
+		if len(log.notLive) > 0 {
+			t.Errorf("%s failed liveness %d times while the API server was away, first %v", r.name, len(log.notLive),
+				log.notLive[:min(3, len(log.notLive))])
+		}
+		if log.unready == 0 {
+			t.Errorf("%s stayed ready through %s without renewing its member Lease", r.name, away)
+		}
+		if log.lastBad.After(time.Now().Add(-2 * time.Second)) {
+			t.Errorf("%s was still unready at the end", r.name)
+		}
+	}
+	exactlyOnce(t, l, "after the API server was away for "+away.String())
+}
