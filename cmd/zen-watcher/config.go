@@ -53,17 +53,20 @@ type config struct {
 	haWindowHigh   time.Duration
 	haCacheMin     int
 	haCacheMax     int
-	syncInterval   time.Duration
-	shutdownDelay  time.Duration
-	ttlSeconds     int64
-	cleanup        bool
-	cleanupEvery   time.Duration
-	cleanupCron    string
-	cleanupDryRun  bool
-	cleanupRate    float64
-	webhook        webhookConfig
-	enablePprof    bool
-	pprofPort      int
+	// memoryLimit is the -memory-limit value; memoryBytes what it, or the cgroup, comes to at start.
+	memoryLimit   string
+	memoryBytes   int64
+	syncInterval  time.Duration
+	shutdownDelay time.Duration
+	ttlSeconds    int64
+	cleanup       bool
+	cleanupEvery  time.Duration
+	cleanupCron   string
+	cleanupDryRun bool
+	cleanupRate   float64
+	webhook       webhookConfig
+	enablePprof   bool
+	pprofPort     int
 }
 
 // webhookConfig is the webhook server's part of the configuration.
@@ -139,6 +142,7 @@ func envFlags() map[string]string {
 		"ha-window-high-traffic":             "HA_WINDOW_HIGH_TRAFFIC",
 		"ha-cache-min":                       "HA_CACHE_MIN",
 		"ha-cache-max":                       "HA_CACHE_MAX",
+		"memory-limit":                       "MEMORY_LIMIT",
 		"observation-ttl-seconds":            "OBSERVATION_TTL_SECONDS",
 		"cleanup":                            "CLEANUP_ENABLED",
 		"cleanup-interval":                   "CLEANUP_INTERVAL",
@@ -238,6 +242,8 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.haWindowHigh, "ha-window-high-traffic", 60*time.Second, "dedup window HA optimization sets at high traffic")
 	fs.IntVar(&c.haCacheMin, "ha-cache-min", 5000, "smallest local cache HA optimization sets")
 	fs.IntVar(&c.haCacheMax, "ha-cache-max", 50000, "largest local cache HA optimization sets (and never past 10% of the memory limit)")
+	fs.StringVar(&c.memoryLimit, "memory-limit", "", "the container's memory limit (bytes or a quantity such as 256Mi); "+
+		"empty means the cgroup's. GOMEMLIMIT is set to 90% of it unless given")
 	fs.Int64Var(&c.ttlSeconds, "observation-ttl-seconds", 7*24*3600,
 		"lifetime of Observations without a TTL of their own or their source's, in [60, 31536000]")
 	fs.BoolVar(&c.cleanup, "cleanup", true, "delete expired Observations (on the leader)")

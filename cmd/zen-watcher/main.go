@@ -63,6 +63,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	klog.SetSlogLogger(log)
+	if cfg.memoryBytes, err = memoryLimit(cfg.memoryLimit, os.ReadFile); err != nil {
+		return err
+	}
+	applyMemoryLimit(cfg.memoryBytes, log)
 
 	restCfg, err := restConfig(cfg)
 	if err != nil {

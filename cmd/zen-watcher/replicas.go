@@ -288,5 +288,6 @@ func (r *replicas) optimization() ha.Optimization {
 	o := ha.DefaultOptimization()
 	o.LowTrafficWindow, o.HighTrafficWindow = r.cfg.haWindowLow, r.cfg.haWindowHigh
 	o.MinCache, o.MaxCache = r.cfg.haCacheMin, r.cfg.haCacheMax
+	o.MemoryLimit = r.cfg.memoryBytes
 	return o
 }

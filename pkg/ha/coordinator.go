@@ -123,7 +123,7 @@ func (c *Coordinator) SyncOnce(ctx context.Context) {
 		return
 	}
 	c.cfg.Pipeline.SetDedupWindow(window)
-	size = c.cfg.Optimization.Bound(size, MemoryLimit())
+	size = c.cfg.Optimization.Bound(size, c.cfg.Optimization.MemoryLimit)
 	if c.cfg.Cache.Capacity() != size {
 		c.cfg.Cache.SetCapacity(size)
 		c.cfg.Metrics.DedupCacheSize.Set(float64(c.cfg.Cache.Capacity()))

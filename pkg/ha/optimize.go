@@ -2,9 +2,6 @@ package ha
 
 import (
 	"math"
-	"os"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -18,6 +15,9 @@ type Optimization struct {
 	MinCache, MaxCache                  int
 	MemoryShare                         float64
 	BytesPerEntry                       int64
+	// MemoryLimit is the container's memory limit in bytes, 0 when none is known; the local cache
+	// never takes more than MemoryShare of it.
+	MemoryLimit int64
 }
 
 // DefaultOptimization has the performance guide's bounds: 300 s at low traffic, 60 s at high.
@@ -58,26 +58,6 @@ func (o Optimization) Bound(size int, memoryLimit int64) int {
 		return size
 	}
 	return min(size, int(float64(memoryLimit)*o.MemoryShare)/int(o.BytesPerEntry))
-}
-
-// MemoryLimit is this process's memory limit: GOMEMLIMIT, else the cgroup's, else 0.
-func MemoryLimit() int64 {
-	if v := os.Getenv("GOMEMLIMIT"); v != "" {
-		if n, err := strconv.ParseInt(strings.TrimSuffix(v, "B"), 10, 64); err == nil {
-			return n
-		}
-	}
-	for _, f := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		s := strings.TrimSpace(string(b))
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 && n < 1<<50 {
-			return n
-		}
-	}
-	return 0
 }
 
 // How gently the leader's tuning moves: the rate it decides from follows the measured one by this

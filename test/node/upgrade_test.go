@@ -19,60 +19,78 @@ import (
 // loadNamespaces carry the Warning Events sent while the release changes under them.
 var loadNamespaces = []string{"orders", "inventory", "billing-worker", "search-api", "team-b", "edge-gateway", "audit-log", "ml-batch"}
 
-// ledger is what a load sent and the API server accepted, by namespace.
+// ledger is what a load sent over its namespaces and the API server accepted, by namespace.
 type ledger struct {
-	mu   sync.Mutex
-	sent map[string]int
-	n    int
+	namespaces []string
+	mu         sync.Mutex
+	sent       map[string]int
+	n          int
 }
 
-// eventLoad creates Warning Events round robin over loadNamespaces every interval until stopped;
-// each accepted create is in the ledger.
+// eventLoad creates Warning Events round robin over the ledger's namespaces, one every interval from each
+// of its workers, until stopped; each accepted create is in the ledger.
 type eventLoad struct {
 	stop chan struct{}
-	done chan struct{}
+	done sync.WaitGroup
 }
 
-func startEventLoad(t *testing.T, l *ledger, every time.Duration) *eventLoad {
-	e := &eventLoad{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(e.done)
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-e.stop:
-				return
-			case <-tick.C:
+func startEventLoad(t *testing.T, l *ledger, every time.Duration, workers int) *eventLoad {
+	e := &eventLoad{stop: make(chan struct{})}
+	for range workers {
+		e.done.Go(func() {
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			for {
+				select {
+				case <-e.stop:
+					return
+				case <-tick.C:
+				}
+				l.create(t)
 			}
-			l.mu.Lock()
-			i := l.n
-			l.n++
-			l.mu.Unlock()
-			ns := loadNamespaces[i%len(loadNamespaces)]
-			now := metav1.Now()
-			_, err := node.kube.CoreV1().Events(ns).Create(context.Background(), &corev1.Event{
-				ObjectMeta:     metav1.ObjectMeta{Name: fmt.Sprintf("load-%06d", i)},
-				InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: fmt.Sprintf("worker-%d", i%7), APIVersion: "v1"},
-				Reason:         "BackOff", Message: fmt.Sprintf("Back-off restarting failed container (%d)", i),
-				Type: corev1.EventTypeWarning, FirstTimestamp: now, LastTimestamp: now, Count: 1,
-				Source: corev1.EventSource{Component: "kubelet", Host: "zw-node"},
-			}, metav1.CreateOptions{})
-			if err != nil {
-				t.Logf("creating a Warning Event in %s: %v (not in the ledger)", ns, err)
-				continue
-			}
-			l.mu.Lock()
-			l.sent[ns]++
-			l.mu.Unlock()
-		}
-	}()
+		})
+	}
 	return e
+}
+
+// create sends the ledger's next Warning Event and counts it once the API server has it.
+func (l *ledger) create(t *testing.T) {
+	l.mu.Lock()
+	i := l.n
+	l.n++
+	l.mu.Unlock()
+	ns := l.namespaces[i%len(l.namespaces)]
+	now := metav1.Now()
+	_, err := node.kube.CoreV1().Events(ns).Create(context.Background(), &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: fmt.Sprintf("load-%06d", i)},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: fmt.Sprintf("worker-%d", i%7), APIVersion: "v1"},
+		Reason:         "BackOff", Message: fmt.Sprintf("Back-off restarting failed container (%d)", i),
+		Type: corev1.EventTypeWarning, FirstTimestamp: now, LastTimestamp: now, Count: 1,
+		Source: corev1.EventSource{Component: "kubelet", Host: "zw-node"},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Logf("creating a Warning Event in %s: %v (not in the ledger)", ns, err)
+		return
+	}
+	l.mu.Lock()
+	l.sent[ns]++
+	l.mu.Unlock()
+}
+
+// total is the number of Warning Events the API server accepted.
+func (l *ledger) total() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, v := range l.sent {
+		n += v
+	}
+	return n
 }
 
 func (e *eventLoad) halt() {
 	close(e.stop)
-	<-e.done
+	e.done.Wait()
 }
 
 // exactlyOnce waits until every Warning Event in the ledger has exactly one Observation, then
@@ -122,10 +140,10 @@ func TestUpgradesUnderLoad(t *testing.T) {
 	for _, ns := range loadNamespaces {
 		createNamespace(t, ns)
 	}
-	l := &ledger{sent: map[string]int{}}
+	l := &ledger{namespaces: loadNamespaces, sent: map[string]int{}}
 	step := func(name string, do func()) {
 		t.Helper()
-		load := startEventLoad(t, l, 40*time.Millisecond)
+		load := startEventLoad(t, l, 40*time.Millisecond, 1)
 		time.Sleep(3 * time.Second)
 		do()
 		time.Sleep(3 * time.Second)

@@ -54,10 +54,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* Requests and limits: a preset by traffic, or the resources value. */}}
+{{/* Requests and limits: a preset by traffic, or the resources value. The requests sit above
+what a replica was measured to hold on a real node (docs/PERFORMANCE.md, "On a real node"). */}}
 {{- define "zen-watcher.resources" -}}
 {{- $presets := dict
-  "small" (dict "requests" (dict "cpu" "50m" "memory" "48Mi") "limits" (dict "memory" "128Mi"))
+  "small" (dict "requests" (dict "cpu" "50m" "memory" "64Mi") "limits" (dict "memory" "128Mi"))
   "medium" (dict "requests" (dict "cpu" "200m" "memory" "96Mi") "limits" (dict "memory" "256Mi"))
   "large" (dict "requests" (dict "cpu" "1" "memory" "192Mi") "limits" (dict "memory" "512Mi")) }}
 {{- if eq .Values.resourcesPreset "custom" }}
