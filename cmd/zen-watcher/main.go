@@ -155,6 +155,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { writer.Run(gctx); close(writerDone); return nil })
+	g.Go(func() error { store.Watch(gctx, redisPingInterval); return nil })
 	cleaner, err := newCleaner(cfg, restCfg, m, log)
 	if err != nil {
 		return err
@@ -303,6 +304,10 @@ func processingDefaults(cfg *config) pipeline.SourceConfig {
 	}
 	return sc
 }
+
+// redisPingInterval is how often a replica asks Redis whether it answers, for redis_available and
+// for dedup to go back to it, whatever the dedup traffic.
+const redisPingInterval = 2 * time.Second
 
 // dedupStore is the local dedup tier, in front of Redis when an address is given. Redis that does
 // not answer at start is not fatal: dedup runs locally until it does. A Redis that answers but is

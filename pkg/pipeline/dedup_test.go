@@ -218,3 +218,59 @@ func TestStatesClaimLocally(t *testing.T) {
 }
 
 func first(ok bool, _ uint64) bool { return ok }
+
+// pingingStore is a failingStore that answers pings while it is up.
+type pingingStore struct{ failingStore }
+
+func (p *pingingStore) Ping(context.Context) error {
+	if p.down.Load() {
+		return errors.New("connection refused")
+	}
+	return nil
+}
+
+// TestTieredWatchFollowsTheStore: with no dedup traffic at all, the availability gauge follows the
+// shared store through its pings — down from the start, up once it answers, down when it stops,
+// up again — and pings are not counted as dedup fallbacks.
+func TestTieredWatchFollowsTheStore(t *testing.T) {
+	shared := &pingingStore{failingStore{claims: map[uint64]bool{}}}
+	shared.down.Store(true)
+	m := newMetrics()
+	tier := NewTiered(NewLocalCache(10), shared, m, discardLog())
+	if v := testutil.ToFloat64(m.SharedStoreAvailable); v != 0 {
+		t.Fatalf("available %v before the store ever answered", v)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tier.Watch(ctx, 10*time.Millisecond); close(done) }()
+	waitGauge := func(want float64, phase string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if testutil.ToFloat64(m.SharedStoreAvailable) == want {
+				return
+			}
+		}
+		t.Fatalf("%s: redis_available is not %v", phase, want)
+	}
+	for _, step := range []struct {
+		down bool
+		want float64
+		name string
+	}{
+		{true, 0, "not there at start"},
+		{false, 1, "answering"},
+		{true, 0, "stopped"},
+		{false, 1, "back"},
+	} {
+		shared.down.Store(step.down)
+		waitGauge(step.want, step.name)
+	}
+	cancel()
+	<-done
+	if n := testutil.ToFloat64(m.DedupFallbacks); n != 0 {
+		t.Errorf("%v pings counted as dedup fallbacks", n)
+	}
+	if !tier.useShared(time.Now().UnixNano()) {
+		t.Error("dedup does not ask the store that answers again")
+	}
+}

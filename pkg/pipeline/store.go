@@ -27,6 +27,12 @@ type Store interface {
 	Release(ctx context.Context, key uint64, counted bool, token uint64) error
 }
 
+// Pinger is a shared Store that can be asked whether it answers, so that a replica with no dedup
+// traffic still knows, and says, whether its shared tier is there.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // Hold is what the shared Store keeps for a key after a Claim or an Incr.
 type Hold struct {
 	// Token names the claim or the count's window, for Release.
@@ -48,6 +54,7 @@ type Tiered struct {
 	downUntil atomic.Int64 // unix nanoseconds before which the shared store is not asked
 	backoff   atomic.Int64 // current backoff in nanoseconds
 	down      atomic.Bool
+	answered  atomic.Bool // the shared store has answered once: a later answer means it is back
 }
 
 // Backoff bounds of the shared store after a failure.
@@ -60,10 +67,42 @@ const (
 func NewTiered(local *LocalCache, shared Store, m *metrics.Metrics, log *slog.Logger) *Tiered {
 	t := &Tiered{local: local, shared: shared, metrics: m, log: log}
 	t.backoff.Store(int64(minStoreBackoff))
-	if shared != nil {
-		m.SharedStoreAvailable.Set(1)
-	}
+	// Unavailable until the shared store first answers: a Redis that is not there at start must
+	// not be reported as up.
+	t.down.Store(true)
+	m.SharedStoreAvailable.Set(0)
 	return t
+}
+
+// Watch pings the shared store every interval until ctx ends, so that its availability (the
+// gauge, and whether dedup asks it) follows the store itself, not only the dedup traffic that
+// happens to fail: an idle replica reports Redis down, and back, within an interval.
+func (t *Tiered) Watch(ctx context.Context, every time.Duration) {
+	p, ok := t.shared.(Pinger)
+	if !ok {
+		return
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, every)
+		err := p.Ping(pctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err == nil:
+			t.up()
+			t.downUntil.Store(0)
+		default:
+			t.markDown(time.Now().UnixNano(), err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // Local is the in-process tier, for resizing by HA optimization.
@@ -146,7 +185,9 @@ func (t *Tiered) up() {
 	if t.down.CompareAndSwap(true, false) {
 		t.backoff.Store(int64(minStoreBackoff))
 		t.metrics.SharedStoreAvailable.Set(1)
-		t.log.Info("shared dedup store is back")
+		if t.answered.Swap(true) {
+			t.log.Info("shared dedup store is back")
+		}
 	}
 }
 
@@ -157,6 +198,11 @@ func (t *Tiered) fail(ctx context.Context, now int64, err error) {
 		return
 	}
 	t.metrics.DedupFallbacks.Inc()
+	t.markDown(now, err)
+}
+
+// markDown stops asking the shared store for a backoff that doubles while failures go on.
+func (t *Tiered) markDown(now int64, err error) {
 	b := t.backoff.Load()
 	t.downUntil.Store(now + b)
 	if t.down.CompareAndSwap(false, true) {

@@ -104,6 +104,16 @@ func (s *DedupStore) Close() {
 	})
 }
 
+// Ping implements pipeline.Pinger: one round trip, bounded like the dedup requests are.
+func (s *DedupStore) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("pinging Redis: %w", err)
+	}
+	return nil
+}
+
 // Claim implements pipeline.Store with SET key token NX PX ttl, then PTTL for the time left.
 func (s *DedupStore) Claim(ctx context.Context, key uint64, ttl time.Duration, token uint64) (bool, pipeline.Hold, error) {
 	r, err := s.do(ctx, opClaim, key, ttl, token)

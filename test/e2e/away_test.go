@@ -143,3 +143,47 @@ func TestAPIServerAwayKeepsReplicasRunning(t *testing.T) {
 	}
 	exactlyOnce(t, l, "after the API server was away for "+away.String())
 }
+
+// TestRedisAvailableFollowsRedis: a replica with no dedup traffic at all reports Redis as it is —
+// 0 when Redis is not there at its start, 1 once it answers, 0 when it is stopped, 1 when it is
+// back — within a few seconds each, not only when a dedup request happens to fail.
+func TestRedisAvailableFollowsRedis(t *testing.T) {
+	redisSrv, err := testenv.StartRedis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = redisSrv.Close() })
+	if err := redisSrv.Stop(); err != nil { // not there when the replica starts
+		t.Fatal(err)
+	}
+	ensureNamespace(t, "zen-gauge")
+	r := startReplica(t, "gauge", "-namespace", "zen-gauge", "-release", "gauge", "-member-id", "gauge",
+		"-redis-addr", redisSrv.Addr)
+	r.waitReady(t, 60*time.Second)
+	gauge := func(want float64, phase string) {
+		t.Helper()
+		since := time.Now()
+		for deadline := since.Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if r.metric("zen_watcher_redis_available") == want {
+				t.Logf("%s: redis_available %v after %s", phase, want, time.Since(since).Round(100*time.Millisecond))
+				return
+			}
+		}
+		t.Fatalf("%s: redis_available is %v, want %v", phase, r.metric("zen_watcher_redis_available"), want)
+	}
+	gauge(0, "Redis not there at the start")
+	for _, step := range []struct {
+		name string
+		do   func() error
+		want float64
+	}{
+		{"Redis started", redisSrv.Start, 1},
+		{"Redis stopped", redisSrv.Stop, 0},
+		{"Redis back", redisSrv.Start, 1},
+	} {
+		if err := step.do(); err != nil {
+			t.Fatal(err)
+		}
+		gauge(step.want, step.name)
+	}
+}
