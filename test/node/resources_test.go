@@ -44,11 +44,11 @@ type summary struct {
 // sample is one pod's figures at one time: its container's cgroup as the kubelet reports it, and
 // the process's own (VmRSS counts the binary's pages, which the cgroup may not be charged for).
 type sample struct {
-	at                  time.Time
-	cpuNanos            uint64
-	workingSet, rss     uint64
-	vmRSS, heapInUse    float64
-	goMemLimit, limitMi float64
+	at               time.Time
+	cpuNanos         uint64
+	workingSet, rss  uint64
+	vmRSS, heapInUse float64
+	goMemLimit       float64
 }
 
 // usage is one pod's figures over a phase: the peaks, and CPU as the mean rate between the first
