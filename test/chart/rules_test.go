@@ -181,3 +181,36 @@ func promRule(t *testing.T, dyn dynamic.Interface, ns, name string) string {
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
 }
+
+// TestRulesFollowTheValues: an alert on a gauge that a configuration never sets is not rendered
+// for it — the gauge would stay 0 and the alert fire forever.
+func TestRulesFollowTheValues(t *testing.T) {
+	for _, tc := range []struct {
+		set          string
+		absent, kept []string
+	}{
+		{set: "sharding.enabled=false", absent: []string{"ZenWatcherMembersBelowReplicas"}, kept: []string{"ZenWatcherNoLeader", "ZenWatcherRedisDown"}},
+		{set: "leaderElection.enabled=false", absent: []string{"ZenWatcherNoLeader"}, kept: []string{"ZenWatcherMembersBelowReplicas"}},
+		{set: "redis.mode=none", absent: []string{"ZenWatcherRedisDown"}, kept: []string{"ZenWatcherMembersBelowReplicas", "ZenWatcherNoLeader"}},
+		{set: "replicaCount=3", kept: []string{"ZenWatcherMembersBelowReplicas", "ZenWatcherNoLeader", "ZenWatcherRedisDown"}},
+	} {
+		t.Run(tc.set, func(t *testing.T) {
+			objs := render(t, "zw", "zen", "", "metrics.prometheusRule.enabled=true", tc.set)
+			rule := find(objs, "PrometheusRule", "zen-watcher")
+			if rule == nil {
+				t.Fatal("no PrometheusRule rendered")
+			}
+			alerts := exprsOf(t, rule)
+			for _, a := range tc.absent {
+				if _, ok := alerts[a]; ok {
+					t.Errorf("%s rendered with %s", a, tc.set)
+				}
+			}
+			for _, a := range tc.kept {
+				if _, ok := alerts[a]; !ok {
+					t.Errorf("%s missing with %s", a, tc.set)
+				}
+			}
+		})
+	}
+}
