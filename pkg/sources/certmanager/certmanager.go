@@ -119,11 +119,30 @@ func (p Parser) ParseObject(obj *unstructured.Unstructured) ([]*pipeline.Event, 
 	ev.Identity = c.Status.NotAfter // a renewed certificate is a new finding when it nears expiry again
 	if left <= 0 {
 		ev.Severity, ev.EventType, ev.Rule = v1alpha1.SeverityCritical, "certificate_expired", "expired"
-		ev.Title = fmt.Sprintf("Certificate %s expired at %s", obj.GetName(), c.Status.NotAfter)
+		ev.Title = fmt.Sprintf("Certificate %s expired %s ago", obj.GetName(), inWords(-left))
+		ev.Description = fmt.Sprintf("Certificate %s/%s (secret %s) expired at %s.", obj.GetNamespace(), obj.GetName(),
+			c.Spec.SecretName, c.Status.NotAfter)
 	} else {
 		ev.Severity, ev.EventType, ev.Rule = v1alpha1.SeverityMedium, "certificate_expiring", "expiring"
-		ev.Title = fmt.Sprintf("Certificate %s expires in %s", obj.GetName(), left.Round(time.Hour))
+		ev.Title = fmt.Sprintf("Certificate %s expires in %s", obj.GetName(), inWords(left))
+		ev.Description = fmt.Sprintf("Certificate %s/%s (secret %s) is valid until %s.", obj.GetNamespace(), obj.GetName(),
+			c.Spec.SecretName, c.Status.NotAfter)
 	}
-	ev.Description = fmt.Sprintf("Certificate %s/%s (secret %s) is valid until %s.", obj.GetNamespace(), obj.GetName(), c.Spec.SecretName, c.Status.NotAfter)
 	return append(out, ev), nil
+}
+
+// inWords is a duration as a person reads it in a title: whole days from two days on, else hours,
+// else "less than an hour".
+func inWords(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch {
+	case d >= 2*day:
+		return fmt.Sprintf("%d days", int(d/day))
+	case d >= 2*time.Hour:
+		return fmt.Sprintf("%d hours", int(d/time.Hour))
+	case d >= time.Hour:
+		return "1 hour"
+	default:
+		return "less than an hour"
+	}
 }

@@ -1,6 +1,7 @@
 package certmanager
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -71,5 +72,44 @@ func TestCertificates(t *testing.T) {
 	bad := withStatus(cert, "True", "Ready", "next tuesday")
 	if _, err := p.ParseObject(bad); err == nil {
 		t.Error("unparsable notAfter: no error")
+	}
+}
+
+// TestExpiryInWords: titles say how long is left, or how long ago, as a person reads it, and an
+// expired certificate's description does not call it valid.
+func TestExpiryInWords(t *testing.T) {
+	objs, err := testenv.FixtureObjects("cert-manager/cert-manager-resources.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cert *unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == "Certificate" {
+			cert = o
+		}
+	}
+	p := Parser{Now: func() time.Time { return now }, Horizon: 30 * 24 * time.Hour}
+	for _, tc := range []struct {
+		left               time.Duration
+		title, description string
+	}{
+		{10*24*time.Hour + 3*time.Hour, "expires in 10 days", "is valid until"},
+		{36 * time.Hour, "expires in 36 hours", "is valid until"},
+		{90 * time.Minute, "expires in 1 hour", "is valid until"},
+		{20 * time.Minute, "expires in less than an hour", "is valid until"},
+		{-3 * 24 * time.Hour, "expired 3 days ago", "expired at"},
+		{-5 * time.Hour, "expired 5 hours ago", "expired at"},
+	} {
+		notAfter := now.Add(tc.left).Format(time.RFC3339)
+		evs, err := p.ParseObject(withStatus(cert, "True", "Ready", notAfter))
+		if err != nil || len(evs) != 1 {
+			t.Fatalf("%s left: %d findings, %v", tc.left, len(evs), err)
+		}
+		if !strings.HasSuffix(evs[0].Title, tc.title) {
+			t.Errorf("%s left: title %q, want it to end %q", tc.left, evs[0].Title, tc.title)
+		}
+		if !strings.Contains(evs[0].Description, tc.description+" "+notAfter) {
+			t.Errorf("%s left: description %q, want %q %s", tc.left, evs[0].Description, tc.description, notAfter)
+		}
 	}
 }
