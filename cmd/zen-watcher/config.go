@@ -184,7 +184,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.metricsAddr, "metrics-addr", ":9090", "address of /metrics, /healthz and /readyz")
 	fs.StringVar(&c.webhookAddr, "webhook-addr", ":8080", "address of the webhooks that Ingesters declare")
 	fs.BoolVar(&c.defaultSources, "default-sources", true,
-		"run trivy, kyverno, k8sevents and certmanager sources while no Ingester exists")
+		"run the trivy, kyverno, k8sevents and certmanager sources, each unless an Ingester reads the same tool")
 	fs.Float64Var(&c.kubeQPS, "kube-qps", -1, "client-side request rate limit towards the API server; "+
 		"negative means none (the server's priority and fairness protects it)")
 	fs.IntVar(&c.kubeBurst, "kube-burst", 1000, "client-side burst when -kube-qps is positive")

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,7 +46,8 @@ type Config struct {
 	Log     *slog.Logger
 	// StatusInterval is how often Ingester status is written when it changed (default 5s).
 	StatusInterval time.Duration
-	// DisableDefaults keeps the default set from running when there is no Ingester.
+	// DisableDefaults keeps the default sources from running at all. Otherwise each runs unless an
+	// Ingester reads the same tool (has its adapter), which then replaces it.
 	DisableDefaults bool
 	// SecretRefresh is how often webhook credentials are read again from their Secrets (30s).
 	SecretRefresh time.Duration
@@ -139,6 +141,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 	m.reconciled("")
+	if m.cfg.DisableDefaults {
+		m.log.Info("default sources turned off: only Ingesters run")
+	}
 	m.queue.Add(defaultsKey)
 	go m.statusLoop(ctx)
 	go m.refreshLoop(ctx)
@@ -217,6 +222,9 @@ func (m *Manager) reconcile(ctx context.Context, key string) error {
 // apply puts an Ingester in force: processing first (a bad one leaves the old in force), then the
 // source itself, restarted only if what it reads changed.
 func (m *Manager) apply(ctx context.Context, key string, ing *v1alpha1.Ingester) {
+	if !isDefaultKey(key) {
+		m.stopReplacedDefaults(key, ing)
+	}
 	if other := m.processingConflict(key, ing); other != "" {
 		m.fail(key, ing, fmt.Errorf("source %q is also configured by Ingester %s with a different processing or TTL; "+
 			"Ingesters that share a source must agree on them", ing.Spec.Source, other))
@@ -372,39 +380,60 @@ func (m *Manager) sourceDefaults(a v1alpha1.Adapter) pipeline.SourceConfig {
 	return d
 }
 
-// reconcileDefaults runs the default set while there is no Ingester, and stops it once there is one.
+// reconcileDefaults runs each default source unless the defaults are off or an Ingester reads
+// the same tool, and says which run and why: creating an Ingester for one tool must not silently
+// turn off the others.
 func (m *Manager) reconcileDefaults(ctx context.Context) error {
-	want := !m.cfg.DisableDefaults && len(m.store.ListKeys()) == 0
-	m.mu.Lock()
-	running := false
-	for k := range m.runners {
-		if isDefaultKey(k) {
-			running = true
-			break
-		}
-	}
-	m.mu.Unlock()
-	switch {
-	case want && !running:
-		m.log.Info("no Ingester found; running the default sources (trivy, kyverno, k8sevents, certmanager)")
-		for _, ing := range defaultIngesters() {
-			m.apply(ctx, "defaults/"+ing.Name, ing)
-		}
-	case !want && running:
-		m.log.Info("Ingesters found; stopping the default sources")
+	replaced := m.adapters()
+	for _, d := range defaultIngesters() {
+		key := "defaults/" + d.Name
+		by, isReplaced := replaced[d.Spec.Adapter]
 		m.mu.Lock()
-		var keys []string
-		for k := range m.runners {
-			if isDefaultKey(k) {
-				keys = append(keys, k)
-			}
-		}
+		running := m.runners[key] != nil
 		m.mu.Unlock()
-		for _, k := range keys {
-			m.stop(k)
+		switch {
+		case m.cfg.DisableDefaults:
+			// Nothing ever started; said once at start.
+		case !isReplaced && !running:
+			m.log.Info("default source runs: no Ingester reads this tool", "source", d.Spec.Source,
+				"resource", strings.TrimSuffix(d.Spec.Informer.Resource+"."+d.Spec.Informer.Group, "."))
+			m.apply(ctx, key, d)
+		case isReplaced && running:
+			m.log.Info("default source stopped: an Ingester reads this tool", "source", d.Spec.Source, "ingester", by)
+			m.stop(key)
 		}
 	}
 	return nil
+}
+
+// adapters maps each adapter that an Ingester uses to one such Ingester's key.
+func (m *Manager) adapters() map[v1alpha1.Adapter]string {
+	out := map[v1alpha1.Adapter]string{}
+	for _, obj := range m.store.List() {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			continue
+		}
+		if a, _, _ := unstructured.NestedString(u.Object, "spec", "adapter"); a != "" {
+			out[v1alpha1.Adapter(a)] = u.GetNamespace() + "/" + u.GetName()
+		}
+	}
+	return out
+}
+
+// stopReplacedDefaults stops the default sources of an Ingester's tool before the Ingester starts,
+// so that the two never read the same objects at once.
+func (m *Manager) stopReplacedDefaults(key string, ing *v1alpha1.Ingester) {
+	for _, d := range defaultIngesters() {
+		dk := "defaults/" + d.Name
+		m.mu.Lock()
+		running := m.runners[dk] != nil
+		m.mu.Unlock()
+		if running && d.Spec.Adapter == ing.Spec.Adapter {
+			m.log.Info("default source stopped: an Ingester reads this tool", "source", d.Spec.Source, "ingester", key)
+			m.stop(dk)
+		}
+	}
 }
 
 func isDefaultKey(k string) bool { return len(k) > 9 && k[:9] == "defaults/" }

@@ -24,7 +24,8 @@ func TestLintAndRender(t *testing.T) {
 		options map[string]map[string]string
 	}{
 		"default": {kinds: map[string]int{"Deployment": 2, "Service": 3, "PodDisruptionBudget": 1, "ServiceAccount": 1},
-			env: map[string]string{"REDIS_ADDR": "zw-zen-watcher-redis:6379", "HA_OPTIMIZATION_ENABLED": "false", "OBSERVATION_TTL_SECONDS": "604800"}},
+			env: map[string]string{"REDIS_ADDR": "zw-zen-watcher-redis:6379", "HA_OPTIMIZATION_ENABLED": "false", "OBSERVATION_TTL_SECONDS": "604800",
+				"DEFAULT_SOURCES": "true"}},
 		"ha-on": {kinds: map[string]int{"ServiceMonitor": 1, "PrometheusRule": 1, "ConfigMap": 1, "Ingester": 11},
 			env:     map[string]string{"HA_OPTIMIZATION_ENABLED": "true"},
 			options: map[string]map[string]string{"audit": {"maxBodyBytes": "536870912", "maxEventBytes": "524288"}, "falco": nil}},
