@@ -138,6 +138,7 @@ func (c *Coordinator) SyncOnce(ctx context.Context) {
 func (c *Coordinator) Lead(ctx context.Context, interval time.Duration, fence Fence) {
 	c.BeginLeading(fence)
 	defer c.setTotals(nil)
+	defer c.forgetRatios()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -148,6 +149,15 @@ func (c *Coordinator) Lead(ctx context.Context, interval time.Duration, fence Fe
 			c.LeadOnce(ctx, now)
 		}
 	}
+}
+
+// forgetRatios removes the cluster-wide ratios this replica published while it led. Left standing,
+// a former leader's last values would be taken by the max() of dashboards and alerts over the new
+// leader's.
+func (c *Coordinator) forgetRatios() {
+	c.cfg.Metrics.LowSeverityPercent.Reset()
+	c.cfg.Metrics.DedupRateRatio.Reset()
+	c.cfg.Metrics.DedupEffectiveness.Reset()
 }
 
 // BeginLeading resets the leader's state for a new term guarded by fence.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
@@ -244,5 +245,36 @@ func TestLeaderSumsStatusCounts(t *testing.T) {
 	fence.off.Store(true)
 	if _, _, ok := leader.Counts("falco"); ok {
 		t.Error("a leader whose fence no longer holds still gives counts")
+	}
+}
+
+// TestFormerLeaderForgetsRatios: the cluster-wide ratios are the leader's alone; a replica whose
+// leadership ended publishes none, or max() over the replicas would pick up its last values.
+func TestFormerLeaderForgetsRatios(t *testing.T) {
+	state := &memState{stats: map[string]map[string]pipeline.OrderStats{}}
+	c, p, _ := newReplica(t, state, "zw-0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Lead(ctx, 10*time.Millisecond, Unfenced); close(done) }()
+	series := func() int {
+		return testutil.CollectAndCount(c.cfg.Metrics.LowSeverityPercent) +
+			testutil.CollectAndCount(c.cfg.Metrics.DedupRateRatio) + testutil.CollectAndCount(c.cfg.Metrics.DedupEffectiveness)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for series() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the leader published %d ratio series, want 3", series())
+		}
+		ev := &pipeline.Event{Source: "falco", Category: "security", Severity: "low", EventType: "runtime_alert", Rule: "r"}
+		if err := p.Handle(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+		c.SyncOnce(context.Background())
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if n := series(); n != 0 {
+		t.Errorf("a former leader still publishes %d ratio series", n)
 	}
 }
