@@ -11,10 +11,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/klog/v2"
 
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 )
@@ -231,7 +233,7 @@ func campaign(ctx context.Context, cfg LeaderConfig, lastOther *atomic.Int64, le
 	if err != nil {
 		return err
 	}
-	le.Run(ectx)
+	le.Run(klog.NewContext(ectx, logr.FromSlogHandler(contention{cfg.Log.Handler()})))
 	return nil
 }
 
