@@ -20,7 +20,7 @@ CA_BUNDLE   ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 
 export K8S_VERSION ZW_CACHE KUBEBUILDER_ASSETS
 
-.PHONY: all build generate tools k8s-bins redis helm test test-unit test-chart chart-docs image redis-image image-docker containerd node-tools node-up node-down test-node fuzz run demo demo-down lint bench scale-test clean help
+.PHONY: all build generate tools k8s-bins redis helm prometheus test test-unit test-chart chart-docs image redis-image image-docker containerd node-tools node-up node-down test-node fuzz run demo demo-down lint bench scale-test clean help
 
 all: build
 
@@ -36,7 +36,7 @@ generate: ## Regenerate deepcopy functions and the CRDs from pkg/api.
 	$(TOOLS) controller-gen object:headerFile=hack/boilerplate.go.txt paths=./pkg/api/... \
 		crd output:crd:artifacts:config=charts/zen-watcher/crds
 
-tools: k8s-bins redis helm containerd ## Build the control plane and helm into the cache; install redis-server, containerd and runc.
+tools: k8s-bins redis helm containerd prometheus ## Build the control plane and helm into the cache; install redis-server, containerd, runc and prometheus.
 
 k8s-bins: ## Build kube-apiserver, etcd, kubectl and kube-controller-manager (~11 min once).
 	WITH_KCM=1 hack/build-k8s-bins.sh
@@ -60,6 +60,9 @@ node-down: ## Stop the node and leave the machine as it was.
 redis: ## Install redis-server from Debian's packages when it is missing.
 	hack/ensure-redis.sh
 
+prometheus: ## Install prometheus and promtool from Debian's packages when they are missing (the alert tests run them).
+	hack/ensure-prometheus.sh
+
 helm: ## Build helm into the cache.
 	hack/install-helm.sh >/dev/null
 
@@ -68,7 +71,7 @@ test: tools ## Everything needed, then every test with -race (the chart's too), 
 	cd test/chart && $(GO) test $(TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
 
-test-chart: helm k8s-bins ## The Helm chart's tests: lint, render, dry-run, install, RBAC, alerts and dashboards.
+test-chart: helm k8s-bins prometheus ## The Helm chart's tests: lint, render, dry-run, install, RBAC, alerts and dashboards.
 	cd test/chart && $(GO) test $(TEST_FLAGS) ./...
 
 chart-docs: ## Regenerate the values table of charts/zen-watcher/README.md from values.yaml.

@@ -214,3 +214,34 @@ func TestRulesFollowTheValues(t *testing.T) {
 		})
 	}
 }
+
+// TestRulesSelectTheNamespaceLabel: every alert selects the release's series by the label the
+// scrape puts the pod's namespace in, whatever name the values give it.
+func TestRulesSelectTheNamespaceLabel(t *testing.T) {
+	for _, tc := range []struct{ set, want string }{
+		{"", `namespace="zen"`},
+		{"metrics.prometheusRule.namespaceLabel=kubernetes_namespace", `kubernetes_namespace="zen"`},
+	} {
+		set := []string{"metrics.prometheusRule.enabled=true"}
+		if tc.set != "" {
+			set = append(set, tc.set)
+		}
+		rule := find(render(t, "zw", "zen", "", set...), "PrometheusRule", "zen-watcher")
+		if rule == nil {
+			t.Fatal("no PrometheusRule rendered")
+		}
+		for alert, expr := range exprsOf(t, rule) {
+			p := parser.NewParser(parser.Options{})
+			e, err := p.ParseExpr(expr)
+			if err != nil {
+				t.Fatalf("%s: %v", alert, err)
+			}
+			parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+				if vs, ok := n.(*parser.VectorSelector); ok && !strings.Contains(vs.String(), tc.want) {
+					t.Errorf("%s (%s): %s does not select %s", alert, tc.set, vs, tc.want)
+				}
+				return nil
+			})
+		}
+	}
+}
