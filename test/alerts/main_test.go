@@ -2,7 +2,7 @@
 // package) that scrapes real zen-watcher replicas against a real kube-apiserver and redis-server,
 // and checks that each alert follows the fault it names: it becomes pending when the fault
 // starts, fires after its for:, and resolves when the fault ends; in a healthy steady state
-// none is pending.
+// none fires.
 package alerts
 
 import (
