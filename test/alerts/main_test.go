@@ -38,17 +38,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(filepath.Dir(binary))
-	var err error
-	if cluster, err = testenv.StartCluster(testenv.Options{}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() {
-		if err := cluster.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping control plane:", err)
-		}
-	}()
-	return m.Run()
+	return testenv.RunWithCluster(m, testenv.Options{}, &cluster)
 }
 
 func setUp() error {
