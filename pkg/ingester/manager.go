@@ -2,6 +2,7 @@ package ingester
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -345,7 +346,13 @@ func (m *Manager) fail(key string, ing *v1alpha1.Ingester, err error) {
 	m.mu.Unlock()
 	// A failed Ingester is tried again every refresh: say so once per distinct error, not each time.
 	if prev := r.specError(); prev == nil || prev.Error() != err.Error() {
-		m.log.Warn("ingester not applied", "ingester", key, "error", err)
+		var wait *secretMissing
+		if errors.As(err, &wait) {
+			m.log.Info("ingester waits for its Secret; its webhook starts when the Secret appears", "ingester", key,
+				"secret", wait.namespace+"/"+wait.name, "key", wait.key)
+		} else {
+			m.log.Warn("ingester not applied", "ingester", key, "error", err)
+		}
 	}
 	r.setIngester(ing, err)
 }
@@ -623,7 +630,11 @@ func (m *Manager) status(r *runner, ing *v1alpha1.Ingester) v1alpha1.IngesterSta
 	}
 	cond := metav1.Condition{Type: "Ready", ObservedGeneration: ing.Generation}
 	ready, reason, msg := r.ready()
+	var wait *secretMissing
 	switch {
+	case errors.As(r.err(), &wait):
+		cond.Status, cond.Reason = metav1.ConditionFalse, "WaitingForSecret"
+		cond.Message = wait.Error() + "; the webhook starts when it appears"
 	case r.err() != nil:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "InvalidSpec", r.err().Error()
 		st.LastError = r.err().Error()

@@ -190,6 +190,9 @@ func webhookAuth(ctx context.Context, ing *v1alpha1.Ingester, secrets SecretRead
 		return nil, fmt.Errorf("webhook.auth: %s needs a secretRef", auth.Type)
 	}
 	secret, err := secrets.SecretValue(ctx, ing.Namespace, auth.SecretRef.Name, auth.SecretRef.Key)
+	if isMissing(err) {
+		return nil, &secretMissing{namespace: ing.Namespace, name: auth.SecretRef.Name, key: auth.SecretRef.Key, err: err}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("webhook.auth.secretRef: %w", err)
 	}

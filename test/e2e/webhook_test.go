@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -306,7 +307,8 @@ func installCRD(t *testing.T, path string) {
 }
 
 // TestIngesterStartsWhenItsSecretAppears: a webhook Ingester created before the Secret it names
-// fails (its route is not served) and starts, without being touched, once the Secret exists.
+// waits (its route is not served, its status says WaitingForSecret) and starts, without being
+// touched, once the Secret exists.
 func TestIngesterStartsWhenItsSecretAppears(t *testing.T) {
 	ensureNamespace(t, "zen-system")
 	ingester(t, "falco-late", v1alpha1.IngesterSpec{Source: "falcol", Adapter: v1alpha1.AdapterFalco,
@@ -319,6 +321,14 @@ func TestIngesterStartsWhenItsSecretAppears(t *testing.T) {
 	if code := post(t, r, "/falcol", "late-token-5c1e", []byte(alertBody("late-0"))); code != http.StatusNotFound {
 		t.Fatalf("before its Secret exists the route answers %d, want 404", code)
 	}
+	eventually(t, 15*time.Second, func(context.Context) error {
+		c := meta.FindStatusCondition(getIngester(t, "falco-late").Status.Conditions, "Ready")
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "WaitingForSecret" ||
+			!strings.Contains(c.Message, "zen-system/falco-late-token") {
+			return fmt.Errorf("before its Secret exists the Ready condition is %+v", c)
+		}
+		return nil
+	})
 	secrets := cluster.Kube.CoreV1().Secrets("zen-system")
 	if _, err := secrets.Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "falco-late-token"},
 		Data: map[string][]byte{"token": []byte("late-token-5c1e")}}, metav1.CreateOptions{}); err != nil {
@@ -334,6 +344,13 @@ func TestIngesterStartsWhenItsSecretAppears(t *testing.T) {
 	if code := post(t, r, "/falcol", "wrong", []byte(alertBody("late-2"))); code != http.StatusUnauthorized {
 		t.Errorf("a wrong token: %d, want 401", code)
 	}
+	eventually(t, 15*time.Second, func(context.Context) error {
+		c := meta.FindStatusCondition(getIngester(t, "falco-late").Status.Conditions, "Ready")
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != "Serving" {
+			return fmt.Errorf("once its Secret exists the Ready condition is %+v", c)
+		}
+		return nil
+	})
 }
 
 // TestUnwritableFindingsAreRefusedBeforeTheAnswer: through the binary, alerts whose Observation the
