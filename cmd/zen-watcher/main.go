@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/kube-zen/zen-watcher/internal/outage"
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
 	"github.com/kube-zen/zen-watcher/pkg/ha/cleanup"
 	"github.com/kube-zen/zen-watcher/pkg/ingester"
@@ -255,7 +256,7 @@ func newWebhooks(cfg *config, pipe *pipeline.Pipeline, rc redis.UniversalClient,
 			if err != nil {
 				return nil, nil, err
 			}
-			wc.Acceptor = server.Durable{Queue: queue, Fallback: direct, Metrics: m, Log: log}
+			wc.Acceptor = server.Durable{Queue: queue, Fallback: direct, Metrics: m, Outages: outage.New(log.With("component", "webhook-queue"))}
 		}
 	}
 	return server.NewWebhooks(wc), queue, nil
@@ -319,6 +320,7 @@ func dedupStore(ctx context.Context, cfg *config, m *metrics.Metrics, log *slog.
 	if cfg.redisAddr == "" {
 		return pipeline.NewTiered(local, nil, m, log), nil, func() {}, nil
 	}
+	redis.SetLogger(redisClientLog{log.With("component", "redis-client")})
 	client, err := redisClient(cfg)
 	if err != nil {
 		return nil, nil, nil, err
@@ -340,6 +342,16 @@ func dedupStore(ctx context.Context, cfg *config, m *metrics.Metrics, log *slog.
 		shared.Close()
 		_ = client.Close()
 	}, nil
+}
+
+// redisClientLog takes go-redis's own lines (a failed dial, one per attempt, in the standard
+// logger's format) into the replica's log at Debug: an outage of Redis is logged at WARN once when
+// it begins and at INFO when it ends by the parts that use Redis.
+type redisClientLog struct{ log *slog.Logger }
+
+// Printf implements go-redis's Logging.
+func (l redisClientLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...))
 }
 
 // redisClient connects to one Redis, a Redis Cluster (several addresses) or the master the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kube-zen/zen-watcher/internal/outage"
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
 )
@@ -106,6 +107,7 @@ type Stream struct {
 	prefix  string
 	metrics *metrics.Metrics
 	log     *slog.Logger
+	outages *outage.Log // the failing calls to Redis, logged once each way
 
 	appends   chan *appendReq
 	acks      chan ack
@@ -164,6 +166,7 @@ func NewStream(client redis.UniversalClient, opts StreamOptions, m *metrics.Metr
 		prefix:  "zw:{" + opts.Release + "}:wh:",
 		metrics: m,
 		log:     log.With("component", "webhook-queue"),
+		outages: outage.New(log.With("component", "webhook-queue")),
 		appends: make(chan *appendReq, appendBatch),
 		acks:    make(chan ack, opts.MaxInFlight),
 		slots:   make(chan struct{}, opts.MaxInFlight),
@@ -436,8 +439,11 @@ func (s *Stream) consumeLoop(ctx context.Context, h Handler, sources func() []st
 			sleep(ctx, 50*time.Millisecond)
 			continue
 		}
-		if err := s.ensureGroups(ctx, keys); err != nil {
-			s.log.Debug("creating consumer groups", "error", err)
+		err := s.ensureGroups(ctx, keys)
+		if ctx.Err() == nil {
+			s.outages.Report("creating the webhook queue's consumer groups", err)
+		}
+		if err != nil {
 			sleep(ctx, time.Second)
 			continue
 		}
@@ -448,6 +454,7 @@ func (s *Stream) consumeLoop(ctx context.Context, h Handler, sources func() []st
 		}).Result()
 		switch {
 		case errors.Is(err, redis.Nil):
+			s.outages.Report("reading the webhook queue", nil) // nothing new is an answer too
 			continue
 		case err != nil:
 			if strings.HasPrefix(err.Error(), "NOGROUP") {
@@ -455,11 +462,12 @@ func (s *Stream) consumeLoop(ctx context.Context, h Handler, sources func() []st
 				s.groups.Clear()
 			}
 			if ctx.Err() == nil {
-				s.log.Debug("reading webhook queue", "error", err)
+				s.outages.Report("reading the webhook queue", err)
 				sleep(ctx, time.Second)
 			}
 			continue
 		}
+		s.outages.Report("reading the webhook queue", nil)
 		for _, st := range res {
 			for _, msg := range st.Messages {
 				s.dispatch(ctx, h, st.Stream, msg, false)
@@ -599,9 +607,10 @@ func (s *Stream) ackAll(ctx context.Context, batch []ack) {
 	for key, ids := range byKey {
 		pipe.XAck(actx, key, group, ids...)
 	}
-	if _, err := pipe.Exec(actx); err != nil {
-		// Left pending: claimed again later, and written at most once thanks to their names.
-		s.log.Debug("acknowledging webhook queue entries", "error", err)
+	// Unacknowledged entries are left pending: claimed again later, and written at most once
+	// thanks to their names.
+	if _, err := pipe.Exec(actx); ctx.Err() == nil {
+		s.outages.Report("acknowledging webhook queue entries", err)
 	}
 	cancel()
 	for _, a := range batch {
@@ -641,7 +650,7 @@ func (s *Stream) ensureGroups(ctx context.Context, keys []string) error {
 
 // statsLoop sets each stream's depth and lag gauges, on every replica.
 func (s *Stream) statsLoop(ctx context.Context, sources func() []string) {
-	s.every(ctx, sources, "measuring webhook queue", func(ctx context.Context, key string) error {
+	s.every(ctx, sources, "measuring the webhook queue", func(ctx context.Context, key string) error {
 		_, err := s.measure(ctx, key)
 		return err
 	})
@@ -651,7 +660,7 @@ func (s *Stream) statsLoop(ctx context.Context, sources func() []string) {
 // bound, and forgets long-gone consumers, every StatsInterval until ctx ends. Only the leader runs
 // it (with ctx its leadership's): run by every replica, lost entries were counted once per replica.
 func (s *Stream) Maintain(ctx context.Context, sources func() []string) {
-	s.every(ctx, sources, "maintaining webhook queue", s.maintain)
+	s.every(ctx, sources, "maintaining the webhook queue", s.maintain)
 }
 
 // every runs fn on each stream every StatsInterval until ctx ends.
@@ -665,8 +674,8 @@ func (s *Stream) every(ctx context.Context, sources func() []string, what string
 		case <-t.C:
 		}
 		for _, key := range s.keys(sources) {
-			if err := fn(ctx, key); err != nil && ctx.Err() == nil {
-				s.log.Warn(what, "stream", key, "error", err)
+			if err := fn(ctx, key); ctx.Err() == nil {
+				s.outages.Report(what, err, "stream", key)
 			}
 		}
 	}

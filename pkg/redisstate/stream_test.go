@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/kube-zen/zen-watcher/internal/testenv"
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
 )
@@ -73,6 +75,7 @@ func (r *recorder) distinct() int {
 type streamEnv struct {
 	client *redis.Client
 	m      *metrics.Metrics
+	log    io.Writer // the streams' log lines; discarded when nil
 }
 
 func newStreamEnv(t *testing.T) streamEnv {
@@ -86,7 +89,11 @@ func newStreamEnv(t *testing.T) streamEnv {
 func (e streamEnv) start(t *testing.T, release, consumer string, h Handler, opts StreamOptions) (*Stream, func()) {
 	t.Helper()
 	opts.Release, opts.Consumer = release, consumer
-	s, err := NewStream(e.client, opts, e.m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	out := e.log
+	if out == nil {
+		out = io.Discard
+	}
+	s, err := NewStream(e.client, opts, e.m, slog.New(slog.NewTextHandler(out, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,6 +403,41 @@ func TestAppendRunLateIsRefused(t *testing.T) {
 	}
 	if n, _ := e.client.XLen(ctx, key).Result(); n != 2 {
 		t.Errorf("%d entries, want 2", n)
+	}
+}
+
+// TestRedisOutageIsLoggedOnceEachWay: a consumer whose reads of the queue fail for seconds, Redis
+// being stopped, logs one WARN when they begin to fail and one INFO when they work again, instead
+// of one line a second at a level nobody sees.
+func TestRedisOutageIsLoggedOnceEachWay(t *testing.T) {
+	e := newStreamEnv(t)
+	var out testenv.Buffer
+	e.log = &out
+	e.start(t, "outage-log", "a", newRecorder(), StreamOptions{Block: 200 * time.Millisecond})
+	ctx := context.Background()
+	waitFor(t, "the consumer group", func() bool {
+		g, err := e.client.XInfoGroups(ctx, "zw:{outage-log}:wh:falco").Result()
+		return err == nil && len(g) == 1
+	})
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // several failed reads, one a second
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(out.String(), `msg="reading the webhook queue works again"`); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery logged within 15s of Redis resuming:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	log := out.String()
+	if n := strings.Count(log, `level=WARN msg="reading the webhook queue failing; retrying"`); n != 1 {
+		t.Errorf("%d warnings for one outage, want 1:\n%s", n, log)
+	}
+	if n := strings.Count(log, `level=INFO msg="reading the webhook queue works again"`); n != 1 {
+		t.Errorf("%d recoveries for one outage, want 1:\n%s", n, log)
 	}
 }
 

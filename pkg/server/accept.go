@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
+	"github.com/kube-zen/zen-watcher/internal/outage"
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
 	"github.com/kube-zen/zen-watcher/pkg/sources"
@@ -92,13 +92,15 @@ type Durable struct {
 	Queue    Queue
 	Fallback Acceptor
 	Metrics  *metrics.Metrics
-	Log      *slog.Logger
+	// Outages logs the queue refusing findings when it begins and when it ends (nil: not logged).
+	Outages *outage.Log
 }
 
 // Accept implements Acceptor.
 func (d Durable) Accept(ctx context.Context, source string, findings []*pipeline.Event) (Acceptance, error) {
 	err := d.Queue.Append(ctx, source, findings)
 	if err == nil {
+		d.Outages.Report("queueing webhook findings", nil, "source", source)
 		d.Metrics.WebhookAccepted.WithLabelValues(source, string(Queued)).Inc()
 		return Queued, nil
 	}
@@ -118,7 +120,7 @@ func (d Durable) Accept(ctx context.Context, source string, findings []*pipeline
 		reason = "queue_unreplicated"
 	}
 	d.Metrics.WebhookQueueFallbacks.WithLabelValues(source, reason).Inc()
-	d.Log.Debug("webhook queue refused findings; processing them before answering", "source", source, "error", err)
+	d.Outages.Report("queueing webhook findings", fmt.Errorf("%w (%s: processing them before answering)", err, reason), "source", source)
 	how, err := d.Fallback.Accept(ctx, source, findings)
 	if err != nil {
 		return "", err

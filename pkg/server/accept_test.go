@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/kube-zen/zen-watcher/internal/outage"
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
 	"github.com/kube-zen/zen-watcher/pkg/pipeline"
 	"github.com/kube-zen/zen-watcher/pkg/sources/audit"
@@ -83,7 +85,7 @@ func TestDurableAcceptor(t *testing.T) {
 			m := metrics.New(prometheus.NewRegistry())
 			q := &fakeQueue{err: tc.queueErr}
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			acc := Durable{Queue: q, Fallback: Direct{Handler: tc.handler, Timeout: 50 * time.Millisecond}, Metrics: m, Log: log}
+			acc := Durable{Queue: q, Fallback: Direct{Handler: tc.handler, Timeout: 50 * time.Millisecond}, Metrics: m, Outages: outage.New(log)}
 			w, _ := newHooksWith(t, WebhookConfig{Acceptor: acc})
 			w.metrics = m
 			rec := httptest.NewRecorder()
@@ -110,6 +112,37 @@ func TestDurableAcceptor(t *testing.T) {
 				t.Error("the two events of the body not counted")
 			}
 		})
+	}
+}
+
+// TestQueueOutageIsLoggedOnceEachWay: while Redis refuses every append the replica says so once at
+// WARN (an operator sees it at the default level), not once a request, and once at INFO when the
+// queue takes findings again.
+func TestQueueOutageIsLoggedOnceEachWay(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	q := &fakeQueue{err: errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")}
+	acc := Durable{Queue: q, Fallback: Direct{Handler: outcomeHandler{outcome: pipeline.OutcomeWritten}},
+		Metrics: metrics.New(prometheus.NewRegistry()), Outages: outage.New(log)}
+	w, _ := newHooksWith(t, WebhookConfig{Acceptor: acc})
+	send := func() {
+		rec := httptest.NewRecorder()
+		w.ServeHTTP(rec, httptest.NewRequest("POST", "/falco", strings.NewReader(alert)))
+		if rec.Code != http.StatusAccepted {
+			t.Fatalf("HTTP %d, want 202", rec.Code)
+		}
+	}
+	for range 5 {
+		send()
+	}
+	q.err = nil
+	send()
+	send()
+	out := buf.String()
+	warn := strings.Count(out, "level=WARN msg=\"queueing webhook findings failing; retrying\"")
+	info := strings.Count(out, "level=INFO msg=\"queueing webhook findings works again\"")
+	if warn != 1 || info != 1 || !strings.Contains(out, "connection refused (queue_unavailable") {
+		t.Errorf("%d warnings and %d recoveries logged, want 1 and 1 with the cause:\n%s", warn, info, out)
 	}
 }
 
@@ -227,7 +260,7 @@ func TestBodyWithoutFindingsQueuesNothing(t *testing.T) {
 	m := metrics.New(prometheus.NewRegistry())
 	q := &fakeQueue{}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w, _ := newHooksWith(t, WebhookConfig{Acceptor: Durable{Queue: q, Fallback: Direct{Handler: outcomeHandler{hang: true}}, Metrics: m, Log: log}})
+	w, _ := newHooksWith(t, WebhookConfig{Acceptor: Durable{Queue: q, Fallback: Direct{Handler: outcomeHandler{hang: true}}, Metrics: m, Outages: outage.New(log)}})
 	w.metrics = m
 	if err := w.Register(Route{Path: "/audit", Source: "audit", Parser: audit.Parser{}, Auth: NoAuth{}}); err != nil {
 		t.Fatal(err)

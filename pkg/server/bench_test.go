@@ -47,7 +47,7 @@ func BenchmarkWebhookAccept(b *testing.B) {
 		go func() { q.Run(ctx, &countingHandler{}, func() []string { return []string{"falco"} }); close(done) }()
 		b.Cleanup(func() { cancel(); <-done })
 		direct := Direct{Handler: &countingHandler{}}
-		benchAccept(b, Durable{Queue: q, Fallback: direct, Metrics: m, Log: log})
+		benchAccept(b, Durable{Queue: q, Fallback: direct, Metrics: m})
 	})
 }
 
