@@ -110,7 +110,7 @@ run: build redis ## One replica against the local control plane and Redis (start
 	redis=$$(hack/start-redis.sh); \
 	exec bin/zen-watcher -kubeconfig "$$kc" -redis-addr "$$redis" -metrics-addr 127.0.0.1:9090 -webhook-addr 127.0.0.1:8080
 
-demo: build k8s-bins redis ## Control plane, Redis, CRDs, three replicas and some findings.
+demo: build k8s-bins redis ## The product on loopback: three replicas, the tools' findings, signed webhooks, a failover (README: Try it).
 	hack/demo.sh up
 
 demo-down: ## Stop everything `make demo` started.

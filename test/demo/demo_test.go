@@ -1,0 +1,295 @@
+// Package demo runs `make demo` as a person would and checks that what it shows is true: every
+// finding it creates is one Observation, the replica it kills is taken over, and the dashboards'
+// queries answer from the Prometheus it starts.
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kube-zen/zen-watcher/internal/testenv"
+	"github.com/kube-zen/zen-watcher/pkg/obsclient"
+)
+
+// wantBySource is what the demo's findings make: each tool's findings in hack/demo, the kube-bench
+// and Checkov files of testdata, two distinct Falco alerts (the third is a repeat) and one audit
+// event. The Warning Events written after the failover come on top of k8sevents' six.
+var wantBySource = map[string]int{
+	"trivy": 17, "kyverno": 5, "certmanager": 4, "k8sevents": 6,
+	"kube-bench": 1, "checkov": 4, "falco": 2, "audit": 1,
+}
+
+// emptyPanels are the dashboards' panels that have nothing to show in a healthy demo, and why.
+var emptyPanels = map[string]string{
+	"Write errors by reason":         "no write fails",
+	"Webhook queue claimed and lost": "the killed replica held no queue entry",
+	"Cleanup deletes":                "no Observation has expired",
+}
+
+func TestDemo(t *testing.T) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exec.LookPath("prometheus"); err != nil {
+		t.Fatal("prometheus is not installed: run make prometheus (make test does)")
+	}
+	state := t.TempDir()
+	env := append(os.Environ(), "ZW_STATE="+state)
+	run := func(timeout time.Duration, name string, args ...string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, name, args...)
+		cmd.Dir, cmd.Env, cmd.WaitDelay = root, env, 10*time.Second
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	run(5*time.Minute, "make", "--no-print-directory", "build")
+	t.Cleanup(func() {
+		run(2*time.Minute, "hack/demo.sh", "down")
+		for _, pid := range pidFiles(t, state) {
+			t.Errorf("demo-down left the process of %s running", pid)
+		}
+	})
+	start := time.Now()
+	out := run(5*time.Minute, "hack/demo.sh", "up")
+	t.Logf("the demo took %v:\n%s", time.Since(start).Round(time.Second), out)
+
+	for _, s := range []string{"== Observations (kubectl get obs -A)", "== By source, severity and category",
+		"== Who owns what", "X-Zen-Signature: sha256=", "== Metrics", "Prometheus (scraping every 2s): http://",
+		"nothing lost."} {
+		if !strings.Contains(out, s) {
+			t.Errorf("the demo's output lacks %q", s)
+		}
+	}
+	if m := regexp.MustCompile(`Observations of falco: (\d+); deduplicated through Redis: (\d+)`).FindStringSubmatch(out); m == nil ||
+		m[1] != "2" || m[2] == "0" {
+		t.Errorf("the demo shows Falco's repeat as %q, want 2 Observations and a deduplication", m)
+	}
+
+	kubeconfig := filepath.Join(state, "cluster", "kubeconfig")
+	after := killedOwned(t, out)
+	checkObservations(t, kubeconfig, after)
+	// The new leader publishes its ratios (the low-severity share) from what arrives after its
+	// first tuning round, which comes one interval (5 s in the demo) after its term begins: the
+	// alert the printed curl posts a little later shows in them.
+	time.Sleep(12 * time.Second)
+	checkSignedCurl(t, root, env, out)
+	b, err := os.ReadFile(filepath.Join(state, "demo", "prometheus.url"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDashboards(t, root, strings.TrimSpace(string(b)))
+}
+
+// killedOwned reads from the demo's output how many namespaces the killed leader owned: the demo
+// wrote a Warning Event in each after the failover.
+func killedOwned(t *testing.T, out string) int {
+	m := regexp.MustCompile(`a new Warning Event in each of the (\d+) demo namespaces`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatal("the demo's output does not say what it wrote after the failover")
+	}
+	var n int
+	if _, err := fmt.Sscan(m[1], &n); err != nil || n == 0 {
+		t.Error("the killed leader owned no namespace: the failover showed nothing")
+	}
+	return n
+}
+
+// checkObservations counts the Observations by source: each finding once, none twice, none lost.
+func checkObservations(t *testing.T, kubeconfig string, afterFailover int) {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := obsclient.New(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := c.List(context.Background(), "", metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	titles := map[string]bool{}
+	for _, o := range list.Items {
+		got[o.Spec.Source]++
+		titles[o.Spec.Title] = true
+	}
+	want := map[string]int{}
+	for s, n := range wantBySource {
+		want[s] = n
+	}
+	want["k8sevents"] += afterFailover
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Observations by source %v, want %v", got, want)
+	}
+	for _, title := range []string{"Certificate sso-example-com expires in 10 days", "Certificate payments-mtls expired 3 days ago"} {
+		if !titles[title] {
+			t.Errorf("no Observation titled %q among %v", title, keys(titles))
+		}
+	}
+}
+
+// checkSignedCurl runs the signed curl the demo prints, as a person would paste it, and expects the
+// webhook to take it.
+func checkSignedCurl(t *testing.T, root string, env []string, out string) {
+	i := strings.Index(out, "A signed Falco alert, copy-pasteable:\n")
+	if i < 0 {
+		t.Fatal("the demo prints no signed curl")
+	}
+	var script []string
+	for _, line := range strings.Split(out[i:], "\n")[1:] {
+		if !strings.HasPrefix(line, "  ") {
+			break
+		}
+		script = append(script, strings.TrimPrefix(line, "  "))
+	}
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", strings.Join(script, "\n"))
+	cmd.Dir, cmd.Env = root, env
+	b, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(b), `"accepted":1`) {
+		t.Errorf("the printed signed curl: %v, answered %s\n%s", err, b, strings.Join(script, "\n"))
+	}
+}
+
+// checkDashboards runs every panel's queries of the chart's dashboards against the demo's
+// Prometheus: each main query must have data, or be one that a healthy demo leaves empty.
+func checkDashboards(t *testing.T, root, prom string) {
+	files, err := filepath.Glob(filepath.Join(root, "charts", "zen-watcher", "dashboards", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no dashboards: %v", err)
+	}
+	checked := 0
+	for _, f := range files {
+		for _, p := range panels(t, f) {
+			if why, ok := emptyPanels[p.Title]; ok {
+				t.Logf("%s: %q not checked: %s", filepath.Base(f), p.Title, why)
+				continue
+			}
+			expr := strings.ReplaceAll(p.Targets[0].Expr, "$namespace", "zen-system")
+			n := queryEventually(t, prom, expr)
+			if n == 0 {
+				t.Errorf("%s: panel %q has no data: %s", filepath.Base(f), p.Title, expr)
+			}
+			checked++
+		}
+	}
+	if checked < 20 {
+		t.Errorf("only %d panels checked", checked)
+	}
+}
+
+type panel struct {
+	Title   string `json:"title"`
+	Targets []struct {
+		Expr string `json:"expr"`
+	} `json:"targets"`
+}
+
+func panels(t *testing.T, file string) []panel {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []panel `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	var out []panel
+	for _, p := range d.Panels {
+		if len(p.Targets) > 0 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// queryEventually returns how many series expr yields, trying for up to 30 s: a rate needs two
+// scrapes of a series that began late (the failover's), and the leader publishes some gauges
+// every few seconds.
+func queryEventually(t *testing.T, prom, expr string) int {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, err := query(prom, expr)
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		if n > 0 || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func query(prom, expr string) (int, error) {
+	resp, err := http.Get(prom + "/api/v1/query?query=" + url.QueryEscape(expr))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return 0, err
+	}
+	if r.Status != "success" {
+		return 0, fmt.Errorf("prometheus: %s", r.Error)
+	}
+	return len(r.Data.Result), nil
+}
+
+// pidFiles lists the demo's PID files whose process still runs.
+func pidFiles(t *testing.T, state string) []string {
+	files, err := filepath.Glob(filepath.Join(state, "*", "*.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var alive []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 && syscall.Kill(pid, 0) == nil {
+			alive = append(alive, f)
+		}
+	}
+	sort.Strings(alive)
+	return alive
+}
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
