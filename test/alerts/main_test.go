@@ -119,35 +119,48 @@ func renderRules(t *testing.T, dir, namespace string, set ...string) (string, []
 
 // replica is one zen-watcher process.
 type replica struct {
-	name, metricsAddr string
-	cmd               *exec.Cmd
-	out               *testenv.Buffer
-	exited            chan struct{}
+	name, metricsAddr, webhookAddr string
+	cmd                            *exec.Cmd
+	out                            *testenv.Buffer
+	exited                         chan struct{}
 }
 
 func startReplica(t *testing.T, name string, args ...string) *replica {
 	t.Helper()
-	r := &replica{name: name, metricsAddr: testenv.FreeAddr(t), out: &testenv.Buffer{}, exited: make(chan struct{})}
+	return startReplicaOn(t, name, testenv.FreeAddr(t), args...)
+}
+
+// startReplicaOn starts a replica serving its metrics on metricsAddr, an address a Prometheus may
+// already scrape.
+func startReplicaOn(t *testing.T, name, metricsAddr string, args ...string) *replica {
+	t.Helper()
+	r := &replica{name: name, metricsAddr: metricsAddr, webhookAddr: testenv.FreeAddr(t), out: &testenv.Buffer{},
+		exited: make(chan struct{})}
 	r.cmd = exec.Command(binary, append([]string{"-kubeconfig", cluster.Kubeconfig, "-metrics-addr", r.metricsAddr,
-		"-webhook-addr", testenv.FreeAddr(t), "-member-id", name}, args...)...)
+		"-webhook-addr", r.webhookAddr, "-member-id", name}, args...)...)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
 	go func() { _ = r.cmd.Wait(); close(r.exited) }()
 	t.Cleanup(func() {
-		_ = r.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-r.exited:
-		case <-time.After(15 * time.Second):
-			_ = r.cmd.Process.Kill()
-			<-r.exited
-		}
+		r.stop()
 		if t.Failed() {
 			t.Logf("output of %s:\n%s", r.name, r.out.String())
 		}
 	})
 	return r
+}
+
+// stop ends the process as a rolling update would (killing it after 15 s).
+func (r *replica) stop() {
+	_ = r.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-r.exited:
+	case <-time.After(15 * time.Second):
+		_ = r.cmd.Process.Kill()
+		<-r.exited
+	}
 }
 
 // kill ends the process as a crash would.

@@ -122,6 +122,7 @@ type alert struct {
 	Labels   map[string]string `json:"labels"`
 	State    string            `json:"state"`
 	ActiveAt time.Time         `json:"activeAt"`
+	Value    string            `json:"value"` // the expression's value when last evaluated
 }
 
 func (a alert) String() string {
