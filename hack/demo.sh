@@ -93,6 +93,9 @@ start_replicas() {
 # ServiceMonitor adds, when prometheus is installed (make prometheus). Prints its URL, or nothing.
 start_prometheus() {
 	command -v prometheus >/dev/null || return 0
+	if [[ -f $D/prometheus.pid ]] && kill -0 "$(<"$D/prometheus.pid")" 2>/dev/null; then
+		return 0 # from a demo still up; its targets are the replicas' ports, which are kept too
+	fi
 	local port i targets=
 	port=$(free_port 19190)
 	for ((i = 0; i < REPLICAS; i++)); do
@@ -121,11 +124,12 @@ install() {
 	k apply --server-side "${args[@]}" >/dev/null
 	k wait --for condition=Established --timeout 30s -f charts/zen-watcher/crds "${args[@]}" >/dev/null
 	k create namespace zen-system --dry-run=client -o yaml | k apply -f - >/dev/null
-	# The webhooks' credentials: an HMAC key for Falco's relay, a bearer token for the API server.
-	k -n zen-system create secret generic falco-hmac --from-literal=key="$(openssl rand -hex 32)" \
-		--dry-run=client -o yaml | k apply -f - >/dev/null
-	k -n zen-system create secret generic audit-webhook --from-literal=token="$(openssl rand -hex 24)" \
-		--dry-run=client -o yaml | k apply -f - >/dev/null
+	# The webhooks' credentials: an HMAC key for Falco's relay, a bearer token for the API server;
+	# kept when the demo runs again, so that what was signed with them still verifies.
+	k -n zen-system get secret falco-hmac >/dev/null 2>&1 ||
+		k -n zen-system create secret generic falco-hmac --from-literal=key="$(openssl rand -hex 32)" >/dev/null
+	k -n zen-system get secret audit-webhook >/dev/null 2>&1 ||
+		k -n zen-system create secret generic audit-webhook --from-literal=token="$(openssl rand -hex 24)" >/dev/null
 	k apply -f hack/demo/ingesters.yaml >/dev/null
 }
 
