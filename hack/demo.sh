@@ -157,7 +157,7 @@ findings() {
 		--dry-run=client -o yaml | k label --local -f - app=checkov -o yaml | k apply -f - >/dev/null
 }
 
-# webhooks: two Falco alerts to replica 0, a repeat of the first to replica 1 (the same finding
+# webhooks: two Falco alerts to replica 0, a repeat of the first to the next (the same finding
 # later: deduplicated through Redis), and the API server's audit event of a cluster-admin binding.
 webhooks() {
 	local key token shell code
@@ -173,9 +173,9 @@ webhooks() {
 		[[ $code == 202 ]] || die "a signed Falco alert was answered $code"
 	done
 	sleep 1 # the repeat comes a second later, with its own time and signature
-	code=$(signed_post "http://$(webhook_of 1)/falco" "$key" "$("${shell[@]}")")
+	code=$(signed_post "http://$(webhook_of $((1 % REPLICAS)))/falco" "$key" "$("${shell[@]}")")
 	[[ $code == 202 ]] || die "the repeated Falco alert was answered $code"
-	code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "http://$(webhook_of 2)/audit" -H "Authorization: Bearer $token" \
+	code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "http://$(webhook_of $((REPLICAS - 1)))/audit" -H "Authorization: Bearer $token" \
 		-H 'Content-Type: application/json' --data-binary @testdata/upstream/k8s-audit/attach_cluster_admin_role.json)
 	[[ $code == 202 ]] || die "the audit event was answered $code"
 }
@@ -243,8 +243,8 @@ failover() {
 	rm -f "$D/zen-watcher-$victim.pid"
 	local t0=$SECONDS
 	for ((i = 0; i < 400; i++)); do
-		obsctl shards -n zen-system -o json 2>/dev/null | jq -e --arg m "$leader" \
-			'(.members | length) == 2 and .leader != "" and .leader != $m and all(.members[]; .name != $m)' >/dev/null &&
+		obsctl shards -n zen-system -o json 2>/dev/null | jq -e --arg m "$leader" --argjson n $((REPLICAS - 1)) \
+			'(.members | length) == $n and .leader != "" and .leader != $m and all(.members[]; .name != $m)' >/dev/null &&
 			break
 		sleep 0.1
 	done
