@@ -224,7 +224,8 @@ func abs(n int) int {
 // array of objects), or an array of objects, of no more than MaxItems items.
 func validObjects(body string) bool {
 	var obj map[string]json.RawMessage
-	if json.Unmarshal([]byte(body), &obj) == nil {
+	// "null" unmarshals into a map (leaving it nil) and a slice alike, but is neither.
+	if json.Unmarshal([]byte(body), &obj) == nil && obj != nil {
 		items, ok := obj["items"]
 		return !ok || string(items) == "null" || objects(items)
 	}
@@ -233,7 +234,7 @@ func validObjects(body string) bool {
 
 func objects(raw json.RawMessage) bool {
 	var list []json.RawMessage
-	if json.Unmarshal(raw, &list) != nil || len(list) > MaxItems {
+	if json.Unmarshal(raw, &list) != nil || list == nil || len(list) > MaxItems {
 		return false
 	}
 	for _, it := range list {
