@@ -200,6 +200,7 @@ show() {
 		"deduplicated through Redis: $(sum_metric 'zen_watcher_observations_deduplicated_total{source="falco"}')"
 	section "Who owns what (obsctl shards -n zen-system)"
 	obsctl shards -n zen-system
+	owners
 	section "Webhooks"
 	local i live=0
 	# The curl goes to a replica that is not the leader, which the demo kills next.
@@ -225,6 +226,16 @@ TXT
 	else
 		echo "Prometheus is not installed (make prometheus installs it; the demo then starts one)."
 	fi
+}
+
+# owners lists each replica's namespaces and the Observations in them, from the shard table that
+# obsctl reads (-o json) and the Observations' namespaces.
+owners() {
+	local counts
+	counts=$(k get obs -A -o json | jq '[.items[].metadata.namespace] | group_by(.) | map({(.[0]): length}) | add // {}')
+	echo
+	obsctl shards -n zen-system -o json | jq -r --argjson c "$counts" '.members[] |
+		"\(.name): \([.namespaces[] | $c[.] // 0] | add // 0) Observations in \([.namespaces[] | select($c[.] != null)] | join(" "))"'
 }
 
 # failover kills the leader with SIGKILL, waits for the others to take over its namespaces and
@@ -265,6 +276,7 @@ YAML
 		n=$((n + 1))
 	done
 	await_observations $((before + n))
+	owners
 	echo "Observations: $before before the kill, $(count_obs) now: a new Warning Event in each of the $n demo namespaces" \
 		"$leader owned ($(echo $demo_owned)) was written by its new owner; nothing lost."
 }
