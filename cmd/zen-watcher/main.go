@@ -279,9 +279,9 @@ func newCleaner(cfg *config, rc *rest.Config, m *metrics.Metrics, log *slog.Logg
 	if !cfg.cleanup {
 		return nil, nil
 	}
-	mc, err := metadata.NewForConfig(rc)
+	mc, err := cleanup.NewClient(rc)
 	if err != nil {
-		return nil, fmt.Errorf("building metadata client: %w", err)
+		return nil, err
 	}
 	return cleanup.New(cleanup.Config{
 		Client: mc, TTL: time.Duration(cfg.ttlSeconds) * time.Second, Interval: cfg.cleanupEvery,

@@ -3,6 +3,10 @@ package ha
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -206,3 +210,57 @@ func TestTuningMovesGently(t *testing.T) {
 		t.Errorf("one round's burst took the cache to %d, the unsmoothed %d", size, raw)
 	}
 }
+
+// fixedFence holds or not, as set.
+type fixedFence bool
+
+func (f fixedFence) Held() bool { return bool(f) }
+
+// TestFenceTransport: a request goes out unless its context carries a fence that no longer holds;
+// a refused one never reaches the server, and its body is closed.
+func TestFenceTransport(t *testing.T) {
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { got.Add(1) }))
+	defer srv.Close()
+	client := &http.Client{Transport: FenceTransport(srv.Client().Transport)}
+	for _, tc := range []struct {
+		name    string
+		ctx     context.Context
+		refused bool
+	}{
+		{"no fence", context.Background(), false},
+		{"held", WithFence(context.Background(), fixedFence(true)), false},
+		{"unfenced", WithFence(context.Background(), Unfenced), false},
+		{"fallen", WithFence(context.Background(), fixedFence(false)), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := got.Load()
+			body := &closeRecorder{Reader: strings.NewReader("{}")}
+			req, err := http.NewRequestWithContext(tc.ctx, http.MethodDelete, srv.URL, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := client.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			sent := got.Load() - before
+			switch {
+			case tc.refused && (!errors.Is(err, ErrDeposed) || sent != 0):
+				t.Errorf("a fallen fence: error %v, %d requests reached the server; want ErrDeposed and none", err, sent)
+			case !tc.refused && (err != nil || sent != 1):
+				t.Errorf("error %v, %d requests reached the server; want it sent", err, sent)
+			}
+			if !body.closed.Load() {
+				t.Error("the request's body was not closed")
+			}
+		})
+	}
+}
+
+type closeRecorder struct {
+	io.Reader
+	closed atomic.Bool
+}
+
+func (c *closeRecorder) Close() error { c.closed.Store(true); return nil }

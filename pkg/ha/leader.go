@@ -38,20 +38,6 @@ type LeaderConfig struct {
 	Owners []metav1.OwnerReference
 }
 
-// Fence tells whether this replica may still act as the leader. Whoever acts for the leader asks
-// it before each act (a delete, a write of shared state): a context's cancellation arrives too
-// late for a process that was paused, since after it resumes its goroutines run in no set order.
-type Fence interface {
-	Held() bool
-}
-
-// Unfenced is the Fence of a replica that leads by configuration (leader election off).
-var Unfenced Fence = unfenced{}
-
-type unfenced struct{}
-
-func (unfenced) Held() bool { return true }
-
 // Term is one tenure of leadership as this replica's own clock sees it: it holds while the last
 // write of the Lease that named this replica its holder, and succeeded, was sent less than the
 // renew deadline ago. It is measured on the monotonic clock from when the write was sent, so a

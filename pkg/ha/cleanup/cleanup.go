@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
 
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
 	"github.com/kube-zen/zen-watcher/pkg/ha"
@@ -36,6 +37,8 @@ const (
 
 // Config tunes cleanup.
 type Config struct {
+	// Client lists and deletes Observations' metadata; NewClient builds the one that checks the
+	// leader's fence on the wire.
 	Client metadata.Interface
 	// TTL applies to Observations without their own (OBSERVATION_TTL_SECONDS; default 7 days).
 	TTL time.Duration
@@ -54,6 +57,18 @@ type Config struct {
 	Now     func() time.Time
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
+}
+
+// NewClient builds the metadata client cleanup deletes with: its transport refuses a delete whose
+// leader's fence fell while the request was being made (ha.FenceTransport).
+func NewClient(rc *rest.Config) (metadata.Interface, error) {
+	rc = rest.CopyConfig(rc)
+	rc.Wrap(ha.FenceTransport)
+	mc, err := metadata.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("building the cleanup's metadata client: %w", err)
+	}
+	return mc, nil
 }
 
 // Result is what one run did.
@@ -129,7 +144,7 @@ func (c *Cleaner) Run(ctx context.Context, fence ha.Fence) {
 		case <-time.After(max(wait, 0)):
 		}
 		res, err := c.RunOnce(ctx, fence)
-		if errors.Is(err, errDeposed) {
+		if errors.Is(err, ha.ErrDeposed) {
 			c.cfg.Metrics.CleanupBacklog.Set(0)
 			c.cfg.Log.Info("cleanup stopped: no longer the leader", "deleted", res.Deleted)
 			return
@@ -148,9 +163,6 @@ func (c *Cleaner) Run(ctx context.Context, fence ha.Fence) {
 type item struct {
 	namespace, name, uid, rv string
 }
-
-// errDeposed ends a run whose fence no longer holds.
-var errDeposed = errors.New("no longer the leader")
 
 // RunOnce makes one bounded pass over every Observation while fence holds.
 func (c *Cleaner) RunOnce(ctx context.Context, fence ha.Fence) (Result, error) {
@@ -172,7 +184,7 @@ func (c *Cleaner) RunOnce(ctx context.Context, fence ha.Fence) (Result, error) {
 					// Counted as it happens: a run takes minutes, and a leader killed during one
 					// must have shown what it deleted.
 					c.cfg.Metrics.CleanupDeleted.WithLabelValues("expired").Inc()
-				case errors.Is(err, errDeposed):
+				case errors.Is(err, ha.ErrDeposed):
 					depose(err)
 					skipped.Add(1)
 				case apierrors.IsNotFound(err):
@@ -199,8 +211,8 @@ func (c *Cleaner) RunOnce(ctx context.Context, fence ha.Fence) (Result, error) {
 	}, &res.Listed)
 	close(work)
 	wg.Wait()
-	if cause := context.Cause(ctx); errors.Is(cause, errDeposed) {
-		err = errDeposed
+	if cause := context.Cause(ctx); errors.Is(cause, ha.ErrDeposed) {
+		err = ha.ErrDeposed
 	}
 	res.Deleted, res.Gone, res.Changed, res.Errors = int(deleted.Load()), int(gone.Load()), int(changed.Load()), int(failed.Load())
 	res.Duration = time.Since(start)
@@ -259,22 +271,24 @@ func (c *Cleaner) delete(ctx context.Context, fence ha.Fence, it item) error {
 		r.Cancel()
 		return ctx.Err()
 	}
-	// Asked after the wait, right before the request: a process paused while it waited resumes
-	// with the wait over.
+	// Asked after the wait: a process paused while it waited resumes with the wait over. The
+	// client's transport asks again as the request goes out (NewClient); a delete that passed that
+	// check before a pause can still land after it, and its preconditions keep it to the expired
+	// Observation it was decided for, which the next leader deletes too.
 	if !fence.Held() {
-		return errDeposed
+		return ha.ErrDeposed
 	}
 	uid := types.UID(it.uid)
 	pre := metav1.Preconditions{UID: &uid, ResourceVersion: &it.rv}
 	return c.cfg.Client.Resource(v1alpha1.ObservationResource).Namespace(it.namespace).
-		Delete(ctx, it.name, metav1.DeleteOptions{Preconditions: &pre})
+		Delete(ha.WithFence(ctx, fence), it.name, metav1.DeleteOptions{Preconditions: &pre})
 }
 
 func (c *Cleaner) record(res Result, err error) {
 	m := c.cfg.Metrics
 	result := "complete"
 	switch {
-	case err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, errDeposed):
+	case err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ha.ErrDeposed):
 		result = "error"
 	case !res.Complete:
 		result = "interrupted"

@@ -16,8 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
 	"github.com/kube-zen/zen-watcher/internal/testenv"
@@ -37,7 +37,7 @@ func newCleaner(t *testing.T, cfg Config) (*Cleaner, *metrics.Metrics) {
 	t.Helper()
 	rc := rest.CopyConfig(cluster.Config)
 	rc.QPS, rc.Burst = -1, 1000
-	mc, err := metadata.NewForConfig(rc)
+	mc, err := NewClient(rc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,8 +314,8 @@ func TestDeposedLeaderStopsDeleting(t *testing.T) {
 	fence := &deposeAfter{}
 	fence.n.Store(40)
 	res, err := c.RunOnce(context.Background(), fence)
-	if !errors.Is(err, errDeposed) || res.Complete {
-		t.Errorf("run after the fence fell: %+v %v, want an incomplete run ended by errDeposed", res, err)
+	if !errors.Is(err, ha.ErrDeposed) || res.Complete {
+		t.Errorf("run after the fence fell: %+v %v, want an incomplete run ended by ha.ErrDeposed", res, err)
 	}
 	if res.Deleted > 40 {
 		t.Errorf("%d deleted with a fence that held for 40 deletes", res.Deleted)
@@ -336,5 +336,39 @@ func TestDeposedLeaderStopsDeleting(t *testing.T) {
 	}
 	if b := testutil.ToFloat64(m.CleanupBacklog); b != 0 {
 		t.Errorf("backlog %v after the fence fell", b)
+	}
+}
+
+// TestFenceIsAskedAsTheDeleteGoesOut: a fence that falls after the cleaner's own check, while the
+// request is being made (as when the process is paused there), still stops the delete: the
+// client's transport asks it again. With a fence that holds, the same Observation is deleted.
+func TestFenceIsAskedAsTheDeleteGoesOut(t *testing.T) {
+	nss := namespaces(t, "onthewire", 1)
+	createMany(t, nss, "w", 1, time.Now().Add(-time.Minute).Unix())
+	c, m := newCleaner(t, Config{Interval: time.Hour})
+	get := func() error {
+		_, err := c.cfg.Client.Resource(v1alpha1.ObservationResource).Namespace(nss[0]).
+			Get(context.Background(), "w-0", metav1.GetOptions{})
+		return err
+	}
+
+	fence := &deposeAfter{}
+	fence.n.Store(1) // the cleaner's check passes, the transport's does not
+	res, err := c.RunOnce(context.Background(), fence)
+	if !errors.Is(err, ha.ErrDeposed) || res.Deleted != 0 {
+		t.Errorf("run whose fence fell on the wire: %+v %v, want nothing deleted and ha.ErrDeposed", res, err)
+	}
+	if n := testutil.ToFloat64(m.CleanupErrors); n != 0 {
+		t.Errorf("%v cleanup errors counted for a refused delete", n)
+	}
+	if err := get(); err != nil {
+		t.Fatalf("the Observation after the refused delete: %v", err)
+	}
+
+	if _, err := c.RunOnce(context.Background(), ha.Unfenced); err != nil {
+		t.Fatal(err)
+	}
+	if err := get(); !apierrors.IsNotFound(err) {
+		t.Errorf("the Observation after a run that leads: %v, want it deleted", err)
 	}
 }
