@@ -232,9 +232,22 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 // the read is applied in its own turn (its change is signalled), read first.
 func (r *replicas) applyRead(ctx context.Context) {
 	share := r.sharder.Share()
+	if r.sharder.HandedByLive() {
+		// The members that gave namespaces up see the change about when this one does and
+		// finish the creates they had queued there: read after them, not before.
+		select {
+		case <-ctx.Done():
+		case <-time.After(handOverGrace):
+		}
+	}
 	r.loadWritten(ctx)
 	r.sharder.Apply(share)
 }
+
+// handOverGrace is how long a replica that gains namespaces from members still running waits
+// before it reads what is written there: time for them to learn of the change and drain the
+// writes they queued in those namespaces, which its re-list would otherwise send again (409).
+const handOverGrace = time.Second
 
 // loadWritten reads the Observations of the share in force before the informers list it; if
 // they cannot be read in time, the re-list costs refused creates, nothing more.

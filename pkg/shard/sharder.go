@@ -44,8 +44,10 @@ type Sharder struct {
 	// applied is the share informers are narrowed to (see Apply); it trails share until the
 	// replica has read what is written in the new one.
 	applied Ranges
-	joined  bool
-	changes chan struct{}
+	// appliedTable is the table in force when applied was; nil before the first Apply.
+	appliedTable *Table
+	joined       bool
+	changes      chan struct{}
 
 	// weigher counts what the informers started on the share in force deliver.
 	weigher weigher
@@ -197,7 +199,28 @@ func (s *Sharder) Table() *Table {
 func (s *Sharder) Apply(share Ranges) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.applied = share
+	s.applied, s.appliedTable = share, s.table
+}
+
+// HandedByLive reports whether the share in force holds namespaces that another member, still
+// in the member set, owned under the share applied before (on the first Apply: whether any other
+// member is there to have owned them). Such a member lets go of them when it sees the change,
+// and may still be writing what it took there before: the gaining replica that reads what is
+// written at once would list those findings as unwritten and send them again.
+func (s *Sharder) HandedByLive() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	live := func(m string) bool { return m != s.self && slices.Contains(s.members, m) }
+	if s.appliedTable == nil {
+		return slices.ContainsFunc(s.members, live)
+	}
+	for _, name := range s.names {
+		h := Hash(name)
+		if s.share.Contains(h) && !s.applied.Contains(h) && live(s.appliedTable.Owner(h)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Owns reports whether this replica owns a namespace now.

@@ -236,3 +236,66 @@ func TestInformersGetTheShareApplied(t *testing.T) {
 		t.Errorf("after Apply informers get %v, want %v", shareOf(), two)
 	}
 }
+
+// TestHandedByLive: a replica waits before reading what is written in namespaces it gains only
+// when a member still running held them before, and may still be writing there.
+func TestHandedByLive(t *testing.T) {
+	nss := names("team-%d", 60)
+	// cut is the table a leader publishes for members; moved is the same with one of from's
+	// chunks given to to.
+	cut := func(members []string) *Table {
+		tab := NewTable(CountWeighted(nss), members, DefaultChunks, nil)
+		tab.Generation = 7
+		return tab
+	}
+	moved := func(members []string, from, to string) *Table {
+		tab := cut(members)
+		i := slices.Index(tab.Owners, from)
+		tab.Owners[i] = to
+		return tab
+	}
+	for _, tc := range []struct {
+		name          string
+		self          string
+		before, after []string // before nil: nothing applied yet
+		first         *Table   // published before the first share, if any
+		published     *Table   // published after the first share, if any
+		gains         bool     // the share gains namespaces (checked when something was applied)
+		want          bool
+	}{
+		{name: "first share, alone", self: "zw-0", after: []string{"zw-0"}, want: false},
+		{name: "first share, others running", self: "zw-3", after: []string{"zw-0", "zw-1", "zw-2", "zw-3"}, want: true},
+		{name: "a member left", self: "zw-0", before: []string{"zw-0", "zw-1", "zw-2"}, after: []string{"zw-0", "zw-1"},
+			first: cut([]string{"zw-0", "zw-1", "zw-2"}), gains: true, want: false},
+		{name: "a member left, the table cut anew", self: "zw-0", before: []string{"zw-0", "zw-1", "zw-2"}, after: []string{"zw-0", "zw-1"},
+			gains: true, want: true}, // before any table is published, the cut moves namespaces between the survivors too
+		{name: "a running member's chunk moved here", self: "zw-0", before: []string{"zw-0", "zw-1"}, after: []string{"zw-0", "zw-1"},
+			published: moved([]string{"zw-0", "zw-1"}, "zw-1", "zw-0"), gains: true, want: true},
+		{name: "this member's chunk moved away", self: "zw-0", before: []string{"zw-0", "zw-1"}, after: []string{"zw-0", "zw-1"},
+			published: moved([]string{"zw-0", "zw-1"}, "zw-0", "zw-1"), want: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTestSharder(tc.self)
+			s.SetNamespaces(nss)
+			var owned int
+			if tc.first != nil {
+				s.SetPublished(tc.first)
+			}
+			if tc.before != nil {
+				s.SetMembers(tc.before)
+				s.Apply(s.Share())
+				owned = s.countOwned(s.Share())
+			}
+			if tc.published != nil {
+				s.SetPublished(tc.published)
+			}
+			s.SetMembers(tc.after)
+			if now := s.countOwned(s.Share()); tc.before != nil && (now > owned) != tc.gains {
+				t.Fatalf("%d namespaces owned before, %d after; the case means the share to gain: %v", owned, now, tc.gains)
+			}
+			if got := s.HandedByLive(); got != tc.want {
+				t.Errorf("HandedByLive() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
