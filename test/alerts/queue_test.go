@@ -11,8 +11,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/kube-zen/zen-watcher/internal/testenv"
@@ -122,25 +120,18 @@ func TestWebhookQueueLagAlert(t *testing.T) {
 // falcoIngester creates the Falco webhook Ingester the queue test posts to, and deletes it after.
 func falcoIngester(t *testing.T) {
 	t.Helper()
-	ing := &v1alpha1.Ingester{
-		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "Ingester"},
-		ObjectMeta: metav1.ObjectMeta{Name: "falco", Namespace: queueNS},
-		Spec: v1alpha1.IngesterSpec{Source: "falco", Adapter: v1alpha1.AdapterFalco,
-			Webhook: &v1alpha1.WebhookSource{Path: "/falco", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthNone}}},
-	}
-	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ing)
-	if err != nil {
+	spec := v1alpha1.IngesterSpec{Source: "falco", Adapter: v1alpha1.AdapterFalco,
+		Webhook: &v1alpha1.WebhookSource{Path: "/falco", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthNone}}}
+	if err := testenv.CreateIngester(context.Background(), cluster.Config, queueNS, "falco", spec); err != nil {
 		t.Fatal(err)
 	}
 	dyn, err := dynamic.NewForConfig(cluster.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ri := dyn.Resource(v1alpha1.IngesterResource).Namespace(queueNS)
-	if _, err := ri.Create(context.Background(), &unstructured.Unstructured{Object: u}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ri.Delete(context.Background(), "falco", metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = dyn.Resource(v1alpha1.IngesterResource).Namespace(queueNS).Delete(context.Background(), "falco", metav1.DeleteOptions{})
+	})
 }
 
 // waitRoute waits until the replica serves the Falco webhook (before, it answers 404 or 503).

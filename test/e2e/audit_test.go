@@ -21,10 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/dynamic"
 
 	"github.com/kube-zen/zen-watcher/internal/testenv"
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
@@ -479,18 +476,7 @@ func scrape(t *testing.T, r *replica) map[string]float64 {
 // createIngester creates an Ingester in zen-system of the control plane c.
 func createIngester(t *testing.T, c *testenv.Cluster, name string, spec v1alpha1.IngesterSpec) {
 	t.Helper()
-	ing := &v1alpha1.Ingester{TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "Ingester"},
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "zen-system"}, Spec: spec}
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ing)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := dynamic.NewForConfig(c.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Resource(v1alpha1.IngesterResource).Namespace("zen-system").Create(context.Background(),
-		&unstructured.Unstructured{Object: m}, metav1.CreateOptions{}); err != nil {
+	if err := testenv.CreateIngester(context.Background(), c.Config, "zen-system", name, spec); err != nil {
 		t.Fatal(err)
 	}
 }

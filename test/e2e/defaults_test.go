@@ -10,8 +10,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/kube-zen/zen-watcher/internal/testenv"
@@ -50,14 +48,7 @@ func TestDefaultSourcesStayWithIngesters(t *testing.T) {
 
 	apply := func(name string, spec v1alpha1.IngesterSpec) {
 		t.Helper()
-		ing := &v1alpha1.Ingester{TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "Ingester"},
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "zen-system"}, Spec: spec}
-		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ing)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := dc.Resource(v1alpha1.IngesterResource).Namespace("zen-system").Create(ctx,
-			&unstructured.Unstructured{Object: m}, metav1.CreateOptions{}); err != nil {
+		if err := testenv.CreateIngester(ctx, cp.Config, "zen-system", name, spec); err != nil {
 			t.Fatal(err)
 		}
 	}
