@@ -73,10 +73,10 @@ func TestAlertsFollowFaults(t *testing.T) {
 	a1 := startReplica(t, "zw-1", append([]string{"-namespace", releaseNS, "-release", "zw"}, fast...)...)
 	b0 := startReplica(t, "zwb-0", append([]string{"-namespace", otherNS, "-release", "zwb", "-default-sources=false"}, fast...)...)
 	for _, r := range []*replica{a0, a1, b0} {
-		r.waitReady(t)
+		r.WaitReady(t, 60*time.Second)
 	}
 	prom := startPrometheus(t, dir, []string{rulesA, rulesB},
-		[]target{{a0.metricsAddr, releaseNS}, {a1.metricsAddr, releaseNS}, {b0.metricsAddr, otherNS}})
+		[]target{{a0.MetricsAddr, releaseNS}, {a1.MetricsAddr, releaseNS}, {b0.MetricsAddr, otherNS}})
 	prom.scraped(t, 3)
 	eventually(t, 30*time.Second, func() error {
 		loaded, unhealthy, err := prom.ruleHealth()
@@ -112,8 +112,8 @@ func TestAlertsFollowFaults(t *testing.T) {
 
 	lock(t, obs)
 	fault := time.Now()
-	b0.kill()
-	a1.kill()
+	b0.Kill()
+	a1.Kill()
 	if err := redis.Stop(); err != nil {
 		t.Fatal(err)
 	}

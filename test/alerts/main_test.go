@@ -8,7 +8,6 @@ package alerts
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,76 +116,20 @@ func renderRules(t *testing.T, dir, namespace string, set ...string) (string, []
 	return name, alerts
 }
 
-// replica is one zen-watcher process.
-type replica struct {
-	name, metricsAddr, webhookAddr string
-	cmd                            *exec.Cmd
-	out                            *testenv.Buffer
-	exited                         chan struct{}
-}
+// replica is one zen-watcher process on the test cluster, its member ID its name.
+type replica = testenv.Replica
 
 func startReplica(t *testing.T, name string, args ...string) *replica {
 	t.Helper()
-	return startReplicaOn(t, name, testenv.FreeAddr(t), args...)
+	return startReplicaOn(t, name, "", args...)
 }
 
 // startReplicaOn starts a replica serving its metrics on metricsAddr, an address a Prometheus may
 // already scrape.
 func startReplicaOn(t *testing.T, name, metricsAddr string, args ...string) *replica {
 	t.Helper()
-	r := &replica{name: name, metricsAddr: metricsAddr, webhookAddr: testenv.FreeAddr(t), out: &testenv.Buffer{},
-		exited: make(chan struct{})}
-	r.cmd = exec.Command(binary, append([]string{"-kubeconfig", cluster.Kubeconfig, "-metrics-addr", r.metricsAddr,
-		"-webhook-addr", r.webhookAddr, "-member-id", name}, args...)...)
-	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
-	if err := r.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	go func() { _ = r.cmd.Wait(); close(r.exited) }()
-	t.Cleanup(func() {
-		r.stop()
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", r.name, r.out.String())
-		}
-	})
-	return r
-}
-
-// stop ends the process as a rolling update would (killing it after 15 s).
-func (r *replica) stop() {
-	_ = r.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-r.exited:
-	case <-time.After(15 * time.Second):
-		_ = r.cmd.Process.Kill()
-		<-r.exited
-	}
-}
-
-// kill ends the process as a crash would.
-func (r *replica) kill() {
-	_ = r.cmd.Process.Kill()
-	<-r.exited
-}
-
-func (r *replica) waitReady(t *testing.T) {
-	t.Helper()
-	eventually(t, 60*time.Second, func() error {
-		select {
-		case <-r.exited:
-			t.Fatalf("%s exited:\n%s", r.name, r.out.String())
-		default:
-		}
-		resp, err := http.Get("http://" + r.metricsAddr + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s not ready: %s", r.name, resp.Status)
-		}
-		return nil
-	})
+	return testenv.StartReplica(t, binary, name, metricsAddr,
+		append([]string{"-kubeconfig", cluster.Kubeconfig, "-member-id", name}, args...)...)
 }
 
 func eventually(t *testing.T, timeout time.Duration, cond func() error) {

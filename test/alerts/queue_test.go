@@ -49,9 +49,9 @@ func TestWebhookQueueLagAlert(t *testing.T) {
 	args := []string{"-namespace", queueNS, "-release", "zwq", "-default-sources=false", "-redis-addr", redis.Addr,
 		"-sharding=false", "-coordination-interval", "1s"}
 	slow := startReplica(t, "zwq-slow", append(args, "-kube-qps", "2", "-kube-burst", "50")...)
-	slow.waitReady(t)
+	slow.WaitReady(t, 60*time.Second)
 	fastAddr := testenv.FreeAddr(t) // scraped from the start; the replica behind it comes later
-	prom := startPrometheus(t, dir, []string{rules}, []target{{slow.metricsAddr, queueNS}, {fastAddr, queueNS}})
+	prom := startPrometheus(t, dir, []string{rules}, []target{{slow.MetricsAddr, queueNS}, {fastAddr, queueNS}})
 	prom.scraped(t, 1)
 	waitRoute(t, slow)
 
@@ -60,7 +60,7 @@ func TestWebhookQueueLagAlert(t *testing.T) {
 		body := fmt.Sprintf(`{"output":"queue test %d","priority":"Warning","rule":"Queue test","time":%q,`+
 			`"hostname":"node-1","output_fields":{"k8s.ns.name":%q,"k8s.pod.name":"pod-%d"}}`,
 			i, time.Now().UTC().Format(time.RFC3339Nano), alertedNS, i)
-		resp, err := http.Post("http://"+slow.webhookAddr+"/falco", "application/json", bytes.NewBufferString(body))
+		resp, err := http.Post("http://"+slow.WebhookAddr+"/falco", "application/json", bytes.NewBufferString(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,9 +79,9 @@ func TestWebhookQueueLagAlert(t *testing.T) {
 		}
 	}
 
-	slow.stop() // hands back the entries it holds
+	slow.Stop() // hands back the entries it holds
 	fast := startReplicaOn(t, "zwq-fast", fastAddr, args...)
-	fast.waitReady(t)
+	fast.WaitReady(t, 60*time.Second)
 	obs, err := obsclient.New(cluster.Config)
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func falcoIngester(t *testing.T) {
 func waitRoute(t *testing.T, r *replica) {
 	t.Helper()
 	eventually(t, 30*time.Second, func() error {
-		resp, err := http.Post("http://"+r.webhookAddr+"/falco", "application/json", bytes.NewBufferString("{"))
+		resp, err := http.Post("http://"+r.WebhookAddr+"/falco", "application/json", bytes.NewBufferString("{"))
 		if err != nil {
 			return err
 		}

@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -58,7 +55,7 @@ func TestReplicaOnTheChartServiceAccount(t *testing.T) {
 	t.Cleanup(func() { _ = redis.Close() })
 	r := startReplica(t, kubeconfig, "-namespace", rbacNS, "-release", rbacRelease, "-member-id", "rbac-0", "-owner-deployment", sa,
 		"-redis-addr", redis.Addr, "-cleanup-interval", "1s", "-order-tune-interval", "1s", "-coordination-interval", "1s")
-	r.waitReady(t)
+	r.WaitReady(t, 60*time.Second)
 
 	load(t, r)
 	for _, source := range []string{"falco", "k8sevents", "trivy", "kyverno"} {
@@ -75,7 +72,7 @@ func TestReplicaOnTheChartServiceAccount(t *testing.T) {
 		}
 		return nil
 	})
-	if out := r.out.String(); strings.Contains(strings.ToLower(out), "forbidden") {
+	if out := r.Out.String(); strings.Contains(strings.ToLower(out), "forbidden") {
 		t.Errorf("the replica met a 403 on the chart's ServiceAccount:\n%s", out)
 	}
 
@@ -145,7 +142,7 @@ func load(t *testing.T, r *replica) {
 	ctx := context.Background()
 	body := []byte(`{"output":"rbac test","priority":"Critical","rule":"RBAC test","time":"2026-11-26T10:00:00Z","hostname":"node-rbac"}`)
 	eventually(t, 30*time.Second, func() error {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+r.webhookAddr+"/falco", bytes.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, "http://"+r.WebhookAddr+"/falco", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer rbac-test-token")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -261,57 +258,11 @@ func dynamicClient(t *testing.T) dynamic.Interface {
 }
 
 // replica is one zen-watcher process on a kubeconfig of the test's choosing.
-type replica struct {
-	metricsAddr, webhookAddr string
-	cmd                      *exec.Cmd
-	out                      *testenv.Buffer
-	exited                   chan struct{}
-}
+type replica = testenv.Replica
 
 func startReplica(t *testing.T, kubeconfig string, args ...string) *replica {
 	t.Helper()
-	r := &replica{metricsAddr: testenv.FreeAddr(t), webhookAddr: testenv.FreeAddr(t), out: &testenv.Buffer{}, exited: make(chan struct{})}
-	r.cmd = exec.Command(binary, append([]string{"-kubeconfig", kubeconfig, "-metrics-addr", r.metricsAddr,
-		"-webhook-addr", r.webhookAddr}, args...)...)
-	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = r.cmd.Wait(); close(r.exited) }()
-	t.Cleanup(func() {
-		_ = r.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-r.exited:
-		case <-time.After(15 * time.Second):
-			_ = r.cmd.Process.Kill()
-			<-r.exited
-		}
-		if t.Failed() {
-			t.Logf("replica output:\n%s", r.out.String())
-		}
-	})
-	return r
-}
-
-func (r *replica) waitReady(t *testing.T) {
-	t.Helper()
-	eventually(t, 60*time.Second, func() error {
-		select {
-		case <-r.exited:
-			t.Fatalf("replica exited:\n%s", r.out.String())
-		default:
-		}
-		resp, err := http.Get("http://" + r.metricsAddr + "/readyz")
-		if err != nil {
-			return err
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("not ready: %s", b)
-		}
-		return nil
-	})
+	return testenv.StartReplica(t, binary, "replica", "", append([]string{"-kubeconfig", kubeconfig}, args...)...)
 }
 
 func eventually(t *testing.T, timeout time.Duration, cond func() error) {

@@ -146,7 +146,7 @@ func checkMetricsExist(t *testing.T, r *replica) {
 
 // scrape returns the metric names in a replica's /metrics.
 func scrape(r *replica) (map[string]bool, error) {
-	resp, err := http.Get("http://" + r.metricsAddr + "/metrics")
+	resp, err := http.Get("http://" + r.MetricsAddr + "/metrics")
 	if err != nil {
 		return nil, err
 	}

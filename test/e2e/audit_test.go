@@ -132,7 +132,7 @@ func TestAPIServerAuditBackend(t *testing.T) {
 		"-redis-addr", redisSrv.Addr,
 		"-webhook-tls-cert-file", b.certFile, "-webhook-tls-key-file", b.keyFile,
 		"-observation-ttl-seconds", "60", "-cleanup-interval", "5s")
-	r.waitReady(t, 60*time.Second)
+	r.WaitReady(t, 60*time.Second)
 	started := time.Now()
 	tlsClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: b.roots}}}
 	eventually(t, 20*time.Second, func(context.Context) error {
@@ -269,7 +269,7 @@ func TestAPIServerAuditBackend(t *testing.T) {
 	if n := r.metric(`zen_watcher_webhook_requests_without_findings_total{source="audit"}`); n <= 0 {
 		t.Error("no audit batch without findings was counted")
 	}
-	if strings.Contains(r.out.String(), "undecodable") {
+	if strings.Contains(r.Out.String(), "undecodable") {
 		t.Error("the replica logged an undecodable queue entry")
 	}
 	if n := apiServerMetric(t, ac, "apiserver_audit_error_total"); n != 0 {
@@ -309,7 +309,7 @@ func TestAPIServerAuditBackend(t *testing.T) {
 		t.Errorf("%v audit events counted cut, want the 600 KB ConfigMap's at least", n)
 	}
 
-	restartDuringTraffic(t, ac, oc, b, r.stop, func() *replica {
+	restartDuringTraffic(t, ac, oc, b, r.Stop, func() *replica {
 		return startReplica(t, "zw-audit-2", "-kubeconfig", ac.Kubeconfig, "-namespace", "zen-system", "-webhook-addr", b.addr,
 			"-redis-addr", redisSrv.Addr, "-webhook-tls-cert-file", b.certFile, "-webhook-tls-key-file", b.keyFile,
 			"-observation-ttl-seconds", "60", "-cleanup-interval", "5s")
@@ -408,7 +408,7 @@ func restartDuringTraffic(t *testing.T, ac *testenv.Cluster, oc *obsclient.Clien
 	<-stopped
 	r := start()
 	write(12)
-	r.waitReady(t, 60*time.Second)
+	r.WaitReady(t, 60*time.Second)
 	write(12)
 
 	// Observations of the traffic, by the Secret they name; the TTL (60 s) may delete the first
@@ -451,7 +451,7 @@ func restartDuringTraffic(t *testing.T, ac *testenv.Cluster, oc *obsclient.Clien
 // scrape reads every sample of a replica's metrics at once, by name with its labels.
 func scrape(t *testing.T, r *replica) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + r.metricsAddr + "/metrics")
+	resp, err := http.Get("http://" + r.MetricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func (p tlsPoster) post(r *replica, path string, body []byte, header http.Header
 		cfg.Certificates = []tls.Certificate{*cert}
 	}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
-	req, err := http.NewRequest(http.MethodPost, "https://"+r.webhookAddr+path, bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, "https://"+r.WebhookAddr+path, bytes.NewReader(body))
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func (p tlsPoster) post(r *replica, path string, body []byte, header http.Header
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		p.t.Fatalf("POST %s to %s: %v", path, r.name, err)
+		p.t.Fatalf("POST %s to %s: %v", path, r.Name, err)
 	}
 	resp.Body.Close()
 	return resp.StatusCode
@@ -116,11 +116,11 @@ func TestWebhookAuthModes(t *testing.T) {
 	b := start("auth-b")
 	p := tlsPoster{t: t, roots: ca}
 	for _, r := range []*replica{a, b} {
-		r.waitReady(t, 60*time.Second)
+		r.WaitReady(t, 60*time.Second)
 		eventually(t, 20*time.Second, func(context.Context) error {
 			for _, path := range []string{"/falcom", "/falcoh"} {
 				if code := p.post(r, path, []byte(alertBody("probe")), nil, nil); code == http.StatusNotFound {
-					return fmt.Errorf("%s not served by %s yet", path, r.name)
+					return fmt.Errorf("%s not served by %s yet", path, r.Name)
 				}
 			}
 			return nil
@@ -212,13 +212,13 @@ func TestWebhookAuthModes(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Errorf("pprof: HTTP %d", resp.StatusCode)
 	}
-	if !strings.Contains(a.out.String(), fmt.Sprintf(`"address":"127.0.0.1:%d"`, pprofPort)) {
+	if !strings.Contains(a.Out.String(), fmt.Sprintf(`"address":"127.0.0.1:%d"`, pprofPort)) {
 		t.Error("pprof not reported as served on loopback")
 	}
 	for _, r := range []*replica{a, b} {
 		for _, secret := range []string{oldKey, newKey} {
-			if strings.Contains(r.out.String(), secret) {
-				t.Errorf("%s logged a webhook secret", r.name)
+			if strings.Contains(r.Out.String(), secret) {
+				t.Errorf("%s logged a webhook secret", r.Name)
 			}
 		}
 	}
@@ -245,7 +245,7 @@ func TestDocumentedSigningExample(t *testing.T) {
 		Webhook: &v1alpha1.WebhookSource{Path: "/falcod", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthHMAC,
 			SecretRef: &v1alpha1.SecretKeyRef{Name: "falco-hmac-doc", Key: "key"}}}})
 	r := startReplica(t, "doc-example", "-namespace", "zen-system", "-release", "doc-example", "-member-id", "doc-example")
-	r.waitReady(t, 60*time.Second)
+	r.WaitReady(t, 60*time.Second)
 	waitRoute(t, r, "/falcod")
 
 	var lines []string
@@ -254,7 +254,7 @@ func TestDocumentedSigningExample(t *testing.T) {
 		case strings.HasPrefix(l, "key="):
 			l = "key=" + key
 		case strings.HasPrefix(l, "url="):
-			l = "url=http://" + r.webhookAddr + "/falcod"
+			l = "url=http://" + r.WebhookAddr + "/falcod"
 		}
 		lines = append(lines, l)
 	}

@@ -29,7 +29,7 @@ func poll(r *replica, every time.Duration, stop <-chan struct{}) *probeLog {
 	log := &probeLog{done: make(chan struct{})}
 	client := &http.Client{Timeout: time.Second} // the chart's probes use the kubelet's default of 1 s
 	get := func(path string) (int, error) {
-		resp, err := client.Get("http://" + r.metricsAddr + path)
+		resp, err := client.Get("http://" + r.MetricsAddr + path)
 		if err != nil {
 			return 0, err
 		}
@@ -44,7 +44,7 @@ func poll(r *replica, every time.Duration, stop <-chan struct{}) *probeLog {
 			select {
 			case <-stop:
 				return
-			case <-r.exited:
+			case <-r.Exited():
 				log.exitedAt = time.Now()
 				return
 			case <-tick.C:
@@ -97,7 +97,7 @@ func TestAPIServerAwayKeepsReplicasRunning(t *testing.T) {
 			"-member-id", id, "-redis-addr", redisSrv.Addr))
 	}
 	for _, r := range replicas {
-		r.waitReady(t, 60*time.Second)
+		r.WaitReady(t, 60*time.Second)
 	}
 	l.run(t, 50*time.Millisecond)
 	time.Sleep(2 * time.Second)
@@ -117,7 +117,7 @@ func TestAPIServerAwayKeepsReplicasRunning(t *testing.T) {
 	}
 	resumed := time.Now()
 	for _, r := range replicas {
-		r.waitReady(t, 60*time.Second)
+		r.WaitReady(t, 60*time.Second)
 	}
 	t.Logf("ready again %s after the API server resumed", time.Since(resumed).Round(100*time.Millisecond))
 	time.Sleep(3 * time.Second)
@@ -128,18 +128,18 @@ func TestAPIServerAwayKeepsReplicasRunning(t *testing.T) {
 		log := logs[i]
 		<-log.done
 		if !log.exitedAt.IsZero() {
-			t.Fatalf("%s exited while the API server was away: %v", r.name, r.err)
+			t.Fatalf("%s exited while the API server was away: %v", r.Name, r.Err())
 		}
-		t.Logf("%s: %d polls, /readyz failed %d times, /healthz failed %d times", r.name, log.polls, log.unready, len(log.notLive))
+		t.Logf("%s: %d polls, /readyz failed %d times, /healthz failed %d times", r.Name, log.polls, log.unready, len(log.notLive))
 		if len(log.notLive) > 0 {
-			t.Errorf("%s failed liveness %d times while the API server was away, first %v", r.name, len(log.notLive),
+			t.Errorf("%s failed liveness %d times while the API server was away, first %v", r.Name, len(log.notLive),
 				log.notLive[:min(3, len(log.notLive))])
 		}
 		if log.unready == 0 {
-			t.Errorf("%s stayed ready through %s without renewing its member Lease", r.name, away)
+			t.Errorf("%s stayed ready through %s without renewing its member Lease", r.Name, away)
 		}
 		if log.lastBad.After(time.Now().Add(-2 * time.Second)) {
-			t.Errorf("%s was still unready at the end", r.name)
+			t.Errorf("%s was still unready at the end", r.Name)
 		}
 	}
 	exactlyOnce(t, l, "after the API server was away for "+away.String())
@@ -160,7 +160,7 @@ func TestRedisAvailableFollowsRedis(t *testing.T) {
 	ensureNamespace(t, "zen-gauge")
 	r := startReplica(t, "gauge", "-namespace", "zen-gauge", "-release", "gauge", "-member-id", "gauge",
 		"-redis-addr", redisSrv.Addr)
-	r.waitReady(t, 60*time.Second)
+	r.WaitReady(t, 60*time.Second)
 	gauge := func(want float64, phase string) {
 		t.Helper()
 		since := time.Now()
@@ -189,7 +189,7 @@ func TestRedisAvailableFollowsRedis(t *testing.T) {
 	}
 	// An outage is logged once each way by what uses Redis; go-redis's own line for each failed
 	// dial (in the standard logger's format, not the replica's JSON) stays at Debug.
-	if out := r.out.String(); strings.Contains(out, "failed to dial") {
+	if out := r.Out.String(); strings.Contains(out, "failed to dial") {
 		t.Errorf("go-redis's dial errors reach the log at the default level:\n%s", out)
 	}
 }

@@ -44,7 +44,7 @@ func TestDefaultSourcesStayWithIngesters(t *testing.T) {
 		}
 	}
 	r := startReplica(t, "defaults", "-kubeconfig", cp.Kubeconfig, "-namespace", "zen-system", "-member-id", "defaults")
-	r.waitReady(t, 60*time.Second)
+	r.WaitReady(t, 60*time.Second)
 
 	apply := func(name string, spec v1alpha1.IngesterSpec) {
 		t.Helper()
@@ -100,7 +100,7 @@ func TestDefaultSourcesStayWithIngesters(t *testing.T) {
 	apply("events-custom", v1alpha1.IngesterSpec{Source: "events-custom", Adapter: v1alpha1.AdapterK8sEvents,
 		Informer: &v1alpha1.InformerSource{Version: "v1", Resource: "events", FieldSelector: "type=Warning"}})
 	eventually(t, 30*time.Second, func(context.Context) error {
-		if !strings.Contains(r.out.String(), "default source stopped: an Ingester reads this tool") {
+		if !strings.Contains(r.Out.String(), "default source stopped: an Ingester reads this tool") {
 			return fmt.Errorf("the replica did not say the default k8sevents source stopped")
 		}
 		return nil
@@ -117,7 +117,7 @@ func TestDefaultSourcesStayWithIngesters(t *testing.T) {
 	sent["k8sevents"]++
 	warn(4, "k8sevents")
 
-	log := r.out.String()
+	log := r.Out.String()
 	for _, want := range []string{"default source runs: no Ingester reads this tool", `"source":"trivy"`, `"source":"kyverno"`, `"source":"certmanager"`} {
 		if !strings.Contains(log, want) {
 			t.Errorf("the replica's log does not say %q", want)

@@ -71,7 +71,7 @@ func (p *poster) post(n int, onWritten func(n int)) {
 		p.mu.Lock()
 		r := p.targets[(n+attempt)%len(p.targets)]
 		p.mu.Unlock()
-		resp, err := p.client.Post("http://"+r.webhookAddr+"/falcod", "application/json", bytes.NewReader(body))
+		resp, err := p.client.Post("http://"+r.WebhookAddr+"/falcod", "application/json", bytes.NewReader(body))
 		if err != nil {
 			p.refused.Add(1)
 			time.Sleep(50 * time.Millisecond)
@@ -143,7 +143,7 @@ func TestDurableWebhooks(t *testing.T) {
 	}
 	a, b, c := start("dur-a"), start("dur-b"), start("dur-c")
 	for _, r := range []*replica{a, b, c} {
-		r.waitReady(t, 60*time.Second)
+		r.WaitReady(t, 60*time.Second)
 		waitRoute(t, r, "/falcod")
 	}
 	p := &poster{t: t, ns: durableNamespace, targets: []*replica{a, b, c}, answered: map[int]string{},
@@ -156,10 +156,10 @@ func TestDurableWebhooks(t *testing.T) {
 	p.postRange(0, total, 16, nil, func(done int) {
 		if done == killAt {
 			killed.Do(func() {
-				_ = c.cmd.Process.Kill()
-				<-c.exited
+				_ = c.Cmd.Process.Kill()
+				<-c.Exited()
 				p.setTargets(a, b)
-				t.Logf("killed %s after %d answers", c.name, done)
+				t.Logf("killed %s after %d answers", c.Name, done)
 			})
 		}
 	})
@@ -217,15 +217,15 @@ func TestDurableWebhooks(t *testing.T) {
 		if done == rolling/2 {
 			stoppedB.Do(func() {
 				p.setTargets(a)
-				b.stop()
-				t.Logf("stopped %s gracefully after %d answers", b.name, done)
+				b.Stop()
+				t.Logf("stopped %s gracefully after %d answers", b.Name, done)
 			})
 		}
 	})
 	waitNames(t, p, from, from+rolling, 3*time.Minute)
-	for line := range strings.SplitSeq(b.out.String(), "\n") {
+	for line := range strings.SplitSeq(b.Out.String(), "\n") {
 		if strings.Contains(line, "back webhook queue entries") {
-			t.Logf("%s: %s", b.name, line)
+			t.Logf("%s: %s", b.Name, line)
 		}
 	}
 

@@ -261,7 +261,7 @@ func TestPausedLeaderStopsActing(t *testing.T) {
 	time.Sleep(3 * time.Second) // the first tunings are in force
 	g := sampleGauges(rs)
 
-	if err := rs[old].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := rs[old].Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	paused := time.Now()
@@ -273,7 +273,7 @@ func TestPausedLeaderStopsActing(t *testing.T) {
 	})
 	t.Logf("a new leader holds the Lease %s after the pause began", time.Since(paused).Round(10*time.Millisecond))
 	time.Sleep(time.Until(paused.Add(12 * time.Second)))
-	if err := rs[old].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := rs[old].Cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	resumed := time.Now()
@@ -377,7 +377,7 @@ func startProxied(t *testing.T, release, redisAddr string, ids []string, extra .
 		rs[id] = startReplica(t, id, args...)
 	}
 	for _, r := range rs {
-		r.waitReady(t, 30*time.Second)
+		r.WaitReady(t, 30*time.Second)
 	}
 	return rs, proxies
 }
@@ -429,12 +429,12 @@ func TestPausedMemberWritesNothingItLost(t *testing.T) {
 	l.pause()
 	time.Sleep(time.Second)
 	rebalances := rs[paused].metric("zen_watcher_shard_rebalances_total")
-	if err := rs[paused].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := rs[paused].Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	l.run(t, 50*time.Millisecond)
 	time.Sleep(12 * time.Second)
-	if err := rs[paused].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := rs[paused].Cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	resumed := time.Now()
@@ -462,7 +462,7 @@ func TestPausedMemberWritesNothingItLost(t *testing.T) {
 			}
 		}
 		proxies[paused].mu.Unlock()
-		for _, line := range strings.Split(rs[paused].out.String(), "\n") {
+		for _, line := range strings.Split(rs[paused].Out.String(), "\n") {
 			if strings.Contains(line, "lease") || strings.Contains(line, "share") || strings.Contains(line, "source st") {
 				t.Log(line)
 			}

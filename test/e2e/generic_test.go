@@ -44,10 +44,10 @@ func TestGenericMapping(t *testing.T) {
 			DescriptionTemplate: "{{ .check }} failed in {{.target.k8s\\.namespace}} (tags {{.tags[*]}}){{.missing}}",
 		}})
 	r := startReplica(t, "zw-generic", "-kubeconfig", cp.Kubeconfig, "-namespace", "zen-system")
-	r.waitReady(t, 60*time.Second)
+	r.WaitReady(t, 60*time.Second)
 	body := []byte(`{"level":"P1","check":"privileged-container","target":{"pod":"web-1","k8s.namespace":"shop"},"tags":["cis","pss"]}`)
 	eventually(t, 20*time.Second, func(context.Context) error {
-		resp, err := http.Post("http://"+r.webhookAddr+"/my-scanner", "application/json", bytes.NewReader(body))
+		resp, err := http.Post("http://"+r.WebhookAddr+"/my-scanner", "application/json", bytes.NewReader(body))
 		if err != nil {
 			return err
 		}

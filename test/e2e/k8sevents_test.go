@@ -53,7 +53,7 @@ func TestWarningEventsBecomeObservations(t *testing.T) {
 		startReplica(t, "zw-0"), startReplica(t, "zw-1"), startReplica(t, "zw-2"),
 	}
 	for _, r := range replicas {
-		r.waitReady(t, 30*time.Second)
+		r.WaitReady(t, 30*time.Second)
 	}
 
 	events := []*corev1.Event{
@@ -182,15 +182,15 @@ current-context: c
 		t.Run(tc.name, func(t *testing.T) {
 			r := startReplica(t, tc.name, tc.args...)
 			select {
-			case <-r.exited:
+			case <-r.Exited():
 			case <-time.After(10 * time.Second):
 				t.Fatal("still running after 10s")
 			}
-			if r.err == nil {
+			if r.Err() == nil {
 				t.Fatal("exited 0")
 			}
-			if !strings.Contains(r.out.String(), tc.wantMsg) {
-				t.Errorf("output does not mention %q:\n%s", tc.wantMsg, r.out.String())
+			if !strings.Contains(r.Out.String(), tc.wantMsg) {
+				t.Errorf("output does not mention %q:\n%s", tc.wantMsg, r.Out.String())
 			}
 		})
 	}

@@ -55,11 +55,11 @@ func TestListenerHoldsUnderConnectionAttacks(t *testing.T) {
 	r := startBinary(t, plain, "listener", "-namespace", "zen-system", "-release", "listener", "-member-id", "listener",
 		"-webhook-max-connections", "600", "-webhook-max-connections-per-client", strconv.Itoa(perClient),
 		"-webhook-max-in-flight", "300", "-webhook-min-body-rate", "1024")
-	r.waitReady(t, 60*time.Second)
+	r.WaitReady(t, 60*time.Second)
 	waitRoute(t, r, "/falcol")
 	waitRoute(t, r, "/falcolb")
 	waitRoute(t, r, "/falcolh")
-	pid := r.cmd.Process.Pid
+	pid := r.Cmd.Process.Pid
 	files0, rss0 := openFiles(t, pid), rssMiB(t, pid)
 	use := watchUse(pid)
 
@@ -67,7 +67,7 @@ func TestListenerHoldsUnderConnectionAttacks(t *testing.T) {
 
 	// Idle connections: each costs a file and buffers until the header timeout; one address may
 	// hold its share and no more.
-	idle := dialFrom(t, "127.0.0.2", r.webhookAddr, 5000)
+	idle := dialFrom(t, "127.0.0.2", r.WebhookAddr, 5000)
 	time.Sleep(2 * time.Second)
 	if n := r.metric("zen_watcher_webhook_connections"); n > perClient+20 {
 		t.Errorf("%v connections open during the idle flood, want at most %d and the genuine sender's", n, perClient)
@@ -80,7 +80,7 @@ func TestListenerHoldsUnderConnectionAttacks(t *testing.T) {
 	}
 
 	// Trickling bodies: a few bytes a second each, for longer than the grace.
-	answers := trickle(t, "127.0.0.3", r.webhookAddr, 10_000, 8*time.Second)
+	answers := trickle(t, "127.0.0.3", r.WebhookAddr, 10_000, 8*time.Second)
 	got408 := answers["408"]
 	if got408 < perClient/2 || got408+answers["closed"] != 10_000 {
 		t.Errorf("answers to the trickling bodies %v: want each kept one answered 408 (at least %d) and the rest closed unread",
@@ -132,7 +132,7 @@ func TestListenerHoldsUnderConnectionAttacks(t *testing.T) {
 		if header == nil {
 			header = signedHeader([]byte(listenerKey), time.Now(), bad.body)
 		}
-		if code := postWith(t, "http://"+r.webhookAddr+"/falcolh", bad.body, header); code != bad.want {
+		if code := postWith(t, "http://"+r.WebhookAddr+"/falcolh", bad.body, header); code != bad.want {
 			t.Errorf("%s: HTTP %d, want %d", bad.name, code, bad.want)
 		}
 	}
@@ -141,7 +141,7 @@ func TestListenerHoldsUnderConnectionAttacks(t *testing.T) {
 		h := http.Header{"Authorization": {scheme + " " + listenerToken}}
 		body := []byte(fmt.Sprintf(`{"output":"bearer case %d","priority":"Warning","rule":"Bearer case","time":"2026-12-01T10:00:00Z",`+
 			`"hostname":"node-1","output_fields":{"k8s.ns.name":"listener"}}`, i))
-		if code := postWith(t, "http://"+r.webhookAddr+"/falcolb", body, h); code != http.StatusAccepted {
+		if code := postWith(t, "http://"+r.WebhookAddr+"/falcolb", body, h); code != http.StatusAccepted {
 			t.Errorf("scheme %q with the right token: HTTP %d, want 202", scheme, code)
 		}
 	}
@@ -149,14 +149,14 @@ func TestListenerHoldsUnderConnectionAttacks(t *testing.T) {
 	// A wrong-token flood from one address: at most the refusal budget is looked at, the rest is
 	// answered 429 unread.
 	floodStart := time.Now()
-	flood := floodFrom(t, "127.0.0.4", "http://"+r.webhookAddr+"/falcolb", "Bearer not-the-token", 10_000, 5*time.Second)
+	flood := floodFrom(t, "127.0.0.4", "http://"+r.WebhookAddr+"/falcolb", "Bearer not-the-token", 10_000, 5*time.Second)
 	t.Logf("wrong-token flood: %v in %v", flood, time.Since(floodStart).Round(time.Millisecond))
 	if flood["401"] > 250 || flood["429"] < flood["401"] {
 		t.Errorf("wrong-token flood answered %v: want at most the budget's burst and rate refused as 401, the rest 429", flood)
 	}
 
 	// Genuine signed alerts faster than the local replay memory once took (about 166 a second).
-	signedBurst := burstSigned(t, "http://"+r.webhookAddr+"/falcolh", 1000, 8)
+	signedBurst := burstSigned(t, "http://"+r.WebhookAddr+"/falcolh", 1000, 8)
 	if signedBurst.accepted != 1000 {
 		t.Errorf("a burst of 1,000 genuine signed alerts: %d accepted (%v)", signedBurst.accepted, signedBurst.codes)
 	}
@@ -463,7 +463,7 @@ func startGenuine(t *testing.T, r *replica) *genuine {
 			case <-tick.C:
 			}
 			body := signedAlert(i)
-			req, _ := http.NewRequest(http.MethodPost, "http://"+r.webhookAddr+"/falcolh", bytes.NewReader(body))
+			req, _ := http.NewRequest(http.MethodPost, "http://"+r.WebhookAddr+"/falcolh", bytes.NewReader(body))
 			req.Header = signedHeader([]byte(listenerKey), time.Now(), body)
 			req.Header.Set("Content-Type", "application/json")
 			g.sent.Add(1)

@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,15 +62,7 @@ func runMain(m *testing.M) int {
 }
 
 // replica is one zen-watcher process.
-type replica struct {
-	name        string
-	metricsAddr string
-	webhookAddr string
-	cmd         *exec.Cmd
-	out         *testenv.Buffer
-	exited      chan struct{}
-	err         error
-}
+type replica struct{ *testenv.Replica }
 
 // startReplica starts the daemon with the test cluster's kubeconfig; extra flags come last and win.
 func startReplica(t *testing.T, name string, extra ...string) *replica {
@@ -98,66 +89,8 @@ var plainBinary = sync.OnceValues(func() (string, error) {
 // startBinary is startReplica with the daemon at bin.
 func startBinary(t *testing.T, bin, name string, extra ...string) *replica {
 	t.Helper()
-	r := &replica{
-		name:        name,
-		metricsAddr: testenv.FreeAddr(t),
-		webhookAddr: testenv.FreeAddr(t),
-		out:         &testenv.Buffer{},
-		exited:      make(chan struct{}),
-	}
-	args := append([]string{"-kubeconfig", cluster.Kubeconfig, "-metrics-addr", r.metricsAddr,
-		"-webhook-addr", r.webhookAddr, "-order-tune-interval", "1s"}, extra...)
-	r.cmd = exec.Command(bin, args...)
-	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
-	if err := r.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	go func() { r.err = r.cmd.Wait(); close(r.exited) }()
-	t.Cleanup(func() {
-		r.stop()
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", name, r.out.String())
-		}
-	})
-	return r
-}
-
-// stop ends the process gracefully and waits for it.
-func (r *replica) stop() {
-	select {
-	case <-r.exited:
-		return
-	default:
-	}
-	_ = r.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-r.exited:
-	case <-time.After(15 * time.Second):
-		_ = r.cmd.Process.Kill()
-		<-r.exited
-	}
-}
-
-// waitReady polls /readyz until it answers 200.
-func (r *replica) waitReady(t *testing.T, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		select {
-		case <-r.exited:
-			t.Fatalf("%s exited before it was ready: %v\n%s", r.name, r.err, r.out.String())
-		default:
-		}
-		resp, err := http.Get("http://" + r.metricsAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s not ready within %s\n%s", r.name, timeout, r.out.String())
+	args := append([]string{"-kubeconfig", cluster.Kubeconfig, "-order-tune-interval", "1s"}, extra...)
+	return &replica{testenv.StartReplica(t, bin, name, "", args...)}
 }
 
 // eventually retries cond until it returns nil or timeout passes, then fails with its last error.

@@ -45,7 +45,7 @@ func (f *fleet) start(id string) *replica {
 
 func (f *fleet) stop(id string) {
 	f.relistedBefore += max(f.replicas[id].metric(relistedWarnings), 0)
-	f.replicas[id].stop()
+	f.replicas[id].Stop()
 	delete(f.replicas, id)
 }
 
@@ -69,14 +69,14 @@ func refusedCreates(t *testing.T) float64 {
 
 func (f *fleet) kill(id string) {
 	r := f.replicas[id]
-	_ = r.cmd.Process.Kill()
-	<-r.exited
+	_ = r.Cmd.Process.Kill()
+	<-r.Exited()
 	delete(f.replicas, id)
 }
 
 func (f *fleet) waitReady() {
 	for _, r := range f.replicas {
-		r.waitReady(f.t, 30*time.Second)
+		r.WaitReady(f.t, 30*time.Second)
 	}
 }
 
@@ -85,7 +85,7 @@ func (r *replica) metric(name string) float64 { return r.metricWith(http.Default
 
 // metricWith is metric through client.
 func (r *replica) metricWith(client *http.Client, name string) float64 {
-	resp, err := client.Get("http://" + r.metricsAddr + "/metrics")
+	resp, err := client.Get("http://" + r.MetricsAddr + "/metrics")
 	if err != nil {
 		return -1
 	}

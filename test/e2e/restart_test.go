@@ -54,7 +54,7 @@ func TestAPIServerRestart(t *testing.T) {
 			"-leader-lease-duration", "4s", "-leader-renew-deadline", "3s", "-leader-retry-period", "500ms"))
 	}
 	for _, r := range replicas {
-		r.waitReady(t, 60*time.Second)
+		r.WaitReady(t, 60*time.Second)
 	}
 	l.run(t, 40*time.Millisecond)
 	time.Sleep(3 * time.Second)
@@ -134,14 +134,14 @@ func TestAPIServerRestart(t *testing.T) {
 	// numbered series, which FNV-1a clusters) each replica holds 20-45%.
 	total, shares := 0.0, map[string]float64{}
 	for _, r := range replicas {
-		shares[r.name] = r.metric(`zen_watcher_optimization_source_events_processed_total{source="k8sevents"}`)
-		total += shares[r.name]
+		shares[r.Name] = r.metric(`zen_watcher_optimization_source_events_processed_total{source="k8sevents"}`)
+		total += shares[r.Name]
 	}
 	for _, r := range replicas {
-		share := shares[r.name] / total
-		t.Logf("%s processed %.0f%% of the warnings", r.name, 100*share)
+		share := shares[r.Name] / total
+		t.Logf("%s processed %.0f%% of the warnings", r.Name, 100*share)
 		if share < 0.20 || share > 0.45 {
-			t.Errorf("%s processed %.0f%% of the warnings, want 20-45%%", r.name, 100*share)
+			t.Errorf("%s processed %.0f%% of the warnings, want 20-45%%", r.Name, 100*share)
 		}
 	}
 }
@@ -156,18 +156,18 @@ func TestShutdownDelayKeepsServing(t *testing.T) {
 	const delay = 3 * time.Second
 	r := startReplica(t, "draining", "-namespace", "zen-system", "-release", "draining", "-member-id", "draining",
 		"-shutdown-delay", delay.String())
-	r.waitReady(t, 60*time.Second)
+	r.WaitReady(t, 60*time.Second)
 	waitRoute(t, r, "/falcodr")
 	alert := func(n int) []byte {
 		return fmt.Appendf(nil, `{"output":"draining %d","priority":"Warning","rule":"Draining","time":"2026-12-01T10:00:00Z",`+
 			`"hostname":"node-1","output_fields":{"k8s.ns.name":"draining","k8s.pod.name":"cart-%d"}}`, n, n)
 	}
-	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := r.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	signalled := time.Now()
 	eventually(t, 2*time.Second, func(context.Context) error {
-		resp, err := http.Get("http://" + r.metricsAddr + "/readyz")
+		resp, err := http.Get("http://" + r.MetricsAddr + "/readyz")
 		if err != nil {
 			return err
 		}
@@ -184,7 +184,7 @@ func TestShutdownDelayKeepsServing(t *testing.T) {
 		t.Fatal("the checks took longer than the delay: the test proves nothing")
 	}
 	select {
-	case <-r.exited:
+	case <-r.Exited():
 		if took := time.Since(signalled); took < delay {
 			t.Errorf("exited %v after SIGTERM, before the delay of %v", took, delay)
 		}

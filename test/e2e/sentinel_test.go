@@ -38,7 +38,7 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 			"-member-lease-duration", "4s", "-member-renew-interval", "1s"))
 	}
 	for _, r := range rs {
-		r.waitReady(t, 60*time.Second)
+		r.WaitReady(t, 60*time.Second)
 		waitRoute(t, r, "/falcod")
 	}
 	p := &poster{t: t, ns: ns, targets: rs, answered: map[int]string{}, client: &http.Client{Timeout: 30 * time.Second}}

@@ -38,7 +38,7 @@ func TestIngesterStatusSpeaksForEveryReplica(t *testing.T) {
 		body := fmt.Appendf(nil, `{"output":"status alert %d","priority":"Critical","rule":"Status test","time":"2026-12-01T00:00:00.%09dZ","hostname":"node-%d"}`,
 			n, n, n%7)
 		if code := post(t, r, path, "", body); code != http.StatusAccepted {
-			t.Fatalf("alert %d to %s: HTTP %d", n, r.name, code)
+			t.Fatalf("alert %d to %s: HTTP %d", n, r.Name, code)
 		}
 	}
 	waitObservations(t, haNamespace, source, alerts)

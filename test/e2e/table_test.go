@@ -222,7 +222,7 @@ func startMembersOn(t *testing.T, cp *testenv.Cluster, home string, ids []string
 		rs[id] = startReplica(t, id, args...)
 	}
 	for _, r := range rs {
-		r.waitReady(t, 60*time.Second)
+		r.WaitReady(t, 60*time.Second)
 	}
 	waitMembers(t, rs, len(ids))
 	return rs

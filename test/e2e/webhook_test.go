@@ -23,7 +23,7 @@ import (
 
 func post(t *testing.T, r *replica, path, token string, body []byte) int {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "http://"+r.webhookAddr+path, bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, "http://"+r.WebhookAddr+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func post(t *testing.T, r *replica, path, token string, body []byte) int {
 func waitRoute(t *testing.T, r *replica, path string) {
 	t.Helper()
 	eventually(t, 20*time.Second, func(context.Context) error {
-		resp, err := http.Get("http://" + r.webhookAddr + path)
+		resp, err := http.Get("http://" + r.WebhookAddr + path)
 		if err != nil {
 			return err
 		}
@@ -72,7 +72,7 @@ func TestWebhookSources(t *testing.T) {
 		Webhook: &v1alpha1.WebhookSource{Path: "/audit", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthBearer,
 			SecretRef: &v1alpha1.SecretKeyRef{Name: "audit-webhook", Key: "token"}}}})
 	r := startReplica(t, "zw-hooks", "-namespace", "zen-system")
-	r.waitReady(t, 30*time.Second)
+	r.WaitReady(t, 30*time.Second)
 	waitRoute(t, r, "/falco")
 	waitRoute(t, r, "/audit")
 
@@ -154,7 +154,7 @@ func TestWebhookSources(t *testing.T) {
 		{"wrong content type", "POST", "/falco", "application/xml", []byte("<a/>"), 415},
 		{"unknown path", "POST", "/nope", "application/json", []byte("{}"), 404},
 	} {
-		req, _ := http.NewRequest(c.method, "http://"+r.webhookAddr+c.path, bytes.NewReader(c.body))
+		req, _ := http.NewRequest(c.method, "http://"+r.WebhookAddr+c.path, bytes.NewReader(c.body))
 		if c.ctype != "" {
 			req.Header.Set("Content-Type", c.ctype)
 		}
@@ -231,7 +231,7 @@ func TestSourceWaitsForItsCRD(t *testing.T) {
 		Informer:       &v1alpha1.InformerSource{Group: "cert-manager.io", Version: "v1", Resource: "certificates"},
 		AdapterOptions: map[string]string{"expiryHorizon": "720h"}})
 	r := startReplica(t, "zw-certs", "-namespace", "zen-system")
-	r.waitReady(t, 30*time.Second)
+	r.WaitReady(t, 30*time.Second)
 	eventually(t, 20*time.Second, func(context.Context) error {
 		st := getIngester(t, "certs").Status
 		if len(st.Conditions) == 0 || st.Conditions[0].Reason != "WaitingForResource" {
@@ -316,7 +316,7 @@ func TestIngesterStartsWhenItsSecretAppears(t *testing.T) {
 			SecretRef: &v1alpha1.SecretKeyRef{Name: "falco-late-token", Key: "token"}}}})
 	r := startReplica(t, "late", "-namespace", "zen-system", "-release", "late", "-member-id", "late",
 		"-webhook-secret-refresh", "1s")
-	r.waitReady(t, 60*time.Second)
+	r.WaitReady(t, 60*time.Second)
 	time.Sleep(2 * time.Second) // two refreshes without the Secret
 	if code := post(t, r, "/falcol", "late-token-5c1e", []byte(alertBody("late-0"))); code != http.StatusNotFound {
 		t.Fatalf("before its Secret exists the route answers %d, want 404", code)
@@ -363,7 +363,7 @@ func TestUnwritableFindingsAreRefusedBeforeTheAnswer(t *testing.T) {
 	ingester(t, "falco-unwritable", v1alpha1.IngesterSpec{Source: "falcou", Adapter: v1alpha1.AdapterFalco,
 		Webhook: &v1alpha1.WebhookSource{Path: "/falcou", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthNone}}})
 	r := startReplica(t, "unwritable", "-namespace", "zen-system", "-release", "unwritable", "-member-id", "unwritable")
-	r.waitReady(t, 60*time.Second)
+	r.WaitReady(t, 60*time.Second)
 	waitRoute(t, r, "/falcou")
 	alert := func(fields map[string]string) []byte {
 		b, err := json.Marshal(map[string]any{"output": "unwritable test", "priority": "Warning", "rule": "Unwritable test",
@@ -392,7 +392,7 @@ func TestUnwritableFindingsAreRefusedBeforeTheAnswer(t *testing.T) {
 	if n := r.metric(`zen_watcher_webhook_rejected_total{reason="unwritable",source="falcou"}`); n != 3 {
 		t.Errorf("%v refusals counted, want 3", n)
 	}
-	if out := r.out.String(); len(out) > 256<<10 {
+	if out := r.Out.String(); len(out) > 256<<10 {
 		t.Errorf("the replica logged %d bytes for three refusals", len(out))
 	}
 }
@@ -411,7 +411,7 @@ func TestNoNotFoundWhileRoutesLoad(t *testing.T) {
 	codes := map[int]int{}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := client.Post("http://"+r.webhookAddr+"/falco-startup", "application/json", bytes.NewReader(body))
+		resp, err := client.Post("http://"+r.WebhookAddr+"/falco-startup", "application/json", bytes.NewReader(body))
 		if err != nil {
 			time.Sleep(2 * time.Millisecond) // the port is not open yet
 			continue
