@@ -1,7 +1,6 @@
 package alerts
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -98,23 +97,7 @@ func startPrometheus(t *testing.T, dir string, ruleFiles []string, targets []tar
 
 // get decodes the data of a Prometheus API answer.
 func (p *prometheus) get(path string, data any) error {
-	resp, err := http.Get(p.url + path)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Status string          `json:"status"`
-		Error  string          `json:"error"`
-		Data   json.RawMessage `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if body.Status != "success" {
-		return fmt.Errorf("%s: %s", path, body.Error)
-	}
-	return json.Unmarshal(body.Data, data)
+	return testenv.PrometheusGet(p.url, path, data)
 }
 
 // alert is one entry of Prometheus's /api/v1/alerts.

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -288,25 +287,13 @@ func queryEventually(t *testing.T, prom, expr string) int {
 }
 
 func query(prom, expr string) (int, error) {
-	resp, err := http.Get(prom + "/api/v1/query?query=" + url.QueryEscape(expr))
-	if err != nil {
+	var data struct {
+		Result []json.RawMessage `json:"result"`
+	}
+	if err := testenv.PrometheusGet(prom, "/api/v1/query?query="+url.QueryEscape(expr), &data); err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	var r struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			Result []json.RawMessage `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return 0, err
-	}
-	if r.Status != "success" {
-		return 0, fmt.Errorf("prometheus: %s", r.Error)
-	}
-	return len(r.Data.Result), nil
+	return len(data.Result), nil
 }
 
 // pidFiles lists the demo's PID files whose process still runs.
