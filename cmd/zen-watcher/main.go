@@ -123,7 +123,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	writerDone := make(chan struct{})
-	rep := newReplicas(cfg, kube, meta, written, writerDone, releaseOwners(ctx, kube, cfg, log), m, log)
+	rep := newReplicas(cfg, kube, meta, written, writer, writerDone, releaseOwners(ctx, kube, cfg, log), m, log)
 	// The coordinator publishes the manager's counts and the manager writes status with the
 	// coordinator's sums; the coordinator reads the counts only once it runs, after both exist.
 	var ingesters *ingester.Manager

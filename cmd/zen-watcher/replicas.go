@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -41,6 +42,8 @@ type replicas struct {
 	// written is read again before informers (re)start on a share, so that their re-list costs
 	// no create for what is written already.
 	written *sources.WrittenObservations
+	// settle returns once no create is under way outside the share in force (Writer.Settle).
+	settle func(context.Context) error
 	// weights is where the replicas publish what their namespaces weigh, for the leader's cut; nil
 	// without Redis, where every namespace weighs one.
 	weights shard.WeightStore
@@ -48,11 +51,12 @@ type replicas struct {
 	owners []metav1.OwnerReference
 }
 
-// newReplicas wires membership and sharding; writerDone is closed when the writer has stopped,
-// and a stopping replica leaves the member set only then.
+// newReplicas wires membership and sharding around the writer; writerDone is closed when the
+// writer has stopped, and a stopping replica leaves the member set only then.
 func newReplicas(cfg *config, kube kubernetes.Interface, meta metadata.Interface, written *sources.WrittenObservations,
-	writerDone <-chan struct{}, owners []metav1.OwnerReference, m *metrics.Metrics, log *slog.Logger) *replicas {
-	r := &replicas{cfg: cfg, kube: kube, metrics: m, log: log.With("member", cfg.memberID), written: written, owners: owners}
+	writer *pipeline.Writer, writerDone <-chan struct{}, owners []metav1.OwnerReference, m *metrics.Metrics, log *slog.Logger) *replicas {
+	r := &replicas{cfg: cfg, kube: kube, metrics: m, log: log.With("member", cfg.memberID), written: written,
+		settle: writer.Settle, owners: owners}
 	if cfg.sharding {
 		r.members = shard.NewMembers(shard.MembersConfig{
 			Client: kube, Namespace: cfg.namespace, Release: cfg.release, ID: cfg.memberID,
@@ -205,11 +209,15 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 	case set := <-r.members.Changes():
 		r.sharder.SetMembers(set)
 	}
-	select {
-	case <-r.sharder.Changes(): // the informers start on the share in force
-	default:
+	for {
+		select {
+		case <-r.sharder.Changes(): // the informers start on the share in force
+		default:
+		}
+		if r.applyRead(ctx) || ctx.Err() != nil {
+			break
+		}
 	}
-	r.applyRead(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- ingesters.Run(ctx) }()
 	for {
@@ -221,33 +229,88 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 		case <-r.namespaces.Changes():
 			r.sharder.SetNamespaces(r.namespaces.Names())
 		case <-r.sharder.Changes():
-			r.applyRead(ctx)
-			ingesters.Reshard()
+			if r.applyRead(ctx) {
+				ingesters.Reshard()
+			}
 		}
 	}
 }
 
-// applyRead reads the Observations written in the share in force, then applies it: the informers
-// (re)started next list only namespaces whose Observations were read. A share that changes during
-// the read is applied in its own turn (its change is signalled), read first.
-func (r *replicas) applyRead(ctx context.Context) {
+// applyRead hands namespaces over, then applies the share in force: it lets go of the namespaces
+// this replica lost (release), waits for the members that held the ones it gains to let go of
+// them, and reads the Observations written there, so that the informers (re)started next list
+// only namespaces whose Observations were read, after their last writer stopped. A share that
+// changes while it waits for the others is not applied (it reports false): the change is
+// signalled, and the newer share is applied in its own turn.
+func (r *replicas) applyRead(ctx context.Context) bool {
 	share := r.sharder.Share()
-	if r.sharder.HandedByLive() {
-		// The members that gave namespaces up see the change about when this one does and
-		// finish the creates they had queued there: read after them, not before.
-		select {
-		case <-ctx.Done():
-		case <-time.After(handOverGrace):
-		}
+	r.release(ctx, share)
+	if gained := r.sharder.Gained(); len(gained) > 0 && !r.awaitReleased(ctx, share, gained) {
+		return false
 	}
 	r.loadWritten(ctx)
 	r.sharder.Apply(share)
+	return true
 }
 
-// handOverGrace is how long a replica that gains namespaces from members still running waits
-// before it reads what is written there: time for them to learn of the change and drain the
-// writes they queued in those namespaces, which its re-list would otherwise send again (409).
-const handOverGrace = time.Second
+// release waits until no create is under way outside share (the writer drops what is still
+// queued there), then reports share on the member Lease as all this replica may write in. The
+// report also comes before the informers start on namespaces new to share, so that whoever
+// takes them next knows to wait. Past a lease duration it reports all the same: what this
+// replica still writes then costs refused creates, nothing more.
+func (r *replicas) release(ctx context.Context, share shard.Ranges) {
+	rctx, cancel := context.WithTimeout(ctx, r.cfg.memberLease)
+	defer cancel()
+	if err := r.settle(rctx); err != nil && ctx.Err() == nil {
+		r.log.Warn("letting namespaces go with creates still under way there", "error", err)
+	}
+	if err := r.members.Report(rctx, share); err != nil && ctx.Err() == nil {
+		r.log.Warn("the members gaining this replica's namespaces will wait for its lease", "error", err)
+	}
+}
+
+// awaitReleased waits until no other member holds the namespaces this replica gains (hashes),
+// at most a lease duration: by then a member that stopped answering has dropped out. It reports
+// false if the share in force moved on from share meanwhile: the members may be waiting for this
+// one to let go of what the newer share takes away, and should not wait out the lease for it.
+func (r *replicas) awaitReleased(ctx context.Context, share shard.Ranges, hashes []uint64) bool {
+	began := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.memberLease)
+	defer cancel()
+	moved := make(chan struct{})
+	go func() {
+		defer close(moved)
+		t := time.NewTicker(shareCheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+				if !slices.Equal(r.sharder.Share(), share) {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	err := r.members.AwaitReleased(wctx, hashes)
+	cancel()
+	<-moved
+	r.metrics.HandOverWait.Observe(time.Since(began).Seconds())
+	if !slices.Equal(r.sharder.Share(), share) {
+		return false
+	}
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("reading the namespaces gained before their last writer let go; what it still sends is refused as existing",
+			"error", err)
+	}
+	return true
+}
+
+// shareCheck is how often a replica waiting for others to let go of namespaces looks whether its
+// own share moved on.
+const shareCheck = 20 * time.Millisecond
 
 // loadWritten reads the Observations of the share in force before the informers list it; if
 // they cannot be read in time, the re-list costs refused creates, nothing more.

@@ -41,7 +41,8 @@ type Config struct {
 	// Wrap decorates every informer's ListerWatcher (sharding); nil for none.
 	Wrap sources.WrapListerWatcher
 	// Owns reports whether this replica owns a namespace in its share now; a reshard keeps what
-	// was handed on in those. Nil keeps nothing.
+	// was handed on in those, and findings in the others are withdrawn before they are written.
+	// Nil keeps nothing and withdraws nothing.
 	Owns    func(namespace string) bool
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
@@ -462,7 +463,9 @@ func (m *Manager) start(ctx context.Context, p *plan, prev *runner) (*runner, er
 	}
 	var wg sync.WaitGroup
 	for k, ip := range p.informers {
-		inf := sources.NewInformer(ip.cfg, m.cfg.Dynamic, m.cfg.Discovery, ip.parser, m.cfg.Wrap, m.cfg.Metrics, m.cfg.Log)
+		cfg := ip.cfg
+		cfg.Owns = m.cfg.Owns
+		inf := sources.NewInformer(cfg, m.cfg.Dynamic, m.cfg.Discovery, ip.parser, m.cfg.Wrap, m.cfg.Metrics, m.cfg.Log)
 		if prev != nil && m.cfg.Owns != nil && k < len(prev.informers) {
 			inf.Inherit(prev.informers[k], m.cfg.Owns)
 		}

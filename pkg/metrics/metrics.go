@@ -119,6 +119,12 @@ type Metrics struct {
 	TableGeneration prometheus.Gauge
 	// Rebalances counts changes of this replica's share.
 	Rebalances prometheus.Counter
+	// ObservationsHandedOver counts findings the writer dropped unwritten because their namespace
+	// went to another replica, which lists them again.
+	ObservationsHandedOver *prometheus.CounterVec
+	// HandOverWait is how long a replica gaining namespaces waited for the members that held them
+	// to report that they send nothing more there.
+	HandOverWait prometheus.Histogram
 	// ObservationsKnownWritten counts re-listed findings whose Observation was known to exist, so
 	// that no create was sent for them.
 	ObservationsKnownWritten *prometheus.CounterVec
@@ -337,6 +343,15 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "shard_chunks_owned",
 			Help: "Chunks of the shard table this replica owns.",
 		}),
+		ObservationsHandedOver: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "observations_handed_over_total",
+			Help: "Findings not written because their namespace went to another replica before the create; the new owner lists them again.",
+		}, []string{"source"}),
+		HandOverWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "shard_handover_wait_seconds",
+			Help:    "How long a replica gaining namespaces waited for the members that held them to report that they write nothing more there.",
+			Buckets: []float64{0.001, 0.005, 0.025, 0.1, 0.25, 1, 2.5, 5, 15},
+		}),
 		ObservationsKnownWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "observations_known_written_total",
 			Help: "Findings re-listed after a start or a rebalance whose Observation was known to exist: no create was sent for them (they count as deduplicated too).",
@@ -407,7 +422,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.DedupWindowSeconds, m.DedupCacheSize, m.WebhookRequests, m.WebhookEvents, m.WebhookRequestsWithoutFindings, m.WebhookEventsCut, m.WebhookBytes, m.WebhookRejected,
 		m.WebhookAuthFailures, m.WebhookRateLimited, m.WebhookFindings, m.WebhookAccepted, m.WebhookQueueFallbacks, m.WebhookReplayUnchecked,
 		m.WebhookQueueDepth, m.WebhookStreamLag, m.WebhookQueueClaimed, m.WebhookQueueLost, m.WebhookQueueProcessed,
-		m.WebhookConnections, m.WebhookConnectionsRefused, m.SourceReady, m.Members, m.ChunksOwned, m.TableGeneration, m.ShardObjects, m.WatchDelivery, m.ObservationsKnownWritten, m.FindingsRelisted, m.Rebalances, m.IsLeader, m.LeaderTransitions,
+		m.WebhookConnections, m.WebhookConnectionsRefused, m.SourceReady, m.Members, m.ChunksOwned, m.TableGeneration, m.ShardObjects, m.WatchDelivery, m.ObservationsKnownWritten, m.ObservationsHandedOver, m.HandOverWait, m.FindingsRelisted, m.Rebalances, m.IsLeader, m.LeaderTransitions,
 		m.FailoverSeconds, m.NamespacesOwned, m.CleanupDeleted, m.CleanupRuns, m.CleanupDuration, m.CleanupErrors, m.CleanupBacklog,
 	)
 	for _, r := range []string{"complete", "interrupted", "error"} {

@@ -70,6 +70,11 @@ type Event struct {
 	// (a replica died holding it): the dedup claim it took then may exist with nothing written, so
 	// it skips dedup and relies on its Instance-derived name to be written at most once.
 	Redelivered bool `json:"-"`
+	// Withdrawn, when set, reports whether the finding is no longer this replica's to write: its
+	// source's object is in a namespace handed to another replica since, whose informers list it
+	// again. The writer asks it before each create and drops the finding then (OutcomeHandedOver),
+	// so that a replica letting namespaces go does not race their new owner with what it queued.
+	Withdrawn func() bool `json:"-"`
 	// Done, when set, is called once with the finding's final outcome: written, filtered,
 	// deduplicated, rate limited, or failed with the error. The webhook server waits on it.
 	Done func(Outcome, error) `json:"-"`

@@ -26,6 +26,9 @@ const (
 	OutcomeDeduplicated
 	OutcomeFailed
 	OutcomeRateLimited
+	// OutcomeHandedOver is a finding the writer did not write because its namespace went to
+	// another replica meanwhile (Event.Withdrawn), which lists it again and writes it.
+	OutcomeHandedOver
 )
 
 // String names the outcome as metrics and logs do.
@@ -41,6 +44,8 @@ func (o Outcome) String() string {
 		return "failed"
 	case OutcomeRateLimited:
 		return "rate_limited"
+	case OutcomeHandedOver:
+		return "handed_over"
 	}
 	return "unknown"
 }

@@ -77,6 +77,10 @@ type Writer struct {
 	log     *slog.Logger
 	queue   chan *Event
 	stopped chan struct{} // closed when Run has returned
+
+	// inflight holds the findings the workers have taken and not finished, for Settle.
+	mu       sync.Mutex
+	inflight map[*Event]struct{}
 }
 
 // ErrStopped is the outcome error of a finding the writer took but did not write because it
@@ -87,12 +91,13 @@ var ErrStopped = errors.New("writer stopped")
 func NewWriter(cfg WriterConfig, c Creator, m *metrics.Metrics, log *slog.Logger) *Writer {
 	cfg.setDefaults()
 	return &Writer{
-		cfg:     cfg,
-		creator: c,
-		metrics: m,
-		log:     log,
-		queue:   make(chan *Event, cfg.QueueSize),
-		stopped: make(chan struct{}),
+		cfg:      cfg,
+		creator:  c,
+		metrics:  m,
+		log:      log,
+		queue:    make(chan *Event, cfg.QueueSize),
+		stopped:  make(chan struct{}),
+		inflight: make(map[*Event]struct{}, cfg.Workers),
 	}
 }
 
@@ -179,7 +184,15 @@ func (w *Writer) fail(ctx context.Context, ev *Event, err error) {
 }
 
 func (w *Writer) write(ctx context.Context, ev *Event) {
+	// Taken before asking Withdrawn: a Settle that begins after this finding's namespace was
+	// handed over either sees it in flight or knows it will be dropped.
+	w.begin(ev)
+	defer w.end(ev)
 	w.observeStages(ev)
+	if withdrawn(ev) {
+		w.handOver(ctx, ev)
+		return
+	}
 	obs := BuildObservation(ev, w.cfg.Namespace)
 	if w.knownWritten(ev, obs) {
 		w.metrics.ObservationsKnownWritten.WithLabelValues(ev.Source).Inc()
@@ -190,12 +203,16 @@ func (w *Writer) write(ctx context.Context, ev *Event) {
 		return
 	}
 	began := time.Now()
-	o, err := w.create(ctx, obs)
+	o, err := w.create(ctx, ev, obs)
 	w.metrics.StageSeconds.WithLabelValues("create").Observe(time.Since(began).Seconds())
 	if o == OutcomeFailed && apierrors.IsNotFound(err) && obs.Namespace != w.cfg.Namespace {
 		// The finding's namespace does not exist (any more): keep the finding, in the release's.
 		obs.Namespace = w.cfg.Namespace
-		o, err = w.create(ctx, obs)
+		o, err = w.create(ctx, ev, obs)
+	}
+	if o == OutcomeHandedOver {
+		w.handOver(ctx, ev)
+		return
 	}
 	switch o {
 	case OutcomeWritten:
@@ -225,6 +242,64 @@ func (w *Writer) write(ctx context.Context, ev *Event) {
 	}
 }
 
+// withdrawn reports whether ev's namespace went to another replica since it was taken.
+func withdrawn(ev *Event) bool { return ev.Withdrawn != nil && ev.Withdrawn() }
+
+// handOver drops a withdrawn finding unwritten: its new owner lists it again. The dedup claim is
+// given back, so that this replica writes it should the namespace come back to it.
+func (w *Writer) handOver(ctx context.Context, ev *Event) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	release(rctx, ev)
+	cancel()
+	w.metrics.ObservationsHandedOver.WithLabelValues(ev.Source).Inc()
+	if ev.Done != nil {
+		ev.Done(OutcomeHandedOver, nil)
+	}
+}
+
+func (w *Writer) begin(ev *Event) {
+	w.mu.Lock()
+	w.inflight[ev] = struct{}{}
+	w.mu.Unlock()
+}
+
+func (w *Writer) end(ev *Event) {
+	w.mu.Lock()
+	delete(w.inflight, ev)
+	w.mu.Unlock()
+}
+
+// settlePoll is how often Settle looks at the creates under way; each takes milliseconds.
+const settlePoll = 5 * time.Millisecond
+
+// Settle returns once no create under way is of a withdrawn finding (Event.Withdrawn), or with
+// ctx's error. Withdrawn findings still queued are dropped as the workers come to them, so from
+// then on this replica sends nothing more in the namespaces it let go of, and can tell their new
+// owners so.
+func (w *Writer) Settle(ctx context.Context) error {
+	t := time.NewTicker(settlePoll)
+	defer t.Stop()
+	for w.withdrawnInFlight() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the creates in namespaces handed over: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func (w *Writer) withdrawnInFlight() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for ev := range w.inflight {
+		if withdrawn(ev) {
+			return true
+		}
+	}
+	return false
+}
+
 // observeStages records how long ev took in the pipeline before the writer and in its queue. A
 // finding that blocked in Put on a full queue counts that wait as the queue's: it was the writer's
 // backlog that held it.
@@ -247,10 +322,10 @@ func (w *Writer) knownWritten(ev *Event, obs *v1alpha1.Observation) bool {
 		w.cfg.Written.Written(obs.Namespace, obs.Name)
 }
 
-// create retries retriable failures with exponential backoff until ctx ends; an attempt under
-// way then finishes (within FinishTimeout). AlreadyExists means an earlier read of the same state
-// already wrote this finding: a duplicate, not an error.
-func (w *Writer) create(ctx context.Context, obs *v1alpha1.Observation) (Outcome, error) {
+// create retries retriable failures with exponential backoff until ctx ends or ev is withdrawn;
+// an attempt under way then finishes (within FinishTimeout). AlreadyExists means an earlier read
+// of the same state already wrote this finding: a duplicate, not an error.
+func (w *Writer) create(ctx context.Context, ev *Event, obs *v1alpha1.Observation) (Outcome, error) {
 	delay := w.cfg.InitialBackoff
 	var err error
 	for attempt := 1; ; attempt++ {
@@ -272,6 +347,9 @@ func (w *Writer) create(ctx context.Context, obs *v1alpha1.Observation) (Outcome
 			t.Stop()
 			return OutcomeFailed, errors.Join(err, ctx.Err())
 		case <-t.C:
+		}
+		if withdrawn(ev) {
+			return OutcomeHandedOver, nil
 		}
 		delay = min(2*delay, w.cfg.MaxBackoff)
 	}

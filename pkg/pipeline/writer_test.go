@@ -377,3 +377,118 @@ func TestWriterStages(t *testing.T) {
 		}
 	}
 }
+
+// TestWriterHandsOverWithdrawn: a finding withdrawn before its create (its namespace went to
+// another replica) is not sent, nor retried once withdrawn; it is reported handed over, counted,
+// and its dedup claim given back.
+func TestWriterHandsOverWithdrawn(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// withdrawAfter is the number of create calls after which the finding is withdrawn; -1: never.
+		withdrawAfter int
+		script        []error
+		want          Outcome
+		wantCalls     int
+	}{
+		{name: "owned", withdrawAfter: -1, want: OutcomeWritten, wantCalls: 1},
+		{name: "withdrawn while queued", withdrawAfter: 0, want: OutcomeHandedOver, wantCalls: 0},
+		{name: "withdrawn between retries", withdrawAfter: 1,
+			script: []error{apierrors.NewTooManyRequests("slow down", 0)}, want: OutcomeHandedOver, wantCalls: 1},
+		{name: "withdrawn after it was written", withdrawAfter: 1, want: OutcomeWritten, wantCalls: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &scriptedCreator{script: tc.script}
+			m := metrics.New(prometheus.NewRegistry())
+			w := NewWriter(WriterConfig{Workers: 1, InitialBackoff: time.Millisecond}, c, m,
+				slog.New(slog.NewTextHandler(io.Discard, nil)))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go w.Run(ctx)
+			store := NewTiered(NewLocalCache(16), nil, m, discardLog())
+			ev := baseEvent()
+			ev.Stateful = true
+			if !store.ClaimLocal(ev.FP, time.Now().UnixNano(), time.Hour) {
+				t.Fatal("the claim was taken already")
+			}
+			ev.claim, ev.claimKey, ev.claimStore = claimLocal, ev.FP, store
+			ev.Withdrawn = func() bool {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				return tc.withdrawAfter >= 0 && c.calls >= tc.withdrawAfter
+			}
+			done := make(chan Outcome, 1)
+			ev.Done = func(o Outcome, _ error) { done <- o }
+			if err := w.Put(ctx, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if got := <-done; got != tc.want {
+				t.Errorf("outcome %v, want %v", got, tc.want)
+			}
+			c.mu.Lock()
+			calls := c.calls
+			c.mu.Unlock()
+			if calls != tc.wantCalls {
+				t.Errorf("%d creates sent, want %d", calls, tc.wantCalls)
+			}
+			handed := testutil.ToFloat64(m.ObservationsHandedOver.WithLabelValues(ev.Source))
+			if want := float64(btoi(tc.want == OutcomeHandedOver)); handed != want {
+				t.Errorf("observations_handed_over_total %v, want %v", handed, want)
+			}
+			// A claim given back can be taken again; a written finding's stays taken.
+			if again := store.ClaimLocal(ev.FP, time.Now().UnixNano(), time.Hour); again != (tc.want == OutcomeHandedOver) {
+				t.Errorf("claim free again: %v, want %v", again, tc.want == OutcomeHandedOver)
+			}
+		})
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestWriterSettle: Settle waits for a create under way whose finding was withdrawn, and not for
+// one whose finding is still this replica's.
+func TestWriterSettle(t *testing.T) {
+	c := &gatedCreator{entered: make(chan struct{}, 2), gate: make(chan struct{})}
+	m := metrics.New(prometheus.NewRegistry())
+	w := NewWriter(WriterConfig{Workers: 2}, c, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	var lost sync.Mutex
+	withdrawn := false
+	owned, moved := baseEvent(), baseEvent()
+	moved.Resource.Name = "moved"
+	moved.Withdrawn = func() bool { lost.Lock(); defer lost.Unlock(); return withdrawn }
+	outcomes := make(chan Outcome, 2)
+	for _, ev := range []*Event{&owned, &moved} {
+		ev.Done = func(o Outcome, _ error) { outcomes <- o }
+		if err := w.Put(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		<-c.entered
+	}
+	short := func() error {
+		sctx, scancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer scancel()
+		return w.Settle(sctx)
+	}
+	if err := short(); err != nil {
+		t.Fatalf("Settle with only owned findings under way: %v", err)
+	}
+	lost.Lock()
+	withdrawn = true
+	lost.Unlock()
+	if err := short(); err == nil {
+		t.Fatal("Settle returned while a withdrawn finding's create was under way")
+	}
+	close(c.gate)
+	<-outcomes
+	<-outcomes
+	if err := short(); err != nil {
+		t.Fatalf("Settle once the creates returned: %v", err)
+	}
+}

@@ -23,6 +23,11 @@ import (
 // LabelMember marks a replica's member Lease; its value is the release.
 const LabelMember = "zen.kube-zen.io/member"
 
+// AnnotationHolding on a member Lease is the share its replica may still write in (Ranges.Encode):
+// one that gains namespaces waits until no other member holds them (AwaitReleased). A Lease
+// without it holds nothing: its replica has not started writing.
+const AnnotationHolding = "zen.kube-zen.io/holding"
+
 // MembersConfig tunes membership.
 type MembersConfig struct {
 	Client    kubernetes.Interface
@@ -59,6 +64,10 @@ type Members struct {
 	renewed   atomic.Pointer[time.Time] // when the last successful renewal was sent (monotonic)
 	attempted atomic.Pointer[time.Time] // when the last renewal, successful or not, returned
 	tenure    atomic.Uint64             // counts the lapses
+
+	// renewing serializes the Lease's writes: the renewal loop's and Report's.
+	renewing sync.Mutex
+	holding  *string // the AnnotationHolding written with each renewal; nil: none yet
 
 	mu      sync.Mutex
 	current []string
@@ -157,7 +166,9 @@ func (m *Members) Run(ctx context.Context) error {
 	leases := factory.Coordination().V1().Leases()
 	inf := leases.Informer()
 	sel := labels.Everything()
+	m.mu.Lock()
 	m.lister = func() ([]*coordinationv1.Lease, error) { return leases.Lister().Leases(m.cfg.Namespace).List(sel) }
+	m.mu.Unlock()
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(any) { m.recompute() }, UpdateFunc: func(any, any) { m.recompute() }, DeleteFunc: func(any) { m.recompute() },
 	}); err != nil {
@@ -199,6 +210,8 @@ func (m *Members) renew(ctx context.Context) error {
 	m.mu.Lock()
 	m.checkLapse() // before the renewal can make the old tenure look fresh again
 	m.mu.Unlock()
+	m.renewing.Lock()
+	defer m.renewing.Unlock()
 	leases := m.cfg.Client.CoordinationV1().Leases(m.cfg.Namespace)
 	sent := time.Now()
 	now := metav1.NewMicroTime(sent)
@@ -207,7 +220,8 @@ func (m *Members) renew(ctx context.Context) error {
 	case apierrors.IsNotFound(err):
 		l = &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: m.leaseName(), Namespace: m.cfg.Namespace,
-				Labels: map[string]string{LabelMember: m.cfg.Release}, OwnerReferences: m.cfg.Owners},
+				Labels: map[string]string{LabelMember: m.cfg.Release}, OwnerReferences: m.cfg.Owners,
+				Annotations: m.annotations(nil)},
 			Spec: coordinationv1.LeaseSpec{
 				HolderIdentity: ptr.To(m.cfg.ID), LeaseDurationSeconds: ptr.To(int32(m.cfg.LeaseDuration / time.Second)),
 				AcquireTime: &now, RenewTime: &now,
@@ -221,6 +235,7 @@ func (m *Members) renew(ctx context.Context) error {
 		if len(l.OwnerReferences) == 0 {
 			l.OwnerReferences = m.cfg.Owners
 		}
+		l.Annotations = m.annotations(l.Annotations)
 		_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
 	}
 	if err != nil {
@@ -232,6 +247,97 @@ func (m *Members) renew(ctx context.Context) error {
 	m.lapsed = false
 	m.mu.Unlock()
 	return nil
+}
+
+// annotations returns a with this replica's holding set. Called with renewing held.
+func (m *Members) annotations(a map[string]string) map[string]string {
+	if m.holding == nil {
+		return a
+	}
+	if a == nil {
+		a = map[string]string{}
+	}
+	a[AnnotationHolding] = *m.holding
+	return a
+}
+
+// Report writes share to this replica's Lease as what it may still write in, unless the Lease
+// says so already. Call it with the share in force once nothing is being written outside it, and
+// before informers start on namespaces new to it.
+func (m *Members) Report(ctx context.Context, share Ranges) error {
+	enc := share.Encode()
+	m.renewing.Lock()
+	same := m.holding != nil && *m.holding == enc
+	m.holding = &enc
+	m.renewing.Unlock()
+	if same {
+		return nil
+	}
+	if err := m.renew(ctx); err != nil {
+		return fmt.Errorf("reporting the share held: %w", err)
+	}
+	return nil
+}
+
+// releasePoll is how often AwaitReleased reads the Leases again; they are in the informer's cache.
+const releasePoll = 10 * time.Millisecond
+
+// AwaitReleased returns once no other live member's Lease holds any of hashes (namespaces this
+// replica gains), or with ctx's error: a member that stops renewing drops out of the set, so the
+// wait ends at the latest a lease duration after the member stopped.
+func (m *Members) AwaitReleased(ctx context.Context, hashes []uint64) error {
+	if len(hashes) == 0 {
+		return nil
+	}
+	t := time.NewTicker(releasePoll)
+	defer t.Stop()
+	for {
+		holder, err := m.holder(hashes)
+		if err != nil {
+			return err
+		}
+		if holder == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("member %s still holds namespaces this replica gains: %w", holder, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// holder names a live member other than this one whose Lease holds one of hashes, or "".
+func (m *Members) holder(hashes []uint64) (string, error) {
+	m.mu.Lock()
+	lister := m.lister
+	m.mu.Unlock()
+	if lister == nil {
+		return "", nil
+	}
+	list, err := lister()
+	if err != nil {
+		return "", fmt.Errorf("reading member leases: %w", err)
+	}
+	now := time.Now()
+	for _, l := range list {
+		id := l.Spec.HolderIdentity
+		enc, reported := l.Annotations[AnnotationHolding]
+		if !reported || id == nil || *id == m.cfg.ID || len(LiveMembers([]*coordinationv1.Lease{l}, now)) == 0 {
+			continue
+		}
+		held, err := ParseRanges(enc)
+		if err != nil {
+			m.cfg.Log.Warn("ignoring a member's holding", "member", *id, "error", err)
+			continue
+		}
+		for _, h := range hashes {
+			if held.Contains(h) {
+				return *id, nil
+			}
+		}
+	}
+	return "", nil
 }
 
 // waitToLeave waits for LeaveAfter, at most a lease duration: by then the Lease has expired.

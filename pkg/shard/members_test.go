@@ -183,3 +183,84 @@ func TestAPIServerAwayFailsReadinessOnly(t *testing.T) {
 		t.Error("alive although no renewal has returned for more than twice a round")
 	}
 }
+
+// TestMembersHandOver: against a real API server, a member gaining namespaces waits while another
+// live member's Lease holds them (Report), and stops waiting when that member reports letting go
+// or leaves; its own holding, and a Lease that reports none, never hold it up.
+func TestMembersHandOver(t *testing.T) {
+	c := servers["gate-on"]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const ns = "handover"
+	if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	low, high := Ranges{{Start: 0, End: 1 << 63}}, Ranges{{Start: 1 << 63, End: 0}}
+	hLow, hHigh := uint64(42), uint64(1<<63+42)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	start := func(id string) (*Members, context.CancelFunc, <-chan error) {
+		mctx, mcancel := context.WithCancel(ctx)
+		m := NewMembers(MembersConfig{Client: c.Kube, Namespace: ns, Release: "r", ID: id, Log: log})
+		done := make(chan error, 1)
+		go func() { done <- m.Run(mctx) }()
+		for set := range m.Changes() { // joined and following
+			if slices.Contains(set, id) {
+				break
+			}
+		}
+		return m, mcancel, done
+	}
+	a, _, _ := start("a")
+	b, stopB, bDone := start("b")
+	gainer, _, _ := start("gainer")
+	start("old") // a replica that reports nothing holds nothing
+	if err := a.Report(ctx, low); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Report(ctx, high); err != nil {
+		t.Fatal(err)
+	}
+	await := func(m *Members, h uint64, within time.Duration) error {
+		wctx, wcancel := context.WithTimeout(ctx, within)
+		defer wcancel()
+		return m.AwaitReleased(wctx, []uint64{h})
+	}
+	// Reported is not yet seen: the gainer's Lease informer brings it within moments.
+	deadline := time.Now().Add(10 * time.Second)
+	for await(gainer, hLow, 50*time.Millisecond) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("a's holding of the low half never held the gainer up")
+		}
+	}
+	if err := await(a, hLow, 5*time.Second); err != nil {
+		t.Errorf("a member waited for its own holding: %v", err)
+	}
+	released := make(chan error, 1)
+	go func() { released <- await(gainer, hLow, 10*time.Second) }()
+	if err := a.Report(ctx, Ranges{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-released; err != nil {
+		t.Errorf("after a let go of the low half: %v", err)
+	}
+	if err := await(gainer, hHigh, 200*time.Millisecond); err == nil {
+		t.Error("the gainer did not wait for b's holding of the high half")
+	}
+	stopB()
+	if err := <-bDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := await(gainer, hHigh, 10*time.Second); err != nil {
+		t.Errorf("after b left: %v", err)
+	}
+	l, err := c.Kube.CoordinationV1().Leases(ns).Get(ctx, "r-member-a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Annotations[AnnotationHolding]; got != "" {
+		t.Errorf("a's Lease holds %q, want the empty share", got)
+	}
+	if _, ok := l.Annotations[AnnotationHolding]; !ok {
+		t.Error("a's Lease has no holding after reporting the empty share")
+	}
+}

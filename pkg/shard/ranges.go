@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -72,3 +73,44 @@ func (rs Ranges) add(r Range) Ranges {
 
 // Whole reports whether the share is the whole hash space (a table of one member).
 func (rs Ranges) Whole() bool { return len(rs) == 1 && rs[0].Start == 0 && rs[0].End == 0 }
+
+// Encode writes the share for an annotation: comma-separated "start-end" pairs of hex bounds,
+// end 0 standing for 2^64 as in Range; "" is the empty share. ParseRanges reads it back.
+func (rs Ranges) Encode() string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = strconv.FormatUint(r.Start, 16) + "-" + strconv.FormatUint(r.End, 16)
+	}
+	return strings.Join(parts, ",")
+}
+
+// ParseRanges reads a share Encode wrote.
+func ParseRanges(s string) (Ranges, error) {
+	if s == "" {
+		return Ranges{}, nil
+	}
+	parts := strings.Split(s, ",")
+	rs := make(Ranges, 0, len(parts))
+	for _, p := range parts {
+		start, end, ok := strings.Cut(p, "-")
+		if !ok {
+			return nil, fmt.Errorf("range %q: want start-end", p)
+		}
+		a, err := strconv.ParseUint(start, 16, 64)
+		if err != nil {
+			return nil, fmt.Errorf("range %q: %w", p, err)
+		}
+		b, err := strconv.ParseUint(end, 16, 64)
+		if err != nil {
+			return nil, fmt.Errorf("range %q: %w", p, err)
+		}
+		if b != 0 && b <= a {
+			return nil, fmt.Errorf("range %q is empty", p)
+		}
+		if n := len(rs); n > 0 && (rs[n-1].End == 0 || a < rs[n-1].End) {
+			return nil, fmt.Errorf("range %q overlaps or precedes the one before it", p)
+		}
+		rs = append(rs, Range{Start: a, End: b})
+	}
+	return rs, nil
+}

@@ -44,10 +44,10 @@ type Sharder struct {
 	// applied is the share informers are narrowed to (see Apply); it trails share until the
 	// replica has read what is written in the new one.
 	applied Ranges
-	// appliedTable is the table in force when applied was; nil before the first Apply.
-	appliedTable *Table
-	joined       bool
-	changes      chan struct{}
+	// hasApplied is whether Apply was called: before, applied is the whole space.
+	hasApplied bool
+	joined     bool
+	changes    chan struct{}
 
 	// weigher counts what the informers started on the share in force deliver.
 	weigher weigher
@@ -199,28 +199,23 @@ func (s *Sharder) Table() *Table {
 func (s *Sharder) Apply(share Ranges) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.applied, s.appliedTable = share, s.table
+	s.applied, s.hasApplied = share, true
 }
 
-// HandedByLive reports whether the share in force holds namespaces that another member, still
-// in the member set, owned under the share applied before (on the first Apply: whether any other
-// member is there to have owned them). Such a member lets go of them when it sees the change,
-// and may still be writing what it took there before: the gaining replica that reads what is
-// written at once would list those findings as unwritten and send them again.
-func (s *Sharder) HandedByLive() bool {
+// Gained is the hashes of the namespaces the share in force holds and the share applied last did
+// not (all of them before the first Apply): where this replica is about to list anew, and where
+// the members that held them may still be writing what they took there before.
+func (s *Sharder) Gained() []uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	live := func(m string) bool { return m != s.self && slices.Contains(s.members, m) }
-	if s.appliedTable == nil {
-		return slices.ContainsFunc(s.members, live)
-	}
+	var gained []uint64
 	for _, name := range s.names {
 		h := Hash(name)
-		if s.share.Contains(h) && !s.applied.Contains(h) && live(s.appliedTable.Owner(h)) {
-			return true
+		if s.share.Contains(h) && (!s.hasApplied || !s.applied.Contains(h)) {
+			gained = append(gained, h)
 		}
 	}
-	return false
+	return gained
 }
 
 // Owns reports whether this replica owns a namespace now.

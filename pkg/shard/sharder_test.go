@@ -237,9 +237,9 @@ func TestInformersGetTheShareApplied(t *testing.T) {
 	}
 }
 
-// TestHandedByLive: a replica waits before reading what is written in namespaces it gains only
-// when a member still running held them before, and may still be writing there.
-func TestHandedByLive(t *testing.T) {
+// TestGained: the namespaces a replica is about to list anew, and must hear the members that held
+// them let go of first, are those the table in force gives it and the one it applied did not.
+func TestGained(t *testing.T) {
 	nss := names("team-%d", 60)
 	// cut is the table a leader publishes for members; moved is the same with one of from's
 	// chunks given to to.
@@ -260,41 +260,56 @@ func TestHandedByLive(t *testing.T) {
 		before, after []string // before nil: nothing applied yet
 		first         *Table   // published before the first share, if any
 		published     *Table   // published after the first share, if any
-		gains         bool     // the share gains namespaces (checked when something was applied)
-		want          bool
+		gains         bool
 	}{
-		{name: "first share, alone", self: "zw-0", after: []string{"zw-0"}, want: false},
-		{name: "first share, others running", self: "zw-3", after: []string{"zw-0", "zw-1", "zw-2", "zw-3"}, want: true},
+		{name: "first share, alone", self: "zw-0", after: []string{"zw-0"}, gains: true},
+		{name: "first share, others running", self: "zw-3", after: []string{"zw-0", "zw-1", "zw-2", "zw-3"}, gains: true},
 		{name: "a member left", self: "zw-0", before: []string{"zw-0", "zw-1", "zw-2"}, after: []string{"zw-0", "zw-1"},
-			first: cut([]string{"zw-0", "zw-1", "zw-2"}), gains: true, want: false},
+			first: cut([]string{"zw-0", "zw-1", "zw-2"}), gains: true},
 		{name: "a member left, the table cut anew", self: "zw-0", before: []string{"zw-0", "zw-1", "zw-2"}, after: []string{"zw-0", "zw-1"},
-			gains: true, want: true}, // before any table is published, the cut moves namespaces between the survivors too
+			gains: true},
 		{name: "a running member's chunk moved here", self: "zw-0", before: []string{"zw-0", "zw-1"}, after: []string{"zw-0", "zw-1"},
-			published: moved([]string{"zw-0", "zw-1"}, "zw-1", "zw-0"), gains: true, want: true},
+			published: moved([]string{"zw-0", "zw-1"}, "zw-1", "zw-0"), gains: true},
 		{name: "this member's chunk moved away", self: "zw-0", before: []string{"zw-0", "zw-1"}, after: []string{"zw-0", "zw-1"},
-			published: moved([]string{"zw-0", "zw-1"}, "zw-0", "zw-1"), want: false},
+			published: moved([]string{"zw-0", "zw-1"}, "zw-0", "zw-1")},
+		{name: "nothing changed", self: "zw-1", before: []string{"zw-0", "zw-1"}, after: []string{"zw-0", "zw-1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTestSharder(tc.self)
 			s.SetNamespaces(nss)
-			var owned int
 			if tc.first != nil {
 				s.SetPublished(tc.first)
 			}
+			var before *Table
 			if tc.before != nil {
 				s.SetMembers(tc.before)
 				s.Apply(s.Share())
-				owned = s.countOwned(s.Share())
+				before = s.Table()
 			}
 			if tc.published != nil {
 				s.SetPublished(tc.published)
 			}
 			s.SetMembers(tc.after)
-			if now := s.countOwned(s.Share()); tc.before != nil && (now > owned) != tc.gains {
-				t.Fatalf("%d namespaces owned before, %d after; the case means the share to gain: %v", owned, now, tc.gains)
+			// What the tables' owners say, chunk by chunk, rather than the shares' ranges.
+			var want []uint64
+			for _, name := range nss {
+				h := Hash(name)
+				if s.Table().Owner(h) == tc.self && (before == nil || before.Owner(h) != tc.self) {
+					want = append(want, h)
+				}
 			}
-			if got := s.HandedByLive(); got != tc.want {
-				t.Errorf("HandedByLive() = %v, want %v", got, tc.want)
+			got := s.Gained()
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("Gained() = %d namespaces, want %d: %x, want %x", len(got), len(want), got, want)
+			}
+			if (len(got) > 0) != tc.gains {
+				t.Errorf("Gained() = %d namespaces; the case means the share to gain: %v", len(got), tc.gains)
+			}
+			s.Apply(s.Share())
+			if again := s.Gained(); len(again) != 0 {
+				t.Errorf("after Apply, Gained() = %d namespaces, want none", len(again))
 			}
 		})
 	}

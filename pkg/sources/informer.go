@@ -40,6 +40,9 @@ type InformerConfig struct {
 	LabelSelector, FieldSelector string
 	// Resync is how often every object is looked at again (zero: DefaultResync).
 	Resync time.Duration
+	// Owns, when set, reports whether this replica owns a namespace in its share now: a finding
+	// of an object in a namespace it no longer owns is withdrawn (pipeline.Event.Withdrawn).
+	Owns func(namespace string) bool
 }
 
 // WrapListerWatcher decorates the ListerWatcher of every informer; sharding uses it to narrow what a
@@ -331,20 +334,31 @@ func (i *Informer) handle(ctx context.Context, h Handler, obj any, listed bool) 
 	}
 	slices.Sort(fps)
 	prev := i.handed.swap(p.UID, p.Namespace, fps)
+	var withdrawn func() bool
+	if owns, ns := i.cfg.Owns, p.Namespace; owns != nil {
+		withdrawn = func() bool { return !owns(ns) }
+	}
 	for _, f := range findings {
 		if _, found := slices.BinarySearch(prev, f.FP); found {
 			continue
 		}
 		ev := *f // the cached finding stays as it is; the pipeline works on a copy
 		ev.Relisted = listed
+		if ev.Stateful {
+			// Only a state's claim is this replica's alone: a finding that claimed in the shared
+			// tier would hold the new owner's copy back as a duplicate until the claim is given
+			// back, and be lost if it was dropped here first.
+			ev.Withdrawn = withdrawn
+		}
 		if listed {
 			i.metrics.FindingsRelisted.WithLabelValues(i.cfg.Source).Inc()
 		}
 		uid, fp := p.UID, f.FP
 		ev.Done = func(o pipeline.Outcome, _ error) {
-			// Not written, failed or held back by the source's rate limit: the next resync hands
-			// it on again. (Filtered and deduplicated findings are decided; written ones are done.)
-			if o == pipeline.OutcomeFailed || o == pipeline.OutcomeRateLimited {
+			// Not written, failed, held back by the source's rate limit or handed over: the next
+			// resync (or list, should the namespace come back) hands it on again. (Filtered and
+			// deduplicated findings are decided; written ones are done.)
+			if o == pipeline.OutcomeFailed || o == pipeline.OutcomeRateLimited || o == pipeline.OutcomeHandedOver {
 				i.forgetFinding(uid, fp)
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,6 +196,84 @@ func TestRestartedInformerKeepsWhatStays(t *testing.T) {
 	if n := second.handed.len(); n != 2 {
 		t.Errorf("%d objects remembered, want 2 (the deleted one forgotten)", n)
 	}
+}
+
+// eventRecorder is a Handler that keeps the events handed on.
+type eventRecorder struct {
+	mu  sync.Mutex
+	got []*pipeline.Event
+}
+
+func (r *eventRecorder) Handle(_ context.Context, ev *pipeline.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, ev)
+	return nil
+}
+
+func (r *eventRecorder) byRule(rule string) []*pipeline.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*pipeline.Event
+	for _, ev := range r.got {
+		if ev.Rule == rule {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// TestInformerWithdrawsFindingsOfNamespacesLetGo: a finding's Withdrawn follows whether the
+// replica owns its object's namespace now, not when it was handed on; one the writer reports
+// handed over is handed on again by the next resync.
+func TestInformerWithdrawsFindingsOfNamespacesLetGo(t *testing.T) {
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
+	gvr := schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+	cm := func(ns, uid, key string) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{"name": "r", "namespace": ns, "uid": uid}, "data": map[string]any{key: "1"}}}
+	}
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{gvr: "ConfigMapList"}, cm("kept", "u1", "kept-1"), cm("moving", "u2", "moving-1"))
+	disc := &fakediscovery.FakeDiscovery{Fake: &kubetesting.Fake{}}
+	disc.Resources = []*metav1.APIResourceList{{GroupVersion: "v1", APIResources: []metav1.APIResource{{Name: "configmaps", Namespaced: true}}}}
+	var lost atomic.Bool
+	owns := func(ns string) bool { return ns == "kept" || (ns == "moving" && !lost.Load()) }
+	inf := NewInformer(InformerConfig{Source: "test", GVR: gvr, Owns: owns}, client, disc, oneFindingPerKey, nil,
+		metrics.New(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	inf.resync = time.Second // the shortest client-go allows
+	h := &eventRecorder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = inf.Run(ctx, h) }()
+	handedOn := func(rule string, n int) []*pipeline.Event {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for len(h.byRule(rule)) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s handed on %d times, want %d", rule, len(h.byRule(rule)), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return h.byRule(rule)
+	}
+	kept, moving := handedOn("kept-1", 1)[0], handedOn("moving-1", 1)[0]
+	for _, ev := range []*pipeline.Event{kept, moving} {
+		if ev.Withdrawn == nil || ev.Withdrawn() {
+			t.Fatalf("%s: withdrawn while its namespace is owned", ev.Rule)
+		}
+	}
+	lost.Store(true)
+	if !moving.Withdrawn() || kept.Withdrawn() {
+		t.Errorf("after letting go of moving: moving withdrawn %v, kept withdrawn %v", moving.Withdrawn(), kept.Withdrawn())
+	}
+	time.Sleep(1500 * time.Millisecond) // a resync: a finding handed on and not reported back is not handed on again
+	if n := len(h.byRule("moving-1")); n != 1 {
+		t.Fatalf("moving-1 handed on %d times before the writer reported it", n)
+	}
+	lost.Store(false)
+	moving.Done(pipeline.OutcomeHandedOver, nil)
+	handedOn("moving-1", 2)
 }
 
 // TestWatchDeliveryCountsWatchedAdds: an object created while the informer watches is timed from

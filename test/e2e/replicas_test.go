@@ -30,8 +30,8 @@ type fleet struct {
 	t        *testing.T
 	redis    string
 	replicas map[string]*replica
-	// relistedBefore is what the replicas stopped had re-listed.
-	relistedBefore float64
+	// stopped sums the fleetSeries of the replicas stopped.
+	stopped map[string]float64
 }
 
 func (f *fleet) start(id string) *replica {
@@ -44,7 +44,12 @@ func (f *fleet) start(id string) *replica {
 }
 
 func (f *fleet) stop(id string) {
-	f.relistedBefore += max(f.replicas[id].metric(relistedWarnings), 0)
+	if f.stopped == nil {
+		f.stopped = map[string]float64{}
+	}
+	for _, s := range fleetSeries {
+		f.stopped[s] += max(f.replicas[id].metric(s), 0)
+	}
 	f.replicas[id].Stop()
 	delete(f.replicas, id)
 }
@@ -52,15 +57,29 @@ func (f *fleet) stop(id string) {
 // relistedWarnings counts the warnings a replica's informer handed on from a first list.
 const relistedWarnings = `zen_watcher_findings_relisted_total{source="k8sevents"}`
 
-// relisted is the warnings re-listed by every replica the fleet ran (those stopped counted when they
-// stopped, those killed not at all).
-func (f *fleet) relisted() float64 {
-	n := f.relistedBefore
+// The series summed over every replica a fleet ran: re-listed warnings, findings the writer
+// dropped because their namespace went to another replica, and the waits of replicas gaining
+// namespaces for the others to let go of them.
+const (
+	handedOver      = `zen_watcher_observations_handed_over_total{source="k8sevents"}`
+	handOverWaits   = `zen_watcher_shard_handover_wait_seconds_count`
+	handOverWaitSum = `zen_watcher_shard_handover_wait_seconds_sum`
+)
+
+var fleetSeries = []string{relistedWarnings, handedOver, handOverWaits, handOverWaitSum}
+
+// sum is series summed over every replica the fleet ran (those stopped counted when they stopped,
+// those killed not at all).
+func (f *fleet) sum(series string) float64 {
+	n := f.stopped[series]
 	for _, r := range f.replicas {
-		n += max(r.metric(relistedWarnings), 0)
+		n += max(r.metric(series), 0)
 	}
 	return n
 }
+
+// relisted is the warnings re-listed by every replica the fleet ran.
+func (f *fleet) relisted() float64 { return f.sum(relistedWarnings) }
 
 // refusedCreates is the API server's count of Observation creates it refused as conflicts (409).
 func refusedCreates(t *testing.T) float64 {
@@ -257,7 +276,7 @@ func TestReplicas(t *testing.T) {
 	// (c) scale 3 → 5 → 2, gracefully: stopped replicas delete their Leases, and the leader releases
 	// its own, so the handoff does not wait for a Lease to expire.
 	l.run(t, 40*time.Millisecond)
-	refused0, relisted0 := refusedCreates(t), f.relisted()
+	refused0, relisted0, waits0 := refusedCreates(t), f.relisted(), f.sum(handOverWaits)
 	f.start("zw-3")
 	f.start("zw-4")
 	f.waitReady()
@@ -287,7 +306,13 @@ func TestReplicas(t *testing.T) {
 	// A hand-over re-lists the namespaces that changed hands; knowing what is written, the replicas
 	// send the API server next to no create for them.
 	refused, relisted := refusedCreates(t)-refused0, f.relisted()-relisted0
-	t.Logf("scaling 3 → 5 → 2: %.0f warnings re-listed, %.0f creates refused (409)", relisted, refused)
+	waits := f.sum(handOverWaits) - waits0
+	t.Logf("scaling 3 → 5 → 2: %.0f warnings re-listed, %.0f creates refused (409); %.0f findings handed over unwritten "+
+		"(since the start); %.0f hand-over waits (each replica gaining namespaces), %.0f ms each on average (since the start)",
+		relisted, refused, f.sum(handedOver), waits, 1000*f.sum(handOverWaitSum)/max(f.sum(handOverWaits), 1))
+	if waits < 2 {
+		t.Errorf("%.0f hand-over waits through 3 → 5 → 2; the two replicas joining wait at least once each", waits)
+	}
 	if relisted < 100 || refused > 0.01*relisted {
 		t.Errorf("%.0f creates refused of %.0f warnings re-listed, want under 1%% (of at least 100)", refused, relisted)
 	}
