@@ -224,7 +224,34 @@ func TestShards(t *testing.T) {
 	}
 	members := []string{"zw-a", "zw-b", "zw-c"}
 	// Before a table is published, obsctl shows the cut every replica makes of the namespaces.
-	checkShards(t, st, shard.NewTable(shard.CountWeighted(names), members, shard.DefaultChunks, nil), len(names))
+	cut := shard.NewTable(shard.CountWeighted(names), members, shard.DefaultChunks, nil)
+	checkShards(t, st, cut, len(names))
+	for _, m := range st.Members {
+		if m.HandOver != "unreported" {
+			t.Errorf("%s: hand-over %q before any holding was reported", m.Name, m.HandOver)
+		}
+	}
+	// zw-a reports holding its share, zw-b still the whole space (letting go), zw-c nothing.
+	for id, h := range map[string]string{"zw-a": cut.Ranges("zw-a").Encode(), "zw-b": shard.Ranges{{}}.Encode()} {
+		l, err := leases.Get(ctx, "ha-member-"+id, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Annotations = map[string]string{shard.AnnotationHolding: h}
+		if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st = Shards{}
+	if err := json.Unmarshal([]byte(mustObsctl(t, "shards", "-n", "zen-ha", "--release", "ha", "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"zw-a": "settled", "zw-b": "pending", "zw-c": "unreported"}
+	for _, m := range st.Members {
+		if m.HandOver != want[m.Name] {
+			t.Errorf("%s: hand-over %q, want %q", m.Name, m.HandOver, want[m.Name])
+		}
+	}
 	if st.Generation != 0 {
 		t.Errorf("generation %d with no table published", st.Generation)
 	}

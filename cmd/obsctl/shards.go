@@ -36,6 +36,10 @@ type Member struct {
 	Share      float64   `json:"share"`
 	Namespaces []string  `json:"namespaces"`
 	RenewedAt  time.Time `json:"renewedAt"`
+	// HandOver is whether the member writes exactly in its share: "settled" when the share it last
+	// reported holding (its Lease's zen.kube-zen.io/holding) is its share in force, "pending" while
+	// it is still letting namespaces go or taking them on, "unreported" before it reports any.
+	HandOver string `json:"handOver"`
 }
 
 // Chunk is one chunk of the table in force.
@@ -118,12 +122,18 @@ func readShards(cmd *cobra.Command, o *options, ns, release string, chunks int) 
 		names[i] = n.Name
 	}
 	ptrs := make([]*coordinationv1.Lease, len(leases.Items))
-	renewed := map[string]time.Time{}
+	renewed, holding := map[string]time.Time{}, map[string]string{}
 	for i := range leases.Items {
 		l := &leases.Items[i]
 		ptrs[i] = l
-		if l.Spec.HolderIdentity != nil && l.Spec.RenewTime != nil {
+		if l.Spec.HolderIdentity == nil {
+			continue
+		}
+		if l.Spec.RenewTime != nil {
 			renewed[*l.Spec.HolderIdentity] = l.Spec.RenewTime.Time
+		}
+		if h, ok := l.Annotations[shard.AnnotationHolding]; ok {
+			holding[*l.Spec.HolderIdentity] = h
 		}
 	}
 	members := shard.LiveMembers(ptrs, time.Now())
@@ -131,12 +141,13 @@ func readShards(cmd *cobra.Command, o *options, ns, release string, chunks int) 
 	if published != nil {
 		st.Generation, st.PublishedBy = published.Generation, published.PublishedBy
 	}
-	fillShards(st, table, names, members, renewed)
+	fillShards(st, table, names, members, renewed, holding)
 	return st, nil
 }
 
-// fillShards describes table's chunks and each member's part of it.
-func fillShards(st *Shards, table *shard.Table, names, members []string, renewed map[string]time.Time) {
+// fillShards describes table's chunks and each member's part of it; holding is what each member
+// reported holding, for those that did.
+func fillShards(st *Shards, table *shard.Table, names, members []string, renewed map[string]time.Time, holding map[string]string) {
 	owned := map[string][]string{}
 	for _, n := range names {
 		o := table.Owner(shard.Hash(n))
@@ -162,8 +173,17 @@ func fillShards(st *Shards, table *shard.Table, names, members []string, renewed
 		if total > 0 {
 			mb.Share = loads[m] / total
 		}
-		for _, r := range table.Ranges(m) {
+		share := table.Ranges(m)
+		for _, r := range share {
 			mb.Ranges = append(mb.Ranges, r.String())
+		}
+		switch h, ok := holding[m]; {
+		case !ok:
+			mb.HandOver = "unreported"
+		case h == share.Encode():
+			mb.HandOver = "settled"
+		default:
+			mb.HandOver = "pending"
 		}
 		st.Members = append(st.Members, mb)
 	}
@@ -180,10 +200,10 @@ func printShards(o *options, st *Shards, showChunks bool) error {
 	}
 	fmt.Fprintf(o.out, "Release %s: %d members, leader %s, %d chunks; %s\n\n", st.Release, len(st.Members), leader,
 		len(st.Chunks), table)
-	t := newTable(o.out, "MEMBER", "LEADER", "CHUNKS", "RANGES", "LOAD", "SHARE", "NAMESPACES", "RENEWED")
+	t := newTable(o.out, "MEMBER", "LEADER", "CHUNKS", "RANGES", "LOAD", "SHARE", "NAMESPACES", "HAND-OVER", "RENEWED")
 	for _, m := range st.Members {
 		t.row(m.Name, fmt.Sprint(m.Leader), fmt.Sprint(m.Chunks), fmt.Sprint(len(m.Ranges)), fmt.Sprintf("%.0f", m.Load),
-			fmt.Sprintf("%.1f%%", 100*m.Share), fmt.Sprint(len(m.Namespaces)), age(m.RenewedAt)+" ago")
+			fmt.Sprintf("%.1f%%", 100*m.Share), fmt.Sprint(len(m.Namespaces)), m.HandOver, age(m.RenewedAt)+" ago")
 	}
 	if err := t.flush(); err != nil || !showChunks {
 		return err
