@@ -28,6 +28,30 @@ func TestScenarioFilesHavePassConditions(t *testing.T) {
 	}
 }
 
+// TestScenariosByName: -scenario runs the scenarios it names in its own order, whatever their
+// profiles, and refuses a name without a file.
+func TestScenariosByName(t *testing.T) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := root + "/scale-tests/scenarios"
+	scs, err := loadScenarios(dir, "quick", "scale-3-5-2,idle,burst-500")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, sc := range scs {
+		got = append(got, sc.Name)
+	}
+	if want := "scale-3-5-2 idle burst-500"; strings.Join(got, " ") != want {
+		t.Errorf("scenarios %v, want %s", got, want)
+	}
+	if _, err := loadScenarios(dir, "quick", "idle,no-such-scenario"); err == nil || !strings.Contains(err.Error(), "no-such-scenario") {
+		t.Errorf("an unknown name: %v", err)
+	}
+}
+
 func TestPassValidate(t *testing.T) {
 	load := Scenario{Name: "load", Replicas: 1, Sources: []string{"falco"}, Rate: 10, Duration: Duration(time.Second)}
 	full := &Pass{MinSendRatio: .9, MinRatioOfRaw: .1, MaxP50Ms: 20, MaxP50OverProbe: 1.2, MaxP99Ms: 100, MaxPeakRSSMiB: 100}

@@ -7,6 +7,7 @@
 //	go run ./scale-tests -profile quick        # make scale-test
 //	go run ./scale-tests -profile full         # make scale-test PROFILE=full
 //	go run ./scale-tests -scenario burst-500   # one scenario
+//	go run ./scale-tests -scenario five-sources,scale-3-5-2   # several, in that order
 package main
 
 import (
@@ -39,7 +40,7 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.profile, "profile", "quick", "scenarios to run: quick (under 10 minutes here) or full")
-	flag.StringVar(&o.scenario, "scenario", "", "run only this scenario")
+	flag.StringVar(&o.scenario, "scenario", "", "run only these scenarios (comma-separated), in the order given")
 	flag.StringVar(&o.out, "out", "scale-tests/results", "folder for the results")
 	flag.StringVar(&o.recheck, "recheck", "", "judge the results saved in this folder (an earlier run's) by the scenario files' pass conditions, without running anything")
 	flag.BoolVar(&o.check, "check", false, "fail when a scenario misses any of its pass conditions (its file's \"pass\" block; for CI)")

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -95,6 +96,10 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 
 // loadScenarios reads the scenario files of a profile, or the one named.
 func loadScenarios(dir, profile, only string) ([]Scenario, error) {
+	var names []string // run in this order: a scenario's figures depend on what ran before it
+	if only != "" {
+		names = strings.Split(only, ",")
+	}
 	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil {
 		return nil, err
@@ -115,9 +120,17 @@ func loadScenarios(dir, profile, only string) ([]Scenario, error) {
 		if err := s.validate(); err != nil {
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
-		if (only == "" && slices.Contains(s.Profiles, profile)) || s.Name == only {
+		if (only == "" && slices.Contains(s.Profiles, profile)) || slices.Contains(names, s.Name) {
 			out = append(out, s)
 		}
+	}
+	if names != nil {
+		for _, n := range names {
+			if !slices.ContainsFunc(out, func(s Scenario) bool { return s.Name == n }) {
+				return nil, fmt.Errorf("no scenario %q in %s", n, dir)
+			}
+		}
+		slices.SortStableFunc(out, func(a, b Scenario) int { return slices.Index(names, a.Name) - slices.Index(names, b.Name) })
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no scenario in %s for profile %q / name %q", dir, profile, only)
