@@ -449,6 +449,7 @@ var WriteFailureReasons = []string{
 // from the source's first moment rather than from its first write or failure.
 func (m *Metrics) InitSource(source string) {
 	m.ObservationsCreated.WithLabelValues(source)
+	m.ObservationsHandedOver.WithLabelValues(source)
 	for _, r := range WriteFailureReasons {
 		m.ObservationsFailed.WithLabelValues(source, r)
 	}
