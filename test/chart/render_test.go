@@ -98,6 +98,36 @@ func containerEnv(t *testing.T, dep *unstructured.Unstructured) map[string]strin
 	return out
 }
 
+// TestGOMAXPROCSFollowsTheCPURequest: the replicas run one Go processor per core their container
+// requests, rounded up, unless extraEnv sets GOMAXPROCS, which then stands alone.
+func TestGOMAXPROCSFollowsTheCPURequest(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  []string
+		want string // the one GOMAXPROCS entry, as rendered
+	}{
+		{name: "default", want: "map[name:GOMAXPROCS valueFrom:map[resourceFieldRef:map[divisor:1 resource:requests.cpu]]]"},
+		{name: "extraEnv", set: []string{"extraEnv[0].name=GOMAXPROCS", "extraEnv[0].value=4"}, want: "map[name:GOMAXPROCS value:4]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dep := find(render(t, "zw", "zen", "", tc.set...), "Deployment", "zw-zen-watcher")
+			if dep == nil {
+				t.Fatal("no zen-watcher Deployment")
+			}
+			cs, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+			var found []string
+			for _, e := range cs[0].(map[string]any)["env"].([]any) {
+				if m := e.(map[string]any); m["name"] == "GOMAXPROCS" {
+					found = append(found, fmt.Sprint(m))
+				}
+			}
+			if len(found) != 1 || found[0] != tc.want {
+				t.Errorf("GOMAXPROCS entries %v, want one: %s", found, tc.want)
+			}
+		})
+	}
+}
+
 // checkRestricted holds the pod to the restricted Pod Security Standard.
 func checkRestricted(t *testing.T, dep *unstructured.Unstructured) {
 	t.Helper()

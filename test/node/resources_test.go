@@ -49,6 +49,7 @@ type sample struct {
 	workingSet, rss  uint64
 	vmRSS, heapInUse float64
 	goMemLimit       float64
+	goMaxProcs       float64
 }
 
 // usage is one pod's figures over a phase: the peaks, and CPU as the mean rate between the first
@@ -87,7 +88,8 @@ func sampleReplicas(ctx context.Context, pods []corev1.Pod) (map[string]sample, 
 			return nil, fmt.Errorf("the kubelet's summary has no zen-watcher container of %s", p.Name)
 		}
 		for series, v := range map[string]*float64{"process_resident_memory_bytes": &smp.vmRSS,
-			"go_memstats_heap_inuse_bytes": &smp.heapInUse, "go_gc_gomemlimit_bytes": &smp.goMemLimit} {
+			"go_memstats_heap_inuse_bytes": &smp.heapInUse, "go_gc_gomemlimit_bytes": &smp.goMemLimit,
+			"go_sched_gomaxprocs_threads": &smp.goMaxProcs} {
 			if *v, err = podMetric(ctx, p, series); err != nil {
 				return nil, err
 			}
@@ -157,6 +159,10 @@ func TestResourcesOnTheNode(t *testing.T) {
 		limit := p.Spec.Containers[0].Resources.Limits.Memory().Value()
 		if want := math.Floor(float64(limit) * 0.9); math.Abs(first[p.Name].goMemLimit-want) > 1 {
 			t.Errorf("%s: GOMEMLIMIT %.0f, want 90%% of the container's limit %d (%.0f)", p.Name, first[p.Name].goMemLimit, limit, want)
+		}
+		// The preset requests a fraction of a core; the node has more than one.
+		if got := first[p.Name].goMaxProcs; got != 1 {
+			t.Errorf("%s: GOMAXPROCS %.0f, want 1 (the CPU request %s, rounded up)", p.Name, got, p.Spec.Containers[0].Resources.Requests.Cpu())
 		}
 	}
 
