@@ -42,7 +42,8 @@ type replicas struct {
 	// written is read again before informers (re)start on a share, so that their re-list costs
 	// no create for what is written already.
 	written *sources.WrittenObservations
-	// settle returns once no create is under way outside the share in force (Writer.Settle).
+	// settle returns once nothing is queued or being written outside the share in force
+	// (Writer.Settle).
 	settle func(context.Context) error
 	// weights is where the replicas publish what their namespaces weigh, for the leader's cut; nil
 	// without Redis, where every namespace weighs one.
@@ -253,8 +254,8 @@ func (r *replicas) applyRead(ctx context.Context) bool {
 	return true
 }
 
-// release waits until no create is under way outside share (the writer drops what is still
-// queued there), then reports share on the member Lease as all this replica may write in. The
+// release waits until nothing is queued or being written outside share (the writer takes
+// nothing new there), then reports share on the member Lease as all this replica may write in. The
 // report also comes before the informers start on namespaces new to share, so that whoever
 // takes them next knows to wait. Past a lease duration it reports all the same: what this
 // replica still writes then costs refused creates, nothing more.

@@ -72,8 +72,9 @@ type Event struct {
 	Redelivered bool `json:"-"`
 	// Withdrawn, when set, reports whether the finding is no longer this replica's to write: its
 	// source's object is in a namespace handed to another replica since, whose informers list it
-	// again. The writer asks it before each create and drops the finding then (OutcomeHandedOver),
-	// so that a replica letting namespaces go does not race their new owner with what it queued.
+	// again. The writer asks it as it takes the finding and before each retry, and drops the
+	// finding then (OutcomeHandedOver); what it queued before, it writes, and Writer.Settle waits
+	// for that, so that a replica letting namespaces go does not race their new owner.
 	Withdrawn func() bool `json:"-"`
 	// Done, when set, is called once with the finding's final outcome: written, filtered,
 	// deduplicated, rate limited, or failed with the error. The webhook server waits on it.

@@ -26,8 +26,8 @@ const (
 	OutcomeDeduplicated
 	OutcomeFailed
 	OutcomeRateLimited
-	// OutcomeHandedOver is a finding the writer did not write because its namespace went to
-	// another replica meanwhile (Event.Withdrawn), which lists it again and writes it.
+	// OutcomeHandedOver is a finding the writer did not take or retry because its namespace went
+	// to another replica meanwhile (Event.Withdrawn), which lists it again and writes it.
 	OutcomeHandedOver
 )
 

@@ -78,9 +78,9 @@ type Writer struct {
 	queue   chan *Event
 	stopped chan struct{} // closed when Run has returned
 
-	// inflight holds the findings the workers have taken and not finished, for Settle.
-	mu       sync.Mutex
-	inflight map[*Event]struct{}
+	// pending holds the findings taken and not finished (queued or being written), for Settle.
+	mu      sync.Mutex
+	pending map[*Event]struct{}
 }
 
 // ErrStopped is the outcome error of a finding the writer took but did not write because it
@@ -91,23 +91,32 @@ var ErrStopped = errors.New("writer stopped")
 func NewWriter(cfg WriterConfig, c Creator, m *metrics.Metrics, log *slog.Logger) *Writer {
 	cfg.setDefaults()
 	return &Writer{
-		cfg:      cfg,
-		creator:  c,
-		metrics:  m,
-		log:      log,
-		queue:    make(chan *Event, cfg.QueueSize),
-		stopped:  make(chan struct{}),
-		inflight: make(map[*Event]struct{}, cfg.Workers),
+		cfg:     cfg,
+		creator: c,
+		metrics: m,
+		log:     log,
+		queue:   make(chan *Event, cfg.QueueSize),
+		stopped: make(chan struct{}),
+		pending: make(map[*Event]struct{}, cfg.QueueSize),
 	}
 }
 
 // Put hands ev to the workers. It blocks while the queue is full; if ctx ends first it returns an
 // error wrapping ErrQueueFull, and ev was not taken. Once Run has returned it refuses with ErrStopped.
+// A withdrawn finding (Event.Withdrawn) is taken and handed over at once, unwritten.
 func (w *Writer) Put(ctx context.Context, ev *Event) error {
 	select {
 	case <-w.stopped:
 		return fmt.Errorf("queueing finding of %s: %w", ev.Source, ErrStopped)
 	default:
+	}
+	// Counted before asking Withdrawn: a Settle that begins once this finding's namespace was
+	// handed over either sees it pending or knows it was dropped.
+	w.begin(ev)
+	if withdrawn(ev) {
+		w.end(ev)
+		w.handOver(ctx, ev)
+		return nil
 	}
 	ev.queued = time.Now()
 	select {
@@ -118,11 +127,13 @@ func (w *Writer) Put(ctx context.Context, ev *Event) error {
 	}
 	select {
 	case <-w.stopped:
+		w.end(ev)
 		return fmt.Errorf("queueing finding of %s: %w", ev.Source, ErrStopped)
 	case w.queue <- ev:
 		w.metrics.WriterQueueDepth.Set(float64(len(w.queue)))
 		return nil
 	case <-ctx.Done():
+		w.end(ev)
 		return fmt.Errorf("queueing finding of %s: %w (%w)", ev.Source, ErrQueueFull, ctx.Err())
 	}
 }
@@ -173,8 +184,9 @@ func (w *Writer) refuseQueued(ctx context.Context) {
 	}
 }
 
-// fail reports a finding not written, after taking its dedup claim back.
+// fail reports a finding taken and not written, after taking its dedup claim back.
 func (w *Writer) fail(ctx context.Context, ev *Event, err error) {
+	w.end(ev)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	release(rctx, ev)
 	cancel()
@@ -184,15 +196,8 @@ func (w *Writer) fail(ctx context.Context, ev *Event, err error) {
 }
 
 func (w *Writer) write(ctx context.Context, ev *Event) {
-	// Taken before asking Withdrawn: a Settle that begins after this finding's namespace was
-	// handed over either sees it in flight or knows it will be dropped.
-	w.begin(ev)
 	defer w.end(ev)
 	w.observeStages(ev)
-	if withdrawn(ev) {
-		w.handOver(ctx, ev)
-		return
-	}
 	obs := BuildObservation(ev, w.cfg.Namespace)
 	if w.knownWritten(ev, obs) {
 		w.metrics.ObservationsKnownWritten.WithLabelValues(ev.Source).Inc()
@@ -259,27 +264,29 @@ func (w *Writer) handOver(ctx context.Context, ev *Event) {
 
 func (w *Writer) begin(ev *Event) {
 	w.mu.Lock()
-	w.inflight[ev] = struct{}{}
+	w.pending[ev] = struct{}{}
 	w.mu.Unlock()
 }
 
 func (w *Writer) end(ev *Event) {
 	w.mu.Lock()
-	delete(w.inflight, ev)
+	delete(w.pending, ev)
 	w.mu.Unlock()
 }
 
-// settlePoll is how often Settle looks at the creates under way; each takes milliseconds.
-const settlePoll = 5 * time.Millisecond
+// settlePoll is how often Settle looks at the findings pending; the queue drains in milliseconds
+// to seconds, and each look walks it.
+const settlePoll = 20 * time.Millisecond
 
-// Settle returns once no create under way is of a withdrawn finding (Event.Withdrawn), or with
-// ctx's error. Withdrawn findings still queued are dropped as the workers come to them, so from
-// then on this replica sends nothing more in the namespaces it let go of, and can tell their new
-// owners so.
+// Settle returns once no withdrawn finding (Event.Withdrawn) is queued or being written, or with
+// ctx's error. Findings already queued when their namespace went to another replica are written
+// here, at once, rather than left to wait for their new owner's list; those that arrive after are
+// handed over unwritten (Put), and a create that fails is not retried once withdrawn. From then on
+// this replica sends nothing more in the namespaces it let go of, and can tell their new owners so.
 func (w *Writer) Settle(ctx context.Context) error {
 	t := time.NewTicker(settlePoll)
 	defer t.Stop()
-	for w.withdrawnInFlight() {
+	for w.withdrawnPending() {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for the creates in namespaces handed over: %w", ctx.Err())
@@ -289,10 +296,10 @@ func (w *Writer) Settle(ctx context.Context) error {
 	return nil
 }
 
-func (w *Writer) withdrawnInFlight() bool {
+func (w *Writer) withdrawnPending() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for ev := range w.inflight {
+	for ev := range w.pending {
 		if withdrawn(ev) {
 			return true
 		}

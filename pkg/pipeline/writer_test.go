@@ -378,9 +378,9 @@ func TestWriterStages(t *testing.T) {
 	}
 }
 
-// TestWriterHandsOverWithdrawn: a finding withdrawn before its create (its namespace went to
+// TestWriterHandsOverWithdrawn: a finding withdrawn before it is queued (its namespace went to
 // another replica) is not sent, nor retried once withdrawn; it is reported handed over, counted,
-// and its dedup claim given back.
+// and its dedup claim given back. (One withdrawn while queued is written: TestWriterSettle.)
 func TestWriterHandsOverWithdrawn(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -391,7 +391,7 @@ func TestWriterHandsOverWithdrawn(t *testing.T) {
 		wantCalls     int
 	}{
 		{name: "owned", withdrawAfter: -1, want: OutcomeWritten, wantCalls: 1},
-		{name: "withdrawn while queued", withdrawAfter: 0, want: OutcomeHandedOver, wantCalls: 0},
+		{name: "withdrawn before it was queued", withdrawAfter: 0, want: OutcomeHandedOver, wantCalls: 0},
 		{name: "withdrawn between retries", withdrawAfter: 1,
 			script: []error{apierrors.NewTooManyRequests("slow down", 0)}, want: OutcomeHandedOver, wantCalls: 1},
 		{name: "withdrawn after it was written", withdrawAfter: 1, want: OutcomeWritten, wantCalls: 1},
@@ -449,46 +449,51 @@ func btoi(b bool) int {
 	return 0
 }
 
-// TestWriterSettle: Settle waits for a create under way whose finding was withdrawn, and not for
-// one whose finding is still this replica's.
+// TestWriterSettle: Settle waits for the withdrawn findings queued or being written — which are
+// written, not dropped: they are at the front of the line, their new owner's list is not — and
+// not for those still this replica's.
 func TestWriterSettle(t *testing.T) {
 	c := &gatedCreator{entered: make(chan struct{}, 2), gate: make(chan struct{})}
 	m := metrics.New(prometheus.NewRegistry())
-	w := NewWriter(WriterConfig{Workers: 2}, c, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w := NewWriter(WriterConfig{Workers: 1}, c, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go w.Run(ctx)
 	var lost sync.Mutex
 	withdrawn := false
-	owned, moved := baseEvent(), baseEvent()
-	moved.Resource.Name = "moved"
-	moved.Withdrawn = func() bool { lost.Lock(); defer lost.Unlock(); return withdrawn }
+	moved := func() bool { lost.Lock(); defer lost.Unlock(); return withdrawn }
+	writing, queued := baseEvent(), baseEvent()
+	queued.Resource.Name = "queued"
 	outcomes := make(chan Outcome, 2)
-	for _, ev := range []*Event{&owned, &moved} {
+	for _, ev := range []*Event{&writing, &queued} {
+		ev.Withdrawn = moved
 		ev.Done = func(o Outcome, _ error) { outcomes <- o }
 		if err := w.Put(ctx, ev); err != nil {
 			t.Fatal(err)
 		}
-		<-c.entered
 	}
+	<-c.entered // the first is being written, the second queued behind it
 	short := func() error {
 		sctx, scancel := context.WithTimeout(ctx, 50*time.Millisecond)
 		defer scancel()
 		return w.Settle(sctx)
 	}
 	if err := short(); err != nil {
-		t.Fatalf("Settle with only owned findings under way: %v", err)
+		t.Fatalf("Settle with only owned findings pending: %v", err)
 	}
 	lost.Lock()
 	withdrawn = true
 	lost.Unlock()
 	if err := short(); err == nil {
-		t.Fatal("Settle returned while a withdrawn finding's create was under way")
+		t.Fatal("Settle returned while withdrawn findings were pending")
 	}
 	close(c.gate)
-	<-outcomes
-	<-outcomes
+	for range 2 {
+		if o := <-outcomes; o != OutcomeWritten {
+			t.Errorf("a withdrawn finding pending when its namespace moved: %v, want written", o)
+		}
+	}
 	if err := short(); err != nil {
-		t.Fatalf("Settle once the creates returned: %v", err)
+		t.Fatalf("Settle once both were written: %v", err)
 	}
 }
