@@ -278,28 +278,10 @@ func (r *replicas) awaitReleased(ctx context.Context, share shard.Ranges, hashes
 	began := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.memberLease)
 	defer cancel()
-	moved := make(chan struct{})
-	go func() {
-		defer close(moved)
-		t := time.NewTicker(shareCheck)
-		defer t.Stop()
-		for {
-			select {
-			case <-wctx.Done():
-				return
-			case <-t.C:
-				if !slices.Equal(r.sharder.Share(), share) {
-					cancel()
-					return
-				}
-			}
-		}
-	}()
-	err := r.members.AwaitReleased(wctx, hashes)
-	cancel()
-	<-moved
+	moved := func() bool { return !slices.Equal(r.sharder.Share(), share) }
+	err := r.members.AwaitReleased(wctx, hashes, moved)
 	r.metrics.HandOverWait.Observe(time.Since(began).Seconds())
-	if !slices.Equal(r.sharder.Share(), share) {
+	if moved() {
 		return false
 	}
 	if err != nil && ctx.Err() == nil {
@@ -308,10 +290,6 @@ func (r *replicas) awaitReleased(ctx context.Context, share shard.Ranges, hashes
 	}
 	return true
 }
-
-// shareCheck is how often a replica waiting for others to let go of namespaces looks whether its
-// own share moved on.
-const shareCheck = 20 * time.Millisecond
 
 // loadWritten reads the Observations of the share in force before the informers list it; if
 // they cannot be read in time, the re-list costs refused creates, nothing more.

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -284,8 +285,10 @@ const releasePoll = 10 * time.Millisecond
 
 // AwaitReleased returns once no other live member's Lease holds any of hashes (namespaces this
 // replica gains), or with ctx's error: a member that stops renewing drops out of the set, so the
-// wait ends at the latest a lease duration after the member stopped.
-func (m *Members) AwaitReleased(ctx context.Context, hashes []uint64) error {
+// wait ends at the latest a lease duration after the member stopped. It also returns, with
+// ErrWaitAbandoned, as soon as abandon (checked at each read; nil never abandons) reports true:
+// a replica whose own share moved on must not wait for members that may be waiting for it.
+func (m *Members) AwaitReleased(ctx context.Context, hashes []uint64, abandon func() bool) error {
 	if len(hashes) == 0 {
 		return nil
 	}
@@ -299,6 +302,9 @@ func (m *Members) AwaitReleased(ctx context.Context, hashes []uint64) error {
 		if holder == "" {
 			return nil
 		}
+		if abandon != nil && abandon() {
+			return fmt.Errorf("waiting for member %s: %w", holder, ErrWaitAbandoned)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("member %s still holds namespaces this replica gains: %w", holder, ctx.Err())
@@ -306,6 +312,9 @@ func (m *Members) AwaitReleased(ctx context.Context, hashes []uint64) error {
 		}
 	}
 }
+
+// ErrWaitAbandoned is returned by AwaitReleased when its caller gave up the wait.
+var ErrWaitAbandoned = errors.New("wait for a hand-over abandoned")
 
 // holder names a live member other than this one whose Lease holds one of hashes, or "".
 func (m *Members) holder(hashes []uint64) (string, error) {

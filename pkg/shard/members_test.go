@@ -2,6 +2,7 @@ package shard
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -223,7 +224,7 @@ func TestMembersHandOver(t *testing.T) {
 	await := func(m *Members, h uint64, within time.Duration) error {
 		wctx, wcancel := context.WithTimeout(ctx, within)
 		defer wcancel()
-		return m.AwaitReleased(wctx, []uint64{h})
+		return m.AwaitReleased(wctx, []uint64{h}, nil)
 	}
 	// Reported is not yet seen: the gainer's Lease informer brings it within moments.
 	deadline := time.Now().Add(10 * time.Second)
@@ -245,6 +246,14 @@ func TestMembersHandOver(t *testing.T) {
 	}
 	if err := await(gainer, hHigh, 200*time.Millisecond); err == nil {
 		t.Error("the gainer did not wait for b's holding of the high half")
+	}
+	polls := 0
+	abandon := func() bool { polls++; return polls == 3 }
+	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+	abandoned := gainer.AwaitReleased(actx, []uint64{hHigh}, abandon)
+	acancel()
+	if !errors.Is(abandoned, ErrWaitAbandoned) || polls != 3 {
+		t.Errorf("a wait its caller gave up on the third read ended with %v after %d reads", abandoned, polls)
 	}
 	stopB()
 	if err := <-bDone; err != nil {
