@@ -71,6 +71,41 @@ func (rs Ranges) add(r Range) Ranges {
 	return append(rs, r)
 }
 
+// Minus is the part of rs that other does not cover: where a replica whose informers read other
+// reads anew when its share becomes rs.
+func (rs Ranges) Minus(other Ranges) Ranges {
+	var out Ranges
+	for _, r := range rs {
+		from, covered := r.Start, false
+		for _, o := range other {
+			if !below(o.Start, r.End) {
+				break // o and what follows start at or past r's end
+			}
+			if o.End != 0 && o.End <= from {
+				continue // o ends before what is left of r
+			}
+			if o.Start > from {
+				out = out.add(Range{Start: from, End: o.Start})
+			}
+			if o.End == 0 || (r.End != 0 && o.End >= r.End) {
+				covered = true // o runs to r's end or past it
+				break
+			}
+			from = o.End
+		}
+		if !covered && below(from, r.End) {
+			out = out.add(Range{Start: from, End: r.End})
+		}
+	}
+	return out
+}
+
+// Intersect is the part of rs that other covers too.
+func (rs Ranges) Intersect(other Ranges) Ranges { return rs.Minus(rs.Minus(other)) }
+
+// below reports whether h is below end, an exclusive bound where 0 stands for 2^64.
+func below(h, end uint64) bool { return end == 0 || h < end }
+
 // Whole reports whether the share is the whole hash space (a table of one member).
 func (rs Ranges) Whole() bool { return len(rs) == 1 && rs[0].Start == 0 && rs[0].End == 0 }
 
