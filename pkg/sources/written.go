@@ -18,17 +18,20 @@ import (
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
 )
 
-// WrittenObservations knows the Observations of this replica's share as they were when it last
-// loaded them: the findings its informers re-list after a start or a rebalance mostly have their
-// Observation already (written before the restart, or by the replica that owned the namespace),
-// and the writer asks here instead of sending a create the API server would refuse.
+// WrittenObservations knows the Observations of the namespaces this replica was about to list
+// anew (its whole share at start, what it gained at a rebalance) as they were when it last loaded
+// them: the findings its informers list there mostly have their Observation already (written
+// before a restart, or by the replica that owned the namespace), and the writer asks here instead
+// of sending a create the API server would refuse.
 //
-// It holds the names' hashes only, and for a while: it is for the re-list that follows a load, and
-// is forgotten after Keep.
+// It holds the names' hashes only, and for a while: each load is for the re-list that follows it,
+// and is forgotten after Keep. Loads add up rather than replace each other: a share that gains
+// twice in quick succession restarts its informers again before their list of the first gain is
+// done, and the second list needs the names of both.
 type WrittenObservations struct {
 	// Client reads the Observations' metadata.
 	Client metadata.Interface
-	// Wrap narrows the listing to the share in force, as the informers are narrowed; nil lists all.
+	// Wrap narrows the listing to where the informers are about to list anew; nil lists all.
 	Wrap WrapListerWatcher
 	// Keep is how long a load is asked (default 5 minutes).
 	Keep time.Duration
@@ -37,6 +40,11 @@ type WrittenObservations struct {
 	seed  maphash.Seed
 	once  sync.Once
 	mu    sync.RWMutex
+	loads []load
+}
+
+// load is the names one Load read, known until until.
+type load struct {
 	names map[uint64]struct{}
 	until time.Time
 }
@@ -51,8 +59,8 @@ func (w *WrittenObservations) key(namespace, name string) uint64 {
 	return h.Sum64()
 }
 
-// Load lists the Observations of the share in force, a page at a time, and makes them the ones
-// known. It returns how many it read.
+// Load lists the Observations Wrap narrows to, a page at a time, and makes them the ones known.
+// It returns how many it read.
 func (w *WrittenObservations) Load(ctx context.Context) (int, error) {
 	start := time.Now()
 	var lw cache.ListerWatcher = &cache.ListWatch{
@@ -86,8 +94,9 @@ func (w *WrittenObservations) Load(ctx context.Context) (int, error) {
 	if keep <= 0 {
 		keep = 5 * time.Minute
 	}
+	now := time.Now()
 	w.mu.Lock()
-	w.names, w.until = names, time.Now().Add(keep)
+	w.loads = append(w.current(now), load{names: names, until: now.Add(keep)})
 	w.mu.Unlock()
 	if w.Log != nil {
 		w.Log.Info("read the Observations written", "observations", len(names), "took", time.Since(start).Round(time.Millisecond))
@@ -95,22 +104,38 @@ func (w *WrittenObservations) Load(ctx context.Context) (int, error) {
 	return len(names), nil
 }
 
+// current is a new slice of the loads still known at now: Written reads the one it replaces
+// without the lock. Called with mu held.
+func (w *WrittenObservations) current(now time.Time) []load {
+	kept := make([]load, 0, len(w.loads)+1)
+	for _, l := range w.loads {
+		if now.Before(l.until) { // else the re-list it was loaded for is long done
+			kept = append(kept, l)
+		}
+	}
+	return kept
+}
+
 // Written implements pipeline.WrittenIndex.
 func (w *WrittenObservations) Written(namespace, name string) bool {
+	now := time.Now()
 	w.mu.RLock()
-	names, until := w.names, w.until
+	loads := w.loads
 	w.mu.RUnlock()
-	if names == nil {
-		return false
-	}
-	if time.Now().After(until) {
-		w.mu.Lock()
-		if w.until.Equal(until) {
-			w.names = nil // the re-list it was loaded for is long done
+	expired := false
+	for _, l := range loads {
+		if !now.Before(l.until) {
+			expired = true
+			continue
 		}
-		w.mu.Unlock()
-		return false
+		if _, ok := l.names[w.key(namespace, name)]; ok {
+			return true
+		}
 	}
-	_, ok := names[w.key(namespace, name)]
-	return ok
+	if expired {
+		w.mu.Lock()
+		w.loads = w.current(now)
+		w.mu.Unlock()
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	metadatafake "k8s.io/client-go/metadata/fake"
 	"k8s.io/client-go/tools/cache"
 
@@ -54,5 +55,40 @@ func TestWrittenObservations(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if w.Written("shop", "trivy-1") {
 		t.Error("still known after its while")
+	}
+}
+
+// TestWrittenLoadsAddUp: a second load, of other Observations, keeps the first one's known for
+// the rest of its while; each is forgotten after its own.
+func TestWrittenLoadsAddUp(t *testing.T) {
+	scheme := metadatafake.NewTestScheme()
+	if err := metav1.AddMetaToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	client := metadatafake.NewSimpleMetadataClient(scheme,
+		observationMeta("shop", "trivy-1"), observationMeta("payments", "trivy-1"))
+	narrowTo := "shop"
+	w := &WrittenObservations{Client: client, Keep: 400 * time.Millisecond, Wrap: func(lw cache.ListerWatcher) cache.ListerWatcher {
+		ns := narrowTo
+		return &cache.ListWatch{ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return client.Resource(v1alpha1.SchemeGroupVersion.WithResource("observations")).Namespace(ns).List(ctx, o)
+		}}
+	}}
+	ctx := context.Background()
+	if n, err := w.Load(ctx); err != nil || n != 1 {
+		t.Fatalf("first load: %d (%v)", n, err)
+	}
+	time.Sleep(250 * time.Millisecond)
+	narrowTo = "payments"
+	if n, err := w.Load(ctx); err != nil || n != 1 {
+		t.Fatalf("second load: %d (%v)", n, err)
+	}
+	if !w.Written("shop", "trivy-1") || !w.Written("payments", "trivy-1") {
+		t.Fatal("the second load made the first one's Observations unknown")
+	}
+	time.Sleep(250 * time.Millisecond) // past the first load's while, within the second's
+	if w.Written("shop", "trivy-1") || !w.Written("payments", "trivy-1") {
+		t.Errorf("known after the first load's while: shop %v (want false), payments %v (want true)",
+			w.Written("shop", "trivy-1"), w.Written("payments", "trivy-1"))
 	}
 }
