@@ -60,14 +60,23 @@ func (h *handedOn) keep(owns func(namespace string) bool) {
 	}
 }
 
-// prune removes the objects not in live: deleted while no informer watched them.
-func (h *handedOn) prune(live map[types.UID]bool) {
+// uids is the objects remembered now.
+func (h *handedOn) uids() map[types.UID]bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	out := make(map[types.UID]bool, len(h.objects))
 	for uid := range h.objects {
-		if !live[uid] {
-			delete(h.objects, uid)
-		}
+		out[uid] = true
+	}
+	return out
+}
+
+// drop removes the objects in gone: deleted while no informer watched them.
+func (h *handedOn) drop(gone map[types.UID]bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for uid := range gone {
+		delete(h.objects, uid)
 	}
 }
 

@@ -49,6 +49,13 @@ type InformerConfig struct {
 // replica reads, and nothing else in a source needs to know.
 type WrapListerWatcher func(cache.ListerWatcher) cache.ListerWatcher
 
+// Narrowing is implemented by a decorated ListerWatcher whose namespaces shrink while its informer
+// runs: the informer forgets the objects of those it no longer reads, and hands on nothing of them
+// at a resync. (Another informer, over the namespaces gained, may read them again.)
+type Narrowing interface {
+	Reads(namespace string) bool
+}
+
 // Informer reads a tool's objects and hands on their findings. Objects are parsed as they arrive and
 // only their findings are cached, so memory grows with the findings, not with the size of the
 // tools' objects. An object whose findings did not change yields nothing; of one that changed, only
@@ -69,8 +76,17 @@ type Informer struct {
 
 	resync time.Duration
 
-	handed    *handedOn
-	inherited bool // handed came from the informer this one replaces: prune it once synced
+	handed *handedOn
+	// inherited is the objects handed came with from the informers this one replaces: those the
+	// first list does not return are pruned once synced. Nil when nothing was inherited.
+	inherited map[types.UID]bool
+
+	// store is the running informer's cache, for Narrow; nil until Run starts it.
+	store atomic.Pointer[cache.Indexer]
+	// lw is what the informer lists and watches through; narrowing is lw if it narrows as the
+	// informer runs, nil otherwise.
+	lw        cache.ListerWatcher
+	narrowing Narrowing
 }
 
 // DefaultResync is how often an informer looks at every object again, to hand on findings that
@@ -89,6 +105,8 @@ func NewInformer(cfg InformerConfig, client dynamic.Interface, disc discovery.Di
 	if cfg.Resync > 0 {
 		i.resync = cfg.Resync
 	}
+	i.lw = i.listerWatcher()
+	i.narrowing, _ = i.lw.(Narrowing)
 	i.waiting.Store("")
 	i.lastErr.Store("")
 	return i
@@ -100,19 +118,60 @@ func NewInformer(cfg InformerConfig, client dynamic.Interface, disc discovery.Di
 func (i *Informer) Inherit(from *Informer, owns func(namespace string) bool) {
 	i.handed = from.handed
 	i.handed.keep(owns)
-	i.inherited = true
+	i.inherited = i.handed.uids()
+}
+
+// Join has the informer record what it hands on where with does: an informer added over the ranges
+// a share gained, beside the one reading the rest (with), so that one restarted later on the whole
+// share inherits from both. Their namespaces do not overlap, so neither sees the other's objects.
+// Call it before Run.
+func (i *Informer) Join(with *Informer) { i.handed = with.handed }
+
+// Narrow forgets the objects of the namespaces Owns rejects now, from the cache and from what was
+// handed on: the replica's share shrank and the informer runs on, its ListerWatcher dropping their
+// events. Without it their objects would stay cached until the next restart, which a replica whose
+// share only ever shrinks (a scale-up) never has. It returns how many objects it forgot.
+func (i *Informer) Narrow() int {
+	store := i.store.Load()
+	if i.cfg.Owns == nil {
+		return 0
+	}
+	// What was handed on is shared with the informers joined to this one (Join): it is kept for
+	// the replica's share, the cache for what this informer reads.
+	i.handed.keep(i.cfg.Owns)
+	if store == nil {
+		return 0
+	}
+	n := 0
+	for _, obj := range (*store).List() {
+		// The informer is this Informer's alone, and its events for these namespaces are dropped
+		// before they reach the cache, so removing them here races with nothing.
+		if p, ok := obj.(*parsed); ok && !i.reads(p.Namespace) && (*store).Delete(p) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// reads reports whether this informer reads a namespace's objects now: the replica owns it, and
+// the informer's ListerWatcher still reads it.
+func (i *Informer) reads(namespace string) bool {
+	if i.cfg.Owns != nil && !i.cfg.Owns(namespace) {
+		return false
+	}
+	return i.narrowing == nil || i.narrowing.Reads(namespace)
 }
 
 // pruneGone forgets the inherited objects the first list did not return: they were deleted while
-// no informer watched.
+// no informer watched. What informers that joined this one (Join) recorded since is theirs.
 func (i *Informer) pruneGone(store cache.Store) {
-	live := map[types.UID]bool{}
 	for _, obj := range store.List() {
 		if p, ok := obj.(*parsed); ok {
-			live[p.UID] = true
+			delete(i.inherited, p.UID)
 		}
 	}
-	i.handed.prune(live)
+	i.handed.drop(i.inherited)
+	i.inherited = nil
 }
 
 // Name is the source name.
@@ -141,7 +200,7 @@ func (i *Informer) Run(ctx context.Context, h Handler) error {
 	if t, ok := i.parser.(Timed); ok {
 		resync = min(resync, t.ResyncPeriod())
 	}
-	inf := cache.NewSharedIndexInformerWithOptions(i.listerWatcher(), &unstructured.Unstructured{},
+	inf := cache.NewSharedIndexInformerWithOptions(i.lw, &unstructured.Unstructured{},
 		cache.SharedIndexInformerOptions{ResyncPeriod: resync, ObjectDescription: i.cfg.GVR.String()})
 	if err := inf.SetTransform(i.transform); err != nil {
 		return fmt.Errorf("setting transform: %w", err)
@@ -158,9 +217,11 @@ func (i *Informer) Run(ctx context.Context, h Handler) error {
 	}, cache.HandlerOptions{ResyncPeriod: &resync}); err != nil {
 		return fmt.Errorf("adding handler: %w", err)
 	}
+	store := inf.GetIndexer()
+	i.store.Store(&store)
 	go func() {
 		if cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
-			if i.inherited {
+			if i.inherited != nil {
 				i.pruneGone(inf.GetStore())
 			}
 			i.synced.Store(true)
@@ -323,6 +384,9 @@ func (i *Informer) handle(ctx context.Context, h Handler, obj any, listed bool) 
 	p, ok := obj.(*parsed)
 	if !ok {
 		return
+	}
+	if !i.reads(p.Namespace) {
+		return // left the share (a resync before Narrow): its new owner reads it, or another informer
 	}
 	findings := p.findings
 	if p.raw != nil {

@@ -130,26 +130,37 @@ func equalStrings(a, b []string) bool {
 	return true
 }
 
+// configMapsGVR is the resource the ConfigMap fixtures are served as.
+var configMapsGVR = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+
+// configMap is a ConfigMap whose data has one entry per key (a finding each, oneFindingPerKey).
+func configMap(ns, name, uid string, keys ...string) *unstructured.Unstructured {
+	data := map[string]any{}
+	for _, k := range keys {
+		data[k] = "1"
+	}
+	return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": name, "namespace": ns, "uid": uid}, "data": data}}
+}
+
+// configMapClients serves objs as ConfigMaps, and discovery that says so.
+func configMapClients(objs ...runtime.Object) (*dynamicfake.FakeDynamicClient, *fakediscovery.FakeDiscovery) {
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{configMapsGVR: "ConfigMapList"}, objs...)
+	disc := &fakediscovery.FakeDiscovery{Fake: &kubetesting.Fake{}}
+	disc.Resources = []*metav1.APIResourceList{{GroupVersion: "v1", APIResources: []metav1.APIResource{{Name: "configmaps", Namespaced: true}}}}
+	return client, disc
+}
+
 // TestRestartedInformerKeepsWhatStays: an informer restarted on a new share inherits what the
 // one before it handed on: it hands on nothing again in the namespace that stays, everything in
 // the one it owns anew (the memory of the namespace it no longer owns is dropped), and forgets
 // an object deleted while no informer watched.
 func TestRestartedInformerKeepsWhatStays(t *testing.T) {
 	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
-	gvr := schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
-	cm := func(ns, name, uid string, keys ...string) *unstructured.Unstructured {
-		data := map[string]any{}
-		for _, k := range keys {
-			data[k] = "1"
-		}
-		return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
-			"metadata": map[string]any{"name": name, "namespace": ns, "uid": uid}, "data": data}}
-	}
-	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{gvr: "ConfigMapList"},
-		cm("stays", "a", "u1", "stays-1", "stays-2"), cm("stays", "gone", "u2", "gone-1"), cm("moves", "b", "u3", "moves-1"))
-	disc := &fakediscovery.FakeDiscovery{Fake: &kubetesting.Fake{}}
-	disc.Resources = []*metav1.APIResourceList{{GroupVersion: "v1", APIResources: []metav1.APIResource{{Name: "configmaps", Namespaced: true}}}}
+	gvr, cm := configMapsGVR, configMap
+	client, disc := configMapClients(cm("stays", "a", "u1", "stays-1", "stays-2"), cm("stays", "gone", "u2", "gone-1"),
+		cm("moves", "b", "u3", "moves-1"))
 	m := metrics.New(prometheus.NewRegistry())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	run := func(inf *Informer, h Handler) (stop func()) {
@@ -195,6 +206,141 @@ func TestRestartedInformerKeepsWhatStays(t *testing.T) {
 	}
 	if n := second.handed.len(); n != 2 {
 		t.Errorf("%d objects remembered, want 2 (the deleted one forgotten)", n)
+	}
+}
+
+// TestJoinedInformersShareWhatTheyHandedOn: an informer added over the namespaces a share gained
+// (Join) records what it hands on with the informer beside it, so that one restarted on the whole
+// share hands on neither's findings again; and a restarted informer's pruning of the objects deleted
+// while none watched leaves alone what an informer joined to it recorded since.
+func TestJoinedInformersShareWhatTheyHandedOn(t *testing.T) {
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
+	gvr, cm := configMapsGVR, configMap
+	client, disc := configMapClients(cm("kept", "a", "u1", "kept-1"), cm("kept", "gone", "u2", "gone-1"),
+		cm("gained", "b", "u3", "gained-1"))
+	m := metrics.New(prometheus.NewRegistry())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	in := func(namespaces ...string) *Informer {
+		return NewInformer(InformerConfig{Source: "test", GVR: gvr, Namespaces: namespaces}, client, disc,
+			oneFindingPerKey, nil, m, log)
+	}
+	run := func(inf *Informer) (h *recorder, stop func()) {
+		h = &recorder{}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = inf.Run(ctx, h); close(done) }()
+		for deadline := time.Now().Add(5 * time.Second); !inf.HasSynced(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("informer did not sync")
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		return h, func() { cancel(); <-done }
+	}
+	first := in("kept")
+	h1, stop1 := run(first)
+	joined := in("gained")
+	joined.Join(first)
+	h2, stop2 := run(joined)
+	stop1()
+	stop2()
+	got := append(h1.rules(), h2.rules()...)
+	if sort.Strings(got); !equalStrings(got, []string{"gained-1", "gone-1", "kept-1"}) {
+		t.Fatalf("the two informers handed on %v", got)
+	}
+	ctx := context.Background()
+	if err := client.Resource(gvr).Namespace("kept").Delete(ctx, "gone", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	restarted := in()
+	restarted.Inherit(first, func(string) bool { return true })
+	h3, stop3 := run(restarted)
+	stop3()
+	if got := h3.rules(); len(got) != 0 {
+		t.Errorf("the informer restarted on the whole share handed on %v again", got)
+	}
+	if n := restarted.handed.len(); n != 2 {
+		t.Errorf("%d objects remembered after the restart, want 2 (the deleted one forgotten)", n)
+	}
+
+	// Restarted on "kept" alone; "gained" is gained anew and its informer syncs first.
+	if _, err := client.Resource(gvr).Namespace("gained").Create(ctx, cm("gained", "c", "u4", "gained-2"),
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again := in("kept")
+	again.Inherit(restarted, func(ns string) bool { return ns == "kept" })
+	late := in("gained")
+	late.Join(again)
+	h4, stop4 := run(late)
+	defer stop4()
+	h5, stop5 := run(again)
+	defer stop5()
+	if got := h4.rules(); !equalStrings(got, []string{"gained-1", "gained-2"}) {
+		t.Errorf("the informer over the namespace gained anew handed on %v", got)
+	}
+	if got := h5.rules(); len(got) != 0 {
+		t.Errorf("the informer restarted on what it kept handed on %v again", got)
+	}
+	if n := again.handed.len(); n != 3 {
+		t.Errorf("%d objects remembered, want 3: the restarted informer's pruning dropped what the joined one recorded", n)
+	}
+}
+
+// TestNarrowedInformerForgetsWhatLeft: an informer that runs on while its share shrinks hands on
+// nothing more of the namespace that left, and Narrow drops that namespace's objects from its
+// cache and from what it handed on.
+func TestNarrowedInformerForgetsWhatLeft(t *testing.T) {
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
+	gvr, cm := configMapsGVR, configMap
+	client, disc := configMapClients(cm("stays", "a", "u1", "stays-1"), cm("moves", "b", "u2", "moves-1"),
+		cm("moves", "c", "u3", "moves-2"))
+	var moved atomic.Bool
+	owns := func(ns string) bool { return ns == "stays" || !moved.Load() }
+	inf := NewInformer(InformerConfig{Source: "test", GVR: gvr, Owns: owns}, client, disc, oneFindingPerKey, nil,
+		metrics.New(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if n := inf.Narrow(); n != 0 {
+		t.Errorf("an informer not started forgot %d objects", n)
+	}
+	h := &recorder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = inf.Run(ctx, h); close(done) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(5 * time.Second); !inf.HasSynced(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("informer did not sync")
+		}
+	}
+	moved.Store(true)
+	// No ListerWatcher narrows this informer, so the change reaches it: the informer drops it.
+	if _, err := client.Resource(gvr).Namespace("moves").Update(ctx, cm("moves", "b", "u2", "moves-1", "moves-3"),
+		metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Resource(gvr).Namespace("stays").Update(ctx, cm("stays", "a", "u1", "stays-1", "stays-2"),
+		metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(h.rules()) < 4; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("handed on %v, want the stays-2 added", h.rules())
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // a moves-3 handed on would show now
+	if got := h.rules(); !equalStrings(got, []string{"moves-1", "moves-2", "stays-1", "stays-2"}) {
+		t.Errorf("handed on %v; moves-3 came after its namespace left the share", got)
+	}
+	if n := inf.Narrow(); n != 2 {
+		t.Errorf("Narrow forgot %d objects, want the 2 of the namespace that left", n)
+	}
+	store := *inf.store.Load()
+	if keys := store.ListKeys(); !equalStrings(keys, []string{"stays/a"}) {
+		t.Errorf("the cache holds %v after Narrow, want stays/a", keys)
+	}
+	if n := inf.handed.len(); n != 1 {
+		t.Errorf("%d objects remembered as handed on after Narrow, want 1", n)
 	}
 }
 
