@@ -69,7 +69,7 @@ func newReplicas(cfg *config, kube kubernetes.Interface, meta metadata.Interface
 		r.namespaces = shard.NewNamespaces(meta)
 		r.tables = &shard.ConfigMapTables{Client: kube, Namespace: cfg.namespace, Release: cfg.release, Self: cfg.memberID,
 			Owners: owners}
-		written.Wrap = r.sharder.WrapAhead
+		written.Wrap = r.sharder.WrapGained
 	}
 	return r
 }
@@ -189,7 +189,7 @@ func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.
 
 // follow starts the Ingester manager once this replica knows its share — from the namespaces, the
 // published table (tables is closed once it has been read) and the first member set — then
-// restarts the informers whenever the share changes.
+// has the informers read each share applied after (Sharder.Apply).
 func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tables <-chan struct{}) error {
 	for r.namespaces.Names() == nil {
 		select {
@@ -215,8 +215,12 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 		case <-r.sharder.Changes(): // the informers start on the share in force
 		default:
 		}
-		if r.applyRead(ctx) || ctx.Err() != nil {
+		if applied, _, ranges := r.applyRead(ctx); applied {
+			ingesters.Reshard(r.sharder.Within(ranges)) // the first share is a Restart
 			break
+		}
+		if ctx.Err() != nil {
+			return nil
 		}
 	}
 	errc := make(chan error, 1)
@@ -230,8 +234,15 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 		case <-r.namespaces.Changes():
 			r.sharder.SetNamespaces(r.namespaces.Names())
 		case <-r.sharder.Changes():
-			if r.applyRead(ctx) {
-				ingesters.Reshard()
+			applied, step, ranges := r.applyRead(ctx)
+			switch {
+			case !applied:
+			case step == shard.Restart:
+				ingesters.Reshard(r.sharder.Within(ranges))
+			case step == shard.Extend:
+				ingesters.Extend(r.sharder.Within(ranges))
+			default:
+				ingesters.Narrow()
 			}
 		}
 	}
@@ -240,18 +251,23 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 // applyRead hands namespaces over, then applies the share in force: it lets go of the namespaces
 // this replica lost (release), waits for the members that held the ones it gains to let go of
 // them, and reads the Observations written there, so that the informers (re)started next list
-// only namespaces whose Observations were read, after their last writer stopped. A share that
-// changes while it waits for the others is not applied (it reports false): the change is
-// signalled, and the newer share is applied in its own turn.
-func (r *replicas) applyRead(ctx context.Context) bool {
+// only namespaces whose Observations were read, after their last writer stopped. (Where it keeps,
+// what its informers handed on before is not handed on again, and nothing is read.) It reports
+// whether the share was applied, and what the informers do to read it (Sharder.Apply): a share
+// that only shrank needs no list, and one that gained lists what it gained. A share that changes
+// while it waits for the others is not applied: the change is signalled, and the newer share is
+// applied in its own turn.
+func (r *replicas) applyRead(ctx context.Context) (applied bool, step shard.Step, ranges shard.Ranges) {
 	share := r.sharder.Share()
 	r.release(ctx, share)
 	if gained := r.sharder.Gained(); len(gained) > 0 && !r.awaitReleased(ctx, share, gained) {
-		return false
+		return false, shard.Narrow, nil
 	}
-	r.loadWritten(ctx)
-	r.sharder.Apply(share)
-	return true
+	if len(r.sharder.GainedRanges()) > 0 {
+		r.loadWritten(ctx)
+	}
+	step, ranges = r.sharder.Apply(share)
+	return true, step, ranges
 }
 
 // release waits until nothing is queued or being written outside share (the writer takes

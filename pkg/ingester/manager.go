@@ -83,6 +83,9 @@ type Manager struct {
 	// empties, every webhook route they make is registered.
 	firstPass map[string]bool
 	statuses  map[string]v1alpha1.IngesterStatus // last written, by key
+	// pieces decorate the ListerWatchers of each set of informers a source runs: one per piece of
+	// the replica's share (see Reshard and Extend), Config.Wrap alone until the first Reshard.
+	pieces []sources.WrapListerWatcher
 }
 
 // Queue keys that are not Ingesters: reconsider the default set; restart the informers on a new share.
@@ -105,6 +108,7 @@ func NewManager(cfg Config) *Manager {
 		queue:    workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
 		runners:  map[string]*runner{},
 		statuses: map[string]v1alpha1.IngesterStatus{},
+		pieces:   []sources.WrapListerWatcher{cfg.Wrap},
 	}
 }
 
@@ -249,15 +253,12 @@ func (m *Manager) apply(ctx context.Context, key string, ing *v1alpha1.Ingester)
 		return
 	}
 	m.stopRunner(key, false)
-	r, err := m.start(ctx, p, nil)
+	r, err := m.startRunner(ctx, key, p, nil)
 	if err != nil {
 		m.fail(key, ing, err)
 		return
 	}
 	r.setIngester(ing, nil)
-	m.mu.Lock()
-	m.runners[key] = r
-	m.mu.Unlock()
 	m.log.Info("source started", "ingester", key, "source", p.source)
 }
 
@@ -299,17 +300,56 @@ func (m *Manager) refreshLoop(ctx context.Context) {
 	}
 }
 
-// Reshard restarts every informer source, so that each lists what the replica owns now. What each
-// handed on in the namespaces that stay is kept (Config.Owns), so the re-list hands on only the
-// findings of namespaces new to this replica; deterministic names and dedup make those create
-// nothing twice.
-func (m *Manager) Reshard() { m.queue.Add(reshardKey) }
+// Reshard restarts every informer source as one set of informers per resource, narrowed by wrap,
+// so that each lists what the replica owns now. What each handed on in the namespaces that stay is
+// kept (Config.Owns), so the re-list hands on only the findings of namespaces new to this replica;
+// deterministic names and dedup make those create nothing twice. Called before Run, it only sets
+// what the sources start with.
+func (m *Manager) Reshard(wrap sources.WrapListerWatcher) {
+	m.mu.Lock()
+	m.pieces = []sources.WrapListerWatcher{wrap}
+	m.mu.Unlock()
+	m.queue.Add(reshardKey)
+}
+
+// Extend adds to every informer source a set of informers narrowed by wrap, to the ranges the
+// replica's share gained, and has the running ones forget what it lost (Narrow): a gain lists the
+// namespaces new to the replica and nothing it has read all along.
+func (m *Manager) Extend(wrap sources.WrapListerWatcher) {
+	m.mu.Lock()
+	m.pieces = append(m.pieces, wrap)
+	n := 0
+	for _, r := range m.runners {
+		if r.plan.webhook != nil || r.cancel == nil {
+			continue
+		}
+		m.addPiece(r, wrap)
+		n++
+	}
+	m.mu.Unlock()
+	m.log.Info("sources extended to the ranges gained", "sources", n)
+	m.Narrow()
+}
+
+// Narrow has every informer source forget the objects of the namespaces the replica no longer
+// owns; for a share that only shrank, which the informers keep reading without a restart.
+func (m *Manager) Narrow() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, r := range m.runners {
+		for _, inf := range r.all() {
+			n += inf.Narrow()
+		}
+	}
+	m.log.Info("sources narrowed to the new share", "forgotten", n)
+}
 
 func (m *Manager) restartInformers(ctx context.Context) {
 	m.mu.Lock()
 	var keys []string
 	for k, r := range m.runners {
-		if len(r.informers) > 0 {
+		if len(r.plan.informers) > 0 && r.cancel != nil {
 			keys = append(keys, k)
 		}
 	}
@@ -323,15 +363,12 @@ func (m *Manager) restartInformers(ctx context.Context) {
 		}
 		ing, err := old.ingester(), old.err()
 		m.stopRunner(k, false)
-		r, serr := m.start(ctx, old.plan, old)
+		r, serr := m.startRunner(ctx, k, old.plan, old)
 		if serr != nil {
 			m.log.Warn("restarting source after a rebalance", "ingester", k, "error", serr)
 			continue
 		}
 		r.setIngester(ing, err)
-		m.mu.Lock()
-		m.runners[k] = r
-		m.mu.Unlock()
 	}
 	m.log.Info("sources restarted on the new share", "sources", len(keys))
 }
@@ -446,38 +483,62 @@ func (m *Manager) stopReplacedDefaults(key string, ing *v1alpha1.Ingester) {
 
 func isDefaultKey(k string) bool { return len(k) > 9 && k[:9] == "defaults/" }
 
-// start runs a plan's informers, or registers its webhook. Restarted on a new share, the
-// informers inherit what prev's (the same plan's, stopped) handed on in the namespaces this
-// replica still owns.
-func (m *Manager) start(ctx context.Context, p *plan, prev *runner) (*runner, error) {
-	rctx, cancel := context.WithCancel(ctx)
-	r := &runner{plan: p, cancel: cancel, done: make(chan struct{})}
+// startRunner runs a plan's informers, one set per piece of the share, or registers its webhook,
+// and makes it key's runner: at once, so that a piece added meanwhile (Extend) is added to it too.
+// Restarted on a new share, the informers inherit what prev's (the same plan's, stopped) handed on
+// in the namespaces this replica still owns.
+func (m *Manager) startRunner(ctx context.Context, key string, p *plan, prev *runner) (*runner, error) {
+	r := newRunner(ctx, p)
 	if p.webhook != nil {
 		if err := m.cfg.Webhooks.Register(*p.webhook); err != nil {
-			cancel()
+			r.stop()
 			return nil, err
 		}
 		r.webhooks = m.cfg.Webhooks
-		close(r.done)
-		return r, nil
 	}
-	var wg sync.WaitGroup
-	for k, ip := range p.informers {
-		cfg := ip.cfg
-		cfg.Owns = m.cfg.Owns
-		inf := sources.NewInformer(cfg, m.cfg.Dynamic, m.cfg.Discovery, ip.parser, m.cfg.Wrap, m.cfg.Metrics, m.cfg.Log)
-		if prev != nil && m.cfg.Owns != nil && k < len(prev.informers) {
-			inf.Inherit(prev.informers[k], m.cfg.Owns)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, wrap := range m.pieces {
+		if k == 0 {
+			m.firstPiece(r, wrap, prev)
+		} else {
+			m.addPiece(r, wrap)
 		}
-		r.informers = append(r.informers, inf)
-		wg.Go(func() {
-			if err := inf.Run(rctx, m.cfg.Pipeline); err != nil {
-				r.setErr(err)
-			}
-		})
 	}
-	go func() { wg.Wait(); close(r.done) }()
+	m.runners[key] = r
 	return r, nil
+}
+
+// firstPiece starts r's first set of informers, which inherit what prev's handed on.
+func (m *Manager) firstPiece(r *runner, wrap sources.WrapListerWatcher, prev *runner) {
+	var inherit []*sources.Informer
+	if prev != nil && m.cfg.Owns != nil {
+		inherit = prev.first()
+	}
+	for k, ip := range r.plan.informers {
+		inf := m.newInformer(ip, wrap)
+		if k < len(inherit) {
+			inf.Inherit(inherit[k], m.cfg.Owns)
+		}
+		r.add(inf, m.cfg.Pipeline)
+	}
+}
+
+// addPiece starts a set of informers beside r's first, recording what they hand on with it.
+// Called with mu held.
+func (m *Manager) addPiece(r *runner, wrap sources.WrapListerWatcher) {
+	first := r.first()
+	for k, ip := range r.plan.informers {
+		inf := m.newInformer(ip, wrap)
+		inf.Join(first[k])
+		r.add(inf, m.cfg.Pipeline)
+	}
+}
+
+func (m *Manager) newInformer(ip informerPlan, wrap sources.WrapListerWatcher) *sources.Informer {
+	cfg := ip.cfg
+	cfg.Owns = m.cfg.Owns
+	return sources.NewInformer(cfg, m.cfg.Dynamic, m.cfg.Discovery, ip.parser, wrap, m.cfg.Metrics, m.cfg.Log)
 }
 
 // stop ends the runner of key, waits for it, and forgets its source's processing unless another

@@ -1,6 +1,8 @@
 package ingester
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"sync"
 
@@ -11,17 +13,52 @@ import (
 
 // runner is one running source: its informers or its webhook route.
 type runner struct {
-	plan      *plan
-	cancel    func()
-	done      chan struct{}
-	informers []*sources.Informer
-	webhooks  *server.Webhooks
+	plan     *plan
+	ctx      context.Context // the informers'
+	cancel   func()
+	done     chan struct{}
+	running  sync.WaitGroup // the informers, and one held until stop: see add
+	webhooks *server.Webhooks
 
-	mu      sync.Mutex
-	ing     *v1alpha1.Ingester
-	specErr error
-	runErr  error
+	mu sync.Mutex
+	// informers read the plan's resources, one set per piece of the share: informers[p*n+k] is
+	// piece p's of plan.informers[k], n the plan's count.
+	informers []*sources.Informer
+	ing       *v1alpha1.Ingester
+	specErr   error
+	runErr    error
 }
+
+// newRunner returns the runner of p, its informers to run in ctx.
+func newRunner(ctx context.Context, p *plan) *runner {
+	rctx, cancel := context.WithCancel(ctx)
+	r := &runner{plan: p, ctx: rctx, cancel: cancel, done: make(chan struct{})}
+	r.running.Add(1) // informers join the group until stop lets go of this
+	go func() { r.running.Wait(); close(r.done) }()
+	return r
+}
+
+// add runs inf until the runner stops; its errors become the source's.
+func (r *runner) add(inf *sources.Informer, h sources.Handler) {
+	r.mu.Lock()
+	r.informers = append(r.informers, inf)
+	r.mu.Unlock()
+	r.running.Go(func() {
+		if err := inf.Run(r.ctx, h); err != nil {
+			r.setErr(err)
+		}
+	})
+}
+
+// all is the informers now.
+func (r *runner) all() []*sources.Informer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.informers)
+}
+
+// first is the first piece's informers, one per plan informer; nil for a webhook.
+func (r *runner) first() []*sources.Informer { return r.all()[:len(r.plan.informers)] }
 
 // setIngester records the Ingester the runner serves, and the error of its last application.
 func (r *runner) setIngester(ing *v1alpha1.Ingester, err error) {
@@ -71,7 +108,7 @@ func (r *runner) ready() (ok bool, reason, message string) {
 	if w := r.waitingReason(); w != "" {
 		return false, "WaitingForResource", w
 	}
-	for _, inf := range r.informers {
+	for _, inf := range r.all() {
 		if !inf.HasSynced() {
 			return false, "Syncing", "reading the existing objects"
 		}
@@ -88,7 +125,7 @@ func (r *runner) resources() string {
 }
 
 func (r *runner) waitingReason() string {
-	for _, inf := range r.informers {
+	for _, inf := range r.all() {
 		if w := inf.Waiting(); w != "" {
 			return w
 		}
@@ -97,7 +134,7 @@ func (r *runner) waitingReason() string {
 }
 
 func (r *runner) lastObjectError() string {
-	for _, inf := range r.informers {
+	for _, inf := range r.all() {
 		if e := inf.LastError(); e != "" {
 			return e
 		}
@@ -108,7 +145,7 @@ func (r *runner) lastObjectError() string {
 // seen is the number of findings the source produced.
 func (r *runner) seen() int64 {
 	var n int64
-	for _, inf := range r.informers {
+	for _, inf := range r.all() {
 		n += inf.FindingsSeen()
 	}
 	if r.webhooks != nil {
@@ -117,7 +154,8 @@ func (r *runner) seen() int64 {
 	return n
 }
 
-// stop ends the source and waits for its informers.
+// stop ends the source and waits for its informers. Nothing is added after: the manager takes a
+// runner out of its set before it stops it.
 func (r *runner) stop() {
 	if r.cancel == nil {
 		return
@@ -126,5 +164,6 @@ func (r *runner) stop() {
 	if r.webhooks != nil && r.plan.webhook != nil {
 		r.webhooks.Unregister(r.plan.webhook.Path, r.plan.source)
 	}
+	r.running.Done()
 	<-r.done
 }

@@ -3,6 +3,8 @@ package shard
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -20,6 +22,8 @@ import (
 type listerWatcher struct {
 	next  cache.ListerWatcher
 	share Ranges
+	// piece, when set, is the share instead of share: it shrinks as the replica's share does.
+	piece *piece
 	// kept and dropped, when set, count what the client-side predicate kept and dropped.
 	kept, dropped prometheus.Counter
 	// held, when set, reports whether the share still holds; once it does not, nothing is kept.
@@ -46,14 +50,23 @@ func Wrap(lw cache.ListerWatcher, share Ranges) cache.ListerWatcher {
 // share asks the API server for it and keeps none of what it matches.
 var nothing = Ranges{{Start: 0, End: 1}}
 
+// ranges is the share the ListerWatcher reads now.
+func (l *listerWatcher) ranges() Ranges {
+	if l.piece != nil {
+		return l.piece.get()
+	}
+	return l.share
+}
+
 func (l *listerWatcher) options(o metav1.ListOptions) metav1.ListOptions {
-	if len(l.share) == 0 {
+	share := l.ranges()
+	if len(share) == 0 {
 		// A replica that owns nothing (it sees no members, or none but others) fails closed: it
 		// asks for next to nothing rather than for everything.
 		o.ShardSelector = nothing.Selector()
 		return o
 	}
-	o.ShardSelector = l.share.Selector()
+	o.ShardSelector = share.Selector()
 	return o
 }
 
@@ -106,6 +119,9 @@ func (l *listerWatcher) WatchWithContext(ctx context.Context, o metav1.ListOptio
 	if l.tally != nil && o.SendInitialEvents != nil && *o.SendInitialEvents {
 		l.tally.listed(nil) // the initial events deliver what is held, as a list does
 	}
+	if l.piece != nil {
+		w = renewOnNarrow(w, l.piece.changes())
+	}
 	return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
 		switch e.Type {
 		case watch.Added, watch.Modified, watch.Deleted:
@@ -119,6 +135,54 @@ func (l *listerWatcher) WatchWithContext(ctx context.Context, o metav1.ListOptio
 	}), nil
 }
 
+// Reads reports whether the objects of a namespace are kept now (sources.Narrowing).
+func (l *listerWatcher) Reads(namespace string) bool {
+	if l.held != nil && !l.held() {
+		return false
+	}
+	h := Hash(namespace)
+	return l.ranges().Contains(h) && (l.inForce == nil || l.inForce(h))
+}
+
+// shortWatch is how long a watch must have run for the informer to take its end for a normal one
+// and watch on from where it was: a shorter one that delivered nothing counts as failed, and is
+// followed by a list.
+const shortWatch = 1100 * time.Millisecond
+
+// renewOnNarrow ends w once narrowed is closed (and w has run shortWatch), so that the informer
+// watches on, from the resource version it reached, through a selector that asks only for the
+// ranges left: the API server stops sending what the replica no longer keeps, without a list.
+func renewOnNarrow(w watch.Interface, narrowed <-chan struct{}) watch.Interface {
+	r := &renewing{Interface: w, done: make(chan struct{})}
+	began := time.Now()
+	go func() {
+		select {
+		case <-r.done:
+			return
+		case <-narrowed:
+		}
+		select {
+		case <-r.done:
+		case <-time.After(shortWatch - time.Since(began)):
+			w.Stop()
+		}
+	}()
+	return r
+}
+
+// renewing is a watch renewOnNarrow may end.
+type renewing struct {
+	watch.Interface
+	once sync.Once
+	done chan struct{}
+}
+
+// Stop implements watch.Interface.
+func (r *renewing) Stop() {
+	r.once.Do(func() { close(r.done) })
+	r.Interface.Stop()
+}
+
 // keeps reports whether obj is in the share, and its namespace.
 func (l *listerWatcher) keeps(obj runtime.Object) (string, bool) {
 	if l.held != nil && !l.held() {
@@ -130,7 +194,7 @@ func (l *listerWatcher) keeps(obj runtime.Object) (string, bool) {
 	}
 	ns := m.GetNamespace()
 	h := Hash(ns)
-	keep := l.share.Contains(h) && (l.inForce == nil || l.inForce(h))
+	keep := l.ranges().Contains(h) && (l.inForce == nil || l.inForce(h))
 	c := l.dropped
 	if keep {
 		c = l.kept

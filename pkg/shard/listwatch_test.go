@@ -260,8 +260,9 @@ func TestEmptyShareFailsClosed(t *testing.T) {
 }
 
 // TestInformerDropsWhatLeftTheShare: an informer started on a share keeps nothing of the namespaces
-// that left it when the share changes, before it is restarted on the new one — their new owner
-// lists them, and a finding handed on by both would cost a refused create.
+// that left it when the share changes — their new owner lists them, and a finding handed on by
+// both would cost a refused create — and keeps reading the ones that stayed: a share that only
+// shrank is applied without a restart.
 func TestInformerDropsWhatLeftTheShare(t *testing.T) {
 	c := servers["gate-on"]
 	ctx, cancel := context.WithCancel(context.Background())
@@ -282,7 +283,11 @@ func TestInformerDropsWhatLeftTheShare(t *testing.T) {
 		t.Fatal("not synced")
 	}
 	before := s.Share()
-	s.SetMembers([]string{"zw-a", "zw-b", "zw-c"}) // not applied: the informer runs on
+	s.SetMembers([]string{"zw-a", "zw-b", "zw-c"}) // the informer runs on, applied or not
+	shrank := len(s.Share().Minus(before)) == 0
+	if step, _ := s.Apply(s.Share()); shrank != (step == Narrow) {
+		t.Errorf("the share only shrank: %v, but Apply asks the informers to %v", shrank, step)
+	}
 	var stayed, left []string
 	for _, ns := range namespaces {
 		switch h := Hash(ns); {
@@ -331,5 +336,33 @@ func TestInformerDropsWhatLeftTheShare(t *testing.T) {
 	}
 	if len(got) != len(stayed) {
 		t.Errorf("the informer holds %d namespaces' objects, want the %d that stayed", len(got), len(stayed))
+	}
+}
+
+// TestWatchRenewsWhenThePieceNarrows: a watch of a set of informers ends once its ranges shrink,
+// for the informer to watch on through the narrower selector; not before it has run long enough
+// to be taken for a normal end, and not at all when it was stopped first.
+func TestWatchRenewsWhenThePieceNarrows(t *testing.T) {
+	fw := watch.NewFake()
+	narrowed := make(chan struct{})
+	began := time.Now()
+	renewOnNarrow(fw, narrowed)
+	close(narrowed)
+	for !fw.IsStopped() {
+		if time.Since(began) > 10*time.Second {
+			t.Fatal("the watch was not ended after its ranges shrank")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ran := time.Since(began); ran < shortWatch {
+		t.Errorf("the watch ended after %v, shorter than %v: the informer would list again", ran, shortWatch)
+	}
+
+	stopped := watch.NewFake()
+	w := renewOnNarrow(stopped, make(chan struct{}))
+	w.Stop()
+	w.Stop() // the informer may stop it again
+	if !stopped.IsStopped() {
+		t.Error("Stop did not stop the watch underneath")
 	}
 }

@@ -1,9 +1,11 @@
 package shard
 
 import (
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/tools/cache"
@@ -46,8 +48,13 @@ type Sharder struct {
 	applied Ranges
 	// hasApplied is whether Apply was called: before, applied is the whole space.
 	hasApplied bool
-	joined     bool
-	changes    chan struct{}
+	// pieces are the ranges of the sets of informers reading the share (see Within), each
+	// narrowed as the share loses ranges; Apply restarts them all once there are MaxPieces.
+	pieces []*piece
+	// tenure is the one in force when Apply last had the informers restart.
+	tenure  uint64
+	joined  bool
+	changes chan struct{}
 
 	// weigher counts what the informers started on the share in force deliver.
 	weigher weigher
@@ -110,6 +117,15 @@ func (s *Sharder) update(change func()) bool {
 	}
 	changed := !slices.Equal(share, s.share)
 	s.table, s.share, s.joined = t, share, slices.Contains(s.members, s.self)
+	if changed {
+		// What leaves the share, the informers reading it never keep again, even should it come
+		// back before the next Apply: their watches dropped its events meanwhile, so it is read
+		// anew (Gained) as any other gain.
+		s.applied = s.applied.Intersect(share)
+		for _, p := range s.pieces {
+			p.narrow(share)
+		}
+	}
 	members, owned := len(s.members), s.countOwned(share)
 	chunks := 0
 	if share != nil { // a replica outside the member set owns no chunk, whatever the table says
@@ -128,7 +144,6 @@ func (s *Sharder) update(change func()) bool {
 		return false
 	}
 	s.metrics.Rebalances.Inc()
-	s.weigher.reset()
 	if len(share) == 0 {
 		// Failing closed: its informers ask for nothing and keep nothing until it is back.
 		s.log.Warn("this replica owns no namespace", "self", s.self, "members", members)
@@ -191,15 +206,122 @@ func (s *Sharder) Table() *Table {
 	return s.table
 }
 
-// Apply makes share (one Share returned) the one informers wrapped from now on are narrowed to.
-// Until it is called for a new share, informers keep being narrowed to the one applied before: a
-// replica reads the Observations written in the new share (through WrapAhead), then applies it and
-// restarts its informers, and a share that changes meanwhile waits for its own read instead of
-// being listed with the index of another.
-func (s *Sharder) Apply(share Ranges) {
+// A Step is what the informers do to read a share applied (Sharder.Apply).
+type Step int
+
+const (
+	// Narrow: the share only lost ranges. The informers read on; what left, their ListerWatchers
+	// drop already, and listing the rest again would only cost the API server and this replica a
+	// list of what they hold.
+	Narrow Step = iota
+	// Extend: informers over the ranges gained (and only those) join the ones running, so that a
+	// gain lists what is new to the replica and not what it has read all along.
+	Extend
+	// Restart: the informers restart on the whole share: the first share, one whose tenure ended
+	// (the informers keep nothing then), or a gain that would make more than MaxPieces sets.
+	Restart
+)
+
+func (s Step) String() string {
+	switch s {
+	case Narrow:
+		return "narrow"
+	case Extend:
+		return "extend"
+	case Restart:
+		return "restart"
+	}
+	return fmt.Sprintf("Step(%d)", int(s))
+}
+
+// MaxPieces is how many sets of informers may read a share (one started on a whole share, one per
+// gain since) before the next gain restarts them on the whole share instead: each set is a watch
+// per resource, and its ranges only shrink.
+const MaxPieces = 4
+
+// Apply makes share (one Share returned) the one informers are narrowed to. Until it is called for
+// a new share, informers keep reading the one applied before, less what left it: a replica reads the
+// Observations written in the new share (through WrapGained), then applies it, and a share that
+// changes meanwhile waits for its own read instead of being listed with the index of another.
+//
+// It returns what the informers must do to read share, and the ranges to start informers over
+// (Within): the whole share to Restart, the gained ranges to Extend, none to Narrow.
+func (s *Sharder) Apply(share Ranges) (Step, Ranges) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	gained := share.Minus(s.applied)
+	step := Narrow
+	switch {
+	case !s.hasApplied, s.membership != nil && !s.membership.Holds(s.tenure):
+		step = Restart // the informers keep nothing once their tenure has ended
+	case len(gained) > 0 && len(s.pieces) >= MaxPieces:
+		// Pieces whose ranges all left count too: their informers run until the restart.
+		step = Restart
+	case len(gained) > 0:
+		step = Extend
+	}
 	s.applied, s.hasApplied = share, true
+	switch step {
+	case Restart:
+		if s.membership != nil {
+			s.tenure = s.membership.Tenure()
+		}
+		s.pieces = nil
+		s.weigher.reset() // the informers counting now stop
+		return Restart, share
+	case Extend:
+		return Extend, gained
+	}
+	return Narrow, nil
+}
+
+// Within returns the ListerWatcher decorator of a set of informers over ranges (those Apply
+// returned): narrowed to them with the API server's help, and further as the share loses ranges.
+func (s *Sharder) Within(ranges Ranges) func(cache.ListerWatcher) cache.ListerWatcher {
+	s.mu.Lock()
+	p := newPiece(ranges.Intersect(s.share))
+	s.pieces = append(s.pieces, p)
+	s.mu.Unlock()
+	return func(lw cache.ListerWatcher) cache.ListerWatcher {
+		return s.wrap(lw, p.get(), p, s.weigher.start())
+	}
+}
+
+// piece is the ranges of one set of informers; they only ever shrink.
+type piece struct {
+	ranges atomic.Pointer[Ranges]
+
+	mu sync.Mutex
+	// narrowed is closed when the ranges shrink, and replaced.
+	narrowed chan struct{}
+}
+
+func newPiece(r Ranges) *piece {
+	p := &piece{narrowed: make(chan struct{})}
+	p.ranges.Store(&r)
+	return p
+}
+
+func (p *piece) get() Ranges { return *p.ranges.Load() }
+
+// narrow keeps what share holds. Called with the Sharder's mu held.
+func (p *piece) narrow(share Ranges) {
+	r := p.get().Intersect(share)
+	if slices.Equal(r, p.get()) {
+		return
+	}
+	p.ranges.Store(&r)
+	p.mu.Lock()
+	close(p.narrowed)
+	p.narrowed = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// changes is closed when the ranges next shrink.
+func (p *piece) changes() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.narrowed
 }
 
 // Gained is the hashes of the namespaces the share in force holds and the share applied last did
@@ -228,27 +350,44 @@ func (s *Sharder) ownsHash(h uint64) bool {
 }
 
 // Wrap narrows an informer's ListerWatcher to the share applied when the informer starts (see
-// Apply); informers are restarted when the share changes.
+// Apply), for an informer that does not follow later shares: informers that do start from Within.
 func (s *Sharder) Wrap(lw cache.ListerWatcher) cache.ListerWatcher {
 	s.mu.Lock()
 	share := s.applied
 	s.mu.Unlock()
-	return s.wrap(lw, share)
+	return s.wrap(lw, share, nil, s.weigher.start())
 }
 
-// WrapAhead narrows lw to the share in force, applied or not: for reading what is written in a
-// share before its informers start.
-func (s *Sharder) WrapAhead(lw cache.ListerWatcher) cache.ListerWatcher { return s.wrap(lw, s.Share()) }
+// WrapGained narrows lw to GainedRanges: for reading the Observations written where this replica
+// is about to list anew, before its informers restart. Where it keeps, its informers read already,
+// and their re-list hands on nothing that was handed on before. What it lists is not weighed: the
+// namespaces' weights are their source objects and changes.
+func (s *Sharder) WrapGained(lw cache.ListerWatcher) cache.ListerWatcher {
+	return s.wrap(lw, s.GainedRanges(), nil, nil)
+}
 
-func (s *Sharder) wrap(lw cache.ListerWatcher, share Ranges) cache.ListerWatcher {
+// GainedRanges is the part of the share in force that the share applied last does not hold (all
+// of it before the first Apply); empty when the share only shrank.
+func (s *Sharder) GainedRanges() Ranges {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.hasApplied {
+		return s.share
+	}
+	return s.share.Minus(s.applied)
+}
+
+// wrap narrows lw to share, or to p's ranges as they shrink (p nil: share alone); what it keeps is
+// counted in weight (nil: not weighed).
+func (s *Sharder) wrap(lw cache.ListerWatcher, share Ranges, p *piece, weight *tally) cache.ListerWatcher {
 	var held func() bool
 	if m := s.membership; m != nil {
 		tenure := m.Tenure()
 		held = func() bool { return m.Holds(tenure) }
 	}
-	if held == nil && share.Whole() {
+	if held == nil && p == nil && share.Whole() {
 		return lw
 	}
-	return &listerWatcher{next: lw, share: share, held: held, tally: s.weigher.start(), inForce: s.ownsHash,
+	return &listerWatcher{next: lw, share: share, piece: p, held: held, tally: weight, inForce: s.ownsHash,
 		kept: s.metrics.ShardObjects.WithLabelValues("kept"), dropped: s.metrics.ShardObjects.WithLabelValues("dropped")}
 }

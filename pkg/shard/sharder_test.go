@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
@@ -225,15 +226,132 @@ func TestInformersGetTheShareApplied(t *testing.T) {
 		}
 		return l.share
 	}
-	if got := shareOf(); !slices.Equal(got, three) {
-		t.Errorf("an informer wrapped before the new share was applied got %v, want the applied %v", got, three)
+	if got, want := shareOf(), three.Intersect(two); !slices.Equal(got, want) {
+		t.Errorf("an informer wrapped before the new share was applied got %v, want the applied less what left, %v", got, want)
 	}
-	ahead, ok := s.WrapAhead(&cache.ListWatch{}).(*listerWatcher)
-	if !ok || !slices.Equal(ahead.share, two) {
-		t.Errorf("reading ahead is narrowed to %v, want the share in force %v", ahead.share, two)
+	gained := s.GainedRanges()
+	if len(gained) == 0 || !slices.Equal(gained, two.Minus(three)) {
+		t.Fatalf("gained %v going from %v to %v", gained, three, two)
+	}
+	ahead, ok := s.WrapGained(&cache.ListWatch{}).(*listerWatcher)
+	if !ok || !slices.Equal(ahead.share, gained) || ahead.tally != nil {
+		t.Errorf("reading ahead is narrowed to %v (weighed: %v), want what the share in force gains, %v, unweighed",
+			ahead.share, ahead.tally != nil, gained)
 	}
 	if s.Apply(two); !slices.Equal(shareOf(), two) {
 		t.Errorf("after Apply informers get %v, want %v", shareOf(), two)
+	}
+	if g := s.GainedRanges(); len(g) != 0 {
+		t.Errorf("after Apply the share gains %v, want nothing", g)
+	}
+	s.SetMembers([]string{"zw-a", "zw-b", "zw-c"})
+	if g := s.GainedRanges(); len(g) != 0 {
+		t.Errorf("a share that only shrank gains %v, want nothing", g)
+	}
+}
+
+// TestApplySteps: the informers restart on the first share, when their tenure ended and when a
+// gain would make more than MaxPieces sets of them; otherwise a share that gained is read by
+// informers over the gained ranges alone, and one that only shrank by the informers running.
+func TestApplySteps(t *testing.T) {
+	tenure := &stubTenure{}
+	s := newTestSharder("zw-a")
+	s.UseTenure(tenure)
+	s.SetNamespaces(names("team-%d", 30))
+	ab, abc := []string{"zw-a", "zw-b"}, []string{"zw-a", "zw-b", "zw-c"}
+	for _, step := range []struct {
+		name      string
+		members   []string
+		endTenure bool
+		want      Step
+	}{
+		{"the first share", ab, false, Restart},
+		{"a member joins: the share shrinks", abc, false, Narrow},
+		{"nothing changed", abc, false, Narrow},
+		{"a member leaves: the share grows", ab, false, Extend},
+		{"joins again", abc, false, Narrow},
+		{"leaves again", ab, false, Extend},
+		{"joins a third time", abc, false, Narrow},
+		{"leaves a third time: the fourth set", ab, false, Extend},
+		{"joins a fourth time", abc, false, Narrow},
+		{"leaves a fourth time: one set in place of five", ab, false, Restart},
+		{"shrinks after the tenure ended", abc, true, Restart},
+		{"shrinks in the new tenure", []string{"zw-a", "zw-b", "zw-c", "zw-d"}, false, Narrow},
+	} {
+		before := s.Share()
+		s.SetMembers(step.members)
+		if step.endTenure {
+			tenure.n.Add(1)
+		}
+		got, ranges := s.Apply(s.Share())
+		if got != step.want {
+			t.Errorf("%s (%v → %v): step %v, want %v", step.name, before, s.Share(), got, step.want)
+		}
+		var want Ranges
+		switch got {
+		case Restart:
+			want = s.Share()
+		case Extend:
+			want = s.Share().Minus(before)
+		}
+		if !slices.Equal(ranges, want) {
+			t.Errorf("%s: informers to start over %v, want %v", step.name, ranges, want)
+		}
+		if got != Narrow {
+			s.Within(ranges)
+		}
+	}
+}
+
+// TestWhatLeftIsReadAnew: a namespace that leaves the share and comes back before the next Apply is
+// listed anew by informers over it, and never kept again by those that dropped its events meanwhile.
+func TestWhatLeftIsReadAnew(t *testing.T) {
+	s := newTestSharder("zw-a")
+	s.SetNamespaces(names("team-%d", 30))
+	s.SetMembers([]string{"zw-a", "zw-b"})
+	two := s.Share()
+	step, ranges := s.Apply(two)
+	if step != Restart {
+		t.Fatalf("the first share: step %v", step)
+	}
+	first, ok := s.Within(ranges)(&cache.ListWatch{}).(*listerWatcher)
+	if !ok {
+		t.Fatal("the informers were not wrapped")
+	}
+	s.SetMembers([]string{"zw-a", "zw-b", "zw-c"})
+	lost := two.Minus(s.Share())
+	if len(lost) == 0 {
+		t.Fatal("a member joined and the share lost nothing")
+	}
+	s.SetMembers([]string{"zw-a", "zw-b"}) // back before the replica applied the smaller share
+	if !slices.Equal(s.Share(), two) {
+		t.Fatalf("the share came back as %v, want %v", s.Share(), two)
+	}
+	if g := s.GainedRanges(); !slices.Equal(g, lost) {
+		t.Errorf("Observations are read again in %v, want what left and came back, %v", g, lost)
+	}
+	step, ranges = s.Apply(two)
+	if step != Extend || !slices.Equal(ranges, lost) {
+		t.Fatalf("applying the share back: step %v over %v, want Extend over %v", step, ranges, lost)
+	}
+	if got := first.ranges(); len(got.Intersect(lost)) != 0 || !slices.Equal(got, two.Minus(lost)) {
+		t.Errorf("the first informers read %v, want %v: never again what left", got, two.Minus(lost))
+	}
+	second, ok := s.Within(ranges)(&cache.ListWatch{}).(*listerWatcher)
+	if !ok || !slices.Equal(second.ranges(), lost) {
+		t.Fatalf("the informers added read %v, want %v", second.ranges(), lost)
+	}
+	for _, ns := range names("team-%d", 30) {
+		h := Hash(ns)
+		if first.ranges().Contains(h) && second.ranges().Contains(h) || first.Reads(ns) && second.Reads(ns) {
+			t.Errorf("%s is read by both sets of informers", ns)
+		}
+		if two.Contains(h) != (first.ranges().Contains(h) || second.ranges().Contains(h)) {
+			t.Errorf("%s: in the share %v, read by either set %v", ns, two.Contains(h), !two.Contains(h))
+		}
+	}
+	if sel := first.options(metav1.ListOptions{}).ShardSelector; sel != two.Minus(lost).Selector() {
+		t.Errorf("the first informers' next list asks for %q", sel)
 	}
 }
 
