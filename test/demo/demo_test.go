@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -114,7 +116,8 @@ func TestDemo(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the new leader published no low-severity share within a minute of alerts: %s", ratios)
+			t.Fatalf("the new leader published no low-severity share within a minute of alerts: %s\n%s", ratios,
+				replicasNow(state))
 		}
 		time.Sleep(5 * time.Second)
 		postSigned(t, root, env, low)
@@ -299,6 +302,44 @@ func query(prom, expr string) (int, error) {
 		return 0, err
 	}
 	return len(data.Result), nil
+}
+
+// replicasNow tells what each live replica of the demo reports about leading, the falco source
+// and the webhook queue (whether the accepted alerts were processed), and its last warnings and
+// leader messages: what a failure needs to be understood.
+func replicasNow(state string) string {
+	var b strings.Builder
+	logs, _ := filepath.Glob(filepath.Join(state, "demo", "zen-watcher-*.log"))
+	for _, log := range logs {
+		base := strings.TrimSuffix(log, ".log")
+		if pid, err := os.ReadFile(base + ".pid"); err != nil || len(pid) == 0 {
+			continue // killed
+		}
+		fmt.Fprintf(&b, "== %s\n", filepath.Base(base))
+		if addr, err := os.ReadFile(base + ".metrics"); err == nil {
+			if resp, err := http.Get("http://" + strings.TrimSpace(string(addr)) + "/metrics"); err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				for _, l := range strings.Split(string(body), "\n") {
+					if strings.HasPrefix(l, "zen_watcher_leader ") || strings.HasPrefix(l, "zen_watcher_low_severity_percent") ||
+						strings.HasPrefix(l, `zen_watcher_optimization_source_events_processed_total{source="falco"}`) ||
+						strings.HasPrefix(l, "zen_watcher_webhook_queue_") || strings.HasPrefix(l, "zen_watcher_webhook_stream_lag") {
+						fmt.Fprintln(&b, l)
+					}
+				}
+			}
+		}
+		text, _ := os.ReadFile(log)
+		var kept []string
+		for _, l := range strings.Split(string(text), "\n") {
+			if strings.Contains(l, `"level":"WARN"`) && !strings.Contains(l, "to be served") ||
+				strings.Contains(l, `"level":"ERROR"`) || strings.Contains(l, "leader") {
+				kept = append(kept, l)
+			}
+		}
+		fmt.Fprintln(&b, strings.Join(kept[max(0, len(kept)-15):], "\n"))
+	}
+	return b.String()
 }
 
 // pidFiles lists the demo's PID files whose process still runs.
