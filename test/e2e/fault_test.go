@@ -39,6 +39,7 @@ type apiProxy struct {
 type apiCall struct {
 	at           time.Time
 	method, path string
+	query        url.Values
 }
 
 func startAPIProxy(t *testing.T) *apiProxy {
@@ -64,7 +65,7 @@ func startAPIProxy(t *testing.T) *apiProxy {
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
-		p.calls = append(p.calls, apiCall{at: time.Now(), method: r.Method, path: r.URL.Path})
+		p.calls = append(p.calls, apiCall{at: time.Now(), method: r.Method, path: r.URL.Path, query: r.URL.Query()})
 		p.mu.Unlock()
 		rp.ServeHTTP(w, r)
 	})}
@@ -95,6 +96,36 @@ func (p *apiProxy) count(since time.Time, method, part string) int {
 		}
 	}
 	return n
+}
+
+// shardedLists is how many lists narrowed by a shard selector of a path containing part arrived
+// at or after since: a list, or a watch that begins with the initial events (an informer's
+// watch-list), not a watch that resumes.
+func (p *apiProxy) shardedLists(since time.Time, part string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, c := range p.calls {
+		lists := c.query.Get("watch") != "true" || c.query.Get("sendInitialEvents") == "true"
+		if !c.at.Before(since) && c.method == "GET" && strings.Contains(c.path, part) && c.query.Has("shardSelector") && lists {
+			n++
+		}
+	}
+	return n
+}
+
+// shardSelectors is the shard selectors of the lists shardedLists counts.
+func (p *apiProxy) shardSelectors(since time.Time, part string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, c := range p.calls {
+		lists := c.query.Get("watch") != "true" || c.query.Get("sendInitialEvents") == "true"
+		if !c.at.Before(since) && c.method == "GET" && strings.Contains(c.path, part) && c.query.Has("shardSelector") && lists {
+			out = append(out, c.query.Get("shardSelector"))
+		}
+	}
+	return out
 }
 
 // redisMonitor records every command Redis runs (MONITOR), with Redis's time of it.

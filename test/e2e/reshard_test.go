@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 // hands on again only the Warnings of namespaces it did not own before — for the two, those the
 // table moved to them (none: chunks move only to the newcomer); for the newcomer, all of its share. Every Warning still has
 // exactly one Observation, and the newcomer sends no create for a Warning whose Observation exists.
+// When the newcomer leaves again, the two list the namespaces they gain back and none they kept.
 func TestReshardKeepsWhatWasHandedOn(t *testing.T) {
 	redisSrv, err := testenv.StartRedis()
 	if err != nil {
@@ -44,7 +47,7 @@ func TestReshardKeepsWhatWasHandedOn(t *testing.T) {
 	}
 	// A dedup window of 2 s: the Warnings are older than that when the third replica re-lists them,
 	// so nothing but the written Observations it read keeps their creates from the API server.
-	rs, _ := startProxied(t, release, redisSrv.Addr, []string{"rk-a", "rk-b"}, "-dedup-window", "2s")
+	rs, proxies := startProxied(t, release, redisSrv.Addr, []string{"rk-a", "rk-b"}, "-dedup-window", "2s")
 	waitMembers(t, rs, 2)
 	was := owners("rk-a", "rk-b")
 	l.run(t, 20*time.Millisecond)
@@ -59,30 +62,40 @@ func TestReshardKeepsWhatWasHandedOn(t *testing.T) {
 
 	time.Sleep(2 * time.Second) // past the dedup window
 	joined := time.Now()
-	more, proxies := startProxied(t, release, redisSrv.Addr, []string{"rk-c"}, "-dedup-window", "2s")
-	rs["rk-c"] = more["rk-c"]
+	more, moreProxies := startProxied(t, release, redisSrv.Addr, []string{"rk-c"}, "-dedup-window", "2s")
+	rs["rk-c"], proxies["rk-c"] = more["rk-c"], moreProxies["rk-c"]
 	waitMembers(t, rs, 3)
 	perNamespace := map[string]int{}
 	for n := range int(l.created.Load()) {
 		perNamespace[l.namespaces[n%len(l.namespaces)]]++
 	}
-	now := owners("rk-a", "rk-b", "rk-c")
-	want := map[string]float64{}
-	for id := range rs {
-		for ns, owned := range now[id] {
-			if owned && !was[id][ns] {
-				want[id] += float64(perNamespace[ns])
+	// gained is how many Warnings each replica's namespaces in to hold that from did not; handedOn
+	// waits until each replica has handed on that many since before.
+	gained := func(from, to map[string]map[string]bool) map[string]float64 {
+		out := map[string]float64{}
+		for id := range rs {
+			for ns, owned := range to[id] {
+				if owned && !from[id][ns] {
+					out[id] += float64(perNamespace[ns])
+				}
 			}
 		}
+		return out
 	}
-	eventually(t, 30*time.Second, func(context.Context) error {
-		for id, r := range rs {
-			if got := r.metric(processed) - before[id]; got != want[id] {
-				return fmt.Errorf("%s handed on %.0f Warnings again after the reshard, want %.0f (those of namespaces new to it)", id, got, want[id])
+	handedOn := func(want, before map[string]float64, after string) {
+		eventually(t, 30*time.Second, func(context.Context) error {
+			for id, r := range rs {
+				if got := r.metric(processed) - before[id]; got != want[id] {
+					return fmt.Errorf("%s handed on %.0f Warnings again after %s, want %.0f (those of namespaces new to it)",
+						id, got, after, want[id])
+				}
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
+	now := owners("rk-a", "rk-b", "rk-c")
+	want := gained(was, now)
+	handedOn(want, before, "the reshard")
 	time.Sleep(3 * time.Second) // a late re-list of what stayed would show now
 	for id, r := range rs {
 		got := r.metric(processed) - before[id]
@@ -101,8 +114,80 @@ func TestReshardKeepsWhatWasHandedOn(t *testing.T) {
 	if creates != 0 || known != want["rk-c"] {
 		t.Errorf("rk-c sent %d creates for %.0f re-listed findings already written (%.0f known), want 0", creates, want["rk-c"], known)
 	}
+	// Only what a replica gains is read anew: one that only gave namespaces away lists nothing at
+	// all — neither the Observations written nor its sources — and its informers read on; the
+	// newcomer lists both for its share.
+	for id, p := range proxies {
+		observations, events := p.shardedLists(joined, "/observations"), p.shardedLists(joined, "/events")
+		t.Logf("%s: %d sharded lists of Observations and %d of Events since the join", id, observations, events)
+		if gains := want[id] > 0; gains != (observations > 0) || gains != (events > 0) {
+			t.Errorf("%s listed the Observations written %d times and the Events %d times, gaining %.0f Warnings' namespaces",
+				id, observations, events, want[id])
+		}
+	}
 	exactlyOnce(t, l, "after a third replica joined")
+
+	// The newcomer leaves: the two gain its namespaces back and list those alone, beside the
+	// informers that read the rest all along.
+	for id, r := range rs {
+		before[id] = r.metric(processed)
+	}
+	left := time.Now()
+	rs["rk-c"].Stop()
+	delete(rs, "rk-c")
+	waitMembers(t, rs, 2)
+	want = gained(now, owners("rk-a", "rk-b"))
+	handedOn(want, before, "rk-c left")
+	gainedSome := false
+	for id, p := range proxies {
+		if id == "rk-c" {
+			continue
+		}
+		selectors := p.shardSelectors(left, "/events")
+		t.Logf("%s: %d sharded lists of Events since rk-c left, gaining %.0f Warnings", id, len(selectors), want[id])
+		if gains := want[id] > 0; gains != (len(selectors) > 0) {
+			t.Errorf("%s listed the Events %d times, gaining %.0f Warnings", id, len(selectors), want[id])
+		}
+		gainedSome = gainedSome || want[id] > 0
+		for _, sel := range selectors {
+			ranges := selectorRanges(t, sel)
+			for _, ns := range l.namespaces {
+				if h := shard.Hash(ns); ranges.Contains(h) && now[id][ns] {
+					t.Errorf("%s listed %s again, which it owned all along (selector %s)", id, ns, sel)
+				}
+			}
+		}
+	}
+	if !gainedSome {
+		t.Error("rk-c owned none of the Warnings: its leaving proves nothing")
+	}
+	exactlyOnce(t, l, "after the third replica left")
 }
+
+// selectorRanges reads the ranges of a shard selector a replica sent.
+func selectorRanges(t *testing.T, selector string) shard.Ranges {
+	t.Helper()
+	var out shard.Ranges
+	for _, m := range shardRangeTerm.FindAllStringSubmatch(selector, -1) {
+		start, err := strconv.ParseUint(m[1], 16, 64)
+		if err != nil {
+			t.Fatalf("selector %q: %v", selector, err)
+		}
+		var end uint64 // 2^64 stands as 0
+		if m[2] != "10000000000000000" {
+			if end, err = strconv.ParseUint(m[2], 16, 64); err != nil {
+				t.Fatalf("selector %q: %v", selector, err)
+			}
+		}
+		out = append(out, shard.Range{Start: start, End: end})
+	}
+	if len(out) == 0 {
+		t.Fatalf("selector %q has no ranges", selector)
+	}
+	return out
+}
+
+var shardRangeTerm = regexp.MustCompile(`shardRange\(object\.metadata\.namespace, '0x([0-9a-f]+)', '0x([0-9a-f]+)'\)`)
 
 // publishedTable waits for release's leader to publish a table of members, and returns it.
 func publishedTable(t *testing.T, release string, members ...string) *shard.Table {
