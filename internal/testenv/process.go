@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -240,7 +241,18 @@ func stopProcess(cmd *exec.Cmd, grace time.Duration) error {
 	return nil
 }
 
+// handedOut holds every port freePorts returned in this test binary. The kernel may give the
+// same free port to two listen calls in a row once the first listener is closed, and a test
+// starts its process only after it has asked for all the ports it needs, so a port is handed out
+// once per binary: two addresses of one replica, or of two replicas, never coincide.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
 func freePorts(n int) ([]int, error) {
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	var out []int
 	var lns []net.Listener
 	defer func() {
@@ -248,13 +260,19 @@ func freePorts(n int) ([]int, error) {
 			ln.Close()
 		}
 	}()
-	for range n {
+	for len(out) < n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("finding a free port: %w", err)
 		}
+		// Held open until the end, so a port handed out before is not offered again now.
 		lns = append(lns, ln)
-		out = append(out, ln.Addr().(*net.TCPAddr).Port)
+		port := ln.Addr().(*net.TCPAddr).Port
+		if handedOut.ports[port] {
+			continue
+		}
+		handedOut.ports[port] = true
+		out = append(out, port)
 	}
 	return out, nil
 }
