@@ -100,7 +100,7 @@ func (s *Sharder) Lead(ctx context.Context, cfg LeadConfig) {
 // measured is what the replicas measured their namespaces weigh (see Weighed).
 func (s *Sharder) next(cfg LeadConfig, lastCut time.Time, measured map[string]float64) (*Table, string) {
 	s.mu.Lock()
-	pub, members, names, changed := s.published, slices.Clone(s.members), s.names, s.namesChanged
+	pub, members, names, changed, cutFor := s.published, slices.Clone(s.members), s.names, s.namesChanged, s.cutFor
 	s.mu.Unlock()
 	if len(members) == 0 || len(names) == 0 {
 		return nil, ""
@@ -118,11 +118,16 @@ func (s *Sharder) next(cfg LeadConfig, lastCut time.Time, measured map[string]fl
 	if !slices.Equal(pub.Members(), members) {
 		adapted = pub.Adapt(members)
 	}
-	// New namespaces are cut in soon: what is created in them next is to spread. A shift of load
-	// alone waits longer, so that a burst does not move chunks back and forth.
+	// New namespaces that crowd a member are cut in soon: what is created in them next is to
+	// spread. A shift of load alone waits longer, so that a burst does not move chunks back and
+	// forth — and so does a shift of load beside a namespace or two created, as busy clusters
+	// create them all day: each would otherwise move chunks under the load.
 	least := cfg.LoadInterval
 	if changed.After(lastCut) {
-		least = cfg.MinInterval
+		if known, expected := expect(weighed, cutFor); crowded(adapted, known, expected, members) {
+			// Cut for what the new namespaces will weigh, not for the one each weighs unmeasured.
+			least, weighed = cfg.MinInterval, expected
+		}
 	}
 	if time.Since(changed) >= cfg.Quiet && time.Since(lastCut) >= least {
 		if was := adapted.Imbalance(weighed, members); was > cfg.Threshold {
@@ -139,4 +144,40 @@ func (s *Sharder) next(cfg LeadConfig, lastCut time.Time, measured map[string]fl
 		return adapted, "members"
 	}
 	return nil, ""
+}
+
+// expect splits the namespaces into those known to the cut (cutFor) and all of them with each
+// that appeared since weighing at least as much as an average known one: nothing is measured in
+// a new namespace yet, and it is as likely to get findings as any. With nothing known, every
+// namespace is known.
+func expect(weighed []Namespace, cutFor map[uint64]bool) (known, expected []Namespace) {
+	if len(cutFor) == 0 {
+		return weighed, weighed
+	}
+	total := 0.0
+	for _, n := range weighed {
+		if cutFor[n.Hash] {
+			known = append(known, n)
+			total += n.Weight
+		}
+	}
+	avg := 1.0
+	if len(known) > 0 {
+		avg = total / float64(len(known))
+	}
+	expected = slices.Clone(weighed)
+	for i, n := range expected {
+		if !cutFor[n.Hash] {
+			expected[i].Weight = max(n.Weight, avg)
+		}
+	}
+	return known, expected
+}
+
+// crowded tells whether the namespaces that appeared since the cut unbalance it by themselves:
+// with the weights they are expected to have (see expect), max/avg load is more than 5% above
+// what the known ones alone weigh. One namespace more among hundreds does not; sixty named
+// alike, which land in a chunk or two, do.
+func crowded(t *Table, known, expected []Namespace, members []string) bool {
+	return len(expected) > len(known) && t.Imbalance(expected, members) > 1.05*t.Imbalance(known, members)
 }

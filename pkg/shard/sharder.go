@@ -40,9 +40,12 @@ type Sharder struct {
 	names   []string
 	// namesChanged is when the namespaces last changed: the leader re-cuts once they are quiet.
 	namesChanged time.Time
-	published    *Table
-	table        *Table
-	share        Ranges
+	// cutFor holds the hashes of the namespaces there were when the published table was cut (as
+	// this replica saw them when it took that cut): the leader tells by them what appeared since.
+	cutFor    map[uint64]bool
+	published *Table
+	table     *Table
+	share     Ranges
 	// applied is the share informers are narrowed to (see Apply); it trails share until the
 	// replica has read what is written in the new one.
 	applied Ranges
@@ -93,6 +96,9 @@ func (s *Sharder) SetNamespaces(names []string) bool {
 			}
 			s.names = names
 		}
+		if s.cutFor == nil && s.published != nil {
+			s.cutFor = hashSet(names)
+		}
 	})
 }
 
@@ -101,6 +107,11 @@ func (s *Sharder) SetNamespaces(names []string) bool {
 func (s *Sharder) SetPublished(t *Table) bool {
 	return s.update(func() {
 		if t != nil && (s.published == nil || t.Generation >= s.published.Generation) {
+			// A table adapted to a new member set keeps its cut, and what appeared before it is
+			// still new to that cut.
+			if s.published == nil || !slices.Equal(s.published.Starts, t.Starts) {
+				s.cutFor = hashSet(s.names)
+			}
 			s.published = t
 		}
 	})
@@ -390,4 +401,16 @@ func (s *Sharder) wrap(lw cache.ListerWatcher, share Ranges, p *piece, weight *t
 	}
 	return &listerWatcher{next: lw, share: share, piece: p, held: held, tally: weight, inForce: s.ownsHash,
 		kept: s.metrics.ShardObjects.WithLabelValues("kept"), dropped: s.metrics.ShardObjects.WithLabelValues("dropped")}
+}
+
+// hashSet is the set of names' hashes; nil for no names (nothing known yet).
+func hashSet(names []string) map[uint64]bool {
+	if len(names) == 0 {
+		return nil
+	}
+	set := make(map[uint64]bool, len(names))
+	for _, n := range names {
+		set[Hash(n)] = true
+	}
+	return set
 }

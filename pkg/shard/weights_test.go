@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -123,8 +124,8 @@ func TestLeaderCutsByWeight(t *testing.T) {
 	cut.Generation = 2
 	s.SetPublished(cut)
 
-	// The load shifts to zw-b's namespaces: re-cut after the load interval, or after the least
-	// interval when the namespaces changed too.
+	// The load shifts to zw-b's namespaces: re-cut after the load interval, not sooner for a
+	// namespace created beside it; sooner for sixty named alike, which crowd a member.
 	shifted := map[string]float64{}
 	for n, w := range measured {
 		shifted[n] = w
@@ -138,9 +139,59 @@ func TestLeaderCutsByWeight(t *testing.T) {
 		t.Errorf("re-cut (%s) for load alone within the load interval", why)
 	}
 	time.Sleep(time.Millisecond)
-	s.SetNamespaces(append(all, "checkout-v2"))
-	if n, why := s.next(cfg, lastCut, shifted); why != "re-cut" {
-		t.Errorf("a new namespace and shifted load not re-cut after the least interval: %q %v", why, n)
+	s.SetNamespaces(append(slices.Clone(all), "checkout-v2"))
+	if n, why := s.next(cfg, lastCut, shifted); n != nil {
+		t.Errorf("re-cut (%s) for shifted load and one namespace created, within the load interval", why)
+	}
+	alike := crowding(t, cut, 60)
+	s.SetNamespaces(append(slices.Clone(all), alike...))
+	if n, why := s.next(cfg, lastCut, measured); why != "re-cut" {
+		t.Errorf("sixty namespaces named alike, all in %s's chunks, not re-cut after the least interval: %q %v",
+			cut.Owner(Hash(alike[0])), why, n)
+	}
+	if n, why := s.next(cfg, lastCut.Add(-time.Hour), shifted); why != "re-cut" {
+		t.Errorf("shifted load not re-cut after the load interval: %q %v", why, n)
+	}
+}
+
+// crowding returns n names alike (a numbered series) that all fall in one member's chunks of t,
+// as such series often do (see docs/ARCHITECTURE.md).
+func crowding(t *testing.T, table *Table, n int) []string {
+	t.Helper()
+	for _, prefix := range []string{"checkout-v", "team-", "tenant-", "ci-run-", "pr-", "load-", "app-", "feature-"} {
+		series := names(prefix+"%d", n)
+		owner := table.Owner(Hash(series[0]))
+		if !slices.ContainsFunc(series, func(s string) bool { return table.Owner(Hash(s)) != owner }) {
+			return series
+		}
+	}
+	t.Fatal("no numbered series of the ones tried falls in one member's chunks")
+	return nil
+}
+
+// TestCrowded: what appeared since the cut moves it sooner only when it crowds a member.
+func TestCrowded(t *testing.T) {
+	members := []string{"zw-a", "zw-b", "zw-c"}
+	base := nameSets()["realistic mix of 300"]
+	table := NewTable(CountWeighted(base), members, DefaultChunks, nil)
+	for _, tc := range []struct {
+		name   string
+		cutFor []string
+		now    []string
+		want   bool
+	}{
+		{"nothing new", base, base, false},
+		{"one namespace created", base, append(slices.Clone(base), "feature-login-v2"), false},
+		{"one deleted", base, base[1:], false},
+		{"sixty named alike", base, append(slices.Clone(base), names("team-%d", 60)...), true},
+		{"nothing known", nil, append(slices.Clone(base), names("team-%d", 60)...), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			known, expected := expect(CountWeighted(tc.now), hashSet(tc.cutFor))
+			if got := crowded(table, known, expected, members); got != tc.want {
+				t.Errorf("crowded = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 
