@@ -35,6 +35,9 @@ type options struct {
 	profile, scenario, out, recheck string
 	check                           bool
 	reruns                          int
+	// logLevel is the replicas' -log-level; keep leaves their logs in the work folder.
+	logLevel string
+	keep     bool
 }
 
 func main() {
@@ -44,7 +47,9 @@ func main() {
 	flag.StringVar(&o.out, "out", "scale-tests/results", "folder for the results")
 	flag.StringVar(&o.recheck, "recheck", "", "judge the results saved in this folder (an earlier run's) by the scenario files' pass conditions, without running anything")
 	flag.BoolVar(&o.check, "check", false, "fail when a scenario misses any of its pass conditions (its file's \"pass\" block; for CI)")
-	flag.IntVar(&o.reruns, "reruns", 1, "with -check, run a scenario that missed a measured bound (a rate, latency, memory or time) but broke nothing again, up to this many times; it passes when one run meets every bound. A lost, duplicated or unexpected Observation fails at once")
+	flag.IntVar(&o.reruns, "reruns", 2, "with -check, run a scenario that missed a measured bound (a rate, latency, memory or time) but broke nothing again, up to this many times; it passes when one run meets every bound. A lost, duplicated or unexpected Observation fails at once")
+	flag.StringVar(&o.logLevel, "replica-log-level", "warn", "the replicas' -log-level; their logs are <work>/<replica>.log")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work folder (the replicas' logs and binary) and print where it is")
 	flag.Parse()
 	run := runAll
 	if o.recheck != "" {
@@ -71,7 +76,7 @@ func runAll(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	e, cleanup, err := setUp(root)
+	e, cleanup, err := setUp(root, o)
 	if err != nil {
 		return err
 	}
@@ -167,12 +172,12 @@ func recheckAll(_ context.Context, o options) error {
 }
 
 // setUp builds the binary and starts the control plane and Redis every scenario shares.
-func setUp(root string) (*env, func(), error) {
+func setUp(root string, o options) (*env, func(), error) {
 	work, err := os.MkdirTemp("", "zw-scale-")
 	if err != nil {
 		return nil, nil, err
 	}
-	e := &env{work: work, binary: filepath.Join(work, "zen-watcher"),
+	e := &env{work: work, binary: filepath.Join(work, "zen-watcher"), logLevel: o.logLevel,
 		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 	build := exec.Command("go", "build", "-o", e.binary, "./cmd/zen-watcher")
 	build.Dir = root
@@ -197,6 +202,10 @@ func setUp(root string) (*env, func(), error) {
 	return e, func() {
 		_ = e.redis.Close()
 		_ = e.cluster.Stop()
+		if o.keep {
+			fmt.Fprintf(os.Stderr, "scale-tests: the replicas' logs are kept in %s\n", work)
+			return
+		}
 		_ = os.RemoveAll(work)
 	}, nil
 }

@@ -43,7 +43,7 @@ func (r *run) startReplica(ctx context.Context, i int) (*replica, error) {
 	}
 	args := []string{"-kubeconfig", r.env.cluster.Kubeconfig, "-namespace", r.release, "-release", r.release,
 		"-redis-addr", r.env.redis.Addr, "-member-id", rep.id, "-metrics-addr", rep.metricsAddr,
-		"-webhook-addr", rep.webhookAddr, "-webhook-rate", "100000", "-log-level", "warn", "-default-sources=false"}
+		"-webhook-addr", rep.webhookAddr, "-webhook-rate", "100000", "-log-level", r.env.logLevel, "-default-sources=false"}
 	if r.sc.FastLeases {
 		args = append(args, "-member-lease-duration", "4s", "-member-renew-interval", "1s",
 			"-leader-lease-duration", "4s", "-leader-renew-deadline", "3s", "-leader-retry-period", "500ms",
