@@ -19,6 +19,7 @@ import (
 
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
 	"github.com/kube-zen/zen-watcher/pkg/obsclient"
+	"github.com/kube-zen/zen-watcher/pkg/pipeline"
 )
 
 // probeRate is how many findings a second the probe walks: enough for a steady P10 over a quick
@@ -26,7 +27,7 @@ import (
 const probeRate = 20
 
 // writerWorkers is a replica's concurrent Observation creates (its -writer-workers default).
-const writerWorkers = 16
+const writerWorkers = pipeline.DefaultWorkers
 
 // probe walks a finding's path with a plain client: a tool object created, its Added event seen
 // by a watch, an Observation created for it, that Observation's Added event seen (for a webhook

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kube-zen/zen-watcher/pkg/pipeline"
 	"github.com/kube-zen/zen-watcher/pkg/shard"
 )
 
@@ -188,7 +189,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Float64Var(&c.kubeQPS, "kube-qps", -1, "client-side request rate limit towards the API server; "+
 		"negative means none (the server's priority and fairness protects it)")
 	fs.IntVar(&c.kubeBurst, "kube-burst", 1000, "client-side burst when -kube-qps is positive")
-	fs.IntVar(&c.writerWorkers, "writer-workers", 16, "concurrent Observation creates")
+	fs.IntVar(&c.writerWorkers, "writer-workers", pipeline.DefaultWorkers, "concurrent Observation creates")
 	fs.IntVar(&c.writerQueue, "writer-queue", 4096,
 		"findings waiting for a writer before the sources are slowed down")
 	fs.DurationVar(&c.connectTimeout, "connect-timeout", 10*time.Second,

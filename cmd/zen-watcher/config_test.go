@@ -16,7 +16,7 @@ func TestParseConfig(t *testing.T) {
 		wantErr string
 	}{
 		{name: "defaults", check: func(c *config) bool {
-			return c.kubeQPS == -1 && c.writerWorkers == 16 && c.metricsAddr == ":9090" && c.connectTimeout == 10*time.Second
+			return c.kubeQPS == -1 && c.writerWorkers == 64 && c.metricsAddr == ":9090" && c.connectTimeout == 10*time.Second
 		}},
 		{name: "env sets", env: map[string]string{"WRITER_WORKERS": "4", "KUBE_QPS": "50"},
 			check: func(c *config) bool { return c.writerWorkers == 4 && c.kubeQPS == 50 }},

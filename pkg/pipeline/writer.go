@@ -29,7 +29,7 @@ type WrittenIndex interface {
 
 // WriterConfig tunes the writer.
 type WriterConfig struct {
-	// Workers is the number of concurrent creates (default 16).
+	// Workers is the number of concurrent creates (default DefaultWorkers).
 	Workers int
 	// QueueSize bounds the findings waiting for a worker (default 4096); when it is full, Put blocks,
 	// which is the backpressure that slows the sources down.
@@ -48,9 +48,16 @@ type WriterConfig struct {
 	FinishTimeout time.Duration
 }
 
+// DefaultWorkers is the writer's default concurrency. A create is answered in 5–10 ms by an API
+// server at rest, but in 50–500 ms by one that is also serving lists or a busy etcd, and the
+// findings arriving meanwhile wait for a worker: at 150 findings/s and 100 ms per create, 15 are
+// under way at any time, and a pool of 16 queued them for seconds. An idle worker costs a few KiB
+// of stack; the API server's priority and fairness bounds what many replicas' workers can take.
+const DefaultWorkers = 64
+
 func (c *WriterConfig) setDefaults() {
 	if c.Workers <= 0 {
-		c.Workers = 16
+		c.Workers = DefaultWorkers
 	}
 	if c.QueueSize <= 0 {
 		c.QueueSize = 4096

@@ -497,3 +497,79 @@ func TestWriterSettle(t *testing.T) {
 		t.Fatalf("Settle once both were written: %v", err)
 	}
 }
+
+// gateCreator holds every create until open is closed, and records how many were held at once.
+type gateCreator struct {
+	open chan struct{}
+
+	mu          sync.Mutex
+	held, most  int
+	reachedWant chan struct{}
+	want        int
+	reachedOnce sync.Once
+}
+
+func (c *gateCreator) Create(context.Context, *v1alpha1.Observation) error {
+	c.mu.Lock()
+	c.held++
+	c.most = max(c.most, c.held)
+	if c.held == c.want {
+		c.reachedOnce.Do(func() { close(c.reachedWant) })
+	}
+	c.mu.Unlock()
+	<-c.open
+	c.mu.Lock()
+	c.held--
+	c.mu.Unlock()
+	return nil
+}
+
+// TestWriterConcurrency: the writer has as many creates under way as it has workers, and no more,
+// while findings wait; a slow API server is then answered by that many requests at once.
+func TestWriterConcurrency(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		workers int
+		want    int
+	}{
+		{"default", 0, DefaultWorkers},
+		{"set", 4, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &gateCreator{open: make(chan struct{}), reachedWant: make(chan struct{}), want: tc.want}
+			m := metrics.New(prometheus.NewRegistry())
+			w := NewWriter(WriterConfig{Workers: tc.workers}, c, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			n := tc.want + 10
+			var done sync.WaitGroup
+			done.Add(n)
+			for i := range n {
+				ev := baseEvent()
+				ev.Rule = fmt.Sprint("CVE-", i)
+				ev.Done = func(Outcome, error) { done.Done() }
+				if err := w.Put(ctx, &ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			go w.Run(ctx)
+			select {
+			case <-c.reachedWant:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%d creates under way at most, want %d", c.mostHeld(), tc.want)
+			}
+			time.Sleep(20 * time.Millisecond) // a worker too many would take a finding meanwhile
+			close(c.open)
+			done.Wait()
+			if most := c.mostHeld(); most != tc.want {
+				t.Errorf("%d creates under way at once, want %d", most, tc.want)
+			}
+		})
+	}
+}
+
+func (c *gateCreator) mostHeld() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.most
+}
