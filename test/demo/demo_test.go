@@ -87,10 +87,11 @@ func TestDemo(t *testing.T) {
 		t.Errorf("the demo shows Falco's repeat as %q, want 2 Observations and a deduplication", m)
 	}
 
-	checkOwners(t, out)
 	kubeconfig := filepath.Join(state, "cluster", "kubeconfig")
 	after := killedOwned(t, out)
-	checkObservations(t, kubeconfig, after)
+	ours := demoNamespaces(t, root)
+	clusters := checkObservations(t, kubeconfig, ours, after)
+	checkOwners(t, out, clusters)
 	b, err := os.ReadFile(filepath.Join(state, "demo", "prometheus.url"))
 	if err != nil {
 		t.Fatal(err)
@@ -126,8 +127,8 @@ func TestDemo(t *testing.T) {
 }
 
 // checkOwners: the Observations the demo lists by owning replica, before the failover, add up to
-// all of them, every replica owning some.
-func checkOwners(t *testing.T, out string) {
+// all of the demo's, every replica owning some; up to clusters more are the control plane's own.
+func checkOwners(t *testing.T, out string, clusters int) {
 	before, _, _ := strings.Cut(out, "== Failover")
 	total, members := 0, 0
 	for _, m := range regexp.MustCompile(`(?m)^zen-watcher-\d+: (\d+) Observations in `).FindAllStringSubmatch(before, -1) {
@@ -142,8 +143,9 @@ func checkOwners(t *testing.T, out string) {
 	for _, n := range wantBySource {
 		want += n
 	}
-	if members != 3 || total != want {
-		t.Errorf("the demo lists %d Observations over %d replicas' namespaces, want %d over 3", total, members, want)
+	if members != 3 || total < want || total > want+clusters {
+		t.Errorf("the demo lists %d Observations over %d replicas' namespaces, want %d over 3 (and up to %d of the control plane's)",
+			total, members, want, clusters)
 	}
 }
 
@@ -161,8 +163,27 @@ func killedOwned(t *testing.T, out string) int {
 	return n
 }
 
+// demoNamespaces are the namespaces hack/demo creates, where its Warning Events are.
+func demoNamespaces(t *testing.T, root string) map[string]bool {
+	b, err := os.ReadFile(filepath.Join(root, "hack", "demo", "namespaces.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, m := range regexp.MustCompile(`name: ([a-z0-9-]+)`).FindAllStringSubmatch(string(b), -1) {
+		names[m[1]] = true
+	}
+	if len(names) == 0 {
+		t.Fatal("hack/demo/namespaces.yaml names no namespace")
+	}
+	return names
+}
+
 // checkObservations counts the Observations by source: each finding once, none twice, none lost.
-func checkObservations(t *testing.T, kubeconfig string, afterFailover int) {
+// Warning Events outside the demo's namespaces are the control plane's own — a freshly started
+// API server may report that the kubernetes Service's cluster IP is not allocated yet — and
+// zen-watcher rightly writes them; they are logged and counted apart, and their number returned.
+func checkObservations(t *testing.T, kubeconfig string, ours map[string]bool, afterFailover int) int {
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +198,13 @@ func checkObservations(t *testing.T, kubeconfig string, afterFailover int) {
 	}
 	got := map[string]int{}
 	titles := map[string]bool{}
+	clusters := 0
 	for _, o := range list.Items {
+		if o.Spec.Source == "k8sevents" && !ours[o.Namespace] {
+			t.Logf("the control plane's own Warning Event, not the demo's: %s/%s %q", o.Namespace, o.Name, o.Spec.Title)
+			clusters++
+			continue
+		}
 		got[o.Spec.Source]++
 		titles[o.Spec.Title] = true
 	}
@@ -194,6 +221,7 @@ func checkObservations(t *testing.T, kubeconfig string, afterFailover int) {
 			t.Errorf("no Observation titled %q among %v", title, keys(titles))
 		}
 	}
+	return clusters
 }
 
 // signedCurl is the signed curl the demo prints, as a person would paste it.
