@@ -46,8 +46,9 @@ type Event struct {
 	// warning event): their Observation name derives from the fingerprint, so reading the same state
 	// again after a restart or rebalance creates nothing new.
 	Stateful bool
-	// Relisted marks a finding of an object an informer listed when it started (not one it saw
-	// created or changed): after a restart or a rebalance its Observation may exist already.
+	// Relisted marks a finding of an object an informer listed when it started, or one its bridge
+	// delivered while that list was under way (not one it saw created or changed later): after a
+	// restart or a rebalance its Observation may exist already.
 	Relisted bool
 	// FP is the fingerprint, set by the pipeline before the first stage runs.
 	FP uint64

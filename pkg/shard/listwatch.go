@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -204,3 +205,70 @@ func (l *listerWatcher) keeps(obj runtime.Object) (string, bool) {
 	}
 	return ns, keep
 }
+
+// Bridge returns a ListerWatcher over the same namespaces that lists none of their objects and
+// watches from the resource version the API server holds now (sources.Bridging). An informer run on
+// it beside one that lists hands on what changes from now on, while the list of what exists (seconds
+// for thousands of objects) is still under way: a namespace gained in a rebalance has its new
+// findings written at once, not after that list. It weighs nothing, as the informer that lists
+// counts the same changes.
+func (l *listerWatcher) Bridge() cache.ListerWatcher {
+	b := *l
+	b.tally = nil
+	return &fromNow{listerWatcher: &b}
+}
+
+// fromNow is a Bridge: it lists once, for the current resource version only, and never again.
+type fromNow struct {
+	*listerWatcher
+	listed atomic.Bool
+}
+
+// List implements cache.Lister.
+func (f *fromNow) List(o metav1.ListOptions) (runtime.Object, error) {
+	return f.ListWithContext(context.Background(), o)
+}
+
+// ListWithContext implements cache.ListerWithContext. The first list asks for one object, at the
+// latest resource version (a consistent read the API server serves from its cache), and returns
+// none. A later one — the bridge's watch failed — waits for the bridge to be stopped: listing what
+// exists is the other informer's part, and an empty list here would read as every object deleted.
+func (f *fromNow) ListWithContext(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+	if f.listed.Swap(true) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	list, err := cache.ToListerWithContext(f.next).ListWithContext(ctx, f.options(metav1.ListOptions{Limit: 1}))
+	if err != nil {
+		return nil, err
+	}
+	if err := meta.SetList(list, nil); err != nil {
+		return nil, fmt.Errorf("emptying the bridge's list: %w", err)
+	}
+	lm, err := meta.ListAccessor(list)
+	if err != nil {
+		return nil, fmt.Errorf("emptying the bridge's list: %w", err)
+	}
+	lm.SetContinue("")
+	lm.SetRemainingItemCount(nil)
+	return list, nil
+}
+
+// Watch implements cache.Watcher.
+func (f *fromNow) Watch(o metav1.ListOptions) (watch.Interface, error) {
+	return f.WatchWithContext(context.Background(), o)
+}
+
+// WatchWithContext implements cache.WatcherWithContext. A bridge is often stopped between its list
+// and its watch (the list it bridges was quick): it then watches nothing rather than having the
+// reflector report the cancelled request as an error.
+func (f *fromNow) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+	if ctx.Err() != nil {
+		return watch.NewEmptyWatch(), nil
+	}
+	return f.listerWatcher.WatchWithContext(ctx, o)
+}
+
+// IsWatchListSemanticsUnSupported tells client-go's reflector to list rather than stream the
+// initial objects: the bridge wants none of them.
+func (f *fromNow) IsWatchListSemanticsUnSupported() bool { return true }

@@ -3,6 +3,7 @@ package shard
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -364,5 +365,75 @@ func TestWatchRenewsWhenThePieceNarrows(t *testing.T) {
 	w.Stop() // the informer may stop it again
 	if !stopped.IsStopped() {
 		t.Error("Stop did not stop the watch underneath")
+	}
+}
+
+// TestBridgeWatchesFromNow: a Bridge lists nothing, and an informer on it holds exactly what is
+// created in the share after it started, on a server with and without the gate; its list is not
+// repeated once its watch breaks.
+func TestBridgeWatchesFromNow(t *testing.T) {
+	for name, c := range servers {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var names []string
+			for i := range 8 {
+				ns := fmt.Sprintf("bridge-%s-%d", name, i)
+				names = append(names, ns)
+				if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "before"}}, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			table := NewTable(CountWeighted(names), []string{"zw-0", "zw-1"}, DefaultChunks, nil)
+			lw, ok := Wrap(configMapsLW(c.Kube), table.Ranges("zw-0")).(interface{ Bridge() cache.ListerWatcher })
+			if !ok {
+				t.Fatal("a sharded ListerWatcher has no Bridge")
+			}
+			bridge := lw.Bridge()
+			inf := cache.NewSharedIndexInformer(bridge, &corev1.ConfigMap{}, 0, cache.Indexers{})
+			go inf.RunWithContext(ctx)
+			if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+				t.Fatal("not synced")
+			}
+			if n := len(inf.GetStore().List()); n != 0 {
+				t.Fatalf("the bridge listed %d objects, want none", n)
+			}
+			want := map[string]bool{}
+			for _, ns := range names {
+				if _, err := c.Kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "after"}}, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				if table.Owner(Hash(ns)) == "zw-0" {
+					want[ns+"/after"] = true
+				}
+			}
+			if len(want) == 0 || len(want) == len(names) {
+				t.Fatalf("zw-0 owns %d of %d namespaces: the test needs some of each", len(want), len(names))
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				got := map[string]bool{}
+				for _, o := range inf.GetStore().List() {
+					cm := o.(*corev1.ConfigMap)
+					got[cm.Namespace+"/"+cm.Name] = true
+				}
+				if maps.Equal(got, want) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the bridge holds %v, want %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+
+			lctx, lcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			defer lcancel()
+			if _, err := cache.ToListerWithContext(bridge).ListWithContext(lctx, metav1.ListOptions{}); err == nil || lctx.Err() == nil {
+				t.Errorf("a second list of the bridge returned (%v) before it was stopped", err)
+			}
+		})
 	}
 }

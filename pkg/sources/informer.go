@@ -56,6 +56,15 @@ type Narrowing interface {
 	Reads(namespace string) bool
 }
 
+// Bridging is implemented by a decorated ListerWatcher that can also watch from now without
+// listing (shard's gained and restarted shares): the informer runs a second, short-lived informer on
+// Bridge while its own lists, so that what changes meanwhile is handed on at once instead of after
+// the list. Its findings may have been written by the replica that read the namespaces before, and
+// are decided against the Observations known written, as re-listed ones are.
+type Bridging interface {
+	Bridge() cache.ListerWatcher
+}
+
 // Informer reads a tool's objects and hands on their findings. Objects are parsed as they arrive and
 // only their findings are cached, so memory grows with the findings, not with the size of the
 // tools' objects. An object whose findings did not change yields nothing; of one that changed, only
@@ -207,20 +216,31 @@ func (i *Informer) Run(ctx context.Context, h Handler) error {
 	}
 	if _, err := inf.AddEventHandlerWithOptions(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, listed bool) {
-			if !listed {
+			how := watched
+			if listed {
+				how = relisted
+			} else {
 				i.delivered(obj)
 			}
-			i.handle(ctx, h, obj, listed)
+			i.handle(ctx, h, obj, how)
 		},
-		UpdateFunc: func(_, obj any) { i.handle(ctx, h, obj, false) },
+		UpdateFunc: func(_, obj any) { i.handle(ctx, h, obj, watched) },
 		DeleteFunc: i.forget,
 	}, cache.HandlerOptions{ResyncPeriod: &resync}); err != nil {
 		return fmt.Errorf("adding handler: %w", err)
 	}
 	store := inf.GetIndexer()
 	i.store.Store(&store)
+	bctx, endBridge := context.WithCancel(ctx)
+	defer endBridge()
+	if b, ok := i.lw.(Bridging); ok {
+		go i.bridge(bctx, h, b.Bridge())
+	} else {
+		endBridge()
+	}
 	go func() {
 		if cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+			endBridge()
 			if i.inherited != nil {
 				i.pruneGone(inf.GetStore())
 			}
@@ -230,6 +250,36 @@ func (i *Informer) Run(ctx context.Context, h Handler) error {
 	}()
 	inf.RunWithContext(ctx)
 	return nil
+}
+
+// bridge hands on what changes in the informer's namespaces from now until ctx ends (the informer
+// has synced): see Bridging. Objects both deliver are handed on once, as both record in handed.
+func (i *Informer) bridge(ctx context.Context, h Handler, lw cache.ListerWatcher) {
+	inf := cache.NewSharedIndexInformerWithOptions(lw, &unstructured.Unstructured{},
+		cache.SharedIndexInformerOptions{ObjectDescription: i.cfg.GVR.String() + " (bridge)"})
+	if err := inf.SetTransform(i.transform); err != nil {
+		i.log.Warn("not bridging the list", "error", err)
+		return
+	}
+	var changes atomic.Int64
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			changes.Add(1)
+			i.delivered(obj)
+			i.handle(ctx, h, obj, bridged)
+		},
+		UpdateFunc: func(_, obj any) {
+			changes.Add(1)
+			i.handle(ctx, h, obj, bridged)
+		},
+		DeleteFunc: i.forget,
+	}); err != nil {
+		i.log.Warn("not bridging the list", "error", err)
+		return
+	}
+	began := time.Now()
+	inf.RunWithContext(ctx)
+	i.log.Info("list bridged", "changes", changes.Load(), "seconds", time.Since(began).Seconds())
 }
 
 // waitServed polls discovery until the API server serves the resource: a tool that is not installed
@@ -378,9 +428,20 @@ func (i *Informer) delivered(obj any) {
 	i.metrics.WatchDelivery.WithLabelValues(i.cfg.Source).Observe(max(0, time.Since(p.CreationTimestamp.Time).Seconds()))
 }
 
-// handle hands on the findings of obj that were not handed on for it before; listed says obj
-// came with the informer's first list.
-func (i *Informer) handle(ctx context.Context, h Handler, obj any, listed bool) {
+// arrival is how an object reached the informer.
+type arrival int
+
+const (
+	// watched: its watch delivered a change.
+	watched arrival = iota
+	// relisted: it came with the informer's first list.
+	relisted
+	// bridged: the bridge's watch delivered a change while the first list was under way.
+	bridged
+)
+
+// handle hands on the findings of obj that were not handed on for it before.
+func (i *Informer) handle(ctx context.Context, h Handler, obj any, how arrival) {
 	p, ok := obj.(*parsed)
 	if !ok {
 		return
@@ -407,14 +468,14 @@ func (i *Informer) handle(ctx context.Context, h Handler, obj any, listed bool) 
 			continue
 		}
 		ev := *f // the cached finding stays as it is; the pipeline works on a copy
-		ev.Relisted = listed
+		ev.Relisted = how != watched
 		if ev.Stateful {
 			// Only a state's claim is this replica's alone: a finding that claimed in the shared
 			// tier would hold the new owner's copy back as a duplicate until the claim is given
 			// back, and be lost if it was dropped here first.
 			ev.Withdrawn = withdrawn
 		}
-		if listed {
+		if how == relisted {
 			i.metrics.FindingsRelisted.WithLabelValues(i.cfg.Source).Inc()
 		}
 		uid, fp := p.UID, f.FP

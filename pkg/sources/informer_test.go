@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
+	"reflect"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -17,9 +19,11 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	fakediscovery "k8s.io/client-go/discovery/fake"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	kubetesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
@@ -464,4 +468,115 @@ func TestWatchDeliveryCountsWatchedAdds(t *testing.T) {
 	if n, sum := got.GetHistogram().GetSampleCount(), got.GetHistogram().GetSampleSum(); n != 1 || sum < 3 || sum > 60 {
 		t.Errorf("watch delivery: %d observations summing to %.1f s, want one of about 3 s", n, sum)
 	}
+}
+
+// heldList lists only once release is closed; its Bridge watches from now, and says when it does.
+type heldList struct {
+	next     cache.ListerWatcher
+	release  chan struct{}
+	watching chan struct{}
+}
+
+func (l *heldList) List(o metav1.ListOptions) (runtime.Object, error) {
+	return l.ListWithContext(context.Background(), o)
+}
+
+func (l *heldList) ListWithContext(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+	<-l.release
+	return cache.ToListerWithContext(l.next).ListWithContext(ctx, o)
+}
+
+func (l *heldList) Watch(o metav1.ListOptions) (watch.Interface, error) {
+	return l.WatchWithContext(context.Background(), o)
+}
+
+func (l *heldList) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+	return cache.ToWatcherWithContext(l.next).WatchWithContext(ctx, o)
+}
+
+func (l *heldList) Bridge() cache.ListerWatcher {
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			list, err := cache.ToListerWithContext(l.next).ListWithContext(ctx, o)
+			if err == nil {
+				list.(*unstructured.UnstructuredList).Items = nil // the resource version alone
+			}
+			return list, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			w, err := l.WatchWithContext(ctx, o)
+			close(l.watching)
+			return w, err
+		},
+	}
+}
+
+// arrivals records each finding's rule and whether it was marked re-listed.
+type arrivals struct {
+	mu  sync.Mutex
+	got map[string][]bool
+}
+
+func (a *arrivals) Handle(_ context.Context, ev *pipeline.Event) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.got[ev.Rule] = append(a.got[ev.Rule], ev.Relisted)
+	return nil
+}
+
+func (a *arrivals) snapshot() map[string][]bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.got)
+}
+
+// TestBridgeHandsOnWhileListing: an informer whose ListerWatcher bridges hands on an object created
+// while its list is held back, marked as possibly written; once the list is in, that object is not
+// handed on again, the listed one is, and later changes come through the informer's own watch.
+func TestBridgeHandsOnWhileListing(t *testing.T) {
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
+	client, disc := configMapClients(configMap("ci", "listed", "u1", "listed-1"))
+	held := &heldList{release: make(chan struct{}), watching: make(chan struct{})}
+	wrap := func(lw cache.ListerWatcher) cache.ListerWatcher { held.next = lw; return held }
+	inf := NewInformer(InformerConfig{Source: "test", GVR: configMapsGVR}, client, disc, oneFindingPerKey, wrap,
+		metrics.New(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := &arrivals{got: map[string][]bool{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = inf.Run(ctx, h) }()
+	wait := func(want map[string][]bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !reflect.DeepEqual(h.snapshot(), want); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("handed on %v, want %v", h.snapshot(), want)
+			}
+		}
+	}
+	select {
+	case <-held.watching:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the informer opened no bridge while its list was held")
+	}
+	late := configMap("ci", "late", "u2", "late-1")
+	if _, err := client.Resource(configMapsGVR).Namespace("ci").Create(ctx, late, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wait(map[string][]bool{"late-1": {true}})
+	if inf.HasSynced() {
+		t.Fatal("synced before its list was let through")
+	}
+	close(held.release)
+	wait(map[string][]bool{"late-1": {true}, "listed-1": {true}})
+	for deadline := time.Now().Add(5 * time.Second); !inf.HasSynced(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("informer did not sync")
+		}
+	}
+	late.Object["data"] = map[string]any{"late-1": "1", "late-2": "1"}
+	if _, err := client.Resource(configMapsGVR).Namespace("ci").Update(ctx, late, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wait(map[string][]bool{"late-1": {true}, "listed-1": {true}, "late-2": {false}})
+	time.Sleep(200 * time.Millisecond) // nothing more comes
+	wait(map[string][]bool{"late-1": {true}, "listed-1": {true}, "late-2": {false}})
 }
