@@ -69,7 +69,6 @@ func newReplicas(cfg *config, kube kubernetes.Interface, meta metadata.Interface
 		r.namespaces = shard.NewNamespaces(meta)
 		r.tables = &shard.ConfigMapTables{Client: kube, Namespace: cfg.namespace, Release: cfg.release, Self: cfg.memberID,
 			Owners: owners}
-		written.Wrap = r.sharder.WrapGained
 	}
 	return r
 }
@@ -143,7 +142,7 @@ func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.
 	coord *ha.Coordinator, ingesters *ingester.Manager, cleaner *cleanup.Cleaner, maintain func(context.Context)) {
 	if r.members == nil {
 		health.AddLiveness("process", func(context.Context) error { return nil })
-		g.Go(func() error { r.loadWritten(ctx); return ingesters.Run(ctx) })
+		g.Go(func() error { r.loadWritten(ctx, nil); return ingesters.Run(ctx) })
 	} else {
 		// The API server away fails readiness only: a liveness tied to it would restart every
 		// replica at once for what a restart cannot fix.
@@ -216,7 +215,7 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 		default:
 		}
 		if applied, _, ranges := r.applyRead(ctx); applied {
-			ingesters.Reshard(r.sharder.Within(ranges)) // the first share is a Restart
+			ingesters.Reshard(r.sharder.Within(ranges, nil)) // the first share is a Restart
 			break
 		}
 		if ctx.Err() != nil {
@@ -234,17 +233,38 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 		case <-r.namespaces.Changes():
 			r.sharder.SetNamespaces(r.namespaces.Names())
 		case <-r.sharder.Changes():
-			applied, step, ranges := r.applyRead(ctx)
-			switch {
-			case !applied:
-			case step == shard.Restart:
-				ingesters.Reshard(r.sharder.Within(ranges))
-			case step == shard.Extend:
-				ingesters.Extend(r.sharder.Within(ranges))
-			default:
-				ingesters.Narrow()
-			}
+			r.handOver(ctx, ingesters)
 		}
+	}
+}
+
+// handOver applies a new share while the replica runs: it lets go of the namespaces lost, waits
+// for the members that held the ones gained to let go of them, then starts the informers over the
+// gained ranges and reads the Observations written there side by side. What those informers list
+// waits for the read (Sharder.Within); what changes meanwhile comes through their bridges at
+// once, instead of after a read and a list that take seconds on a busy API server. A share that
+// changes while it waits for the others is not applied: the change is signalled, and the newer
+// share is applied in its own turn.
+func (r *replicas) handOver(ctx context.Context, ingesters *ingester.Manager) {
+	share := r.sharder.Share()
+	r.release(ctx, share)
+	if gained := r.sharder.Gained(); len(gained) > 0 && !r.awaitReleased(ctx, share, gained) {
+		return
+	}
+	gained := r.sharder.GainedRanges()
+	step, ranges := r.sharder.Apply(share)
+	read := make(chan struct{})
+	defer close(read)
+	switch step {
+	case shard.Restart:
+		ingesters.Reshard(r.sharder.Within(ranges, read))
+	case shard.Extend:
+		ingesters.Extend(r.sharder.Within(ranges, read))
+	default:
+		ingesters.Narrow()
+	}
+	if len(gained) > 0 {
+		r.loadWritten(ctx, r.sharder.WrapRanges(gained))
 	}
 }
 
@@ -263,8 +283,8 @@ func (r *replicas) applyRead(ctx context.Context) (applied bool, step shard.Step
 	if gained := r.sharder.Gained(); len(gained) > 0 && !r.awaitReleased(ctx, share, gained) {
 		return false, shard.Narrow, nil
 	}
-	if len(r.sharder.GainedRanges()) > 0 {
-		r.loadWritten(ctx)
+	if gained := r.sharder.GainedRanges(); len(gained) > 0 {
+		r.loadWritten(ctx, r.sharder.WrapRanges(gained))
 	}
 	step, ranges = r.sharder.Apply(share)
 	return true, step, ranges
@@ -309,10 +329,10 @@ func (r *replicas) awaitReleased(ctx context.Context, share shard.Ranges, hashes
 
 // loadWritten reads the Observations of the share in force before the informers list it; if
 // they cannot be read in time, the re-list costs refused creates, nothing more.
-func (r *replicas) loadWritten(ctx context.Context) {
+func (r *replicas) loadWritten(ctx context.Context, within sources.WrapListerWatcher) {
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if _, err := r.written.Load(lctx); err != nil && ctx.Err() == nil {
+	if _, err := r.written.LoadWithin(lctx, within); err != nil && ctx.Err() == nil {
 		r.log.Warn("reading the Observations written; re-listed findings will be sent again", "error", err)
 	}
 }

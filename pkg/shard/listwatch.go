@@ -136,6 +136,15 @@ func (l *listerWatcher) WatchWithContext(ctx context.Context, o metav1.ListOptio
 	}), nil
 }
 
+// ListedAfter returns what the objects listed wait for before they are handed on (sources.Holding):
+// the read of the Observations written in the piece; nil when nothing is waited for.
+func (l *listerWatcher) ListedAfter() <-chan struct{} {
+	if l.piece == nil {
+		return nil
+	}
+	return l.piece.read
+}
+
 // Reads reports whether the objects of a namespace are kept now (sources.Narrowing).
 func (l *listerWatcher) Reads(namespace string) bool {
 	if l.held != nil && !l.held() {
@@ -263,10 +272,11 @@ func (f *fromNow) Watch(o metav1.ListOptions) (watch.Interface, error) {
 // and its watch (the list it bridges was quick): it then watches nothing rather than having the
 // reflector report the cancelled request as an error.
 func (f *fromNow) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-	if ctx.Err() != nil {
+	w, err := f.listerWatcher.WatchWithContext(ctx, o)
+	if err != nil && ctx.Err() != nil {
 		return watch.NewEmptyWatch(), nil
 	}
-	return f.listerWatcher.WatchWithContext(ctx, o)
+	return w, err
 }
 
 // IsWatchListSemanticsUnSupported tells client-go's reflector to list rather than stream the

@@ -251,9 +251,10 @@ func (s Step) String() string {
 const MaxPieces = 4
 
 // Apply makes share (one Share returned) the one informers are narrowed to. Until it is called for
-// a new share, informers keep reading the one applied before, less what left it: a replica reads the
-// Observations written in the new share (through WrapGained), then applies it, and a share that
-// changes meanwhile waits for its own read instead of being listed with the index of another.
+// a new share, informers keep reading the one applied before, less what left it: a replica applies it
+// once the members that held what it gains have let go, and its informers hand on nothing listed in
+// the gained ranges until it has read the Observations written there (Within, WrapRanges): a share
+// that changes meanwhile waits for its own read instead of being listed with the index of another.
 //
 // It returns what the informers must do to read share, and the ranges to start informers over
 // (Within): the whole share to Restart, the gained ranges to Extend, none to Narrow.
@@ -288,9 +289,13 @@ func (s *Sharder) Apply(share Ranges) (Step, Ranges) {
 
 // Within returns the ListerWatcher decorator of a set of informers over ranges (those Apply
 // returned): narrowed to them with the API server's help, and further as the share loses ranges.
-func (s *Sharder) Within(ranges Ranges) func(cache.ListerWatcher) cache.ListerWatcher {
+// Their informers hand on nothing they list until read is closed (nil: at once), which the replica
+// closes once it has read the Observations written in ranges: the lists run meanwhile, and their
+// bridges hand on what changes (ListedAfter).
+func (s *Sharder) Within(ranges Ranges, read <-chan struct{}) func(cache.ListerWatcher) cache.ListerWatcher {
 	s.mu.Lock()
 	p := newPiece(ranges.Intersect(s.share))
+	p.read = read
 	s.pieces = append(s.pieces, p)
 	s.mu.Unlock()
 	return func(lw cache.ListerWatcher) cache.ListerWatcher {
@@ -305,6 +310,8 @@ type piece struct {
 	mu sync.Mutex
 	// narrowed is closed when the ranges shrink, and replaced.
 	narrowed chan struct{}
+	// read, when set, is closed once the Observations written in the piece have been read.
+	read <-chan struct{}
 }
 
 func newPiece(r Ranges) *piece {
@@ -369,12 +376,12 @@ func (s *Sharder) Wrap(lw cache.ListerWatcher) cache.ListerWatcher {
 	return s.wrap(lw, share, nil, s.weigher.start())
 }
 
-// WrapGained narrows lw to GainedRanges: for reading the Observations written where this replica
-// is about to list anew, before its informers restart. Where it keeps, its informers read already,
-// and their re-list hands on nothing that was handed on before. What it lists is not weighed: the
-// namespaces' weights are their source objects and changes.
-func (s *Sharder) WrapGained(lw cache.ListerWatcher) cache.ListerWatcher {
-	return s.wrap(lw, s.GainedRanges(), nil, nil)
+// WrapRanges narrows lw to ranges: for reading the Observations written in the ranges a share
+// gains (GainedRanges, taken before Apply) while the informers over them list. Where the replica
+// keeps, its informers read already, and their re-list hands on nothing that was handed on before.
+// What it lists is not weighed: the namespaces' weights are their source objects and changes.
+func (s *Sharder) WrapRanges(ranges Ranges) func(cache.ListerWatcher) cache.ListerWatcher {
+	return func(lw cache.ListerWatcher) cache.ListerWatcher { return s.wrap(lw, ranges, nil, nil) }
 }
 
 // GainedRanges is the part of the share in force that the share applied last does not hold (all

@@ -65,6 +65,13 @@ type Bridging interface {
 	Bridge() cache.ListerWatcher
 }
 
+// Holding is implemented by a decorated ListerWatcher whose listed objects must wait before they
+// are handed on: for what was written before them to be read (shard's gained ranges), while the
+// list itself already runs. The informer's bridge (Bridging) runs until the wait is over.
+type Holding interface {
+	ListedAfter() <-chan struct{}
+}
+
 // Informer reads a tool's objects and hands on their findings. Objects are parsed as they arrive and
 // only their findings are cached, so memory grows with the findings, not with the size of the
 // tools' objects. An object whose findings did not change yields nothing; of one that changed, only
@@ -219,6 +226,9 @@ func (i *Informer) Run(ctx context.Context, h Handler) error {
 			how := watched
 			if listed {
 				how = relisted
+				if !i.waitListed(ctx) {
+					return
+				}
 			} else {
 				i.delivered(obj)
 			}
@@ -239,7 +249,7 @@ func (i *Informer) Run(ctx context.Context, h Handler) error {
 		endBridge()
 	}
 	go func() {
-		if cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		if cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) && i.waitListed(ctx) {
 			endBridge()
 			if i.inherited != nil {
 				i.pruneGone(inf.GetStore())
@@ -250,6 +260,20 @@ func (i *Informer) Run(ctx context.Context, h Handler) error {
 	}()
 	inf.RunWithContext(ctx)
 	return nil
+}
+
+// waitListed waits until the listed objects may be handed on (Holding); false if ctx ended first.
+func (i *Informer) waitListed(ctx context.Context) bool {
+	h, ok := i.lw.(Holding)
+	if !ok || h.ListedAfter() == nil {
+		return true
+	}
+	select {
+	case <-h.ListedAfter():
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // bridge hands on what changes in the informer's namespaces from now until ctx ends (the informer

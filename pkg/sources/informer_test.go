@@ -470,9 +470,12 @@ func TestWatchDeliveryCountsWatchedAdds(t *testing.T) {
 	}
 }
 
-// heldList lists only once release is closed; its Bridge watches from now, and says when it does.
+// heldList holds back what it lists until release is closed: the list itself when holdList is set
+// (a slow list), else its objects' hand-over (Holding: the Observations written are being read).
+// Its Bridge watches from now, and says when it does.
 type heldList struct {
 	next     cache.ListerWatcher
+	holdList bool
 	release  chan struct{}
 	watching chan struct{}
 }
@@ -482,8 +485,17 @@ func (l *heldList) List(o metav1.ListOptions) (runtime.Object, error) {
 }
 
 func (l *heldList) ListWithContext(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-	<-l.release
+	if l.holdList {
+		<-l.release
+	}
 	return cache.ToListerWithContext(l.next).ListWithContext(ctx, o)
+}
+
+func (l *heldList) ListedAfter() <-chan struct{} {
+	if l.holdList {
+		return nil
+	}
+	return l.release
 }
 
 func (l *heldList) Watch(o metav1.ListOptions) (watch.Interface, error) {
@@ -531,12 +543,19 @@ func (a *arrivals) snapshot() map[string][]bool {
 }
 
 // TestBridgeHandsOnWhileListing: an informer whose ListerWatcher bridges hands on an object created
-// while its list is held back, marked as possibly written; once the list is in, that object is not
-// handed on again, the listed one is, and later changes come through the informer's own watch.
+// while its list is held back — the list slow, or its objects waiting for the read of what is
+// written — marked as possibly written; once the list is handed on, that object is not handed on
+// again, the listed one is, and later changes come through the informer's own watch.
 func TestBridgeHandsOnWhileListing(t *testing.T) {
+	for name, holdList := range map[string]bool{"slow list": true, "read pending": false} {
+		t.Run(name, func(t *testing.T) { testBridge(t, holdList) })
+	}
+}
+
+func testBridge(t *testing.T, holdList bool) {
 	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
 	client, disc := configMapClients(configMap("ci", "listed", "u1", "listed-1"))
-	held := &heldList{release: make(chan struct{}), watching: make(chan struct{})}
+	held := &heldList{holdList: holdList, release: make(chan struct{}), watching: make(chan struct{})}
 	wrap := func(lw cache.ListerWatcher) cache.ListerWatcher { held.next = lw; return held }
 	inf := NewInformer(InformerConfig{Source: "test", GVR: configMapsGVR}, client, disc, oneFindingPerKey, wrap,
 		metrics.New(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -561,6 +580,8 @@ func TestBridgeHandsOnWhileListing(t *testing.T) {
 	if _, err := client.Resource(configMapsGVR).Namespace("ci").Create(ctx, late, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	wait(map[string][]bool{"late-1": {true}})
+	time.Sleep(200 * time.Millisecond) // the held list hands on nothing meanwhile
 	wait(map[string][]bool{"late-1": {true}})
 	if inf.HasSynced() {
 		t.Fatal("synced before its list was let through")

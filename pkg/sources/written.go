@@ -62,6 +62,11 @@ func (w *WrittenObservations) key(namespace, name string) uint64 {
 // Load lists the Observations Wrap narrows to, a page at a time, and makes them the ones known.
 // It returns how many it read.
 func (w *WrittenObservations) Load(ctx context.Context) (int, error) {
+	return w.LoadWithin(ctx, w.Wrap)
+}
+
+// LoadWithin is Load through wrap instead of Wrap (nil: every Observation).
+func (w *WrittenObservations) LoadWithin(ctx context.Context, wrap WrapListerWatcher) (int, error) {
 	start := time.Now()
 	var lw cache.ListerWatcher = &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -71,8 +76,8 @@ func (w *WrittenObservations) Load(ctx context.Context) (int, error) {
 			return nil, fmt.Errorf("the written Observations are listed, not watched")
 		},
 	}
-	if w.Wrap != nil {
-		lw = w.Wrap(lw)
+	if wrap != nil {
+		lw = wrap(lw)
 	}
 	p := pager.New(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 		return cache.ToListerWithContext(lw).ListWithContext(ctx, o)
