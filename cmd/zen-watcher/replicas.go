@@ -214,8 +214,7 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 		case <-r.sharder.Changes(): // the informers start on the share in force
 		default:
 		}
-		if applied, _, ranges := r.applyRead(ctx); applied {
-			ingesters.Reshard(r.sharder.Within(ranges, nil)) // the first share is a Restart
+		if r.handOver(ctx, ingesters) { // the first share is a Restart: the informers start with Run
 			break
 		}
 		if ctx.Err() != nil {
@@ -233,23 +232,25 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 		case <-r.namespaces.Changes():
 			r.sharder.SetNamespaces(r.namespaces.Names())
 		case <-r.sharder.Changes():
-			r.handOver(ctx, ingesters)
+			_ = r.handOver(ctx, ingesters) // one not applied is signalled again
 		}
 	}
 }
 
-// handOver applies a new share while the replica runs: it lets go of the namespaces lost, waits
-// for the members that held the ones gained to let go of them, then starts the informers over the
+// handOver applies the share in force: it lets go of the namespaces lost (release), waits for
+// the members that held the ones gained to let go of them, then starts the informers over the
 // gained ranges and reads the Observations written there side by side. What those informers list
 // waits for the read (Sharder.Within); what changes meanwhile comes through their bridges at
-// once, instead of after a read and a list that take seconds on a busy API server. A share that
-// changes while it waits for the others is not applied: the change is signalled, and the newer
-// share is applied in its own turn.
-func (r *replicas) handOver(ctx context.Context, ingesters *ingester.Manager) {
+// once, instead of after a read and a list that take seconds on a busy API server. (Where it
+// keeps, what its informers handed on before is not handed on again, and nothing is read; a share
+// that only shrank needs no list.) It reports whether the share was applied: one that changes
+// while it waits for the others is not, the change is signalled, and the newer share is applied in
+// its own turn.
+func (r *replicas) handOver(ctx context.Context, ingesters *ingester.Manager) bool {
 	share := r.sharder.Share()
 	r.release(ctx, share)
 	if gained := r.sharder.Gained(); len(gained) > 0 && !r.awaitReleased(ctx, share, gained) {
-		return
+		return false
 	}
 	gained := r.sharder.GainedRanges()
 	step, ranges := r.sharder.Apply(share)
@@ -266,28 +267,7 @@ func (r *replicas) handOver(ctx context.Context, ingesters *ingester.Manager) {
 	if len(gained) > 0 {
 		r.loadWritten(ctx, r.sharder.WrapRanges(gained))
 	}
-}
-
-// applyRead hands namespaces over, then applies the share in force: it lets go of the namespaces
-// this replica lost (release), waits for the members that held the ones it gains to let go of
-// them, and reads the Observations written there, so that the informers (re)started next list
-// only namespaces whose Observations were read, after their last writer stopped. (Where it keeps,
-// what its informers handed on before is not handed on again, and nothing is read.) It reports
-// whether the share was applied, and what the informers do to read it (Sharder.Apply): a share
-// that only shrank needs no list, and one that gained lists what it gained. A share that changes
-// while it waits for the others is not applied: the change is signalled, and the newer share is
-// applied in its own turn.
-func (r *replicas) applyRead(ctx context.Context) (applied bool, step shard.Step, ranges shard.Ranges) {
-	share := r.sharder.Share()
-	r.release(ctx, share)
-	if gained := r.sharder.Gained(); len(gained) > 0 && !r.awaitReleased(ctx, share, gained) {
-		return false, shard.Narrow, nil
-	}
-	if gained := r.sharder.GainedRanges(); len(gained) > 0 {
-		r.loadWritten(ctx, r.sharder.WrapRanges(gained))
-	}
-	step, ranges = r.sharder.Apply(share)
-	return true, step, ranges
+	return true
 }
 
 // release waits until nothing is queued or being written outside share (the writer takes
@@ -327,12 +307,13 @@ func (r *replicas) awaitReleased(ctx context.Context, share shard.Ranges, hashes
 	return true
 }
 
-// loadWritten reads the Observations of the share in force before the informers list it; if
-// they cannot be read in time, the re-list costs refused creates, nothing more.
+// loadWritten reads the Observations within narrows to (nil: all), before the informers hand on
+// what they list there; if they cannot be read in time, the re-list costs refused creates, nothing
+// more.
 func (r *replicas) loadWritten(ctx context.Context, within sources.WrapListerWatcher) {
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if _, err := r.written.LoadWithin(lctx, within); err != nil && ctx.Err() == nil {
+	if _, err := r.written.Load(lctx, within); err != nil && ctx.Err() == nil {
 		r.log.Warn("reading the Observations written; re-listed findings will be sent again", "error", err)
 	}
 }

@@ -103,6 +103,8 @@ type Informer struct {
 	// informer runs, nil otherwise.
 	lw        cache.ListerWatcher
 	narrowing Narrowing
+	// listedAfter, when set, is closed once what the informer lists may be handed on (Holding).
+	listedAfter <-chan struct{}
 }
 
 // DefaultResync is how often an informer looks at every object again, to hand on findings that
@@ -123,6 +125,9 @@ func NewInformer(cfg InformerConfig, client dynamic.Interface, disc discovery.Di
 	}
 	i.lw = i.listerWatcher()
 	i.narrowing, _ = i.lw.(Narrowing)
+	if h, ok := i.lw.(Holding); ok {
+		i.listedAfter = h.ListedAfter()
+	}
 	i.waiting.Store("")
 	i.lastErr.Store("")
 	return i
@@ -264,12 +269,11 @@ func (i *Informer) Run(ctx context.Context, h Handler) error {
 
 // waitListed waits until the listed objects may be handed on (Holding); false if ctx ended first.
 func (i *Informer) waitListed(ctx context.Context) bool {
-	h, ok := i.lw.(Holding)
-	if !ok || h.ListedAfter() == nil {
+	if i.listedAfter == nil {
 		return true
 	}
 	select {
-	case <-h.ListedAfter():
+	case <-i.listedAfter:
 		return true
 	case <-ctx.Done():
 		return false

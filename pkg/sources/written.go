@@ -31,8 +31,6 @@ import (
 type WrittenObservations struct {
 	// Client reads the Observations' metadata.
 	Client metadata.Interface
-	// Wrap narrows the listing to where the informers are about to list anew; nil lists all.
-	Wrap WrapListerWatcher
 	// Keep is how long a load is asked (default 5 minutes).
 	Keep time.Duration
 	Log  *slog.Logger
@@ -59,14 +57,9 @@ func (w *WrittenObservations) key(namespace, name string) uint64 {
 	return h.Sum64()
 }
 
-// Load lists the Observations Wrap narrows to, a page at a time, and makes them the ones known.
-// It returns how many it read.
-func (w *WrittenObservations) Load(ctx context.Context) (int, error) {
-	return w.LoadWithin(ctx, w.Wrap)
-}
-
-// LoadWithin is Load through wrap instead of Wrap (nil: every Observation).
-func (w *WrittenObservations) LoadWithin(ctx context.Context, wrap WrapListerWatcher) (int, error) {
+// Load lists the Observations within narrows to (where the informers are about to list anew; nil:
+// all), a page at a time, and makes them the ones known. It returns how many it read.
+func (w *WrittenObservations) Load(ctx context.Context, within WrapListerWatcher) (int, error) {
 	start := time.Now()
 	var lw cache.ListerWatcher = &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -76,8 +69,8 @@ func (w *WrittenObservations) LoadWithin(ctx context.Context, wrap WrapListerWat
 			return nil, fmt.Errorf("the written Observations are listed, not watched")
 		},
 	}
-	if wrap != nil {
-		lw = wrap(lw)
+	if within != nil {
+		lw = within(lw)
 	}
 	p := pager.New(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 		return cache.ToListerWithContext(lw).ListWithContext(ctx, o)

@@ -30,14 +30,15 @@ func TestWrittenObservations(t *testing.T) {
 	client := metadatafake.NewSimpleMetadataClient(scheme,
 		observationMeta("shop", "trivy-1"), observationMeta("shop", "trivy-2"), observationMeta("payments", "trivy-1"))
 	wrapped := 0
-	w := &WrittenObservations{Client: client, Keep: 200 * time.Millisecond, Wrap: func(lw cache.ListerWatcher) cache.ListerWatcher {
+	w := &WrittenObservations{Client: client, Keep: 200 * time.Millisecond}
+	within := func(lw cache.ListerWatcher) cache.ListerWatcher {
 		wrapped++
 		return lw
-	}}
+	}
 	if w.Written("shop", "trivy-1") {
 		t.Fatal("known before any load")
 	}
-	n, err := w.Load(context.Background())
+	n, err := w.Load(context.Background(), within)
 	if err != nil || n != 3 || wrapped != 1 {
 		t.Fatalf("loaded %d (%v), wrapped %d times", n, err, wrapped)
 	}
@@ -68,19 +69,20 @@ func TestWrittenLoadsAddUp(t *testing.T) {
 	client := metadatafake.NewSimpleMetadataClient(scheme,
 		observationMeta("shop", "trivy-1"), observationMeta("payments", "trivy-1"))
 	narrowTo := "shop"
-	w := &WrittenObservations{Client: client, Keep: 400 * time.Millisecond, Wrap: func(lw cache.ListerWatcher) cache.ListerWatcher {
+	w := &WrittenObservations{Client: client, Keep: 400 * time.Millisecond}
+	within := func(cache.ListerWatcher) cache.ListerWatcher {
 		ns := narrowTo
 		return &cache.ListWatch{ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return client.Resource(v1alpha1.SchemeGroupVersion.WithResource("observations")).Namespace(ns).List(ctx, o)
 		}}
-	}}
+	}
 	ctx := context.Background()
-	if n, err := w.Load(ctx); err != nil || n != 1 {
+	if n, err := w.Load(ctx, within); err != nil || n != 1 {
 		t.Fatalf("first load: %d (%v)", n, err)
 	}
 	time.Sleep(250 * time.Millisecond)
 	narrowTo = "payments"
-	if n, err := w.Load(ctx); err != nil || n != 1 {
+	if n, err := w.Load(ctx, within); err != nil || n != 1 {
 		t.Fatalf("second load: %d (%v)", n, err)
 	}
 	if !w.Written("shop", "trivy-1") || !w.Written("payments", "trivy-1") {
