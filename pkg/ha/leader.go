@@ -219,7 +219,7 @@ func campaign(ctx context.Context, cfg LeaderConfig, lastOther *atomic.Int64, le
 	if err != nil {
 		return err
 	}
-	le.Run(klog.NewContext(ectx, logr.FromSlogHandler(contention{cfg.Log.Handler()})))
+	le.Run(klog.NewContext(ectx, logr.FromSlogHandler(contention{cfg.Log.Handler(), ectx})))
 	return nil
 }
 
