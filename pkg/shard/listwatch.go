@@ -3,6 +3,7 @@ package shard
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,8 @@ type listerWatcher struct {
 	// new owner lists it when its own informers restart, and an object both handed on would cost a
 	// create the API server refuses.
 	inForce func(hash uint64) bool
+	// only, when set, narrows the share to a few namespaces (Scope): one point of the space each.
+	only Ranges
 }
 
 // Wrap narrows lw to share of the FNV-1a space, with the API server's help. A share that is the
@@ -59,8 +62,55 @@ func (l *listerWatcher) ranges() Ranges {
 	return l.share
 }
 
+// MaxScoped is how many namespaces Scope asks the API server for by name: a selector of one range
+// each costs the server about a microsecond per object and watch at 64 ranges (three and a half at
+// 256), and grows the request by ~90 bytes a namespace. An informer over more lists its whole share
+// and keeps only its namespaces itself.
+const MaxScoped = 64
+
+// Scope narrows what the ListerWatcher asks for and keeps to namespaces, within the share
+// (sources.Scoping): an informer over a few namespaces then reads only theirs, where it would list
+// every namespace of its share and drop the rest. More than MaxScoped namespaces, or none, change
+// nothing. Call it before the ListerWatcher is used.
+func (l *listerWatcher) Scope(namespaces []string) {
+	if len(namespaces) == 0 || len(namespaces) > MaxScoped {
+		return
+	}
+	l.only = points(namespaces)
+}
+
+// points is the ranges that hold exactly the namespaces' hashes: one point [h, h+1) each.
+func points(namespaces []string) Ranges {
+	hashes := make([]uint64, 0, len(namespaces))
+	for _, ns := range namespaces {
+		hashes = append(hashes, Hash(ns))
+	}
+	return pointsOf(hashes)
+}
+
+func pointsOf(hashes []uint64) Ranges {
+	slices.Sort(hashes)
+	var rs Ranges
+	for i, h := range hashes {
+		if i > 0 && h == hashes[i-1] {
+			continue
+		}
+		rs = rs.add(Range{Start: h, End: h + 1}) // h+1 wraps to 0, which stands for 2^64
+	}
+	return rs
+}
+
+// holds reports whether the namespace hash h is kept now: in the share (and its scope), and in the
+// share in force.
+func (l *listerWatcher) holds(h uint64) bool {
+	return l.ranges().Contains(h) && (l.only == nil || l.only.Contains(h)) && (l.inForce == nil || l.inForce(h))
+}
+
 func (l *listerWatcher) options(o metav1.ListOptions) metav1.ListOptions {
 	share := l.ranges()
+	if l.only != nil {
+		share = share.Intersect(l.only)
+	}
 	if len(share) == 0 {
 		// A replica that owns nothing (it sees no members, or none but others) fails closed: it
 		// asks for next to nothing rather than for everything.
@@ -150,8 +200,7 @@ func (l *listerWatcher) Reads(namespace string) bool {
 	if l.held != nil && !l.held() {
 		return false
 	}
-	h := Hash(namespace)
-	return l.ranges().Contains(h) && (l.inForce == nil || l.inForce(h))
+	return l.holds(Hash(namespace))
 }
 
 // shortWatch is how long a watch must have run for the informer to take its end for a normal one
@@ -203,8 +252,7 @@ func (l *listerWatcher) keeps(obj runtime.Object) (string, bool) {
 		return "", true // not an object with metadata: let the informer decide
 	}
 	ns := m.GetNamespace()
-	h := Hash(ns)
-	keep := l.ranges().Contains(h) && (l.inForce == nil || l.inForce(h))
+	keep := l.holds(Hash(ns))
 	c := l.dropped
 	if keep {
 		c = l.kept

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -368,6 +369,25 @@ func TestWatchRenewsWhenThePieceNarrows(t *testing.T) {
 	}
 }
 
+// namespacesWithBefore creates n namespaces named prefix-0, prefix-1, ..., with a ConfigMap named
+// "before" in each, and returns their names.
+func namespacesWithBefore(t *testing.T, c *testenv.Cluster, prefix string, n int) []string {
+	t.Helper()
+	ctx := context.Background()
+	var names []string
+	for i := range n {
+		ns := fmt.Sprintf("%s-%d", prefix, i)
+		names = append(names, ns)
+		if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "before"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return names
+}
+
 // TestBridgeWatchesFromNow: a Bridge lists nothing, and an informer on it holds exactly what is
 // created in the share after it started, on a server with and without the gate; its list is not
 // repeated once its watch breaks.
@@ -376,17 +396,7 @@ func TestBridgeWatchesFromNow(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			var names []string
-			for i := range 8 {
-				ns := fmt.Sprintf("bridge-%s-%d", name, i)
-				names = append(names, ns)
-				if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := c.Kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "before"}}, metav1.CreateOptions{}); err != nil {
-					t.Fatal(err)
-				}
-			}
+			names := namespacesWithBefore(t, c, "bridge-"+name, 8)
 			table := NewTable(CountWeighted(names), []string{"zw-0", "zw-1"}, DefaultChunks, nil)
 			lw, ok := Wrap(configMapsLW(c.Kube), table.Ranges("zw-0")).(interface{ Bridge() cache.ListerWatcher })
 			if !ok {
@@ -435,5 +445,134 @@ func TestBridgeWatchesFromNow(t *testing.T) {
 				t.Errorf("a second list of the bridge returned (%v) before it was stopped", err)
 			}
 		})
+	}
+}
+
+// TestScopeReadsOnlyItsNamespaces: an informer scoped to a few namespaces holds the objects of
+// those in its share and no other, and with the gate on the API server sends it nothing else
+// either; past MaxScoped namespaces it reads its whole share, as an unscoped one does.
+func TestScopeReadsOnlyItsNamespaces(t *testing.T) {
+	for name, c := range servers {
+		t.Run(name, func(t *testing.T) {
+			names := namespacesWithBefore(t, c, "scope-"+name, 10)
+			table := NewTable(CountWeighted(names), []string{"zw-0", "zw-1"}, DefaultChunks, nil)
+			var mine, theirs []string
+			for _, ns := range names {
+				if table.Owner(Hash(ns)) == "zw-0" {
+					mine = append(mine, ns)
+				} else {
+					theirs = append(theirs, ns)
+				}
+			}
+			if len(mine) < 2 || len(theirs) < 2 {
+				t.Fatalf("zw-0 owns %v of %v: the test needs two of each", mine, names)
+			}
+			tooMany := slices.Clone(names)
+			for i := len(tooMany); i <= MaxScoped; i++ {
+				tooMany = append(tooMany, fmt.Sprintf("absent-%d", i))
+			}
+			for _, tc := range []struct {
+				scope []string
+				want  []string // the namespaces whose objects the informer holds
+				exact bool     // whether, with the gate on, the server sends these objects alone
+			}{
+				{scope: []string{mine[0], mine[1], theirs[0], theirs[1]}, want: mine[:2], exact: true},
+				{scope: theirs[:2], want: nil, exact: true},
+				{scope: tooMany, want: mine},
+			} {
+				t.Run(fmt.Sprintf("%d namespaces", len(tc.scope)), func(t *testing.T) {
+					testScope(t, c, table.Ranges("zw-0"), tc.scope, tc.want, names, tc.exact && name == "gate-on")
+				})
+			}
+		})
+	}
+}
+
+func testScope(t *testing.T, c *testenv.Cluster, share Ranges, scope, want, created []string, exact bool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	counting := &countingLW{next: configMapsLW(c.Kube)}
+	lw := Wrap(counting, share)
+	lw.(interface{ Scope([]string) }).Scope(scope)
+	inf := cache.NewSharedIndexInformer(lw, &corev1.ConfigMap{}, 0, cache.Indexers{})
+	go inf.RunWithContext(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		t.Fatal("not synced")
+	}
+	after := "after-" + strconv.Itoa(len(scope))
+	for _, ns := range created {
+		if _, err := c.Kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: after}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantKeys := map[string]bool{} // every object of the namespaces wanted, those of the cases before too
+	for _, ns := range want {
+		list, err := c.Kube.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cm := range list.Items {
+			wantKeys[ns+"/"+cm.Name] = true
+		}
+	}
+	held := func() map[string]bool {
+		got := map[string]bool{}
+		for _, o := range inf.GetStore().List() {
+			cm := o.(*corev1.ConfigMap)
+			if slices.Contains(created, cm.Namespace) {
+				got[cm.Namespace+"/"+cm.Name] = true
+			}
+		}
+		return got
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !maps.Equal(held(), wantKeys) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the informer holds %v, want %v", slices.Sorted(maps.Keys(held())), slices.Sorted(maps.Keys(wantKeys)))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(want) == 0 {
+		time.Sleep(2 * time.Second) // what the watch would deliver arrives within this
+		if got := held(); len(got) != 0 {
+			t.Fatalf("the informer holds %v, want nothing", slices.Sorted(maps.Keys(got)))
+		}
+	}
+	sent := counting.listed.Load() + counting.events.Load()
+	if exact && sent != int64(len(wantKeys)) {
+		t.Errorf("the API server sent %d objects (%d listed, %d watch events), want the %d in scope",
+			sent, counting.listed.Load(), counting.events.Load(), len(wantKeys))
+	}
+	t.Logf("the API server sent %d listed objects and %d watch events; %d held", counting.listed.Load(), counting.events.Load(), len(wantKeys))
+}
+
+func TestPoints(t *testing.T) {
+	for _, tc := range []struct {
+		names []string
+		want  int
+	}{
+		{names: []string{"a"}, want: 1},
+		{names: []string{"team-1", "team-2", "team-1"}, want: 2},
+		{names: []string{"payments", "kube-system", "default", "monitoring"}, want: 4},
+	} {
+		rs := points(tc.names)
+		if len(rs) != tc.want {
+			t.Errorf("points(%v) = %v, want %d ranges", tc.names, rs, tc.want)
+		}
+		for _, ns := range tc.names {
+			h := Hash(ns)
+			if !rs.Contains(h) || rs.Contains(h+1) || rs.Contains(h-1) {
+				t.Errorf("points(%v) = %v: %s's hash %#x alone should be in it", tc.names, rs, ns, h)
+			}
+		}
+	}
+	// The last hash there is: its point ends at 2^64, and adjacent points merge into one range.
+	top := ^uint64(0)
+	rs := pointsOf([]uint64{top, 5, top - 1, 4})
+	if want := (Ranges{{Start: 4, End: 6}, {Start: top - 1, End: 0}}); !slices.Equal(rs, want) {
+		t.Errorf("pointsOf = %v, want %v", rs, want)
+	}
+	if !rs.Contains(top) || rs.Contains(0) || rs.Contains(6) || rs.Contains(top-2) {
+		t.Errorf("pointsOf = %v holds the wrong hashes", rs)
 	}
 }

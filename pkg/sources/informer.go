@@ -72,6 +72,14 @@ type Holding interface {
 	ListedAfter() <-chan struct{}
 }
 
+// Scoping is implemented by a decorated ListerWatcher that can ask the API server for the objects of
+// a few namespaces alone (shard's selector, a point of the hash space for each): an informer over
+// several namespaces (InformerConfig.Namespaces) lists and watches all of them otherwise, and drops
+// what lies outside them itself.
+type Scoping interface {
+	Scope(namespaces []string)
+}
+
 // Informer reads a tool's objects and hands on their findings. Objects are parsed as they arrive and
 // only their findings are cached, so memory grows with the findings, not with the size of the
 // tools' objects. An object whose findings did not change yields nothing; of one that changed, only
@@ -124,6 +132,9 @@ func NewInformer(cfg InformerConfig, client dynamic.Interface, disc discovery.Di
 		i.resync = cfg.Resync
 	}
 	i.lw = i.listerWatcher()
+	if s, ok := i.lw.(Scoping); ok && len(cfg.Namespaces) > 1 {
+		s.Scope(cfg.Namespaces)
+	}
 	i.narrowing, _ = i.lw.(Narrowing)
 	if h, ok := i.lw.(Holding); ok {
 		i.listedAfter = h.ListedAfter()

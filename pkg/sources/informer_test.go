@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -600,4 +601,36 @@ func testBridge(t *testing.T, holdList bool) {
 	wait(map[string][]bool{"late-1": {true}, "listed-1": {true}, "late-2": {false}})
 	time.Sleep(200 * time.Millisecond) // nothing more comes
 	wait(map[string][]bool{"late-1": {true}, "listed-1": {true}, "late-2": {false}})
+}
+
+// scoped is a decorated ListerWatcher that records what it was scoped to (Scoping).
+type scoped struct {
+	cache.ListerWatcher
+	scope []string
+	calls int
+}
+
+func (s *scoped) Scope(namespaces []string) { s.scope, s.calls = namespaces, s.calls+1 }
+
+// TestInformerScopesSeveralNamespaces: an informer over several namespaces asks its decorated
+// ListerWatcher for those alone; one over all namespaces, or one (read through a namespaced
+// request already), does not.
+func TestInformerScopesSeveralNamespaces(t *testing.T) {
+	client, disc := configMapClients()
+	for _, tc := range []struct {
+		namespaces []string
+		want       []string
+	}{
+		{namespaces: nil},
+		{namespaces: []string{"only"}},
+		{namespaces: []string{"shop", "payments", "kube-system"}, want: []string{"shop", "payments", "kube-system"}},
+	} {
+		s := &scoped{}
+		wrap := func(lw cache.ListerWatcher) cache.ListerWatcher { s.ListerWatcher = lw; return s }
+		NewInformer(InformerConfig{Source: "test", GVR: configMapsGVR, Namespaces: tc.namespaces}, client, disc,
+			oneFindingPerKey, wrap, metrics.New(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if want := min(len(tc.want), 1); s.calls != want || !slices.Equal(s.scope, tc.want) {
+			t.Errorf("namespaces %v: scoped %d times to %v, want %d to %v", tc.namespaces, s.calls, s.scope, want, tc.want)
+		}
+	}
 }
