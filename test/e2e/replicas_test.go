@@ -192,14 +192,18 @@ func exactlyOnce(t *testing.T, l *load, phase string) {
 	var got int
 	start := time.Now()
 	eventually(t, 60*time.Second, func(ctx context.Context) error {
-		list, err := c.ListObservations(ctx, "", v1alpha1.LabelSource+"=k8sevents")
-		if err != nil {
-			return err
-		}
+		// The load's namespaces one by one, each read bounded: a list of every Observation in the
+		// cluster, which earlier tests filled, can outlast the whole wait on a busy API server.
 		perPod := map[string]int{}
 		got = 0
-		for _, o := range list.Items {
-			if owned[o.Namespace] {
+		for ns := range owned {
+			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			list, err := c.ListObservations(lctx, ns, v1alpha1.LabelSource+"=k8sevents")
+			cancel()
+			if err != nil {
+				return err
+			}
+			for _, o := range list.Items {
 				perPod[o.Namespace+"/"+o.Spec.Resource.Name]++
 				got++
 			}
