@@ -245,6 +245,7 @@ func runScenario(ctx context.Context, e *env, sc Scenario, tok string) (*Result,
 		r.res.Extra["syncSeconds"] = r.res.ReadySeconds
 	}
 	s := startSampler(r.replicas)
+	r.sampler = s
 	before := e.counters(ctx)
 	switch {
 	case sc.Idle > 0:
@@ -289,7 +290,7 @@ func runScenario(ctx context.Context, e *env, sc Scenario, tok string) (*Result,
 		}
 	}
 	after := e.counters(ctx)
-	s.finish(r.replicas, r.res)
+	s.finish(r.res)
 	if secs := after.at.Sub(before.at).Seconds(); secs > 0 {
 		r.res.RedisOpsPerSec = float64(after.redisOps-before.redisOps) / secs
 		r.res.APIRequestsPerSec = (after.apiRequests - before.apiRequests) / secs

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -117,9 +118,11 @@ type Series struct {
 	CPUMilicores map[string][]float64 `json:"cpuMillicores"`
 }
 
-// sampler reads each replica's CPU and memory every second.
+// sampler reads each replica's CPU and memory every second, those started during the run
+// (added by a scale step) too, so that a replica stopped before the end is counted.
 type sampler struct {
 	mu    sync.Mutex
+	reps  []*replica
 	start time.Time
 	cpu0  map[string]time.Duration
 	last  map[string]time.Duration
@@ -135,7 +138,7 @@ type sampler struct {
 func startSampler(reps []*replica) *sampler {
 	s := &sampler{start: time.Now(), cpu0: map[string]time.Duration{}, last: map[string]time.Duration{},
 		rss: map[string][]float64{}, mcpu: map[string][]float64{}, peak: map[string]use{}, end: map[string]use{},
-		stop: make(chan struct{}), done: make(chan struct{})}
+		reps: slices.Clone(reps), stop: make(chan struct{}), done: make(chan struct{})}
 	for _, rep := range reps {
 		if u, err := rep.usage(); err == nil {
 			s.cpu0[rep.id], s.last[rep.id] = u.cpu, u.cpu
@@ -151,20 +154,27 @@ func startSampler(reps []*replica) *sampler {
 				return
 			case <-t.C:
 			}
-			s.sample(reps)
+			s.sample()
 		}
 	}()
 	return s
 }
 
+// add samples rep too from now on: all of its CPU is the run's, as it started during it.
+func (s *sampler) add(rep *replica) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reps = append(s.reps, rep)
+}
+
 // heapEvery is how many samples apart the replicas' heap is read (a scrape of their metrics).
 const heapEvery = 5
 
-func (s *sampler) sample(reps []*replica) {
+func (s *sampler) sample() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.n++
-	for _, rep := range reps {
+	for _, rep := range s.reps {
 		if !rep.alive() {
 			continue
 		}
@@ -189,16 +199,16 @@ func (s *sampler) sample(reps []*replica) {
 }
 
 // finish stops sampling and fills the result's per-replica usage.
-func (s *sampler) finish(reps []*replica, res *Result) {
+func (s *sampler) finish(res *Result) {
 	close(s.stop)
 	<-s.done
 	s.n = 0 // the last sample reads the heap too
-	s.sample(reps)
+	s.sample()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	elapsed := time.Since(s.start).Seconds()
 	var total time.Duration
-	for _, rep := range reps {
+	for _, rep := range s.reps {
 		used := s.last[rep.id] - s.cpu0[rep.id]
 		total += used
 		p, e := s.peak[rep.id], s.end[rep.id]

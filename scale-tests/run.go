@@ -44,6 +44,8 @@ type run struct {
 	namespaces []string
 	replicas   []*replica
 	res        *Result
+	// sampler reads the replicas' CPU and memory once the load begins; nil before.
+	sampler *sampler
 
 	mu      sync.Mutex
 	pending map[string]time.Time // key → when its finding was sent, until its Observation appears

@@ -40,6 +40,9 @@ func (r *run) scale(elapsed Duration) {
 				continue
 			}
 			r.replicas = append(r.replicas, rep)
+			if r.sampler != nil {
+				r.sampler.add(rep)
+			}
 		}
 		leader := r.leader()
 		// Followers first, so that leadership moves at most once.
