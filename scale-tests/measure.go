@@ -90,7 +90,9 @@ type PhaseResult struct {
 
 // ReplicaUsage is one replica's cost over the run.
 type ReplicaUsage struct {
-	ID            string  `json:"id"`
+	ID string `json:"id"`
+	// CPUSeconds is the CPU the replica spent during the run; CPUMillicores is it over the run's time.
+	CPUSeconds    float64 `json:"cpuSeconds"`
 	CPUMillicores float64 `json:"cpuMillicores"`
 	PeakRSSBytes  int64   `json:"peakRssBytes"`
 	EndRSSBytes   int64   `json:"endRssBytes"`
@@ -176,6 +178,8 @@ func (s *sampler) sample() {
 	s.n++
 	for _, rep := range s.reps {
 		if !rep.alive() {
+			// Its CPU since the last sample is in the exit status, not in /proc any more.
+			s.last[rep.id] = max(s.last[rep.id], rep.cpuAtExit())
 			continue
 		}
 		u, err := rep.usage()
@@ -212,7 +216,7 @@ func (s *sampler) finish(res *Result) {
 		used := s.last[rep.id] - s.cpu0[rep.id]
 		total += used
 		p, e := s.peak[rep.id], s.end[rep.id]
-		res.PerReplica = append(res.PerReplica, ReplicaUsage{ID: rep.id, CPUMillicores: 1000 * used.Seconds() / elapsed,
+		res.PerReplica = append(res.PerReplica, ReplicaUsage{ID: rep.id, CPUSeconds: used.Seconds(), CPUMillicores: 1000 * used.Seconds() / elapsed,
 			PeakRSSBytes: p.rss, EndRSSBytes: e.rss, PeakRSSAnonBytes: p.anon, EndRSSAnonBytes: e.anon,
 			PeakHeapInuseBytes: p.heap, EndHeapInuseBytes: e.heap})
 	}

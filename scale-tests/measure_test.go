@@ -2,8 +2,11 @@ package main
 
 import (
 	"maps"
+	"math"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRequestsBy(t *testing.T) {
@@ -30,5 +33,51 @@ process_cpu_seconds_total 12.5
 		if got := label(tc.labels, tc.name); got != tc.want {
 			t.Errorf("label(%s, %s) = %q, want %q", tc.labels, tc.name, got, tc.want)
 		}
+	}
+}
+
+// busy starts a process that spins until killed, as a replica the sampler can read.
+func busy(t *testing.T, id string) *replica {
+	t.Helper()
+	rep := &replica{id: id, cmd: exec.Command("sh", "-c", "while :; do :; done"), exited: make(chan struct{})}
+	if err := rep.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = rep.cmd.Wait(); close(rep.exited) }()
+	t.Cleanup(rep.kill)
+	return rep
+}
+
+// TestSamplerCountsReplicasAddedAndStopped: a replica added after the sampler started and stopped
+// before it finished is in the result, with the CPU it spent up to its exit.
+func TestSamplerCountsReplicasAddedAndStopped(t *testing.T) {
+	first := busy(t, "first")
+	s := startSampler([]*replica{first})
+	added := busy(t, "added")
+	s.add(added)
+	time.Sleep(2500 * time.Millisecond)
+	added.kill()
+	atExit := added.cpuAtExit()
+	if atExit <= 0 {
+		t.Fatalf("the stopped replica's CPU at exit reads %s", atExit)
+	}
+	res := &Result{}
+	s.finish(res)
+	got := map[string]ReplicaUsage{}
+	for _, u := range res.PerReplica {
+		got[u.ID] = u
+	}
+	for _, id := range []string{"first", "added"} {
+		u, ok := got[id]
+		switch {
+		case !ok:
+			t.Errorf("replica %s is not in the result: %+v", id, res.PerReplica)
+		case u.CPUMillicores <= 0 || u.PeakRSSBytes <= 0:
+			t.Errorf("replica %s: %.0f millicores, peak RSS %d bytes; want both measured", id, u.CPUMillicores, u.PeakRSSBytes)
+		}
+	}
+	// Every CPU second of the stopped replica counts, the part after its last sample too.
+	if u := got["added"]; math.Abs(u.CPUSeconds-atExit.Seconds()) > 0.01 {
+		t.Errorf("the stopped replica counts %.3f CPU seconds; it spent %.3f", u.CPUSeconds, atExit.Seconds())
 	}
 }

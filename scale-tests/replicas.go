@@ -128,6 +128,14 @@ func (rep *replica) usage() (u use, err error) {
 	return u, sc.Err()
 }
 
+// cpuAtExit is the CPU time an exited replica used in all, from its exit status; zero while it runs.
+func (rep *replica) cpuAtExit() time.Duration {
+	if rep.alive() || rep.cmd.ProcessState == nil {
+		return 0
+	}
+	return rep.cmd.ProcessState.UserTime() + rep.cmd.ProcessState.SystemTime()
+}
+
 // use is a replica's CPU used so far and its resident memory now: all of it (VmRSS, mostly the
 // binary's own pages) and the anonymous part (RssAnon: the heap, stacks and runtime).
 type use struct {
