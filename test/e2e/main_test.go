@@ -93,19 +93,28 @@ func startBinary(t *testing.T, bin, name string, extra ...string) *replica {
 	return &replica{testenv.StartReplica(t, bin, name, "", args...)}
 }
 
-// eventually retries cond until it returns nil or timeout passes, then fails with its last error.
+// eventually retries cond until it returns nil or timeout passes, then fails with what was last wrong.
 func eventually(t *testing.T, timeout time.Duration, cond func(ctx context.Context) error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var err error
+	// cause is the last failure that is not the wait's own deadline cutting a poll short: it says
+	// what was still wrong, where the final poll's error often says only that time ran out.
+	var cause error
 	for {
-		if err = cond(ctx); err == nil {
+		err := cond(ctx)
+		if err == nil {
 			return
+		}
+		if ctx.Err() == nil || cause == nil {
+			cause = err
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("condition not met within %s: %v", timeout, err)
+			if err != cause {
+				t.Fatalf("condition not met within %s: %v (the last poll, cut short: %v)", timeout, cause, err)
+			}
+			t.Fatalf("condition not met within %s: %v", timeout, cause)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

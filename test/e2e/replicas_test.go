@@ -176,6 +176,27 @@ func (l *load) pause() {
 	l.done.Wait()
 }
 
+// missing names, up to ten, the warnings among the first n created that have no Observation in
+// perPod (keyed namespace/pod, as exactlyOnce counts them).
+func (l *load) missing(perPod map[string]int, n int) string {
+	var out []string
+	total := 0
+	for i := range n {
+		ns := l.namespaces[i%len(l.namespaces)]
+		if perPod[fmt.Sprintf("%s/pod-%d", ns, i)] > 0 {
+			continue
+		}
+		total++
+		if len(out) < 10 {
+			out = append(out, fmt.Sprintf("%s/load-%d", ns, i))
+		}
+	}
+	if total == 0 {
+		return "none missing"
+	}
+	return fmt.Sprintf("%d without one: %s", total, strings.Join(out, ", "))
+}
+
 // exactlyOnce waits until every event created has its Observation and checks none has two.
 func exactlyOnce(t *testing.T, l *load, phase string) {
 	t.Helper()
@@ -214,7 +235,7 @@ func exactlyOnce(t *testing.T, l *load, phase string) {
 			}
 		}
 		if got != want {
-			return fmt.Errorf("%s: %d Observations for %d warnings", phase, got, want)
+			return fmt.Errorf("%s: %d Observations for %d warnings; %s", phase, got, want, l.missing(perPod, want))
 		}
 		return nil
 	})
