@@ -131,6 +131,9 @@ type Metrics struct {
 	// FindingsRelisted counts the findings informers handed on from their first list after a start
 	// or a rebalance: what a hand-over costs the pipeline.
 	FindingsRelisted *prometheus.CounterVec
+	// FindingsRetried counts the objects an informer scheduled to hand on again because a finding
+	// of theirs could not be written.
+	FindingsRetried *prometheus.CounterVec
 	// ShardObjects counts the objects the sharded watches delivered, by whether they were in the
 	// share (kept) or not (dropped by the client-side predicate).
 	ShardObjects *prometheus.CounterVec
@@ -360,6 +363,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "findings_relisted_total",
 			Help: "Findings handed on from an informer's first list after a start or a rebalance (those of namespaces new to the replica).",
 		}, []string{"source"}),
+		FindingsRetried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "findings_retried_total",
+			Help: "Objects an informer hands on again after a backoff (2 s, doubling to 1 min) because a finding of theirs could not be written, instead of at the next resync.",
+		}, []string{"source"}),
 		WatchDelivery: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "watch_delivery_seconds",
 			Help: "Time from an object's creationTimestamp to its informer's Added event, for objects created while the informer watched, by source. " +
@@ -422,7 +429,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.DedupWindowSeconds, m.DedupCacheSize, m.WebhookRequests, m.WebhookEvents, m.WebhookRequestsWithoutFindings, m.WebhookEventsCut, m.WebhookBytes, m.WebhookRejected,
 		m.WebhookAuthFailures, m.WebhookRateLimited, m.WebhookFindings, m.WebhookAccepted, m.WebhookQueueFallbacks, m.WebhookReplayUnchecked,
 		m.WebhookQueueDepth, m.WebhookStreamLag, m.WebhookQueueClaimed, m.WebhookQueueLost, m.WebhookQueueProcessed,
-		m.WebhookConnections, m.WebhookConnectionsRefused, m.SourceReady, m.Members, m.ChunksOwned, m.TableGeneration, m.ShardObjects, m.WatchDelivery, m.ObservationsKnownWritten, m.ObservationsHandedOver, m.HandOverWait, m.FindingsRelisted, m.Rebalances, m.IsLeader, m.LeaderTransitions,
+		m.WebhookConnections, m.WebhookConnectionsRefused, m.SourceReady, m.Members, m.ChunksOwned, m.TableGeneration, m.ShardObjects, m.WatchDelivery, m.ObservationsKnownWritten, m.ObservationsHandedOver, m.HandOverWait, m.FindingsRelisted, m.FindingsRetried, m.Rebalances, m.IsLeader, m.LeaderTransitions,
 		m.FailoverSeconds, m.NamespacesOwned, m.CleanupDeleted, m.CleanupRuns, m.CleanupDuration, m.CleanupErrors, m.CleanupBacklog,
 	)
 	for _, r := range []string{"complete", "interrupted", "error"} {

@@ -101,6 +101,8 @@ type Informer struct {
 	resync time.Duration
 
 	handed *handedOn
+	// retries schedules the objects whose findings could not be written to be handed on again.
+	retries *retries
 	// inherited is the objects handed came with from the informers this one replaces: those the
 	// first list does not return are pruned once synced. Nil when nothing was inherited.
 	inherited map[types.UID]bool
@@ -124,9 +126,10 @@ func NewInformer(cfg InformerConfig, client dynamic.Interface, disc discovery.Di
 	parser ObjectParser, wrap WrapListerWatcher, m *metrics.Metrics, log *slog.Logger) *Informer {
 	i := &Informer{
 		cfg: cfg, client: client, discovery: disc, parser: parser, wrap: wrap, metrics: m,
-		log:    log.With("source", cfg.Source, "resource", cfg.GVR.String()),
-		handed: newHandedOn(),
-		resync: DefaultResync,
+		log:     log.With("source", cfg.Source, "resource", cfg.GVR.String()),
+		handed:  newHandedOn(),
+		retries: newRetries(),
+		resync:  DefaultResync,
 	}
 	if cfg.Resync > 0 {
 		i.resync = cfg.Resync
@@ -477,6 +480,8 @@ const (
 	relisted
 	// bridged: the bridge's watch delivered a change while the first list was under way.
 	bridged
+	// retried: a finding of it could not be written, and the informer hands it on again.
+	retried
 )
 
 // handle hands on the findings of obj that were not handed on for it before.
@@ -517,13 +522,20 @@ func (i *Informer) handle(ctx context.Context, h Handler, obj any, how arrival) 
 		if how == relisted {
 			i.metrics.FindingsRelisted.WithLabelValues(i.cfg.Source).Inc()
 		}
-		uid, fp := p.UID, f.FP
-		ev.Done = func(o pipeline.Outcome, _ error) {
+		uid, fp, key := p.UID, f.FP, objectKey(p)
+		ev.Done = func(o pipeline.Outcome, err error) {
 			// Not written, failed, held back by the source's rate limit or handed over: the next
-			// resync (or list, should the namespace come back) hands it on again. (Filtered and
-			// deduplicated findings are decided; written ones are done.)
-			if o == pipeline.OutcomeFailed || o == pipeline.OutcomeRateLimited || o == pipeline.OutcomeHandedOver {
+			// resync (or list, should the namespace come back) hands it on again, and a failed
+			// write is tried again sooner. (Filtered and deduplicated findings are decided;
+			// written ones are done.)
+			switch o {
+			case pipeline.OutcomeFailed, pipeline.OutcomeRateLimited, pipeline.OutcomeHandedOver:
 				i.forgetFinding(uid, fp)
+			case pipeline.OutcomeWritten:
+				i.retries.reset(key)
+			}
+			if o == pipeline.OutcomeFailed && retryable(err) && ctx.Err() == nil {
+				i.retryLater(ctx, h, key, uid)
 			}
 		}
 		if err := h.Handle(ctx, &ev); err != nil {
@@ -547,5 +559,6 @@ func (i *Informer) forget(obj any) {
 	}
 	if p, ok := obj.(*parsed); ok {
 		i.handed.forget(p.UID)
+		i.retries.reset(objectKey(p))
 	}
 }
