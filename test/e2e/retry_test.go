@@ -51,7 +51,7 @@ func refuseObservations(t *testing.T, ns string) (lift func()) {
 	probe := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": v1alpha1.SchemeGroupVersion.String(), "kind": "Observation",
 		"metadata": map[string]any{"generateName": "probe-", "namespace": ns},
-		"spec": map[string]any{"source": "probe", "category": "operations", "severity": "low", "eventType": "probe"},
+		"spec":     map[string]any{"source": "probe", "category": "operations", "severity": "low", "eventType": "probe"},
 	}}
 	eventually(t, 30*time.Second, func(ctx context.Context) error {
 		_, err := dyn(t).Resource(v1alpha1.ObservationResource).Namespace(ns).Create(ctx, probe,
