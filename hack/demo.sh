@@ -49,12 +49,19 @@ sum_metric() {
 alive() { [[ -f $D/zen-watcher-$1.pid ]] && kill -0 "$(<"$D/zen-watcher-$1.pid")" 2>/dev/null; }
 
 # signed_post URL KEY BODY: posts BODY signed as the falco Ingester wants it; prints the HTTP code.
+# A 503 asks the sender to try again (the replica's writer is behind, or Redis is away): it is
+# signed afresh and sent again, up to five times, a second apart, as a sender that honours it would.
 signed_post() {
-	local ts sig
-	ts=$(date +%s)
-	sig=$(printf '%s.%s' "$ts" "$3" | openssl dgst -sha256 -hmac "$2" | sed 's/^.*= //')
-	curl -sS -o /dev/null -w '%{http_code}' -X POST "$1" -H 'Content-Type: application/json' \
-		-H "X-Zen-Timestamp: $ts" -H "X-Zen-Signature: sha256=$sig" --data-binary "$3"
+	local ts sig code attempt
+	for attempt in 1 2 3 4 5; do
+		ts=$(date +%s)
+		sig=$(printf '%s.%s' "$ts" "$3" | openssl dgst -sha256 -hmac "$2" | sed 's/^.*= //')
+		code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$1" -H 'Content-Type: application/json' \
+			-H "X-Zen-Timestamp: $ts" -H "X-Zen-Signature: sha256=$sig" --data-binary "$3")
+		[[ $code == 503 && $attempt -lt 5 ]] || break
+		sleep 1
+	done
+	printf '%s' "$code"
 }
 
 # falco_alert RULE PRIORITY NAMESPACE POD TEXT: a Falco alert of now, as Falco's http_output sends it.
@@ -163,7 +170,13 @@ webhooks() {
 	local key token shell code
 	key=$(k -n zen-system get secret falco-hmac -o jsonpath='{.data.key}' | base64 -d)
 	token=$(k -n zen-system get secret audit-webhook -o jsonpath='{.data.token}' | base64 -d)
-	wait_for "the falco webhook" 30 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' -X POST http://$(webhook_of 0)/falco) == 401 ]]"
+	# Each replica serves an Ingester's route once it has read the Ingester: wait for every one
+	# posted to (an unauthenticated POST is answered 401 once the route is there, 503 before).
+	local r
+	for ((r = 0; r < REPLICAS; r++)); do
+		wait_for "the falco webhook of zen-watcher-$r" 30 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' -X POST http://$(webhook_of "$r")/falco) == 401 ]]"
+		wait_for "the audit webhook of zen-watcher-$r" 30 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' -X POST http://$(webhook_of "$r")/audit) == 401 ]]"
+	done
 	shell=(falco_alert "Terminal shell in container" Notice payments payments-api-7c9d4b6f5-x2k8p
 		"A shell was spawned in a container with an attached terminal (user=root shell=bash parent=runc cmdline=bash container_id=3f2a1b9c8d7e image=registry.example.com/payments/api)")
 	for code in \

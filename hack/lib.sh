@@ -26,7 +26,7 @@ free_port() {
 # stop_pid FILE [GRACE]: stops the process whose PID is in FILE (TERM, then KILL after GRACE
 # seconds), and removes FILE. Never by name: other processes of the same name are not ours.
 stop_pid() {
-	local file=$1 grace=${2:-5} pid
+	local file=$1 grace=${2:-5} pid i
 	[[ -f $file ]] || return 0
 	pid=$(<"$file")
 	if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
@@ -42,7 +42,7 @@ stop_pid() {
 
 # wait_for DESCRIPTION SECONDS COMMAND...: retries COMMAND until it succeeds or time runs out.
 wait_for() {
-	local what=$1 secs=$2
+	local what=$1 secs=$2 i
 	shift 2
 	for ((i = 0; i < secs * 10; i++)); do
 		"$@" >/dev/null 2>&1 && return 0
