@@ -408,7 +408,7 @@ func startProxied(t *testing.T, release, redisAddr string, ids []string, extra .
 		rs[id] = startReplica(t, id, args...)
 	}
 	for _, r := range rs {
-		r.WaitReady(t, 30*time.Second)
+		r.WaitReady(t, 60*time.Second)
 	}
 	return rs, proxies
 }

@@ -53,7 +53,7 @@ func TestWarningEventsBecomeObservations(t *testing.T) {
 		startReplica(t, "zw-0"), startReplica(t, "zw-1"), startReplica(t, "zw-2"),
 	}
 	for _, r := range replicas {
-		r.WaitReady(t, 30*time.Second)
+		r.WaitReady(t, 60*time.Second)
 	}
 
 	events := []*corev1.Event{

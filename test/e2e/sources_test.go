@@ -20,7 +20,7 @@ func TestTrivyReports(t *testing.T) {
 	ns := "trivy-e2e"
 	createNamespace(t, ns)
 	r := startReplica(t, "zw-trivy", "-namespace", "default")
-	r.WaitReady(t, 30*time.Second)
+	r.WaitReady(t, 60*time.Second)
 
 	vr := create(t, testenv.CurrentVulnerabilityReport(testenv.RetargetTrivyReport(fixture(t, "trivy-operator/vulnerability-ttl.yaml")[0], ns)), ns)
 	create(t, testenv.RetargetTrivyReport(fixture(t, "trivy-operator/config-audit-ttl.yaml")[0], ns), ns)
@@ -96,7 +96,7 @@ func TestPolicyReports(t *testing.T) {
 	ensureNamespace(t, "zen-system")
 	ensureNamespace(t, "good-ns-1")
 	r := startReplica(t, "zw-policy", "-namespace", "zen-system")
-	r.WaitReady(t, 30*time.Second)
+	r.WaitReady(t, 60*time.Second)
 
 	for _, u := range fixture(t, "policyreport/sample-falco-policy.yaml") {
 		if u.GetKind() == "PolicyReport" {
@@ -150,7 +150,7 @@ func TestConfigMapSources(t *testing.T) {
 		Informer:       &v1alpha1.InformerSource{Version: "v1", Resource: "configmaps", LabelSelector: "app=checkov"},
 		AdapterOptions: map[string]string{"resultsKey": "report.json"}})
 	r := startReplica(t, "zw-bench", "-namespace", "default")
-	r.WaitReady(t, 30*time.Second)
+	r.WaitReady(t, 60*time.Second)
 
 	for _, c := range []struct{ name, app, key, path string }{
 		{"kube-bench-master", "kube-bench", "results.json", "kube-bench/result.json"},

@@ -72,7 +72,7 @@ func TestWebhookSources(t *testing.T) {
 		Webhook: &v1alpha1.WebhookSource{Path: "/audit", Auth: v1alpha1.WebhookAuth{Type: v1alpha1.WebhookAuthBearer,
 			SecretRef: &v1alpha1.SecretKeyRef{Name: "audit-webhook", Key: "token"}}}})
 	r := startReplica(t, "zw-hooks", "-namespace", "zen-system")
-	r.WaitReady(t, 30*time.Second)
+	r.WaitReady(t, 60*time.Second)
 	waitRoute(t, r, "/falco")
 	waitRoute(t, r, "/audit")
 
@@ -231,7 +231,7 @@ func TestSourceWaitsForItsCRD(t *testing.T) {
 		Informer:       &v1alpha1.InformerSource{Group: "cert-manager.io", Version: "v1", Resource: "certificates"},
 		AdapterOptions: map[string]string{"expiryHorizon": "720h"}})
 	r := startReplica(t, "zw-certs", "-namespace", "zen-system")
-	r.WaitReady(t, 30*time.Second)
+	r.WaitReady(t, 60*time.Second)
 	eventually(t, 20*time.Second, func(context.Context) error {
 		st := getIngester(t, "certs").Status
 		if len(st.Conditions) == 0 || st.Conditions[0].Reason != "WaitingForResource" {
