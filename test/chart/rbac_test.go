@@ -77,7 +77,12 @@ func TestReplicaOnTheChartServiceAccount(t *testing.T) {
 	}
 
 	checkAccess(t, "system:serviceaccount:"+rbacNS+":"+sa)
-	checkMetricsExist(t, r)
+	sent := 0
+	checkMetricsExist(t, r, func() {
+		sent++
+		postFalco(t, r, fmt.Sprintf(`{"output":"rbac test %d","priority":"Notice","rule":"RBAC test","time":"%s","hostname":"node-rbac"}`,
+			sent, time.Now().UTC().Format(time.RFC3339Nano)))
+	})
 	checkOwned(t, sa)
 }
 
@@ -137,12 +142,11 @@ func serviceAccountKubeconfig(t *testing.T, sa string) string {
 }
 
 // load drives every kind of source the chart's default Ingesters read, plus the webhook.
-func load(t *testing.T, r *replica) {
+// postFalco posts a Falco alert to the replica's webhook until it is accepted.
+func postFalco(t *testing.T, r *replica, body string) {
 	t.Helper()
-	ctx := context.Background()
-	body := []byte(`{"output":"rbac test","priority":"Critical","rule":"RBAC test","time":"2026-11-26T10:00:00Z","hostname":"node-rbac"}`)
 	eventually(t, 30*time.Second, func() error {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+r.WebhookAddr+"/falco", bytes.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, "http://"+r.WebhookAddr+"/falco", bytes.NewReader([]byte(body)))
 		req.Header.Set("Authorization", "Bearer rbac-test-token")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -154,6 +158,12 @@ func load(t *testing.T, r *replica) {
 		}
 		return nil
 	})
+}
+
+func load(t *testing.T, r *replica) {
+	t.Helper()
+	ctx := context.Background()
+	postFalco(t, r, `{"output":"rbac test","priority":"Critical","rule":"RBAC test","time":"2026-11-26T10:00:00Z","hostname":"node-rbac"}`)
 	createNamespace(t, "rbac-apps")
 	ev := &corev1.Event{
 		ObjectMeta:     metav1.ObjectMeta{Name: "rbac-warning", Namespace: "rbac-apps"},
