@@ -522,7 +522,7 @@ func (i *Informer) handle(ctx context.Context, h Handler, obj any, how arrival) 
 		if how == relisted {
 			i.metrics.FindingsRelisted.WithLabelValues(i.cfg.Source).Inc()
 		}
-		uid, fp, key := p.UID, f.FP, objectKey(p)
+		uid, fp := p.UID, f.FP
 		ev.Done = func(o pipeline.Outcome, err error) {
 			// Not written, failed, held back by the source's rate limit or handed over: the next
 			// resync (or list, should the namespace come back) hands it on again, and a failed
@@ -532,10 +532,10 @@ func (i *Informer) handle(ctx context.Context, h Handler, obj any, how arrival) 
 			case pipeline.OutcomeFailed, pipeline.OutcomeRateLimited, pipeline.OutcomeHandedOver:
 				i.forgetFinding(uid, fp)
 			case pipeline.OutcomeWritten:
-				i.retries.reset(key)
+				i.retries.reset(p)
 			}
 			if o == pipeline.OutcomeFailed && retryable(err) && ctx.Err() == nil {
-				i.retryLater(ctx, h, key, uid)
+				i.retryLater(ctx, h, objectKey(p), uid)
 			}
 		}
 		if err := h.Handle(ctx, &ev); err != nil {
@@ -559,6 +559,6 @@ func (i *Informer) forget(obj any) {
 	}
 	if p, ok := obj.(*parsed); ok {
 		i.handed.forget(p.UID)
-		i.retries.reset(objectKey(p))
+		i.retries.reset(p)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -23,6 +24,9 @@ const (
 // instead of leaving them for the next resync: a create that failed for 16 s because the API
 // server was overloaded or away would otherwise wait ten minutes for its Observation.
 type retries struct {
+	// failing counts the keys in attempts, so that the write of a finding — every one — need not
+	// take the lock when no object is failing, as is the rule.
+	failing  atomic.Int64
 	mu       sync.Mutex
 	attempts map[string]int  // by object key, until a finding of it is written or it is deleted
 	waiting  map[string]bool // a retry is scheduled
@@ -34,14 +38,7 @@ func newRetries() *retries {
 
 // retryBackoff is the wait before the retry that follows n earlier ones.
 func retryBackoff(n int) time.Duration {
-	d := firstRetry
-	for range n {
-		if d >= maxRetry {
-			break
-		}
-		d *= 2
-	}
-	return min(d, maxRetry)
+	return min(firstRetry<<min(n, 5), maxRetry) // 2 s << 5 is past the minute already
 }
 
 // schedule reports how long to wait before handing key's object on again, or false when a retry
@@ -53,7 +50,10 @@ func (r *retries) schedule(key string) (time.Duration, bool) {
 		return 0, false
 	}
 	r.waiting[key] = true
-	n := r.attempts[key]
+	n, known := r.attempts[key]
+	if !known {
+		r.failing.Add(1)
+	}
 	r.attempts[key] = n + 1
 	return retryBackoff(n), true
 }
@@ -65,11 +65,18 @@ func (r *retries) fired(key string) {
 	delete(r.waiting, key)
 }
 
-// reset forgets key's backoff: a finding of it was written, or it was deleted.
-func (r *retries) reset(key string) {
+// reset forgets p's backoff: a finding of it was written, or it was deleted.
+func (r *retries) reset(p *parsed) {
+	if r.failing.Load() == 0 {
+		return
+	}
+	key := objectKey(p)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.attempts, key)
+	if _, known := r.attempts[key]; known {
+		delete(r.attempts, key)
+		r.failing.Add(-1)
+	}
 }
 
 // retryable reports whether a failed write is worth trying again soon: not when the API server

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
@@ -41,7 +42,10 @@ func TestRetryBackoff(t *testing.T) {
 		t.Errorf("after one retry the wait is %s, want %s", d, 2*firstRetry)
 	}
 	r.fired("ns/a")
-	r.reset("ns/a")
+	r.reset(&parsed{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a"}})
+	if n := r.failing.Load(); n != 0 {
+		t.Errorf("%d objects failing after the only one was written", n)
+	}
 	if d, _ := r.schedule("ns/a"); d != firstRetry {
 		t.Errorf("after a write the wait is %s, want %s", d, firstRetry)
 	}
