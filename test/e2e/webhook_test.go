@@ -39,7 +39,8 @@ func post(t *testing.T, r *replica, path, token string, body []byte) int {
 	return resp.StatusCode
 }
 
-// waitRoute waits until a webhook path answers something other than 404.
+// waitRoute waits until a webhook path is served: a GET is answered 405 (use POST), not 404 (no
+// such route) nor 503 (the routes are still being loaded).
 func waitRoute(t *testing.T, r *replica, path string) {
 	t.Helper()
 	eventually(t, 20*time.Second, func(context.Context) error {
@@ -48,8 +49,8 @@ func waitRoute(t *testing.T, r *replica, path string) {
 			return err
 		}
 		resp.Body.Close()
-		if resp.StatusCode == http.StatusNotFound {
-			return fmt.Errorf("%s not served yet", path)
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			return fmt.Errorf("%s not served yet: GET answered %d", path, resp.StatusCode)
 		}
 		return nil
 	})
@@ -192,10 +193,14 @@ func TestWebhookSources(t *testing.T) {
 		}
 		return nil
 	})
-	st := getIngester(t, "audit").Status
-	if st.EventsSeen != 4 || st.Order == "" || st.Conditions[0].Reason != "Serving" {
-		t.Errorf("audit Ingester status %+v", st)
-	}
+	// The status is written every few seconds, the last findings' counts with the next write.
+	eventually(t, 20*time.Second, func(context.Context) error {
+		st := getIngester(t, "audit").Status
+		if st.EventsSeen != 4 || st.Order == "" || len(st.Conditions) == 0 || st.Conditions[0].Reason != "Serving" {
+			return fmt.Errorf("audit Ingester status %+v", st)
+		}
+		return nil
+	})
 }
 
 func keys[V any](m map[string]V) []string {
