@@ -42,6 +42,9 @@ type replicas struct {
 	// written is read again before informers (re)start on a share, so that their re-list costs
 	// no create for what is written already.
 	written *sources.WrittenObservations
+	// reading is closed once the read of the Observations begun by the last hand-over, and every
+	// one before it, is done; only the follow loop touches it.
+	reading <-chan struct{}
 	// settle returns once nothing is queued or being written outside the share in force
 	// (Writer.Settle).
 	settle func(context.Context) error
@@ -239,7 +242,8 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 
 // handOver applies the share in force: it lets go of the namespaces lost (release), waits for
 // the members that held the ones gained to let go of them, then starts the informers over the
-// gained ranges and reads the Observations written there side by side. What those informers list
+// gained ranges and reads the Observations written there side by side, without waiting for the
+// read: a member change meanwhile is applied at once. What those informers list
 // waits for the read (Sharder.Within); what changes meanwhile comes through their bridges at
 // once, instead of after a read and a list that take seconds on a busy API server. (Where it
 // keeps, what its informers handed on before is not handed on again, and nothing is read; a share
@@ -255,7 +259,6 @@ func (r *replicas) handOver(ctx context.Context, ingesters *ingester.Manager) bo
 	gained := r.sharder.GainedRanges()
 	step, ranges := r.sharder.Apply(share)
 	read := make(chan struct{})
-	defer close(read)
 	switch step {
 	case shard.Restart:
 		ingesters.Reshard(r.sharder.Within(ranges, read))
@@ -264,9 +267,28 @@ func (r *replicas) handOver(ctx context.Context, ingesters *ingester.Manager) bo
 	default:
 		ingesters.Narrow()
 	}
+	// The read takes seconds where thousands are written; the caller goes on meanwhile, so that a
+	// member change in that time is applied and what it takes away let go of at once, instead of
+	// the members gaining it waiting out the lease. The informers started now may list what an
+	// earlier read, still under way, is for: theirs is done when that one is.
+	var within sources.WrapListerWatcher
 	if len(gained) > 0 {
-		r.loadWritten(ctx, r.sharder.WrapRanges(gained))
+		within = r.sharder.WrapRanges(gained)
 	}
+	prev := r.reading
+	r.reading = read
+	go func() {
+		defer close(read)
+		if within != nil {
+			r.loadWritten(ctx, within)
+		}
+		if prev != nil {
+			select {
+			case <-prev:
+			case <-ctx.Done():
+			}
+		}
+	}()
 	return true
 }
 

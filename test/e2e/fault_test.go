@@ -35,6 +35,8 @@ type apiProxy struct {
 
 	mu    sync.Mutex
 	calls []apiCall
+	// hold, when set, is how long to keep a request back before passing it on.
+	hold func(*http.Request) time.Duration
 }
 
 type apiCall struct {
@@ -67,7 +69,15 @@ func startAPIProxy(t *testing.T) *apiProxy {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		p.calls = append(p.calls, apiCall{at: time.Now(), method: r.Method, path: r.URL.Path, query: r.URL.Query()})
+		hold := p.hold
 		p.mu.Unlock()
+		if hold != nil {
+			select {
+			case <-time.After(hold(r)):
+			case <-r.Context().Done():
+				return
+			}
+		}
 		rp.ServeHTTP(w, r)
 	})}
 	go func() { _ = srv.Serve(ln) }()
@@ -402,16 +412,23 @@ func startProxied(t *testing.T, release, redisAddr string, ids []string, extra .
 	rs, proxies := map[string]*replica{}, map[string]*apiProxy{}
 	for _, id := range ids {
 		proxies[id] = startAPIProxy(t)
-		args := append([]string{"-namespace", haNamespace, "-member-id", id, "-redis-addr", redisAddr,
-			"-release", release, "-kubeconfig", proxies[id].kubeconfig,
-			"-member-lease-duration", "4s", "-member-renew-interval", "1s",
-			"-leader-lease-duration", "4s", "-leader-renew-deadline", "3s", "-leader-retry-period", "500ms"}, extra...)
-		rs[id] = startReplica(t, id, args...)
+		rs[id] = startBehind(t, proxies[id], release, redisAddr, id, extra...)
 	}
 	for _, r := range rs {
 		r.WaitReady(t, 60*time.Second)
 	}
 	return rs, proxies
+}
+
+// startBehind starts a replica of release behind p, with leases of 4 s (extra flags come last),
+// and does not wait for it.
+func startBehind(t *testing.T, p *apiProxy, release, redisAddr, id string, extra ...string) *replica {
+	t.Helper()
+	args := append([]string{"-namespace", haNamespace, "-member-id", id, "-redis-addr", redisAddr,
+		"-release", release, "-kubeconfig", p.kubeconfig,
+		"-member-lease-duration", "4s", "-member-renew-interval", "1s",
+		"-leader-lease-duration", "4s", "-leader-renew-deadline", "3s", "-leader-retry-period", "500ms"}, extra...)
+	return startReplica(t, id, args...)
 }
 
 func leaseHolder(t *testing.T, name string) string {
