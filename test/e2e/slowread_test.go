@@ -22,7 +22,7 @@ func TestSlowReadHoldsNoHandOver(t *testing.T) {
 	}
 	defer redisSrv.Close()
 	ensureNamespace(t, haNamespace)
-	faultNamespaces(t, "media", "notify", "catalog", "radar", "tally", "uplink")
+	faultNamespaces(t, "lumen", "quartz", "zephyr", "nimbus", "prism", "orbit")
 	const release = "slow-read"
 	startProxied(t, release, redisSrv.Addr, []string{"sr-a"})
 
