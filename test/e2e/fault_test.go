@@ -482,10 +482,13 @@ func TestPausedMemberWritesNothingItLost(t *testing.T) {
 	}
 	l.run(t, 50*time.Millisecond)
 	time.Sleep(12 * time.Second)
+	// Taken before the signal: the resumed member may log its lapse before this goroutine runs
+	// again, and a lapse logged before the resume time would not count. It creates nothing while
+	// stopped, so the creates counted from here are still only the resumed member's.
+	resumed := time.Now()
 	if err := rs[paused].Cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	resumed := time.Now()
 	// Rejoined: the member has given its share up (the empty set) and taken the new one. The time
 	// is the one the member logged: a poll notices the rejoin later, and creates the member rightly
 	// made in between would count as made before it.

@@ -146,14 +146,18 @@ func (l *load) clients() (kubernetes.Interface, *rest.Config) {
 	return l.kube, l.cfg
 }
 
+// run creates events every interval until pause, or until t ends: a test that fails while the
+// load runs must not leave it creating events under the tests that follow.
 func (l *load) run(t *testing.T, every time.Duration) {
-	l.stop = make(chan struct{})
+	stop := make(chan struct{})
+	l.stop = stop
+	t.Cleanup(func() { l.halt(stop) })
 	l.done.Go(func() {
 		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
 			select {
-			case <-l.stop:
+			case <-stop:
 				return
 			case <-tick.C:
 			}
@@ -171,8 +175,15 @@ func (l *load) run(t *testing.T, every time.Duration) {
 	})
 }
 
-func (l *load) pause() {
-	close(l.stop)
+// pause stops the load run started last and waits for its last create.
+func (l *load) pause() { l.halt(l.stop) }
+
+func (l *load) halt(stop chan struct{}) {
+	select {
+	case <-stop:
+	default:
+		close(stop)
+	}
 	l.done.Wait()
 }
 
