@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -45,6 +44,9 @@ type replicas struct {
 	// reading is closed once the read of the Observations begun by the last hand-over, and every
 	// one before it, is done; only the follow loop touches it.
 	reading <-chan struct{}
+	// releasing holds the share applied last until the releaser has let go of what it lost
+	// (release); a newer one replaces it there.
+	releasing chan shard.Ranges
 	// settle returns once nothing is queued or being written outside the share in force
 	// (Writer.Settle).
 	settle func(context.Context) error
@@ -60,7 +62,7 @@ type replicas struct {
 func newReplicas(cfg *config, kube kubernetes.Interface, meta metadata.Interface, written *sources.WrittenObservations,
 	writer *pipeline.Writer, writerDone <-chan struct{}, owners []metav1.OwnerReference, m *metrics.Metrics, log *slog.Logger) *replicas {
 	r := &replicas{cfg: cfg, kube: kube, metrics: m, log: log.With("member", cfg.memberID), written: written,
-		settle: writer.Settle, owners: owners}
+		settle: writer.Settle, owners: owners, releasing: make(chan shard.Ranges, 1)}
 	if cfg.sharding {
 		r.members = shard.NewMembers(shard.MembersConfig{
 			Client: kube, Namespace: cfg.namespace, Release: cfg.release, ID: cfg.memberID,
@@ -212,18 +214,12 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 	case set := <-r.members.Changes():
 		r.sharder.SetMembers(set)
 	}
-	for {
-		select {
-		case <-r.sharder.Changes(): // the informers start on the share in force
-		default:
-		}
-		if r.handOver(ctx, ingesters) { // the first share is a Restart: the informers start with Run
-			break
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
+	select {
+	case <-r.sharder.Changes(): // the informers start on the share in force
+	default:
 	}
+	go r.releaser(ctx)
+	r.handOver(ctx, ingesters) // the first share is a Restart: the informers start with Run
 	errc := make(chan error, 1)
 	go func() { errc <- ingesters.Run(ctx) }()
 	for {
@@ -235,28 +231,24 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 		case <-r.namespaces.Changes():
 			r.sharder.SetNamespaces(r.namespaces.Names())
 		case <-r.sharder.Changes():
-			_ = r.handOver(ctx, ingesters) // one not applied is signalled again
+			r.handOver(ctx, ingesters)
 		}
 	}
 }
 
-// handOver applies the share in force: it lets go of the namespaces lost (release), waits for
-// the members that held the ones gained to let go of them, then starts the informers over the
-// gained ranges and reads the Observations written there side by side, without waiting for the
-// read: a member change meanwhile is applied at once. What those informers list
-// waits for the read (Sharder.Within); what changes meanwhile comes through their bridges at
-// once, instead of after a read and a list that take seconds on a busy API server. (Where it
-// keeps, what its informers handed on before is not handed on again, and nothing is read; a share
-// that only shrank needs no list.) It reports whether the share was applied: one that changes
-// while it waits for the others is not, the change is signalled, and the newer share is applied in
-// its own turn.
-func (r *replicas) handOver(ctx context.Context, ingesters *ingester.Manager) bool {
+// handOver applies the share in force: it starts the informers over the gained ranges at once,
+// make before break — their bridges hand on what changes there from now on while the members that
+// held those ranges may still be letting go, so that a finding created as the share moves waits
+// for nothing — and has the releaser let go of the namespaces lost. What the informers list waits
+// (Sharder.Within) for those members to have let go and for the read of the Observations written
+// there, which run beside the loop: a member change meanwhile is applied at once. (Where it keeps,
+// what its informers handed on before is not handed on again, and nothing is read; a share that
+// only shrank needs no list.) What the bridges and the members letting go both hand on costs a
+// create the API server refuses, as the Observation's name is the finding's; nothing is written
+// twice.
+func (r *replicas) handOver(ctx context.Context, ingesters *ingester.Manager) {
 	share := r.sharder.Share()
-	r.release(ctx, share)
-	if gained := r.sharder.Gained(); len(gained) > 0 && !r.awaitReleased(ctx, share, gained) {
-		return false
-	}
-	gained := r.sharder.GainedRanges()
+	hashes, gained := r.sharder.Gained(), r.sharder.GainedRanges()
 	step, ranges := r.sharder.Apply(share)
 	read := make(chan struct{})
 	switch step {
@@ -267,36 +259,60 @@ func (r *replicas) handOver(ctx context.Context, ingesters *ingester.Manager) bo
 	default:
 		ingesters.Narrow()
 	}
-	// The read takes seconds where thousands are written; the caller goes on meanwhile, so that a
-	// member change in that time is applied and what it takes away let go of at once, instead of
-	// the members gaining it waiting out the lease. The informers started now may list what an
-	// earlier read, still under way, is for: theirs is done when that one is.
+	select {
+	case <-r.releasing: // not let go of yet: share supersedes it
+	default:
+	}
+	r.releasing <- share
 	var within sources.WrapListerWatcher
 	if len(gained) > 0 {
 		within = r.sharder.WrapRanges(gained)
 	}
-	prev := r.reading
+	go r.readGained(ctx, hashes, within, read, r.reading)
 	r.reading = read
-	go func() {
-		defer close(read)
-		if within != nil {
-			r.loadWritten(ctx, within)
+}
+
+// readGained waits for the members that held the namespaces gained (hashes) to let go of them,
+// reads the Observations written there (within; nil: nothing gained), then closes read once prev,
+// the read of the hand-over before, is done too: the informers started on this share may list
+// what that one is for.
+func (r *replicas) readGained(ctx context.Context, hashes []uint64, within sources.WrapListerWatcher,
+	read chan<- struct{}, prev <-chan struct{}) {
+	defer close(read)
+	if len(hashes) > 0 {
+		r.awaitReleased(ctx, hashes)
+	}
+	if within != nil {
+		r.loadWritten(ctx, within)
+	}
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-ctx.Done():
 		}
-		if prev != nil {
-			select {
-			case <-prev:
-			case <-ctx.Done():
-			}
+	}
+}
+
+// releaser lets go of what each share applied lost (release), the newest first, beside the
+// loop of hand-overs: a Lease write that is slow, or a writer slow to settle, holds no later
+// hand-over back.
+func (r *replicas) releaser(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case share := <-r.releasing:
+			r.release(ctx, share)
 		}
-	}()
-	return true
+	}
 }
 
 // release waits until nothing is queued or being written outside share (the writer takes
-// nothing new there), then reports share on the member Lease as all this replica may write in. The
-// report also comes before the informers start on namespaces new to share, so that whoever
-// takes them next knows to wait. Past a lease duration it reports all the same: what this
-// replica still writes then costs refused creates, nothing more.
+// nothing new there), then reports share on the member Lease as all this replica may write in,
+// so that whoever takes any of it next knows to wait. It comes after the informers have started
+// on the namespaces new to share: a slow Lease write must not hold their bridges back, and a
+// member taking those namespaces before the report is written costs refused creates, nothing
+// more. Past a lease duration it reports all the same, at the same cost.
 func (r *replicas) release(ctx context.Context, share shard.Ranges) {
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.memberLease)
 	defer cancel()
@@ -309,24 +325,17 @@ func (r *replicas) release(ctx context.Context, share shard.Ranges) {
 }
 
 // awaitReleased waits until no other member holds the namespaces this replica gains (hashes),
-// at most a lease duration: by then a member that stopped answering has dropped out. It reports
-// false if the share in force moved on from share meanwhile: the members may be waiting for this
-// one to let go of what the newer share takes away, and should not wait out the lease for it.
-func (r *replicas) awaitReleased(ctx context.Context, share shard.Ranges, hashes []uint64) bool {
+// at most a lease duration: by then a member that stopped answering has dropped out.
+func (r *replicas) awaitReleased(ctx context.Context, hashes []uint64) {
 	began := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.memberLease)
 	defer cancel()
-	moved := func() bool { return !slices.Equal(r.sharder.Share(), share) }
-	err := r.members.AwaitReleased(wctx, hashes, moved)
+	err := r.members.AwaitReleased(wctx, hashes, r.sharder.OwnsHash)
 	r.metrics.HandOverWait.Observe(time.Since(began).Seconds())
-	if moved() {
-		return false
-	}
 	if err != nil && ctx.Err() == nil {
 		r.log.Warn("reading the namespaces gained before their last writer let go; what it still sends is refused as existing",
 			"error", err)
 	}
-	return true
 }
 
 // loadWritten reads the Observations within narrows to (nil: all), before the informers hand on

@@ -2,7 +2,6 @@ package shard
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -284,26 +283,26 @@ func (m *Members) Report(ctx context.Context, share Ranges) error {
 const releasePoll = 10 * time.Millisecond
 
 // AwaitReleased returns once no other live member's Lease holds any of hashes (namespaces this
-// replica gains), or with ctx's error: a member that stops renewing drops out of the set, so the
-// wait ends at the latest a lease duration after the member stopped. It also returns, with
-// ErrWaitAbandoned, as soon as abandon (checked at each read; nil never abandons) reports true:
-// a replica whose own share moved on must not wait for members that may be waiting for it.
-func (m *Members) AwaitReleased(ctx context.Context, hashes []uint64, abandon func() bool) error {
-	if len(hashes) == 0 {
-		return nil
-	}
+// replica gains) that wanted (checked at each read; nil: all) still reports this replica gains, or
+// with ctx's error: a member that stops renewing drops out of the set, so the wait ends at the
+// latest a lease duration after the member stopped. A namespace the share moved on from meanwhile
+// is not waited for: it may be back with the member holding it, which then never lets it go.
+func (m *Members) AwaitReleased(ctx context.Context, hashes []uint64, wanted func(hash uint64) bool) error {
 	t := time.NewTicker(releasePoll)
 	defer t.Stop()
 	for {
+		if wanted != nil {
+			hashes = slices.DeleteFunc(hashes, func(h uint64) bool { return !wanted(h) })
+		}
+		if len(hashes) == 0 {
+			return nil
+		}
 		holder, err := m.holder(hashes)
 		if err != nil {
 			return err
 		}
 		if holder == "" {
 			return nil
-		}
-		if abandon != nil && abandon() {
-			return fmt.Errorf("waiting for member %s: %w", holder, ErrWaitAbandoned)
 		}
 		select {
 		case <-ctx.Done():
@@ -312,9 +311,6 @@ func (m *Members) AwaitReleased(ctx context.Context, hashes []uint64, abandon fu
 		}
 	}
 }
-
-// ErrWaitAbandoned is returned by AwaitReleased when its caller gave up the wait.
-var ErrWaitAbandoned = errors.New("wait for a hand-over abandoned")
 
 // holder names a live member other than this one whose Lease holds one of hashes, or "".
 func (m *Members) holder(hashes []uint64) (string, error) {

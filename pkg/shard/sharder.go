@@ -359,9 +359,10 @@ func (s *Sharder) Gained() []uint64 {
 }
 
 // Owns reports whether this replica owns a namespace now.
-func (s *Sharder) Owns(namespace string) bool { return s.ownsHash(Hash(namespace)) }
+func (s *Sharder) Owns(namespace string) bool { return s.OwnsHash(Hash(namespace)) }
 
-func (s *Sharder) ownsHash(h uint64) bool {
+// OwnsHash reports whether this replica owns the namespaces of hash h now.
+func (s *Sharder) OwnsHash(h uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.share.Contains(h)
@@ -406,7 +407,7 @@ func (s *Sharder) wrap(lw cache.ListerWatcher, share Ranges, p *piece, weight *t
 	if held == nil && p == nil && share.Whole() {
 		return lw
 	}
-	return &listerWatcher{next: lw, share: share, piece: p, held: held, tally: weight, inForce: s.ownsHash,
+	return &listerWatcher{next: lw, share: share, piece: p, held: held, tally: weight, inForce: s.OwnsHash,
 		kept: s.metrics.ShardObjects.WithLabelValues("kept"), dropped: s.metrics.ShardObjects.WithLabelValues("dropped")}
 }
 

@@ -96,6 +96,32 @@ current-context: proxy
 	return p
 }
 
+// first is when the first request of method to a path containing part arrived at or after since;
+// zero if none did.
+func (p *apiProxy) first(since time.Time, method, part string) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.calls {
+		if !c.at.Before(since) && c.method == method && strings.Contains(c.path, part) {
+			return c.at
+		}
+	}
+	return time.Time{}
+}
+
+// times is when each request of method to a path containing part arrived.
+func (p *apiProxy) times(method, part string) []time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var at []time.Time
+	for _, c := range p.calls {
+		if c.method == method && strings.Contains(c.path, part) {
+			at = append(at, c.at)
+		}
+	}
+	return at
+}
+
 // count is how many requests of method to a path containing part arrived at or after since.
 func (p *apiProxy) count(since time.Time, method, part string) int {
 	p.mu.Lock()
@@ -529,25 +555,38 @@ func TestPausedMemberWritesNothingItLost(t *testing.T) {
 // share (the lapse).
 func rejoinedAt(out string, resumed time.Time) (time.Time, error) {
 	lapsed := false
-	for _, line := range strings.Split(out, "\n") {
-		var e struct {
-			Time    time.Time `json:"time"`
-			Msg     string    `json:"msg"`
-			Members int       `json:"members"`
-			Ranges  int       `json:"ranges"`
-		}
-		if json.Unmarshal([]byte(line), &e) != nil || e.Msg != "share changed" || e.Time.Before(resumed) {
-			continue
-		}
+	for _, c := range shareChanges(out) {
 		switch {
-		case e.Ranges == 0:
+		case c.Time.Before(resumed):
+		case c.Ranges == 0:
 			lapsed = true
-		case lapsed && e.Members == 3:
-			return e.Time, nil
+		case lapsed && c.Members == 3:
+			return c.Time, nil
 		}
 	}
 	if !lapsed {
 		return time.Time{}, fmt.Errorf("no lapse logged since the resume")
 	}
 	return time.Time{}, fmt.Errorf("no share of three members logged since the lapse")
+}
+
+// shareChange is one "share changed" line of a replica's log.
+type shareChange struct {
+	Time       time.Time `json:"time"`
+	Msg        string    `json:"msg"`
+	Members    int       `json:"members"`
+	Ranges     int       `json:"ranges"`
+	Generation int       `json:"generation"`
+}
+
+// shareChanges are the share changes a replica logged, in order.
+func shareChanges(out string) []shareChange {
+	var changes []shareChange
+	for _, line := range strings.Split(out, "\n") {
+		var c shareChange
+		if json.Unmarshal([]byte(line), &c) == nil && c.Msg == "share changed" {
+			changes = append(changes, c)
+		}
+	}
+	return changes
 }

@@ -9,7 +9,12 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/kube-zen/zen-watcher/internal/testenv"
+	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+	"github.com/kube-zen/zen-watcher/pkg/obsclient"
 )
 
 // TestSlowReadHoldsNoHandOver: a replica whose read of the Observations written in its new share
@@ -58,11 +63,15 @@ func TestSlowReadHoldsNoHandOver(t *testing.T) {
 	if since := time.Since(readBegan); since >= held {
 		t.Fatalf("sr-c was ready %s after sr-b's read began, after the read was let go: the test proves nothing", since)
 	}
+	// The wait runs beside the informers, which start at once: it may end after sr-c is ready.
+	eventually(t, 10*time.Second, func(context.Context) error {
+		if waits := c.metric(handOverWaits); waits < 1 {
+			return fmt.Errorf("sr-c's hand-over waits: %v, want at least its first", waits)
+		}
+		return nil
+	})
 	waits, waited := c.metric(handOverWaits), c.metric(handOverWaitSum)
 	t.Logf("sr-c waited %.3f s in %v hand-overs", waited, waits)
-	if waits < 1 {
-		t.Fatalf("sr-c's hand-over waits: %v, want at least its first", waits)
-	}
 	if waited >= 3 {
 		t.Errorf("sr-c waited %.1f s for the others to let go (the lease is 4 s): sr-b held its namespaces while reading", waited)
 	}
@@ -72,4 +81,148 @@ func TestSlowReadHoldsNoHandOver(t *testing.T) {
 		}
 	}
 	b.WaitReady(t, 60*time.Second)
+}
+
+// TestGainerWatchesBeforeTheLoserLetsGo: a member joins while the two others are slow to let go
+// of what it takes (each write of their member Leases held back 3 s). Warnings created once the
+// joiner watches, before the others have let go, in every namespace, all have their Observations
+// within 1.5 s:
+// the joiner watches its new namespaces before the others have let go, and only what it lists
+// waits for them. Each warning has exactly one Observation.
+func TestGainerWatchesBeforeTheLoserLetsGo(t *testing.T) {
+	redisSrv, err := testenv.StartRedis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer redisSrv.Close()
+	ensureNamespace(t, haNamespace)
+	namespaces := faultNamespaces(t, "aster", "briar", "cedar", "dune", "fjord", "grove")
+	const release = "make-before"
+	// Leases of 8 s: a renewal held 3 s leaves the slow members in the member set.
+	lease := []string{"-member-lease-duration", "8s"}
+	rs, proxies := startProxied(t, release, redisSrv.Addr, []string{"mb-a", "mb-b"}, lease...)
+	eventually(t, 20*time.Second, func(context.Context) error {
+		for id, r := range rs {
+			if r.metric("zen_watcher_shard_members") != 2 {
+				return fmt.Errorf("%s does not see two members yet", id)
+			}
+		}
+		return nil
+	})
+	const held = 3 * time.Second
+	for _, p := range proxies {
+		p.mu.Lock()
+		p.hold = func(r *http.Request) time.Duration {
+			if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/leases/"+release+"-member-") {
+				return held
+			}
+			return 0
+		}
+		p.mu.Unlock()
+	}
+	joined := time.Now()
+	proxies["mb-c"] = startAPIProxy(t)
+	c := startBehind(t, proxies["mb-c"], release, redisSrv.Addr, "mb-c", lease...)
+	var took time.Time
+	eventually(t, 30*time.Second, func(context.Context) error {
+		took, err = shareTaken(c.Out.String(), joined, 3)
+		return err
+	})
+	// The warnings come once mb-c watches Events: its bridge, while the others still hold on.
+	eventually(t, 20*time.Second, func(context.Context) error {
+		proxies["mb-c"].mu.Lock()
+		defer proxies["mb-c"].mu.Unlock()
+		for _, c := range proxies["mb-c"].calls {
+			if c.method == http.MethodGet && strings.HasSuffix(c.path, "/events") && c.query.Get("watch") == "true" {
+				return nil
+			}
+		}
+		return fmt.Errorf("mb-c does not watch Events yet")
+	})
+	if waits := c.metric(handOverWaits); waits != 0 {
+		t.Fatalf("mb-c began to watch Events only once the others had let go (%v hand-over waits ended)", waits)
+	}
+	created := time.Now()
+	for k, ns := range namespaces {
+		e := warningEvent(ns, fmt.Sprintf("early-%d", k), "Pod", fmt.Sprintf("early-%d", k), "BackOff",
+			fmt.Sprintf("Back-off restarting failed container early-%d", k), corev1.EventTypeWarning)
+		if _, err := cluster.Kube.CoreV1().Events(ns).Create(context.Background(), e, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oc, err := obsclient.New(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func(ctx context.Context) error {
+		for _, ns := range namespaces {
+			list, err := oc.ListObservations(ctx, ns, v1alpha1.LabelSource+"=k8sevents")
+			if err != nil {
+				return err
+			}
+			if len(list.Items) != 1 {
+				return fmt.Errorf("%d Observations in %s, want one", len(list.Items), ns)
+			}
+		}
+		return nil
+	})
+	// When each was written: the first create in its namespace, by any replica, through the proxies.
+	var late []string
+	wrote := map[string]int{}
+	for _, ns := range namespaces {
+		var first time.Time
+		for id, p := range proxies {
+			at := p.first(created, http.MethodPost, "/namespaces/"+ns+"/observations")
+			if !at.IsZero() && (first.IsZero() || at.Before(first)) {
+				first = at
+			}
+			if !at.IsZero() {
+				wrote[id]++
+			}
+		}
+		if d := first.Sub(created); first.IsZero() || d > 1500*time.Millisecond {
+			late = append(late, fmt.Sprintf("%s after %s", ns, d.Round(time.Millisecond)))
+		}
+	}
+	eventually(t, 10*time.Second, func(context.Context) error { // the wait is observed once it ends
+		if waits := c.metric(handOverWaits); waits < 1 {
+			return fmt.Errorf("mb-c's hand-over waits: %v, want at least its first", waits)
+		}
+		return nil
+	})
+	waited := c.metric(handOverWaitSum)
+	t.Logf("mb-c took its share %s after it started and waited %.3f s for the others to let go; namespaces written in by each: %v",
+		took.Sub(joined).Round(time.Millisecond), waited, wrote)
+	rs["mb-c"] = c
+	for id, r := range rs {
+		var changes []string
+		for _, sc := range shareChanges(r.Out.String()) {
+			if !sc.Time.Before(joined) {
+				changes = append(changes, fmt.Sprintf("%+dms gen %d members %d ranges %d",
+					sc.Time.Sub(created).Milliseconds(), sc.Generation, sc.Members, sc.Ranges))
+			}
+		}
+		t.Logf("%s's share changes, from the warnings' creation: %s", id, strings.Join(changes, "; "))
+	}
+	if let := took.Add(time.Duration(waited * float64(time.Second))); !created.Before(let) {
+		t.Fatalf("the warnings were created %s after the others let go (mb-c waited %.3f s): the test proves nothing",
+			created.Sub(let).Round(time.Millisecond), waited)
+	}
+	if wrote["mb-c"] == 0 {
+		t.Fatal("mb-c wrote none of the warnings: the test proves nothing")
+	}
+	if len(late) > 0 {
+		t.Errorf("created while the others were letting go, written later than 1.5 s: %s", strings.Join(late, ", "))
+	}
+}
+
+// shareTaken finds, in a replica's log, the first share change since to a share of members that
+// holds anything.
+func shareTaken(out string, since time.Time, members int) (time.Time, error) {
+	for _, c := range shareChanges(out) {
+		if !c.Time.Before(since) && c.Members == members && c.Ranges > 0 {
+			return c.Time, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("no share of %d members logged since %s", members, since.Format(time.TimeOnly))
 }
