@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -37,7 +38,7 @@ func TestSlowReadHoldsNoHandOver(t *testing.T) {
 	slow.mu.Lock()
 	slow.hold = func(r *http.Request) time.Duration {
 		d := time.Duration(0)
-		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/observations") && r.URL.Query().Get("watch") != "true" {
+		if readsOf(r.Method, r.URL.Path, r.URL.Query(), "observations", false) {
 			once.Do(func() { d = held })
 		}
 		return d
@@ -49,7 +50,7 @@ func TestSlowReadHoldsNoHandOver(t *testing.T) {
 		slow.mu.Lock()
 		defer slow.mu.Unlock()
 		for _, c := range slow.calls {
-			if c.method == http.MethodGet && strings.HasSuffix(c.path, "/observations") && c.query.Get("watch") != "true" {
+			if readsOf(c.method, c.path, c.query, "observations", false) {
 				readBegan = c.at
 				return nil
 			}
@@ -133,7 +134,7 @@ func TestGainerWatchesBeforeTheLoserLetsGo(t *testing.T) {
 		proxies["mb-c"].mu.Lock()
 		defer proxies["mb-c"].mu.Unlock()
 		for _, c := range proxies["mb-c"].calls {
-			if c.method == http.MethodGet && strings.HasSuffix(c.path, "/events") && c.query.Get("watch") == "true" {
+			if readsOf(c.method, c.path, c.query, "events", true) {
 				return nil
 			}
 		}
@@ -225,4 +226,9 @@ func shareTaken(out string, since time.Time, members int) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("no share of %d members logged since %s", members, since.Format(time.TimeOnly))
+}
+
+// readsOf reports whether a request lists resource (watch false) or watches it (watch true).
+func readsOf(method, path string, query url.Values, resource string, watch bool) bool {
+	return method == http.MethodGet && strings.HasSuffix(path, "/"+resource) && (query.Get("watch") == "true") == watch
 }
