@@ -284,39 +284,40 @@ func observation(ns, name string, expires time.Time) *v1alpha1.Observation {
 	}
 }
 
-// load creates distinct Warning Events in a namespace at an interval until stopped.
+// load creates distinct Warning Events in a namespace at an interval until stopped. A create under
+// way when stop is called finishes, and counts if it succeeded: cancelling it could leave an Event
+// the API server stored but the load did not count.
 type load struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	mu     sync.Mutex
-	n      int
+	stopc chan struct{}
+	done  chan struct{}
+	mu    sync.Mutex
+	n     int
 }
 
 func startLoad(t *testing.T, ns string, every time.Duration) *load {
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &load{cancel: cancel, done: make(chan struct{})}
+	l := &load{stopc: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for i := 0; ; i++ {
 			select {
-			case <-ctx.Done():
+			case <-l.stopc:
 				return
 			case <-tick.C:
 			}
 			now := metav1.NewTime(time.Now())
 			pod := fmt.Sprintf("web-%d", i)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			_, err := cluster.Kube.CoreV1().Events(ns).Create(ctx, &corev1.Event{
 				ObjectMeta:     metav1.ObjectMeta{Name: fmt.Sprintf("%s.%d", pod, i), Namespace: ns},
 				InvolvedObject: corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: pod, UID: types.UID("uid-" + pod)},
 				Reason:         "BackOff", Message: "Back-off restarting failed container " + pod, Type: corev1.EventTypeWarning,
 				Count: 1, FirstTimestamp: now, LastTimestamp: now, Source: corev1.EventSource{Component: "kubelet"},
 			}, metav1.CreateOptions{})
+			cancel()
 			if err != nil {
-				if ctx.Err() == nil {
-					t.Errorf("creating a Warning Event: %v", err)
-				}
+				t.Errorf("creating a Warning Event: %v", err)
 				return
 			}
 			l.mu.Lock()
@@ -328,7 +329,7 @@ func startLoad(t *testing.T, ns string, every time.Duration) *load {
 }
 
 func (l *load) stop() {
-	l.cancel()
+	close(l.stopc)
 	<-l.done
 }
 
