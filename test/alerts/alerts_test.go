@@ -289,6 +289,7 @@ func observation(ns, name string, expires time.Time) *v1alpha1.Observation {
 // the API server stored but the load did not count.
 type load struct {
 	stopc chan struct{}
+	once  sync.Once
 	done  chan struct{}
 	mu    sync.Mutex
 	n     int
@@ -328,8 +329,9 @@ func startLoad(t *testing.T, ns string, every time.Duration) *load {
 	return l
 }
 
+// stop ends the load and waits for its last create; it may be called more than once.
 func (l *load) stop() {
-	close(l.stopc)
+	l.once.Do(func() { close(l.stopc) })
 	<-l.done
 }
 
