@@ -1,9 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"maps"
 	"math"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -79,5 +82,35 @@ func TestSamplerCountsReplicasAddedAndStopped(t *testing.T) {
 	// Every CPU second of the stopped replica counts, the part after its last sample too.
 	if u := got["added"]; math.Abs(u.CPUSeconds-atExit.Seconds()) > 0.01 {
 		t.Errorf("the stopped replica counts %.3f CPU seconds; it spent %.3f", u.CPUSeconds, atExit.Seconds())
+	}
+}
+
+// TestLogTail: a replica that exits before it is ready is reported with the end of its output.
+func TestLogTail(t *testing.T) {
+	dir := t.TempDir()
+	lines := func(from, to int) string {
+		var b strings.Builder
+		for i := from; i <= to; i++ {
+			fmt.Fprintf(&b, "line %d\n", i)
+		}
+		return b.String()
+	}
+	for name, tc := range map[string]struct {
+		output string // "" for no file at all
+		want   string
+	}{
+		"long":    {lines(1, 30), strings.TrimSuffix(lines(11, 30), "\n")},
+		"short":   {lines(1, 3), strings.TrimSuffix(lines(1, 3), "\n")},
+		"missing": {"", "(reading "},
+	} {
+		rep := &replica{log: filepath.Join(dir, name+".log")}
+		if tc.output != "" {
+			if err := os.WriteFile(rep.log, []byte(tc.output), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := rep.logTail(20); !strings.HasPrefix(got, tc.want) || tc.output != "" && got != tc.want {
+			t.Errorf("%s: logTail(20) = %q, want %q", name, got, tc.want)
+		}
 	}
 }

@@ -21,6 +21,8 @@ type replica struct {
 	metricsAddr, webhookAddr string
 	cmd                      *exec.Cmd
 	exited                   chan struct{}
+	// log is the file the replica writes its output to.
+	log string
 	// stopping is set when a scale step began to stop the replica (by the generator's goroutine).
 	stopping bool
 }
@@ -37,7 +39,8 @@ func (r *replica) alive() bool {
 // startReplica runs the binary with the run's release; ready waits for /readyz.
 func (r *run) startReplica(ctx context.Context, i int) (*replica, error) {
 	rep := &replica{id: fmt.Sprintf("%s-%d", r.tok, i), metricsAddr: freeAddr(), webhookAddr: freeAddr(), exited: make(chan struct{})}
-	logf, err := os.Create(filepath.Join(r.env.work, rep.id+".log"))
+	rep.log = filepath.Join(r.env.work, rep.id+".log")
+	logf, err := os.Create(rep.log)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +68,8 @@ func (rep *replica) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if !rep.alive() {
-			return fmt.Errorf("replica %s exited", rep.id)
+			return fmt.Errorf("replica %s exited (%v) before it was ready; its output ends:\n%s",
+				rep.id, rep.cmd.ProcessState, rep.logTail(20))
 		}
 		if resp, err := http.Get("http://" + rep.metricsAddr + "/readyz"); err == nil {
 			resp.Body.Close()
@@ -76,6 +80,16 @@ func (rep *replica) waitReady(timeout time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("replica %s not ready within %s", rep.id, timeout)
+}
+
+// logTail is the last n lines of the replica's output: why it exited, once the work folder is gone.
+func (rep *replica) logTail(n int) string {
+	b, err := os.ReadFile(rep.log)
+	if err != nil {
+		return fmt.Sprintf("(reading %s: %v)", rep.log, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 func (rep *replica) stop() {
