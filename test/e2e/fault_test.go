@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -43,7 +44,23 @@ type apiCall struct {
 	at           time.Time
 	method, path string
 	query        url.Values
+	// status is the API server's answer, once it came (a watch's when it began streaming).
+	status *atomic.Int32
 }
+
+// recordStatus passes a response on and keeps its status code in status.
+type recordStatus struct {
+	http.ResponseWriter
+	status *atomic.Int32
+}
+
+func (r *recordStatus) WriteHeader(code int) {
+	r.status.Store(int32(code))
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets the proxy flush the streaming of watches through to the replica.
+func (r *recordStatus) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func startAPIProxy(t *testing.T) *apiProxy {
 	t.Helper()
@@ -67,8 +84,9 @@ func startAPIProxy(t *testing.T) *apiProxy {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status := new(atomic.Int32)
 		p.mu.Lock()
-		p.calls = append(p.calls, apiCall{at: time.Now(), method: r.Method, path: r.URL.Path, query: r.URL.Query()})
+		p.calls = append(p.calls, apiCall{at: time.Now(), method: r.Method, path: r.URL.Path, query: r.URL.Query(), status: status})
 		hold := p.hold
 		p.mu.Unlock()
 		if hold != nil {
@@ -78,7 +96,7 @@ func startAPIProxy(t *testing.T) *apiProxy {
 				return
 			}
 		}
-		rp.ServeHTTP(w, r)
+		rp.ServeHTTP(&recordStatus{ResponseWriter: w, status: status}, r)
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
@@ -96,39 +114,49 @@ current-context: proxy
 	return p
 }
 
+// matching is the requests of method to a path containing part that arrived at or after since, in
+// the order they arrived.
+func (p *apiProxy) matching(since time.Time, method, part string) []apiCall {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []apiCall
+	for _, c := range p.calls {
+		if !c.at.Before(since) && c.method == method && strings.Contains(c.path, part) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // first is when the first request of method to a path containing part arrived at or after since;
 // zero if none did.
 func (p *apiProxy) first(since time.Time, method, part string) time.Time {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.calls {
-		if !c.at.Before(since) && c.method == method && strings.Contains(c.path, part) {
-			return c.at
-		}
+	if calls := p.matching(since, method, part); len(calls) > 0 {
+		return calls[0].at
 	}
 	return time.Time{}
 }
 
 // times is when each request of method to a path containing part arrived.
 func (p *apiProxy) times(method, part string) []time.Time {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	var at []time.Time
-	for _, c := range p.calls {
-		if c.method == method && strings.Contains(c.path, part) {
-			at = append(at, c.at)
-		}
+	for _, c := range p.matching(time.Time{}, method, part) {
+		at = append(at, c.at)
 	}
 	return at
 }
 
 // count is how many requests of method to a path containing part arrived at or after since.
 func (p *apiProxy) count(since time.Time, method, part string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	return len(p.matching(since, method, part))
+}
+
+// refused is how many creates of a path containing part arrived at or after since and were
+// answered 409 Conflict (the object exists).
+func (p *apiProxy) refused(since time.Time, part string) int {
 	n := 0
-	for _, c := range p.calls {
-		if !c.at.Before(since) && c.method == method && strings.Contains(c.path, part) {
+	for _, c := range p.matching(since, http.MethodPost, part) {
+		if c.status.Load() == http.StatusConflict {
 			n++
 		}
 	}
@@ -139,26 +167,15 @@ func (p *apiProxy) count(since time.Time, method, part string) int {
 // at or after since: a list, or a watch that begins with the initial events (an informer's
 // watch-list), not a watch that resumes.
 func (p *apiProxy) shardedLists(since time.Time, part string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, c := range p.calls {
-		lists := c.query.Get("watch") != "true" || c.query.Get("sendInitialEvents") == "true"
-		if !c.at.Before(since) && c.method == "GET" && strings.Contains(c.path, part) && c.query.Has("shardSelector") && lists {
-			n++
-		}
-	}
-	return n
+	return len(p.shardSelectors(since, part))
 }
 
 // shardSelectors is the shard selectors of the lists shardedLists counts.
 func (p *apiProxy) shardSelectors(since time.Time, part string) []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	var out []string
-	for _, c := range p.calls {
+	for _, c := range p.matching(since, http.MethodGet, part) {
 		lists := c.query.Get("watch") != "true" || c.query.Get("sendInitialEvents") == "true"
-		if !c.at.Before(since) && c.method == "GET" && strings.Contains(c.path, part) && c.query.Has("shardSelector") && lists {
+		if c.query.Has("shardSelector") && lists {
 			out = append(out, c.query.Get("shardSelector"))
 		}
 	}
