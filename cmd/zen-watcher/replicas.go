@@ -47,6 +47,9 @@ type replicas struct {
 	// releasing holds the share applied last until the releaser has let go of what it lost
 	// (release); a newer one replaces it there.
 	releasing chan shard.Ranges
+	// watching is closed once the informers of the first share watch: a replica joining others
+	// that run creates its member Lease only then (MembersConfig.JoinAfter).
+	watching chan struct{}
 	// settle returns once nothing is queued or being written outside the share in force
 	// (Writer.Settle).
 	settle func(context.Context) error
@@ -62,12 +65,12 @@ type replicas struct {
 func newReplicas(cfg *config, kube kubernetes.Interface, meta metadata.Interface, written *sources.WrittenObservations,
 	writer *pipeline.Writer, writerDone <-chan struct{}, owners []metav1.OwnerReference, m *metrics.Metrics, log *slog.Logger) *replicas {
 	r := &replicas{cfg: cfg, kube: kube, metrics: m, log: log.With("member", cfg.memberID), written: written,
-		settle: writer.Settle, owners: owners, releasing: make(chan shard.Ranges, 1)}
+		settle: writer.Settle, owners: owners, releasing: make(chan shard.Ranges, 1), watching: make(chan struct{})}
 	if cfg.sharding {
 		r.members = shard.NewMembers(shard.MembersConfig{
 			Client: kube, Namespace: cfg.namespace, Release: cfg.release, ID: cfg.memberID,
 			LeaseDuration: cfg.memberLease, RenewInterval: cfg.memberRenew, Log: r.log, LeaveAfter: writerDone,
-			Owners: owners,
+			Owners: owners, JoinAfter: r.watching,
 		})
 		r.sharder = shard.NewSharder(cfg.memberID, cfg.chunks, m, r.log)
 		r.sharder.UseTenure(r.members)
@@ -191,6 +194,11 @@ func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.
 	})
 }
 
+// joinBridgeHold is how long after its Lease exists a joining replica's bridges hold what they
+// watch for the others' release (joinHold): they narrow as soon as they see the Lease, a watch
+// event away, while the release they report follows their writer's settling and a Lease write.
+const joinBridgeHold = 500 * time.Millisecond
+
 // follow starts the Ingester manager once this replica knows its share — from the namespaces, the
 // published table (tables is closed once it has been read) and the first member set — then
 // has the informers read each share applied after (Sharder.Apply).
@@ -222,6 +230,7 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 	r.handOver(ctx, ingesters) // the first share is a Restart: the informers start with Run
 	errc := make(chan error, 1)
 	go func() { errc <- ingesters.Run(ctx) }()
+	go r.awaitWatching(ctx, ingesters)
 	for {
 		select {
 		case <-ctx.Done():
@@ -249,13 +258,21 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 func (r *replicas) handOver(ctx context.Context, ingesters *ingester.Manager) {
 	share := r.sharder.Share()
 	hashes, gained := r.sharder.Gained(), r.sharder.GainedRanges()
+	var within sources.WrapListerWatcher
+	if len(gained) > 0 {
+		within = r.sharder.WrapRanges(gained)
+	}
 	step, ranges := r.sharder.Apply(share)
 	read := make(chan struct{})
+	var bridged <-chan struct{}
+	if r.members.Joining() {
+		bridged = r.joinHold(ctx, read, within)
+	}
 	switch step {
 	case shard.Restart:
-		ingesters.Reshard(r.sharder.Within(ranges, read))
+		ingesters.Reshard(r.sharder.Within(ranges, read, bridged))
 	case shard.Extend:
-		ingesters.Extend(r.sharder.Within(ranges, read))
+		ingesters.Extend(r.sharder.Within(ranges, read, bridged))
 	default:
 		ingesters.Narrow()
 	}
@@ -264,12 +281,41 @@ func (r *replicas) handOver(ctx context.Context, ingesters *ingester.Manager) {
 	default:
 	}
 	r.releasing <- share
-	var within sources.WrapListerWatcher
-	if len(gained) > 0 {
-		within = r.sharder.WrapRanges(gained)
-	}
 	go r.readGained(ctx, hashes, within, read, r.reading)
 	r.reading = read
+}
+
+// joinHold returns what the bridges of a joining replica wait for before they hand on what they
+// watch: read, the Observations of its share read once the others let go of it. Until its Lease
+// exists the others do not count it and hand on all it watches, so without the wait each finding
+// created meanwhile would be sent by both, and the second refused by the API server. A little
+// after the Lease exists (joinBridgeHold) the others have narrowed, if not yet reported it: the
+// Observations written within are read then, and the bridges hand on what they hold — a member
+// slow to report its release delays new findings no more than that.
+func (r *replicas) joinHold(ctx context.Context, read <-chan struct{}, within sources.WrapListerWatcher) <-chan struct{} {
+	c := make(chan struct{})
+	go func() {
+		defer close(c)
+		select {
+		case <-read:
+			return
+		case <-ctx.Done():
+			return
+		case <-r.members.JoinEnded():
+		}
+		t := time.NewTimer(joinBridgeHold)
+		defer t.Stop()
+		select {
+		case <-read:
+		case <-t.C:
+			r.log.Info("handing on what the bridges watched before the others let go")
+			if within != nil {
+				r.loadWritten(ctx, within)
+			}
+		case <-ctx.Done():
+		}
+	}()
+	return c
 }
 
 // readGained waits for the members that held the namespaces gained (hashes) to let go of them,
@@ -291,6 +337,20 @@ func (r *replicas) readGained(ctx context.Context, hashes []uint64, within sourc
 		case <-ctx.Done():
 		}
 	}
+}
+
+// awaitWatching closes r.watching once the informers of the first share watch.
+func (r *replicas) awaitWatching(ctx context.Context, ingesters *ingester.Manager) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !ingesters.Watching() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	close(r.watching)
 }
 
 // releaser lets go of what each share applied lost (release), the newest first, beside the

@@ -79,6 +79,8 @@ type Manager struct {
 	mu      sync.Mutex
 	runners map[string]*runner // by Ingester key (namespace/name), or "defaults/..." for the default set
 	synced  bool
+	// defaulted is set once the default set has been reconciled.
+	defaulted bool
 	// firstPass holds the Ingesters that existed at start and are not reconciled yet; when it
 	// empties, every webhook route they make is registered.
 	firstPass map[string]bool
@@ -203,7 +205,11 @@ func (m *Manager) reconciled(key string) {
 func (m *Manager) reconcile(ctx context.Context, key string) error {
 	switch key {
 	case defaultsKey:
-		return m.reconcileDefaults(ctx)
+		err := m.reconcileDefaults(ctx)
+		m.mu.Lock()
+		m.defaulted = m.defaulted || err == nil
+		m.mu.Unlock()
+		return err
 	case reshardKey:
 		m.restartInformers(ctx)
 		return nil
@@ -603,6 +609,25 @@ func (m *Manager) Ready() error {
 		return fmt.Errorf("sources not synced: %v", waiting)
 	}
 	return nil
+}
+
+// Watching reports whether every informer source watches what changes in its namespaces from now
+// on (sources.Informer.Watching), though their lists may still run: false until the Ingesters
+// have been read and the sources they and the default set describe have started.
+func (m *Manager) Watching() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.synced || m.firstPass != nil || !m.defaulted {
+		return false
+	}
+	for _, r := range m.runners {
+		for _, inf := range r.all() {
+			if !inf.Watching() {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // statusLoop writes each Ingester's status when it changed.

@@ -281,6 +281,15 @@ type fromNow struct {
 	listed atomic.Bool
 }
 
+// BridgedAfter returns what the bridge's findings wait for before they are handed on
+// (sources.BridgeHolding); nil when nothing is waited for.
+func (f *fromNow) BridgedAfter() <-chan struct{} {
+	if f.piece == nil {
+		return nil
+	}
+	return f.piece.bridged
+}
+
 // List implements cache.Lister.
 func (f *fromNow) List(o metav1.ListOptions) (runtime.Object, error) {
 	return f.ListWithContext(context.Background(), o)

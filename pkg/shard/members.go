@@ -2,6 +2,7 @@ package shard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -47,6 +48,12 @@ type MembersConfig struct {
 	// Owners, when set, own the member Lease: deleting them (the release's Deployment) deletes it,
 	// even when the replica could not (its RBAC went first).
 	Owners []metav1.OwnerReference
+	// JoinAfter, when set, is closed once this replica watches the share it computes. A replica
+	// joining members that already run counts itself among them from the start, and creates its
+	// Lease — from which the others count it, and let go of what it takes — only then, or a
+	// lease duration after it started at the latest: what is created in its namespaces
+	// meanwhile reaches one of them, never none.
+	JoinAfter <-chan struct{}
 }
 
 // Members keeps this replica's member Lease renewed and follows the others'. The member set is the
@@ -68,6 +75,13 @@ type Members struct {
 	// renewing serializes the Lease's writes: the renewal loop's and Report's.
 	renewing sync.Mutex
 	holding  *string // the AnnotationHolding written with each renewal; nil: none yet
+	written  *string // the holding the last renewal wrote
+	// joining is set while this replica counts itself a member before its Lease exists (see
+	// MembersConfig.JoinAfter); it changes with renewing held.
+	joining atomic.Bool
+	// joinEnded is closed once a join ends (JoinEnded), or at once for a replica that did not join.
+	joinEnded chan struct{}
+	endJoin   sync.Once
 
 	mu      sync.Mutex
 	current []string
@@ -83,7 +97,7 @@ func NewMembers(cfg MembersConfig) *Members {
 	if cfg.RenewInterval <= 0 {
 		cfg.RenewInterval = 5 * time.Second
 	}
-	m := &Members{cfg: cfg, changes: make(chan []string, 1)}
+	m := &Members{cfg: cfg, changes: make(chan []string, 1), joinEnded: make(chan struct{})}
 	now := time.Now()
 	m.attempted.Store(&now)
 	return m
@@ -104,6 +118,9 @@ func (m *Members) Current() []string {
 // being away makes every replica fail it at once, and restarting them all would not bring the
 // API server back.
 func (m *Members) Healthy() error {
+	if m.joining.Load() {
+		return errors.New("joining: the member Lease is created once the sources watch")
+	}
 	last := time.Unix(0, m.lastRenew.Load())
 	if since := time.Since(last); since > m.cfg.LeaseDuration {
 		return fmt.Errorf("member lease not renewed for %s", since.Round(time.Second))
@@ -126,10 +143,19 @@ func (m *Members) Alive() error {
 // Tenure implements Membership.
 func (m *Members) Tenure() uint64 { return m.tenure.Load() }
 
+// Joining reports whether this replica counts itself a member before its Lease exists: it joined
+// members that run, and its sources do not all watch yet (MembersConfig.JoinAfter).
+func (m *Members) Joining() bool { return m.joining.Load() }
+
+// JoinEnded is closed once this replica's Lease exists, or its join was abandoned: from then on the
+// others count it, or it owns nothing. Closed when Run starts for a replica that does not join.
+func (m *Members) JoinEnded() <-chan struct{} { return m.joinEnded }
+
 // Holds implements Membership: the tenure is the one in force and the Lease was renewed less than
-// a lease duration ago, by this process's monotonic clock, so that a pause counts.
+// a lease duration ago, by this process's monotonic clock, so that a pause counts; or the replica
+// is joining, and has no Lease yet.
 func (m *Members) Holds(tenure uint64) bool {
-	return m.tenure.Load() == tenure && m.fresh()
+	return m.tenure.Load() == tenure && (m.joining.Load() || m.fresh())
 }
 
 func (m *Members) fresh() bool {
@@ -155,7 +181,12 @@ func (m *Members) leaseName() string { return m.cfg.Release + "-member-" + m.cfg
 
 // Run renews the Lease and follows the member set until ctx ends, then deletes the Lease.
 func (m *Members) Run(ctx context.Context) error {
-	if err := m.renew(ctx); err != nil {
+	joining, err := m.othersRun(ctx)
+	if err == nil && !joining {
+		m.endJoin.Do(func() { close(m.joinEnded) })
+		err = m.renew(ctx)
+	}
+	if err != nil {
 		return fmt.Errorf("joining as member %s: %w", m.cfg.ID, err)
 	}
 	factory := informers.NewSharedInformerFactoryWithOptions(m.cfg.Client, 0,
@@ -181,6 +212,11 @@ func (m *Members) Run(ctx context.Context) error {
 	defer tick.Stop()
 	expiry := time.NewTicker(time.Second) // Leases expire without an event
 	defer expiry.Stop()
+	var watching <-chan struct{}
+	var joinBy <-chan time.Time
+	if joining {
+		watching, joinBy = m.cfg.JoinAfter, time.After(m.cfg.LeaseDuration)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -188,14 +224,91 @@ func (m *Members) Run(ctx context.Context) error {
 			m.leave()
 			factory.Shutdown()
 			return nil
+		case <-watching:
+			watching, joinBy = nil, nil
+			m.renewOrJoin(ctx)
+		case <-joinBy:
+			m.cfg.Log.Warn("joining before the sources watch", "waited", m.cfg.LeaseDuration)
+			watching, joinBy = nil, nil
+			m.renewOrJoin(ctx)
 		case <-tick.C:
-			if err := m.renew(ctx); err != nil && ctx.Err() == nil {
-				m.cfg.Log.Warn("renewing member lease", "error", err)
+			if watching == nil {
+				m.renewOrJoin(ctx)
 			}
 		case <-expiry.C:
 			m.recompute()
 		}
 	}
+}
+
+// othersRun reports whether other members run already, and starts this replica's join if so: it
+// counts itself a member until its Lease is created (JoinAfter).
+func (m *Members) othersRun(ctx context.Context) (bool, error) {
+	if m.cfg.JoinAfter == nil {
+		return false, nil
+	}
+	list, err := m.cfg.Client.CoordinationV1().Leases(m.cfg.Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: labels.Set{LabelMember: m.cfg.Release}.String()})
+	if err != nil {
+		return false, fmt.Errorf("reading member leases: %w", err)
+	}
+	leases := make([]*coordinationv1.Lease, 0, len(list.Items))
+	for k := range list.Items {
+		leases = append(leases, &list.Items[k])
+	}
+	others := slices.DeleteFunc(LiveMembers(leases, time.Now()), func(id string) bool { return id == m.cfg.ID })
+	if len(others) == 0 {
+		return false, nil
+	}
+	m.joining.Store(true)
+	m.cfg.Log.Info("joining running members once the sources watch", "members", others)
+	return true, nil
+}
+
+// renewOrJoin renews the Lease, creating it if this replica is joining, and warns when it
+// cannot: the next tick tries again. A join that cannot create the Lease ends as a lapse would:
+// a replica the others do not count must not go on writing.
+func (m *Members) renewOrJoin(ctx context.Context) {
+	joining := m.joining.Load()
+	err := m.renew(ctx)
+	switch {
+	case err == nil && joining:
+		err = m.joined(ctx)
+	case err != nil && joining && ctx.Err() == nil:
+		m.abandonJoin()
+	}
+	if err != nil && ctx.Err() == nil {
+		m.cfg.Log.Warn("renewing member lease", "error", err)
+	}
+}
+
+// abandonJoin ends a join whose Lease could not be created: this replica owns nothing until it is.
+func (m *Members) abandonJoin() {
+	m.renewing.Lock()
+	defer m.renewing.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.joining.Store(false)
+	m.endJoin.Do(func() { close(m.joinEnded) })
+	m.lapsed = true
+	m.tenure.Add(1)
+	m.cfg.Log.Warn("could not create the member lease; owning nothing until it is")
+	m.publish(nil)
+}
+
+// joined ends the join once the Lease exists: from now on a lapse counts. A share reported
+// after the renewal that created the Lease is written now.
+func (m *Members) joined(ctx context.Context) error {
+	m.renewing.Lock()
+	m.joining.Store(false)
+	m.endJoin.Do(func() { close(m.joinEnded) })
+	stale := m.holding != nil && (m.written == nil || *m.written != *m.holding)
+	m.renewing.Unlock()
+	m.cfg.Log.Info("joined the members")
+	if stale {
+		return m.renew(ctx)
+	}
+	return nil
 }
 
 // renew creates or renews this replica's Lease, waiting for the API server at most a lease
@@ -241,6 +354,7 @@ func (m *Members) renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.written = m.holding
 	m.lastRenew.Store(time.Now().UnixNano())
 	m.renewed.Store(&sent)
 	m.mu.Lock()
@@ -269,8 +383,9 @@ func (m *Members) Report(ctx context.Context, share Ranges) error {
 	m.renewing.Lock()
 	same := m.holding != nil && *m.holding == enc
 	m.holding = &enc
+	joining := m.joining.Load() // the Lease is created with it
 	m.renewing.Unlock()
-	if same {
+	if same || joining {
 		return nil
 	}
 	if err := m.renew(ctx); err != nil {
@@ -389,6 +504,10 @@ func (m *Members) recompute() {
 		return
 	}
 	live := LiveMembers(list, time.Now())
+	if m.joining.Load() && !slices.Contains(live, m.cfg.ID) {
+		live = append(live, m.cfg.ID)
+		sort.Strings(live)
+	}
 	if slices.Equal(live, m.current) {
 		return
 	}

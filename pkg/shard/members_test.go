@@ -14,6 +14,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
@@ -271,5 +272,101 @@ func TestMembersHandOver(t *testing.T) {
 	}
 	if _, ok := l.Annotations[AnnotationHolding]; !ok {
 		t.Error("a's Lease has no holding after reporting the empty share")
+	}
+}
+
+// TestMemberJoinsOnceItWatches: against a real API server, a replica starting while another member
+// runs counts itself a member at once, and holds its tenure, but creates its Lease — with the
+// share it reported meanwhile — only once its sources watch (JoinAfter); the member running counts
+// it from then on. One starting alone creates its Lease at once.
+func TestMemberJoinsOnceItWatches(t *testing.T) {
+	c := servers["gate-on"]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const ns = "joining"
+	if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	start := func(id string, joinAfter <-chan struct{}) *Members {
+		m := NewMembers(MembersConfig{Client: c.Kube, Namespace: ns, Release: "r", ID: id, Log: log, JoinAfter: joinAfter})
+		go func() { _ = m.Run(ctx) }()
+		for set := range m.Changes() {
+			if slices.Contains(set, id) {
+				break
+			}
+		}
+		return m
+	}
+	leaseOf := func(id string) (*coordinationv1.Lease, error) {
+		return c.Kube.CoordinationV1().Leases(ns).Get(ctx, "r-member-"+id, metav1.GetOptions{})
+	}
+	first := start("first", make(chan struct{}))
+	if _, err := leaseOf("first"); err != nil {
+		t.Fatalf("a member starting alone has no Lease: %v", err)
+	}
+	watching := make(chan struct{})
+	joiner := start("joiner", watching)
+	if got := joiner.Current(); !slices.Equal(got, []string{"first", "joiner"}) {
+		t.Errorf("the joiner counts %v, want itself and the member running", got)
+	}
+	if !joiner.Holds(joiner.Tenure()) {
+		t.Error("the joiner does not hold its tenure before its Lease exists")
+	}
+	reported := Ranges{{Start: 0, End: 1 << 63}}
+	if err := joiner.Report(ctx, reported); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := leaseOf("joiner"); !apierrors.IsNotFound(err) {
+		t.Fatalf("the joiner's Lease before its sources watch: %v, want none", err)
+	}
+	if got := first.Current(); !slices.Equal(got, []string{"first"}) {
+		t.Errorf("the member running counts %v before the joiner's Lease exists", got)
+	}
+	if joiner.Healthy() == nil {
+		t.Error("the joiner is ready before it joined")
+	}
+	if !joiner.Joining() {
+		t.Error("the joiner does not say it is joining")
+	}
+	select {
+	case <-joiner.JoinEnded():
+		t.Error("the join ended before the joiner's sources watch")
+	default:
+	}
+	select {
+	case <-first.JoinEnded():
+	default:
+		t.Error("the member that started alone has a join under way")
+	}
+	close(watching)
+	select {
+	case <-joiner.JoinEnded():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the join did not end once the joiner's sources watch")
+	}
+	if _, err := leaseOf("joiner"); err != nil || joiner.Joining() {
+		t.Fatalf("the join ended with the joiner's Lease %v, joining %v", err, joiner.Joining())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Equal(first.Current(), []string{"first", "joiner"}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the member running counts %v after the joiner's sources watch", first.Current())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	l, err := leaseOf("joiner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Annotations[AnnotationHolding]; got != reported.Encode() {
+		t.Errorf("the joiner's Lease holds %q, want the share it reported while joining, %q", got, reported.Encode())
+	}
+	if err := joiner.Healthy(); err != nil {
+		t.Errorf("the joiner is not ready once joined: %v", err)
+	}
+	if !joiner.Holds(joiner.Tenure()) {
+		t.Error("the joiner does not hold its tenure once joined")
 	}
 }

@@ -291,11 +291,11 @@ func (s *Sharder) Apply(share Ranges) (Step, Ranges) {
 // returned): narrowed to them with the API server's help, and further as the share loses ranges.
 // Their informers hand on nothing they list until read is closed (nil: at once), which the replica
 // closes once it has read the Observations written in ranges: the lists run meanwhile, and their
-// bridges hand on what changes (ListedAfter).
-func (s *Sharder) Within(ranges Ranges, read <-chan struct{}) func(cache.ListerWatcher) cache.ListerWatcher {
+// bridges hand on what changes (ListedAfter) once bridged is closed (nil: at once; BridgedAfter).
+func (s *Sharder) Within(ranges Ranges, read, bridged <-chan struct{}) func(cache.ListerWatcher) cache.ListerWatcher {
 	s.mu.Lock()
 	p := newPiece(ranges.Intersect(s.share))
-	p.read = read
+	p.read, p.bridged = read, bridged
 	s.pieces = append(s.pieces, p)
 	s.mu.Unlock()
 	return func(lw cache.ListerWatcher) cache.ListerWatcher {
@@ -312,6 +312,8 @@ type piece struct {
 	narrowed chan struct{}
 	// read, when set, is closed once the Observations written in the piece have been read.
 	read <-chan struct{}
+	// bridged, when set, is closed once the bridges may hand on what they watch.
+	bridged <-chan struct{}
 }
 
 func newPiece(r Ranges) *piece {

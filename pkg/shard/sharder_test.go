@@ -298,7 +298,7 @@ func TestApplySteps(t *testing.T) {
 			t.Errorf("%s: informers to start over %v, want %v", step.name, ranges, want)
 		}
 		if got != Narrow {
-			s.Within(ranges, nil)
+			s.Within(ranges, nil, nil)
 		}
 	}
 }
@@ -314,7 +314,7 @@ func TestWhatLeftIsReadAnew(t *testing.T) {
 	if step != Restart {
 		t.Fatalf("the first share: step %v", step)
 	}
-	first, ok := s.Within(ranges, nil)(&cache.ListWatch{}).(*listerWatcher)
+	first, ok := s.Within(ranges, nil, nil)(&cache.ListWatch{}).(*listerWatcher)
 	if !ok {
 		t.Fatal("the informers were not wrapped")
 	}
@@ -337,7 +337,7 @@ func TestWhatLeftIsReadAnew(t *testing.T) {
 	if got := first.ranges(); len(got.Intersect(lost)) != 0 || !slices.Equal(got, two.Minus(lost)) {
 		t.Errorf("the first informers read %v, want %v: never again what left", got, two.Minus(lost))
 	}
-	second, ok := s.Within(ranges, nil)(&cache.ListWatch{}).(*listerWatcher)
+	second, ok := s.Within(ranges, nil, nil)(&cache.ListWatch{}).(*listerWatcher)
 	if !ok || !slices.Equal(second.ranges(), lost) {
 		t.Fatalf("the informers added read %v, want %v", second.ranges(), lost)
 	}
@@ -434,30 +434,37 @@ func TestGained(t *testing.T) {
 }
 
 // TestWithinHoldsListsUntilRead: informers over ranges Within was given a read to wait for report
-// it (sources.Holding), and their bridge does not wait; others wait for nothing.
+// it (sources.Holding), and their bridge waits for what it was given (sources.BridgeHolding; nil:
+// nothing); others wait for nothing.
 func TestWithinHoldsListsUntilRead(t *testing.T) {
 	s := newTestSharder("zw-a")
 	s.SetNamespaces(names("team-%d", 30))
 	s.SetMembers([]string{"zw-a", "zw-b"})
 	_, ranges := s.Apply(s.Share())
-	read := make(chan struct{})
+	read, bridged := make(chan struct{}), make(chan struct{})
 	for name, tc := range map[string]struct {
-		lw   cache.ListerWatcher
-		want <-chan struct{}
+		lw            cache.ListerWatcher
+		lists, bridge <-chan struct{}
 	}{
-		"within, read pending":    {s.Within(ranges, read)(&cache.ListWatch{}), read},
-		"within, nothing to read": {s.Within(ranges, nil)(&cache.ListWatch{}), nil},
-		"wrapped":                 {s.Wrap(&cache.ListWatch{}), nil},
+		"within, read pending":    {s.Within(ranges, read, nil)(&cache.ListWatch{}), read, nil},
+		"within, joining":         {s.Within(ranges, read, bridged)(&cache.ListWatch{}), read, bridged},
+		"within, nothing to read": {s.Within(ranges, nil, nil)(&cache.ListWatch{}), nil, nil},
+		"wrapped":                 {s.Wrap(&cache.ListWatch{}), nil, nil},
 	} {
 		l, ok := tc.lw.(*listerWatcher)
 		if !ok {
 			t.Fatalf("%s: not wrapped", name)
 		}
-		if got := l.ListedAfter(); got != tc.want {
-			t.Errorf("%s: lists wait for %v, want %v", name, got, tc.want)
+		if got := l.ListedAfter(); got != tc.lists {
+			t.Errorf("%s: lists wait for %v, want %v", name, got, tc.lists)
 		}
-		if b, ok := l.Bridge().(*fromNow); !ok || b.tally != nil {
+		b, ok := l.Bridge().(*fromNow)
+		if !ok || b.tally != nil {
 			t.Errorf("%s: the bridge is %T (weighed: %v), want an unweighed fromNow", name, l.Bridge(), ok && b.tally != nil)
+			continue
+		}
+		if got := b.BridgedAfter(); got != tc.bridge {
+			t.Errorf("%s: the bridge waits for %v, want %v", name, got, tc.bridge)
 		}
 	}
 }

@@ -65,6 +65,14 @@ type Bridging interface {
 	Bridge() cache.ListerWatcher
 }
 
+// BridgeHolding is implemented by a Bridge whose findings wait before they are handed on: a
+// replica joining others holds them until those have let go of its namespaces and it has read what
+// they wrote there (for a short while at most), so that what both read is decided against what was
+// written instead of being sent to the API server twice.
+type BridgeHolding interface {
+	BridgedAfter() <-chan struct{}
+}
+
 // Holding is implemented by a decorated ListerWatcher whose listed objects must wait before they
 // are handed on: for what was written before them to be read (shard's gained ranges), while the
 // list itself already runs. The informer's bridge (Bridging) runs until the wait is over.
@@ -93,10 +101,13 @@ type Informer struct {
 	metrics   *metrics.Metrics
 	log       *slog.Logger
 
-	synced  atomic.Bool
-	waiting atomic.Value // string: why the informer is not running yet, or ""
-	seen    atomic.Int64 // findings handed on
-	lastErr atomic.Value // string
+	synced atomic.Bool
+	// watching is set once the bridge's watch is open (Bridging): what changes from then on
+	// reaches the informer, though its list may still run.
+	watching atomic.Bool
+	waiting  atomic.Value // string: why the informer is not running yet, or ""
+	seen     atomic.Int64 // findings handed on
+	lastErr  atomic.Value // string
 
 	resync time.Duration
 
@@ -113,8 +124,10 @@ type Informer struct {
 	// informer runs, nil otherwise.
 	lw        cache.ListerWatcher
 	narrowing Narrowing
-	// listedAfter, when set, is closed once what the informer lists may be handed on (Holding).
+	// listedAfter, when set, is closed once what the informer lists may be handed on (Holding);
+	// listedAt is when, in Unix nanoseconds (zero until then).
 	listedAfter <-chan struct{}
+	listedAt    atomic.Int64
 }
 
 // DefaultResync is how often an informer looks at every object again, to hand on findings that
@@ -215,6 +228,11 @@ func (i *Informer) Name() string { return i.cfg.Source }
 // HasSynced reports whether the objects that existed at start have been read.
 func (i *Informer) HasSynced() bool { return i.synced.Load() }
 
+// Watching reports whether what changes in the informer's namespaces from now on reaches it: its
+// bridge's watch is open, or it has synced, or its resource is not served (there is nothing to
+// watch yet).
+func (i *Informer) Watching() bool { return i.watching.Load() || i.HasSynced() || i.Waiting() != "" }
+
 // Waiting says why the informer is not running yet (its resource is not served), or "".
 func (i *Informer) Waiting() string { return i.waiting.Load().(string) }
 
@@ -250,20 +268,33 @@ func (i *Informer) Run(ctx context.Context, h Handler) error {
 				}
 			} else {
 				i.delivered(obj)
+				how = i.watchedHow(obj)
 			}
 			i.handle(ctx, h, obj, how)
 		},
-		UpdateFunc: func(_, obj any) { i.handle(ctx, h, obj, watched) },
+		UpdateFunc: func(_, obj any) { i.handle(ctx, h, obj, i.watchedHow(obj)) },
 		DeleteFunc: i.forget,
 	}, cache.HandlerOptions{ResyncPeriod: &resync}); err != nil {
 		return fmt.Errorf("adding handler: %w", err)
 	}
 	store := inf.GetIndexer()
 	i.store.Store(&store)
+	if i.listedAfter != nil {
+		go func() {
+			if i.waitListed(ctx) {
+				i.listedAt.Store(time.Now().UnixNano())
+			}
+		}()
+	}
 	bctx, endBridge := context.WithCancel(ctx)
 	defer endBridge()
 	if b, ok := i.lw.(Bridging); ok {
-		go i.bridge(bctx, h, b.Bridge())
+		lw := b.Bridge()
+		var after <-chan struct{}
+		if held, ok := lw.(BridgeHolding); ok {
+			after = held.BridgedAfter()
+		}
+		go i.bridge(bctx, h, &signalWatch{ListerWatcher: lw, opened: func() { i.watching.Store(true) }}, after)
 	} else {
 		endBridge()
 	}
@@ -281,13 +312,32 @@ func (i *Informer) Run(ctx context.Context, h Handler) error {
 	return nil
 }
 
+// watchedHow is how a change the informer's own watch delivered counts: as bridged, decided
+// against the Observations known written, if it arrived while what the informer lists was held
+// (Holding). Until then the member that read its namespace before may have written it too: the
+// watch's events wait behind the held list, and a finding the bridge held as well is handed on
+// by whichever comes first.
+func (i *Informer) watchedHow(obj any) arrival {
+	p, ok := obj.(*parsed)
+	if !ok || i.listedAfter == nil {
+		return watched
+	}
+	if at := i.listedAt.Load(); at == 0 || p.arrived < at {
+		return bridged
+	}
+	return watched
+}
+
 // waitListed waits until the listed objects may be handed on (Holding); false if ctx ended first.
-func (i *Informer) waitListed(ctx context.Context) bool {
-	if i.listedAfter == nil {
+func (i *Informer) waitListed(ctx context.Context) bool { return waitFor(ctx, i.listedAfter) }
+
+// waitFor waits until c is closed (nil: not at all); false if ctx ended first.
+func waitFor(ctx context.Context, c <-chan struct{}) bool {
+	if c == nil {
 		return true
 	}
 	select {
-	case <-i.listedAfter:
+	case <-c:
 		return true
 	case <-ctx.Done():
 		return false
@@ -295,8 +345,10 @@ func (i *Informer) waitListed(ctx context.Context) bool {
 }
 
 // bridge hands on what changes in the informer's namespaces from now until ctx ends (the informer
-// has synced): see Bridging. Objects both deliver are handed on once, as both record in handed.
-func (i *Informer) bridge(ctx context.Context, h Handler, lw cache.ListerWatcher) {
+// has synced), once after is closed (BridgeHolding; nil: at once): see Bridging. Objects both
+// deliver are handed on once, as both record in handed; what the bridge still holds when it ends
+// reaches the informer through its own list or watch.
+func (i *Informer) bridge(ctx context.Context, h Handler, lw cache.ListerWatcher, after <-chan struct{}) {
 	inf := cache.NewSharedIndexInformerWithOptions(lw, &unstructured.Unstructured{},
 		cache.SharedIndexInformerOptions{ObjectDescription: i.cfg.GVR.String() + " (bridge)"})
 	if err := inf.SetTransform(i.transform); err != nil {
@@ -308,11 +360,15 @@ func (i *Informer) bridge(ctx context.Context, h Handler, lw cache.ListerWatcher
 		AddFunc: func(obj any) {
 			changes.Add(1)
 			i.delivered(obj)
-			i.handle(ctx, h, obj, bridged)
+			if waitFor(ctx, after) {
+				i.handle(ctx, h, obj, bridged)
+			}
 		},
 		UpdateFunc: func(_, obj any) {
 			changes.Add(1)
-			i.handle(ctx, h, obj, bridged)
+			if waitFor(ctx, after) {
+				i.handle(ctx, h, obj, bridged)
+			}
 		},
 		DeleteFunc: i.forget,
 	}); err != nil {
@@ -322,6 +378,39 @@ func (i *Informer) bridge(ctx context.Context, h Handler, lw cache.ListerWatcher
 	began := time.Now()
 	inf.RunWithContext(ctx)
 	i.log.Info("list bridged", "changes", changes.Load(), "seconds", time.Since(began).Seconds())
+}
+
+// signalWatch is a ListerWatcher that calls opened each time a watch through it opens.
+type signalWatch struct {
+	cache.ListerWatcher
+	opened func()
+}
+
+// ListWithContext implements cache.ListerWithContext.
+func (s *signalWatch) ListWithContext(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+	return cache.ToListerWithContext(s.ListerWatcher).ListWithContext(ctx, o)
+}
+
+// Watch implements cache.Watcher.
+func (s *signalWatch) Watch(o metav1.ListOptions) (watch.Interface, error) {
+	return s.WatchWithContext(context.Background(), o)
+}
+
+// WatchWithContext implements cache.WatcherWithContext. The API server has registered the watch
+// once it answers the request.
+func (s *signalWatch) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+	w, err := cache.ToWatcherWithContext(s.ListerWatcher).WatchWithContext(ctx, o)
+	if err == nil && ctx.Err() == nil {
+		s.opened()
+	}
+	return w, err
+}
+
+// IsWatchListSemanticsUnSupported passes on the wrapped ListerWatcher's answer: a bridge wants no
+// initial events.
+func (s *signalWatch) IsWatchListSemanticsUnSupported() bool {
+	u, ok := s.ListerWatcher.(interface{ IsWatchListSemanticsUnSupported() bool })
+	return ok && u.IsWatchListSemanticsUnSupported()
 }
 
 // waitServed polls discovery until the API server serves the resource: a tool that is not installed
@@ -400,6 +489,8 @@ type parsed struct {
 	metav1.TypeMeta
 	metav1.ObjectMeta
 	findings []*pipeline.Event
+	// arrived is when the object reached the informer, in Unix nanoseconds (arrivedHeld).
+	arrived int64
 	// raw is kept for Timed parsers only, to parse again at resync.
 	raw *unstructured.Unstructured
 }
@@ -420,7 +511,7 @@ func (i *Informer) transform(obj any) (any, error) {
 	p := &parsed{ObjectMeta: metav1.ObjectMeta{
 		Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(), ResourceVersion: u.GetResourceVersion(),
 		CreationTimestamp: u.GetCreationTimestamp(),
-	}}
+	}, arrived: time.Now().UnixNano()}
 	if len(i.cfg.Namespaces) > 1 && !slices.Contains(i.cfg.Namespaces, u.GetNamespace()) {
 		return p, nil
 	}

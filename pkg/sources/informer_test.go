@@ -479,6 +479,8 @@ type heldList struct {
 	holdList bool
 	release  chan struct{}
 	watching chan struct{}
+	// bridged, when set, is what the bridge's findings wait for.
+	bridged chan struct{}
 }
 
 func (l *heldList) List(o metav1.ListOptions) (runtime.Object, error) {
@@ -508,7 +510,7 @@ func (l *heldList) WatchWithContext(ctx context.Context, o metav1.ListOptions) (
 }
 
 func (l *heldList) Bridge() cache.ListerWatcher {
-	return &cache.ListWatch{
+	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			list, err := cache.ToListerWithContext(l.next).ListWithContext(ctx, o)
 			if err == nil {
@@ -522,7 +524,19 @@ func (l *heldList) Bridge() cache.ListerWatcher {
 			return w, err
 		},
 	}
+	if l.bridged == nil {
+		return lw
+	}
+	return &heldBridge{ListWatch: lw, after: l.bridged}
 }
+
+// heldBridge is a bridge whose findings wait for after (BridgeHolding).
+type heldBridge struct {
+	*cache.ListWatch
+	after chan struct{}
+}
+
+func (b *heldBridge) BridgedAfter() <-chan struct{} { return b.after }
 
 // arrivals records each finding's rule and whether it was marked re-listed.
 type arrivals struct {
@@ -546,31 +560,38 @@ func (a *arrivals) snapshot() map[string][]bool {
 // TestBridgeHandsOnWhileListing: an informer whose ListerWatcher bridges hands on an object created
 // while its list is held back — the list slow, or its objects waiting for the read of what is
 // written — marked as possibly written; once the list is handed on, that object is not handed on
-// again, the listed one is, and later changes come through the informer's own watch.
+// again, the listed one is, and later changes come through the informer's own watch. A bridge that
+// holds (BridgeHolding, a joining replica's) hands the object on only once let go.
 func TestBridgeHandsOnWhileListing(t *testing.T) {
-	for name, holdList := range map[string]bool{"slow list": true, "read pending": false} {
-		t.Run(name, func(t *testing.T) { testBridge(t, holdList) })
+	for name, c := range map[string]struct{ holdList, holdBridge bool }{
+		"slow list":              {holdList: true},
+		"read pending":           {},
+		"slow list, bridge held": {holdList: true, holdBridge: true},
+	} {
+		t.Run(name, func(t *testing.T) { testBridge(t, c.holdList, c.holdBridge) })
 	}
 }
 
-func testBridge(t *testing.T, holdList bool) {
+func testBridge(t *testing.T, holdList, holdBridge bool) {
 	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
 	client, disc := configMapClients(configMap("ci", "listed", "u1", "listed-1"))
 	held := &heldList{holdList: holdList, release: make(chan struct{}), watching: make(chan struct{})}
+	if holdBridge {
+		held.bridged = make(chan struct{})
+	}
 	wrap := func(lw cache.ListerWatcher) cache.ListerWatcher { held.next = lw; return held }
 	inf := NewInformer(InformerConfig{Source: "test", GVR: configMapsGVR}, client, disc, oneFindingPerKey, wrap,
 		metrics.New(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	h := &arrivals{got: map[string][]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if inf.Watching() {
+		t.Fatal("watching before it runs")
+	}
 	go func() { _ = inf.Run(ctx, h) }()
 	wait := func(want map[string][]bool) {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); !reflect.DeepEqual(h.snapshot(), want); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("handed on %v, want %v", h.snapshot(), want)
-			}
-		}
+		waitArrivals(t, h, want)
 	}
 	select {
 	case <-held.watching:
@@ -581,11 +602,19 @@ func testBridge(t *testing.T, holdList bool) {
 	if _, err := client.Resource(configMapsGVR).Namespace("ci").Create(ctx, late, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	if holdBridge {
+		time.Sleep(300 * time.Millisecond)
+		wait(map[string][]bool{}) // the bridge holds what it watched
+		close(held.bridged)
+	}
 	wait(map[string][]bool{"late-1": {true}})
 	time.Sleep(200 * time.Millisecond) // the held list hands on nothing meanwhile
 	wait(map[string][]bool{"late-1": {true}})
 	if inf.HasSynced() {
 		t.Fatal("synced before its list was let through")
+	}
+	if !inf.Watching() {
+		t.Fatal("not watching, though its bridge handed a change on")
 	}
 	close(held.release)
 	wait(map[string][]bool{"late-1": {true}, "listed-1": {true}})
@@ -631,6 +660,75 @@ func TestInformerScopesSeveralNamespaces(t *testing.T) {
 			oneFindingPerKey, wrap, metrics.New(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if want := min(len(tc.want), 1); s.calls != want || !slices.Equal(s.scope, tc.want) {
 			t.Errorf("namespaces %v: scoped %d times to %v, want %d to %v", tc.namespaces, s.calls, s.scope, want, tc.want)
+		}
+	}
+}
+
+// holdOnly holds what its informer lists until release (sources.Holding) and bridges nothing;
+// watching is closed once its watch is open.
+type holdOnly struct {
+	cache.ListerWatcher
+	release, watching chan struct{}
+	once              sync.Once
+}
+
+func (l *holdOnly) ListedAfter() <-chan struct{} { return l.release }
+
+func (l *holdOnly) Watch(o metav1.ListOptions) (watch.Interface, error) {
+	return l.WatchWithContext(context.Background(), o)
+}
+
+func (l *holdOnly) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+	w, err := cache.ToWatcherWithContext(l.ListerWatcher).WatchWithContext(ctx, o)
+	l.once.Do(func() { close(l.watching) })
+	return w, err
+}
+
+// TestWatchedWhileHeldCountsAsBridged: a change the informer's own watch delivers while its list
+// is held waits behind the list and is handed on marked as possibly written — the member that read
+// the namespace before may have written it — and one that arrives after the list was let through
+// is handed on as new.
+func TestWatchedWhileHeldCountsAsBridged(t *testing.T) {
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
+	client, disc := configMapClients(configMap("ci", "listed", "u1", "listed-1"))
+	held := &holdOnly{release: make(chan struct{}), watching: make(chan struct{})}
+	wrap := func(lw cache.ListerWatcher) cache.ListerWatcher { held.ListerWatcher = lw; return held }
+	inf := NewInformer(InformerConfig{Source: "test", GVR: configMapsGVR}, client, disc, oneFindingPerKey, wrap,
+		metrics.New(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := &arrivals{got: map[string][]bool{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = inf.Run(ctx, h) }()
+	select {
+	case <-held.watching:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the informer did not watch while its list was held")
+	}
+	create := func(name, key string) {
+		t.Helper()
+		if _, err := client.Resource(configMapsGVR).Namespace("ci").Create(ctx, configMap("ci", name, name, key),
+			metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create("during", "during-1")
+	time.Sleep(200 * time.Millisecond) // delivered, and waiting behind the list
+	if got := h.snapshot(); len(got) != 0 {
+		t.Fatalf("handed on %v while the list was held", got)
+	}
+	close(held.release)
+	want := map[string][]bool{"listed-1": {true}, "during-1": {true}}
+	waitArrivals(t, h, want)
+	create("after", "after-1")
+	want["after-1"] = []bool{false}
+	waitArrivals(t, h, want)
+}
+
+func waitArrivals(t *testing.T, h *arrivals, want map[string][]bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !reflect.DeepEqual(h.snapshot(), want); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("handed on %v, want %v", h.snapshot(), want)
 		}
 	}
 }

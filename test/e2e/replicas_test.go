@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -137,6 +138,16 @@ type load struct {
 	created    atomic.Int64
 	stop       chan struct{}
 	done       sync.WaitGroup
+
+	mu sync.Mutex
+	at []time.Time // when each warning's create returned, by its number
+}
+
+// createdAt is when the create of each warning returned, by its number.
+func (l *load) createdAt() []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.at)
 }
 
 func (l *load) clients() (kubernetes.Interface, *rest.Config) {
@@ -170,6 +181,9 @@ func (l *load) run(t *testing.T, every time.Duration) {
 			if err != nil && !apierrors.IsAlreadyExists(err) {
 				continue // not created, not counted: the same event is tried at the next tick
 			}
+			l.mu.Lock()
+			l.at = append(l.at, time.Now())
+			l.mu.Unlock()
 			l.created.Add(1)
 		}
 	})

@@ -86,10 +86,10 @@ func TestSlowReadHoldsNoHandOver(t *testing.T) {
 
 // TestGainerWatchesBeforeTheLoserLetsGo: a member joins while the two others are slow to let go
 // of what it takes (each write of their member Leases held back 3 s). Warnings created once the
-// joiner watches, before the others have let go, in every namespace, all have their Observations
-// within 1.5 s:
-// the joiner watches its new namespaces before the others have let go, and only what it lists
-// waits for them. Each warning has exactly one Observation.
+// joiner watches, and the others watch what the join moved between them, before any has let go,
+// in every namespace, all have their Observations within 1.5 s: a replica watches its new
+// namespaces before the others have let go, and only what it lists waits for them. Each warning
+// has exactly one Observation.
 func TestGainerWatchesBeforeTheLoserLetsGo(t *testing.T) {
 	redisSrv, err := testenv.StartRedis()
 	if err != nil {
@@ -141,6 +141,12 @@ func TestGainerWatchesBeforeTheLoserLetsGo(t *testing.T) {
 		}
 		return fmt.Errorf("mb-c does not watch Events yet")
 	})
+	// The join can move ranges between the two others too; what they gain they watch at once,
+	// and the warnings come once they do. (Created in the tenths of a second before a gainer's
+	// bridge watches, a warning comes with its list, after the hand-over.)
+	for _, id := range []string{"mb-a", "mb-b"} {
+		eventually(t, 20*time.Second, func(context.Context) error { return bridgesGains(rs[id], proxies[id], joined, 3) })
+	}
 	if waits := c.metric(handOverWaits); waits != 0 {
 		t.Fatalf("mb-c began to watch Events only once the others had let go (%v hand-over waits ended)", waits)
 	}
@@ -218,6 +224,30 @@ func TestGainerWatchesBeforeTheLoserLetsGo(t *testing.T) {
 	if len(late) > 0 {
 		t.Errorf("created while the others were letting go, written later than 1.5 s: %s", strings.Join(late, ", "))
 	}
+}
+
+// bridgesGains returns nil once r has applied a share of members members since since and, if it
+// gained Events with it (an informer's first read of them began), watches them through a bridge.
+func bridgesGains(r *replica, p *apiProxy, since time.Time, members int) error {
+	took, err := shareTaken(r.Out.String(), since, members)
+	if err != nil {
+		return err
+	}
+	var gained, bridged bool
+	for _, c := range p.matching(took, http.MethodGet, "/events") {
+		if !readsOf(c.method, c.path, c.query, "events", true) {
+			continue
+		}
+		if c.query.Get("sendInitialEvents") == "true" {
+			gained = true
+		} else {
+			bridged = true
+		}
+	}
+	if gained && !bridged {
+		return fmt.Errorf("%s gained Events at %s and has no bridge watching them yet", r.Name, took.Format(time.StampMilli))
+	}
+	return nil
 }
 
 // shareTaken finds, in a replica's log, the first share change since to a share of members that
