@@ -125,9 +125,9 @@ type Informer struct {
 	lw        cache.ListerWatcher
 	narrowing Narrowing
 	// listedAfter, when set, is closed once what the informer lists may be handed on (Holding);
-	// listedAt is when, in Unix nanoseconds (zero until then).
+	// letThrough is set once it was seen closed.
 	listedAfter <-chan struct{}
-	listedAt    atomic.Int64
+	letThrough  atomic.Bool
 }
 
 // DefaultResync is how often an informer looks at every object again, to hand on findings that
@@ -282,7 +282,7 @@ func (i *Informer) Run(ctx context.Context, h Handler) error {
 	if i.listedAfter != nil {
 		go func() {
 			if i.waitListed(ctx) {
-				i.listedAt.Store(time.Now().UnixNano())
+				i.letThrough.Store(true)
 			}
 		}()
 	}
@@ -316,13 +316,10 @@ func (i *Informer) Run(ctx context.Context, h Handler) error {
 // against the Observations known written, if it arrived while what the informer lists was held
 // (Holding). Until then the member that read its namespace before may have written it too: the
 // watch's events wait behind the held list, and a finding the bridge held as well is handed on
-// by whichever comes first.
+// by whichever comes first. (One that arrived a moment after the list was let through may count
+// as held too: it is only looked up among the Observations known written.)
 func (i *Informer) watchedHow(obj any) arrival {
-	p, ok := obj.(*parsed)
-	if !ok || i.listedAfter == nil {
-		return watched
-	}
-	if at := i.listedAt.Load(); at == 0 || p.arrived < at {
+	if p, ok := obj.(*parsed); ok && p.arrivedHeld {
 		return bridged
 	}
 	return watched
@@ -489,8 +486,9 @@ type parsed struct {
 	metav1.TypeMeta
 	metav1.ObjectMeta
 	findings []*pipeline.Event
-	// arrived is when the object reached the informer, in Unix nanoseconds (arrivedHeld).
-	arrived int64
+	// arrivedHeld is set when the object reached the informer while what it lists was held
+	// (watchedHow).
+	arrivedHeld bool
 	// raw is kept for Timed parsers only, to parse again at resync.
 	raw *unstructured.Unstructured
 }
@@ -511,7 +509,7 @@ func (i *Informer) transform(obj any) (any, error) {
 	p := &parsed{ObjectMeta: metav1.ObjectMeta{
 		Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(), ResourceVersion: u.GetResourceVersion(),
 		CreationTimestamp: u.GetCreationTimestamp(),
-	}, arrived: time.Now().UnixNano()}
+	}, arrivedHeld: i.listedAfter != nil && !i.letThrough.Load()}
 	if len(i.cfg.Namespaces) > 1 && !slices.Contains(i.cfg.Namespaces, u.GetNamespace()) {
 		return p, nil
 	}
