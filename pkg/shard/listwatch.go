@@ -170,8 +170,10 @@ func (l *listerWatcher) WatchWithContext(ctx context.Context, o metav1.ListOptio
 	if l.tally != nil && o.SendInitialEvents != nil && *o.SendInitialEvents {
 		l.tally.listed(nil) // the initial events deliver what is held, as a list does
 	}
+	var renewed *renewing
 	if l.piece != nil {
-		w = renewOnNarrow(w, l.piece.changes())
+		renewed = renewOnNarrow(w, l.piece.changes())
+		w = renewed
 	}
 	return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
 		switch e.Type {
@@ -181,6 +183,8 @@ func (l *listerWatcher) WatchWithContext(ctx context.Context, o metav1.ListOptio
 				l.tally.event(e.Type, ns)
 			}
 			return e, keep
+		case watch.Error:
+			return e, renewed == nil || !renewed.ended.Load()
 		}
 		return e, true
 	}), nil
@@ -211,7 +215,7 @@ const shortWatch = 1100 * time.Millisecond
 // renewOnNarrow ends w once narrowed is closed (and w has run shortWatch), so that the informer
 // watches on, from the resource version it reached, through a selector that asks only for the
 // ranges left: the API server stops sending what the replica no longer keeps, without a list.
-func renewOnNarrow(w watch.Interface, narrowed <-chan struct{}) watch.Interface {
+func renewOnNarrow(w watch.Interface, narrowed <-chan struct{}) *renewing {
 	r := &renewing{Interface: w, done: make(chan struct{})}
 	began := time.Now()
 	go func() {
@@ -223,6 +227,7 @@ func renewOnNarrow(w watch.Interface, narrowed <-chan struct{}) watch.Interface 
 		select {
 		case <-r.done:
 		case <-time.After(shortWatch - time.Since(began)):
+			r.ended.Store(true)
 			w.Stop()
 		}
 	}()
@@ -234,6 +239,11 @@ type renewing struct {
 	watch.Interface
 	once sync.Once
 	done chan struct{}
+	// ended is set before renewOnNarrow stops the watch. A stream stopped from this side may still
+	// report its closed body as an error event (the stream's reader races the stop), which the
+	// informer would take for a failed watch: it would back off for a second or more and list
+	// again, where the end was meant to renew the watch at once. Such an error is dropped.
+	ended atomic.Bool
 }
 
 // Stop implements watch.Interface.

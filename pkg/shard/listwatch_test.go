@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -366,6 +367,140 @@ func TestWatchRenewsWhenThePieceNarrows(t *testing.T) {
 	w.Stop() // the informer may stop it again
 	if !stopped.IsStopped() {
 		t.Error("Stop did not stop the watch underneath")
+	}
+}
+
+// stopReporter is a watch whose Stop reports the closed stream as an error event before the
+// channel closes, as a stream watch may when its reader sees the body closed under it.
+type stopReporter struct {
+	result chan watch.Event
+	once   sync.Once
+}
+
+func (s *stopReporter) ResultChan() <-chan watch.Event { return s.result }
+
+func (s *stopReporter) Stop() {
+	s.once.Do(func() {
+		go func() {
+			s.result <- watch.Event{Type: watch.Error, Object: &metav1.Status{Message: "response body closed"}}
+			close(s.result)
+		}()
+	})
+}
+
+// TestRenewedWatchEndsWithoutError: a watch ended because its piece narrowed ends quietly even
+// when the stream reports its stop as an error — the informer would take that for a failed watch,
+// back off and list — while a watch ended by the server keeps its error.
+func TestRenewedWatchEndsWithoutError(t *testing.T) {
+	for name, narrow := range map[string]bool{"narrowed": true, "failed": false} {
+		t.Run(name, func(t *testing.T) {
+			under := &stopReporter{result: make(chan watch.Event)}
+			p := newPiece(pointsOf([]uint64{1, 2}))
+			lw := &listerWatcher{piece: p, next: &cache.ListWatch{
+				WatchFuncWithContext: func(context.Context, metav1.ListOptions) (watch.Interface, error) { return under, nil },
+			}}
+			w, err := lw.WatchWithContext(context.Background(), metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Stop()
+			if narrow {
+				p.narrow(pointsOf([]uint64{1}))
+			} else {
+				under.Stop()
+			}
+			var errs int
+			timeout := time.After(10 * time.Second)
+			for done := false; !done; {
+				select {
+				case e, ok := <-w.ResultChan():
+					done = !ok
+					if ok && e.Type == watch.Error {
+						errs++
+					}
+				case <-timeout:
+					t.Fatal("the watch did not end")
+				}
+			}
+			if want := map[bool]int{true: 0, false: 1}[narrow]; errs != want {
+				t.Errorf("the watch ended with %d errors, want %d", errs, want)
+			}
+		})
+	}
+}
+
+// TestNarrowingRenewsWithoutAList: an informer whose piece narrows again and again watches on
+// through each narrower selector, from where it was: it lists once, when it starts, and keeps
+// receiving what is created in the namespaces left to it.
+func TestNarrowingRenewsWithoutAList(t *testing.T) {
+	c := servers["gate-on"]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	namespaces := names("renew-%d", 16)
+	hashes := map[string]uint64{}
+	for _, ns := range namespaces {
+		hashes[ns] = Hash(ns)
+		if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keep := func(n int) Ranges {
+		var hs []uint64
+		for _, ns := range namespaces[:n] {
+			hs = append(hs, hashes[ns])
+		}
+		return pointsOf(hs)
+	}
+	var lists, watches atomic.Int32
+	cms := c.Kube.CoreV1().ConfigMaps(metav1.NamespaceAll)
+	p := newPiece(keep(len(namespaces)))
+	lw := &listerWatcher{piece: p, next: &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			lists.Add(1)
+			return cms.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			if o.SendInitialEvents != nil && *o.SendInitialEvents {
+				lists.Add(1) // a watch that lists first, where the server streams lists
+			} else {
+				watches.Add(1)
+			}
+			return cms.Watch(ctx, o)
+		},
+	}}
+	inf := cache.NewSharedIndexInformer(lw, &corev1.ConfigMap{}, 0, cache.Indexers{})
+	go inf.RunWithContext(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		t.Fatal("not synced")
+	}
+	const rounds = 6
+	for round := 1; round <= rounds; round++ {
+		kept := len(namespaces) - 2*round
+		p.narrow(keep(kept))
+		deadline := time.Now().Add(10 * time.Second)
+		for lists.Load()+watches.Load() <= int32(round) { // renewed, or listed anew
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the watch was not renewed after the piece narrowed", round)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		ns := namespaces[kept-1]
+		name := fmt.Sprintf("round-%d", round)
+		if _, err := c.Kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			if _, ok, _ := inf.GetStore().GetByKey(ns + "/" + name); ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %s/%s, created in the share left, never reached the informer", round, ns, name)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if n := lists.Load(); n != 1 {
+		t.Errorf("the informer listed %d times through %d narrowings, want once", n, rounds)
 	}
 }
 
