@@ -437,20 +437,12 @@ func TestNarrowingRenewsWithoutAList(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	namespaces := names("renew-%d", 16)
-	hashes := map[string]uint64{}
 	for _, ns := range namespaces {
-		hashes[ns] = Hash(ns)
 		if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	keep := func(n int) Ranges {
-		var hs []uint64
-		for _, ns := range namespaces[:n] {
-			hs = append(hs, hashes[ns])
-		}
-		return pointsOf(hs)
-	}
+	keep := func(n int) Ranges { return points(namespaces[:n]) }
 	var lists, watches atomic.Int32
 	cms := c.Kube.CoreV1().ConfigMaps(metav1.NamespaceAll)
 	p := newPiece(keep(len(namespaces)))
