@@ -59,6 +59,9 @@ type Result struct {
 	RawPath        *walk   `json:"rawPath,omitempty"`
 	P99OverRawPath float64 `json:"p99OverRawPath,omitempty"`
 	OutOverRawPath float64 `json:"observationsPerSecondOverRawPath,omitempty"`
+	// LatencyBySource is the latency of each source's findings (by the Observations' source
+	// label), to set beside the raw path's walk of the same source.
+	LatencyBySource map[string]spread `json:"latencyBySource,omitempty"`
 
 	CPUSecondsPer1000 float64        `json:"cpuSecondsPer1000Findings"`
 	PerReplica        []ReplicaUsage `json:"perReplica"`
@@ -400,6 +403,7 @@ func (r *run) summarize(loadEnd time.Time) {
 	}
 	lat := append([]time.Duration(nil), r.latency...)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	res.LatencyBySource = spreads(r.latBySource)
 	res.LatencyP10Ms, res.LatencyP50Ms, res.LatencyP95Ms, res.LatencyP99Ms = pct(lat, .10), pct(lat, .50), pct(lat, .95), pct(lat, .99)
 	if raw := res.RawPath; raw != nil && raw.P99Ms > 0 && raw.PerSec > 0 {
 		res.P99OverRawPath, res.OutOverRawPath = res.LatencyP99Ms/raw.P99Ms, res.ObsPerSec/raw.PerSec
@@ -410,6 +414,26 @@ func (r *run) summarize(loadEnd time.Time) {
 		res.Series.OutPerSec = perSecond(t0, r.outAt)
 		res.Series.P99Ms = p99PerSecond(t0, r.latAt, r.latency)
 	}
+}
+
+// spread is the median and tail of a set of latencies.
+type spread struct {
+	Samples int     `json:"samples"`
+	P50Ms   float64 `json:"p50Ms"`
+	P99Ms   float64 `json:"p99Ms"`
+}
+
+// spreads returns the spread of each set of latencies; nil when there is none.
+func spreads(by map[string][]time.Duration) map[string]spread {
+	if len(by) == 0 {
+		return nil
+	}
+	out := make(map[string]spread, len(by))
+	for k, lat := range by {
+		lat = slices.Sorted(slices.Values(lat))
+		out[k] = spread{Samples: len(lat), P50Ms: pct(lat, .50), P99Ms: pct(lat, .99)}
+	}
+	return out
 }
 
 func pct(sorted []time.Duration, p float64) float64 {

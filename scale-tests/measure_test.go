@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,72 @@ func TestLogTail(t *testing.T) {
 		}
 		if got := rep.logTail(20); !strings.HasPrefix(got, tc.want) || tc.output != "" && got != tc.want {
 			t.Errorf("%s: logTail(20) = %q, want %q", name, got, tc.want)
+		}
+	}
+}
+
+func TestSpreads(t *testing.T) {
+	ms := func(ns ...int) []time.Duration {
+		var out []time.Duration
+		for _, n := range ns {
+			out = append(out, time.Duration(n)*time.Millisecond)
+		}
+		return out
+	}
+	hundred := make([]int, 100)
+	for i := range hundred {
+		hundred[i] = 100 - i // unsorted: the spread sorts
+	}
+	tests := []struct {
+		name string
+		in   map[string][]time.Duration
+		want map[string]spread
+	}{
+		{"nothing measured", nil, nil},
+		{"one finding", map[string][]time.Duration{"falco": ms(7)}, map[string]spread{"falco": {Samples: 1, P50Ms: 7, P99Ms: 7}}},
+		{"sources apart", map[string][]time.Duration{"trivy": ms(hundred...), "audit": ms(3, 1, 2)},
+			map[string]spread{"trivy": {Samples: 100, P50Ms: 50, P99Ms: 99}, "audit": {Samples: 3, P50Ms: 2, P99Ms: 2}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var before map[string][]time.Duration
+			if tt.in != nil {
+				before = map[string][]time.Duration{}
+				for k, v := range tt.in {
+					before[k] = slices.Clone(v)
+				}
+			}
+			if got := spreads(tt.in); !maps.Equal(got, tt.want) {
+				t.Errorf("spreads = %v, want %v", got, tt.want)
+			}
+			for k, v := range before {
+				if !slices.Equal(tt.in[k], v) {
+					t.Errorf("spreads reordered the latencies of %s", k)
+				}
+			}
+		})
+	}
+}
+
+func TestRawPathsBySource(t *testing.T) {
+	results := []*Result{
+		{Scenario: "five", RawPath: &walk{P99Ms: 10, BySource: map[string]spread{
+			"falco": {Samples: 10, P50Ms: 1, P99Ms: 2}, "trivy": {Samples: 10, P50Ms: 3, P99Ms: 8}}},
+			LatencyBySource: map[string]spread{"trivy": {Samples: 12, P50Ms: 4, P99Ms: 12}, "falco": {Samples: 11, P50Ms: 2, P99Ms: 5},
+				"kyverno": {Samples: 9, P50Ms: 4, P99Ms: 9}}},
+		{Scenario: "no raw path", LatencyBySource: map[string]spread{"trivy": {Samples: 1, P50Ms: 1, P99Ms: 1}}},
+	}
+	var b strings.Builder
+	writeRawPathsBySource(&b, results)
+	got := b.String()
+	for _, want := range []string{"| five | falco | 1.0 / 2.0 | 2.0 / 5.0 | 2.50 | 11 |\n| five | trivy | 3.0 / 8.0 | 4.0 / 12.0 | 1.50 | 12 |\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the table lacks\n%s\ngot\n%s", want, got)
+		}
+	}
+	for _, not := range []string{"kyverno", "no raw path"} {
+		if strings.Contains(got, not) {
+			t.Errorf("the table has %q, which the raw path did not walk:\n%s", not, got)
 		}
 	}
 }

@@ -52,19 +52,24 @@ type probe struct {
 	halt             func()
 	done             sync.WaitGroup
 
-	mu       sync.Mutex
-	first    time.Time // the first send
-	last     time.Time // the last arrival
-	sentAt   map[string]time.Time
-	latency  []time.Duration
+	mu      sync.Mutex
+	first   time.Time // the first send
+	last    time.Time // the last arrival
+	sentAt  map[string]time.Time
+	latency []time.Duration
+	// sourceOf is the source of each finding sent whose kind has one; bySource its latencies.
+	sourceOf map[string]string
+	bySource map[string][]time.Duration
 	errs     int
 	cut      []string // watches ended early
 	firstErr error
 }
 
 // pathKind is a kind of tool object the probe creates, round robin; object nil is a webhook's
-// path, with no object to watch.
+// path, with no object to watch. source, when set, is the Observations' source label of the
+// findings the kind stands for: the walk reports the latency of each such source apart.
 type pathKind struct {
+	source string
 	gvr    schema.GroupVersionResource
 	object func(name, ns, key, sev string) *unstructured.Unstructured
 }
@@ -80,7 +85,8 @@ var configMaps = []pathKind{{gvr: schema.GroupVersionResource{Version: "v1", Res
 // robin over kinds, with at most senders tool objects and writers Observations being created at
 // once (nil: no bound); stop ends them and returns what was measured.
 func startProbe(ctx context.Context, e *env, ns string, rate float64, kinds []pathKind, senders, writers slots) (*probe, error) {
-	p := &probe{ns: ns, rate: rate, kinds: kinds, senders: senders, writers: writers, sentAt: map[string]time.Time{}, quit: make(chan struct{})}
+	p := &probe{ns: ns, rate: rate, kinds: kinds, senders: senders, writers: writers, sentAt: map[string]time.Time{},
+		sourceOf: map[string]string{}, bySource: map[string][]time.Duration{}, quit: make(chan struct{})}
 	p.halt = sync.OnceFunc(func() { close(p.quit) })
 	if err := ensureNamespace(ctx, e, p.ns); err != nil {
 		return nil, err
@@ -151,6 +157,9 @@ func (p *probe) send(ctx context.Context, e *env) {
 		name := "probe-" + strconv.Itoa(i)
 		p.mu.Lock()
 		p.sentAt[name] = time.Now()
+		if k.source != "" {
+			p.sourceOf[name] = k.source
+		}
 		if i == 0 {
 			p.first = p.sentAt[name]
 		}
@@ -240,6 +249,10 @@ func (p *probe) arrive(w watch.Interface) {
 			p.latency = append(p.latency, now.Sub(t))
 			p.last = now
 			delete(p.sentAt, m.GetName())
+			if src, ok := p.sourceOf[m.GetName()]; ok {
+				p.bySource[src] = append(p.bySource[src], now.Sub(t))
+				delete(p.sourceOf, m.GetName())
+			}
 		}
 		p.mu.Unlock()
 	}
@@ -267,6 +280,7 @@ func (p *probe) failed(ctx context.Context, name string, err error) {
 	}
 	p.errs++
 	delete(p.sentAt, name)
+	delete(p.sourceOf, name)
 	p.mu.Unlock()
 }
 
@@ -279,6 +293,8 @@ type walk struct {
 	P10Ms   float64 `json:"p10Ms"`
 	P50Ms   float64 `json:"p50Ms"`
 	P99Ms   float64 `json:"p99Ms"`
+	// BySource is the latency of each source's findings, when the kinds walked have sources.
+	BySource map[string]spread `json:"bySource,omitempty"`
 	// APIServerMillicores and EtcdMillicores are the CPU the control plane used meanwhile.
 	APIServerMillicores float64 `json:"apiServerMillicores,omitempty"`
 	EtcdMillicores      float64 `json:"etcdMillicores,omitempty"`
@@ -304,7 +320,7 @@ func (p *probe) stop(drain time.Duration) (walk, error) {
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	return walk{Samples: len(lat), Missing: len(p.sentAt), PerSec: float64(len(lat)) / p.last.Sub(p.first).Seconds(),
-		P10Ms: pct(lat, .10), P50Ms: pct(lat, .50), P99Ms: pct(lat, .99)}, nil
+		P10Ms: pct(lat, .10), P50Ms: pct(lat, .50), P99Ms: pct(lat, .99), BySource: spreads(p.bySource)}, nil
 }
 
 func (p *probe) pending() int {
@@ -322,7 +338,8 @@ func (p *probe) pending() int {
 func (r *run) rawPath(ctx context.Context) error {
 	var kinds []pathKind
 	for _, src := range r.sc.Sources {
-		kinds = append(kinds, pathKind{gvr: drivers[src].gvr, object: drivers[src].object})
+		d := drivers[src]
+		kinds = append(kinds, pathKind{source: d.source, gvr: d.gvr, object: d.object})
 	}
 	ns := r.tok + "-raw-path"
 	p, err := startProbe(ctx, r.env, ns, r.sc.Rate, kinds, make(slots, senders), make(slots, writerWorkers*r.sc.Replicas))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -130,7 +131,30 @@ func writeRawPaths(b *strings.Builder, results []*Result) {
 	}
 	if header {
 		b.WriteString("\n")
+		writeRawPathsBySource(b, results)
 	}
+}
+
+// writeRawPathsBySource sets each source's latency beside the raw path's walk of its findings:
+// which source's path, not only which scenario, zen-watcher lengthens.
+func writeRawPathsBySource(b *strings.Builder, results []*Result) {
+	b.WriteString("The same by source (a webhook source's raw path is the Observation's create alone):\n\n")
+	b.WriteString("| scenario | source | raw P50 / P99 ms | P50 / P99 ms | P99 over raw | findings |\n|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		if r.RawPath == nil {
+			continue
+		}
+		for _, src := range slices.Sorted(maps.Keys(r.LatencyBySource)) {
+			raw, ok := r.RawPath.BySource[src]
+			got := r.LatencyBySource[src]
+			if !ok || raw.P99Ms == 0 {
+				continue
+			}
+			fmt.Fprintf(b, "| %s | %s | %.1f / %.1f | %.1f / %.1f | %.2f | %d |\n", r.Scenario, src,
+				raw.P50Ms, raw.P99Ms, got.P50Ms, got.P99Ms, got.P99Ms/raw.P99Ms, got.Samples)
+		}
+	}
+	b.WriteString("\n")
 }
 
 // writeMemory lists each replica's memory three ways: all it holds resident (VmRSS, mostly the

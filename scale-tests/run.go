@@ -52,10 +52,12 @@ type run struct {
 	seen    map[string]bool
 	latency []time.Duration
 	latAt   []time.Time
-	outAt   []time.Time
-	want    int // findings that must become Observations
-	inAt    []time.Time
-	twice   int
+	// latBySource is latency again, by the Observations' source label.
+	latBySource map[string][]time.Duration
+	outAt       []time.Time
+	want        int // findings that must become Observations
+	inAt        []time.Time
+	twice       int
 
 	// scaled is how many of the scenario's scale steps were taken; relistedGone what the replicas
 	// stopped by them had re-listed; stops the stops under way.
@@ -263,13 +265,13 @@ func (r *run) watch(ctx context.Context) (stop func(), err error) {
 				continue
 			}
 			src, _, _ := unstructured.NestedString(u.Object, "spec", "source")
-			r.observed(bySource[src].key(u))
+			r.observed(src, bySource[src].key(u))
 		}
 	}()
 	return func() { w.Stop(); <-done }, nil
 }
 
-func (r *run) observed(key string) {
+func (r *run) observed(source, key string) {
 	if !strings.HasPrefix(key, r.tok+"-") {
 		return
 	}
@@ -285,6 +287,10 @@ func (r *run) observed(key string) {
 	if t, ok := r.pending[key]; ok {
 		r.latency = append(r.latency, now.Sub(t))
 		r.latAt = append(r.latAt, now)
+		if r.latBySource == nil {
+			r.latBySource = map[string][]time.Duration{}
+		}
+		r.latBySource[source] = append(r.latBySource[source], now.Sub(t))
 		delete(r.pending, key)
 	}
 }
