@@ -147,6 +147,7 @@ bench: tools ## Benchmarks against the real parts (see docs/PERFORMANCE.md).
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s ./pkg/redisstate
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./test/integration
 	$(GO) test -run '^$$' -bench WebhookAccept -benchtime 20000x ./pkg/server
+	$(GO) test -run '^$$' -bench WatchDecode -benchmem -benchtime 5x ./pkg/dynwatch
 
 scale-test: k8s-bins redis ## The scale-test harness: PROFILE=quick (under 10 min) or full; results in scale-tests/results.
 	$(GO) run ./scale-tests -profile $(PROFILE) $(SCALE_FLAGS)

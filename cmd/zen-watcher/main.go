@@ -24,7 +24,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
@@ -33,6 +32,7 @@ import (
 
 	"github.com/kube-zen/zen-watcher/internal/outage"
 	"github.com/kube-zen/zen-watcher/pkg/api/v1alpha1"
+	"github.com/kube-zen/zen-watcher/pkg/dynwatch"
 	"github.com/kube-zen/zen-watcher/pkg/ha/cleanup"
 	"github.com/kube-zen/zen-watcher/pkg/ingester"
 	"github.com/kube-zen/zen-watcher/pkg/metrics"
@@ -110,9 +110,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	dyn, err := dynamic.NewForConfig(restCfg)
+	// The sources' informers watch through it: each event decoded in one pass (package dynwatch).
+	dyn, err := dynwatch.NewForConfig(restCfg)
 	if err != nil {
-		return fmt.Errorf("building dynamic client: %w", err)
+		return err
 	}
 	hooks, queue, err := newWebhooks(cfg, pipe, rc, m, log)
 	if err != nil {
