@@ -154,7 +154,23 @@ func (m *Members) JoinEnded() <-chan struct{} { return m.joinEnded }
 // Holds implements Membership: the tenure is the one in force and the Lease was renewed less than
 // a lease duration ago, by this process's monotonic clock, so that a pause counts; or the replica
 // is joining, and has no Lease yet.
+//
+// A stale Lease found here ends the tenure at once (checkLapse), whatever the renewal under way
+// may still do: the informers drop what they receive while it does not hold, and only a new
+// tenure lists their namespaces again. Without the lapse, a renewal that returned a moment late
+// would make the tenure hold again with what was dropped meanwhile lost.
 func (m *Members) Holds(tenure uint64) bool {
+	if m.tenure.Load() != tenure {
+		return false
+	}
+	if m.joining.Load() || m.fresh() {
+		return true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.checkLapse()
+	// Asked again under the lock: a renewal that succeeded meanwhile keeps the tenure, and then
+	// nothing may be dropped under it.
 	return m.tenure.Load() == tenure && (m.joining.Load() || m.fresh())
 }
 

@@ -116,6 +116,58 @@ func TestTenureLapses(t *testing.T) {
 	}
 }
 
+// TestADropEndsTheTenure: an informer that drops what it receives because the Lease went stale ends
+// the tenure there and then, before any recompute, so that its namespaces are listed again on the
+// next tenure. A renewal returning a moment late must not make the same tenure hold again over what
+// was dropped meanwhile: nothing would ever list it again.
+func TestADropEndsTheTenure(t *testing.T) {
+	ctx := context.Background()
+	m := NewMembers(MembersConfig{Client: fake.NewClientset(), Namespace: "ns", Release: "r", ID: "a",
+		LeaseDuration: 300 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	m.lister = func() ([]*coordinationv1.Lease, error) { return []*coordinationv1.Lease{memberLease("a")}, nil }
+	if err := m.renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.recompute()
+	<-m.Changes()
+	s := newTestSharder("a")
+	s.UseTenure(m)
+	s.SetMembers([]string{"a"})
+	l, ok := s.Wrap(&cache.ListWatch{}).(*listerWatcher)
+	if !ok {
+		t.Fatal("the informer was not wrapped")
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "payments-prod", Name: "p"}}
+	if _, keep := l.keeps(pod); !keep {
+		t.Fatal("an object dropped while the Lease is fresh")
+	}
+	old := m.Tenure()
+	time.Sleep(400 * time.Millisecond) // the renewal under way has not returned yet
+	if _, keep := l.keeps(pod); keep {
+		t.Fatal("an object kept a lease duration after the last renewal")
+	}
+	if m.Tenure() == old {
+		t.Fatal("an object was dropped under a tenure that goes on")
+	}
+	select {
+	case set := <-m.Changes():
+		if len(set) != 0 {
+			t.Errorf("published %v once the drop ended the tenure, want the empty set", set)
+		}
+	default:
+		t.Error("nothing published once the drop ended the tenure")
+	}
+	if err := m.renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, keep := l.keeps(pod); keep {
+		t.Error("the informer of the ended tenure keeps objects again after the renewal")
+	}
+	if !m.Holds(m.Tenure()) {
+		t.Error("the new tenure does not hold after the renewal")
+	}
+}
+
 // TestWrappedInformersKeepNothingOnceTheTenureEnds: an informer wrapped in one tenure keeps the
 // objects of its share while the tenure holds, and nothing after.
 func TestWrappedInformersKeepNothingOnceTheTenureEnds(t *testing.T) {

@@ -201,11 +201,12 @@ func (l *load) halt(stop chan struct{}) {
 	l.done.Wait()
 }
 
-// missing names, up to ten, the warnings among the first n created that have no Observation in
-// perPod (keyed namespace/pod, as exactlyOnce counts them).
+// missing names, up to ten and with when each was created, the warnings among the first n created
+// that have no Observation in perPod (keyed namespace/pod, as exactlyOnce counts them).
 func (l *load) missing(perPod map[string]int, n int) string {
 	var out []string
 	total := 0
+	at := l.createdAt()
 	for i := range n {
 		ns := l.namespaces[i%len(l.namespaces)]
 		if perPod[fmt.Sprintf("%s/pod-%d", ns, i)] > 0 {
@@ -213,7 +214,8 @@ func (l *load) missing(perPod map[string]int, n int) string {
 		}
 		total++
 		if len(out) < 10 {
-			out = append(out, fmt.Sprintf("%s/load-%d", ns, i))
+			// When it was created, to set beside the replicas' logs.
+			out = append(out, fmt.Sprintf("%s/load-%d (%s)", ns, i, at[i].Format("15:04:05.000")))
 		}
 	}
 	if total == 0 {
