@@ -2,6 +2,7 @@ package shard
 
 import (
 	"context"
+	"maps"
 	"math"
 	"sync"
 	"time"
@@ -105,8 +106,27 @@ func (w *weigher) reset() {
 	w.mu.Unlock()
 }
 
-// weigh is what the namespaces owns reports true for weigh now.
+// weigh is what the namespaces owns reports true for weigh now. owns is asked with the weigher's
+// lock released: it takes the Sharder's, under which Apply resets the weigher.
 func (w *weigher) weigh(now time.Time, owns func(string) bool) map[string]float64 {
+	held, changes := w.measure(now)
+	out := map[string]float64{}
+	for ns, n := range held {
+		if owns(ns) {
+			out[ns] = 1 + n
+		}
+	}
+	for ns, c := range changes {
+		if owns(ns) {
+			out[ns] = max(out[ns], 1) + math.Round(c*10)/10
+		}
+	}
+	return out
+}
+
+// measure adds what the tallies counted since the last call to the smoothed changes, and returns
+// the objects held per namespace and a copy of the changes.
+func (w *weigher) measure(now time.Time) (held, changes map[string]float64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	held, fresh := map[string]float64{}, map[string]float64{}
@@ -128,18 +148,7 @@ func (w *weigher) weigh(now time.Time, owns func(string) bool) map[string]float6
 	for ns, c := range fresh {
 		w.changes[ns] += c
 	}
-	out := map[string]float64{}
-	for ns, n := range held {
-		if owns(ns) {
-			out[ns] = 1 + n
-		}
-	}
-	for ns, c := range w.changes {
-		if owns(ns) {
-			out[ns] = max(out[ns], 1) + math.Round(c*10)/10
-		}
-	}
-	return out
+	return held, maps.Clone(w.changes)
 }
 
 // Weights is what the namespaces this replica owns weigh now, as measured by its informers

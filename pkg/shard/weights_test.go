@@ -274,3 +274,50 @@ func TestNewLeaderCountsFromTheLastPublication(t *testing.T) {
 		})
 	}
 }
+
+// TestWeighingBesideARestart: the replica reports its weights while a share is applied that
+// restarts the informers, many times over, from two goroutines. Weighing asks the Sharder which
+// namespaces it owns, and Apply forgets the weigher's tallies under the Sharder's lock: neither may
+// wait for the other's lock while holding its own.
+func TestWeighingBesideARestart(t *testing.T) {
+	tenure := &stubTenure{}
+	s := newTestSharder("zw-a")
+	s.UseTenure(tenure)
+	s.SetNamespaces(names("team-%d", 40))
+	s.SetMembers([]string{"zw-a"})
+	lw := &cache.ListWatch{ListWithContextFunc: func(context.Context, metav1.ListOptions) (runtime.Object, error) {
+		return &corev1.PodList{Items: []corev1.Pod{*pod("team-1", "p1"), *pod("team-2", "p1")}}, nil
+	}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		stop := make(chan struct{})
+		weighed := make(chan struct{})
+		go func() {
+			defer close(weighed)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					s.Weights()
+				}
+			}
+		}()
+		for range 2000 {
+			tenure.n.Add(1) // the tenure ended: the informers restart and the tallies are forgotten
+			s.Apply(s.Share())
+			if _, err := cache.ToListerWithContext(s.Wrap(lw)).ListWithContext(context.Background(), metav1.ListOptions{}); err != nil {
+				t.Error(err)
+				break
+			}
+		}
+		close(stop)
+		<-weighed
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("weighing and applying a share still wait for each other after 30 s: they deadlocked")
+	}
+}
