@@ -130,17 +130,7 @@ func TestADropEndsTheTenure(t *testing.T) {
 	}
 	m.recompute()
 	<-m.Changes()
-	s := newTestSharder("a")
-	s.UseTenure(m)
-	s.SetMembers([]string{"a"})
-	l, ok := s.Wrap(&cache.ListWatch{}).(*listerWatcher)
-	if !ok {
-		t.Fatal("the informer was not wrapped")
-	}
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "payments-prod", Name: "p"}}
-	if _, keep := l.keeps(pod); !keep {
-		t.Fatal("an object dropped while the Lease is fresh")
-	}
+	l, pod := soleMemberInformer(t, m)
 	old := m.Tenure()
 	time.Sleep(400 * time.Millisecond) // the renewal under way has not returned yet
 	if _, keep := l.keeps(pod); keep {
@@ -172,8 +162,19 @@ func TestADropEndsTheTenure(t *testing.T) {
 // objects of its share while the tenure holds, and nothing after.
 func TestWrappedInformersKeepNothingOnceTheTenureEnds(t *testing.T) {
 	tenure := &stubTenure{}
+	l, pod := soleMemberInformer(t, tenure)
+	tenure.n.Add(1)
+	if _, keep := l.keeps(pod); keep {
+		t.Error("an object kept after the tenure ended")
+	}
+}
+
+// soleMemberInformer wraps an informer for the only member, "a", in the tenure of m in force now,
+// and returns it with an object of its share, which it keeps.
+func soleMemberInformer(t *testing.T, m Membership) (*listerWatcher, *corev1.Pod) {
+	t.Helper()
 	s := newTestSharder("a")
-	s.UseTenure(tenure)
+	s.UseTenure(m)
 	s.SetMembers([]string{"a"})
 	l, ok := s.Wrap(&cache.ListWatch{}).(*listerWatcher)
 	if !ok {
@@ -181,12 +182,9 @@ func TestWrappedInformersKeepNothingOnceTheTenureEnds(t *testing.T) {
 	}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "payments-prod", Name: "p"}}
 	if _, keep := l.keeps(pod); !keep {
-		t.Fatal("the only member does not keep an object while its tenure holds")
+		t.Fatal("the only member does not keep an object of its share while its tenure holds")
 	}
-	tenure.n.Add(1)
-	if _, keep := l.keeps(pod); keep {
-		t.Error("an object kept after the tenure ended")
-	}
+	return l, pod
 }
 
 type stubTenure struct{ n atomic.Uint64 }
