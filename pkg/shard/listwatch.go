@@ -185,9 +185,19 @@ func (l *listerWatcher) WatchWithContext(ctx context.Context, o metav1.ListOptio
 			return e, keep
 		case watch.Error:
 			return e, renewed == nil || !renewed.ended.Load()
+		case watch.Bookmark:
+			if renewed != nil && initialEventsEnd(e.Object) {
+				renewed.restart()
+			}
 		}
 		return e, true
 	}), nil
+}
+
+// initialEventsEnd reports whether obj is the bookmark that ends a watch's initial events.
+func initialEventsEnd(obj runtime.Object) bool {
+	m, err := meta.Accessor(obj)
+	return err == nil && m.GetAnnotations()[metav1.InitialEventsAnnotationKey] == "true"
 }
 
 // ListedAfter returns what the objects listed wait for before they are handed on (sources.Holding):
@@ -217,19 +227,26 @@ const shortWatch = 1100 * time.Millisecond
 // ranges left: the API server stops sending what the replica no longer keeps, without a list.
 func renewOnNarrow(w watch.Interface, narrowed <-chan struct{}) *renewing {
 	r := &renewing{Interface: w, done: make(chan struct{})}
-	began := time.Now()
+	r.restart()
 	go func() {
 		select {
 		case <-r.done:
 			return
 		case <-narrowed:
 		}
-		select {
-		case <-r.done:
-		case <-time.After(shortWatch - time.Since(began)):
-			r.ended.Store(true)
-			w.Stop()
+		for {
+			wait := shortWatch - time.Since(*r.began.Load())
+			if wait <= 0 {
+				break
+			}
+			select {
+			case <-r.done:
+				return
+			case <-time.After(wait):
+			}
 		}
+		r.ended.Store(true)
+		w.Stop()
 	}()
 	return r
 }
@@ -244,6 +261,17 @@ type renewing struct {
 	// informer would take for a failed watch: it would back off for a second or more and list
 	// again, where the end was meant to renew the watch at once. Such an error is dropped.
 	ended atomic.Bool
+	// began is when the watch began as the informer counts it: a watch that
+	// streams the initial events begins again at their end, where the informer starts to time
+	// what follows, and the end of one that delivered nothing less than a second after that is a
+	// failure to it — a back-off and a list, a second or more when nothing reaches it.
+	began atomic.Pointer[time.Time]
+}
+
+// restart counts the watch's time from now.
+func (r *renewing) restart() {
+	now := time.Now()
+	r.began.Store(&now)
 }
 
 // Stop implements watch.Interface.

@@ -370,6 +370,41 @@ func TestWatchRenewsWhenThePieceNarrows(t *testing.T) {
 	}
 }
 
+// TestWatchRenewsCountingFromTheInitialEvents: a watch that streams the initial events is timed from
+// their end, as the informer times it. Narrowed just after the initial events' bookmark, which came
+// more than shortWatch after the watch began, it ends no sooner than shortWatch after the bookmark:
+// ended at once, it would read to the informer as a failed watch, to back off from and list again.
+func TestWatchRenewsCountingFromTheInitialEvents(t *testing.T) {
+	s := newTestSharder("a")
+	s.SetNamespaces(names("team-%d", 40))
+	s.SetMembers([]string{"a"})
+	s.Apply(s.Share())
+	fw := watch.NewFakeWithChanSize(1, false)
+	lw := &cache.ListWatch{WatchFuncWithContext: func(context.Context, metav1.ListOptions) (watch.Interface, error) { return fw, nil }}
+	initial := true
+	w, err := cache.ToWatcherWithContext(s.Within(s.Share(), nil, nil)(lw)).WatchWithContext(context.Background(),
+		metav1.ListOptions{SendInitialEvents: &initial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	time.Sleep(shortWatch + 100*time.Millisecond) // the initial events take their time
+	fw.Action(watch.Bookmark, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "7",
+		Annotations: map[string]string{metav1.InitialEventsAnnotationKey: "true"}}})
+	<-w.ResultChan()
+	bookmarked := time.Now()
+	s.SetMembers([]string{"a", "b"}) // the share shrinks, and the piece with it
+	for !fw.IsStopped() {
+		if time.Since(bookmarked) > 10*time.Second {
+			t.Fatal("the watch was not ended after its ranges shrank")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ran := time.Since(bookmarked); ran < shortWatch {
+		t.Errorf("the watch ended %v after its initial events, shorter than %v: the informer would list again", ran, shortWatch)
+	}
+}
+
 // stopReporter is a watch whose Stop reports the closed stream as an error event before the
 // channel closes, as a stream watch may when its reader sees the body closed under it.
 type stopReporter struct {
