@@ -117,8 +117,8 @@ func TestDemo(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the new leader published no low-severity share within a minute of alerts: %s\n%s", ratios,
-				replicasNow(state))
+			t.Fatalf("the new leader published no low-severity share within a minute of alerts: %s\n%s\n%s", ratios,
+				replicasNow(state), leaderGoroutines(state))
 		}
 		time.Sleep(5 * time.Second)
 		postSigned(t, root, env, low)
@@ -368,6 +368,56 @@ func replicasNow(state string) string {
 		fmt.Fprintln(&b, strings.Join(kept[max(0, len(kept)-15):], "\n"))
 	}
 	return b.String()
+}
+
+// leaderGoroutines stops the leading replica with SIGQUIT and returns where its leader's work
+// stood: the goroutines of its Coordinator and member set from the dump the Go runtime writes to its log, and
+// its log lines about the shared state. It is for a failure that the log alone does not explain.
+func leaderGoroutines(state string) string {
+	logs, _ := filepath.Glob(filepath.Join(state, "demo", "zen-watcher-*.log"))
+	for _, log := range logs {
+		base := strings.TrimSuffix(log, ".log")
+		addr, err := os.ReadFile(base + ".metrics")
+		if err != nil {
+			continue
+		}
+		resp, err := http.Get("http://" + strings.TrimSpace(string(addr)) + "/metrics")
+		if err != nil {
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if !strings.Contains(string(body), "\nzen_watcher_leader 1\n") {
+			continue
+		}
+		b, err := os.ReadFile(base + ".pid")
+		var pid int
+		if _, serr := fmt.Sscan(string(b), &pid); err != nil || serr != nil || pid <= 0 {
+			return "the leader's PID is unknown"
+		}
+		if err := syscall.Kill(pid, syscall.SIGQUIT); err != nil {
+			return fmt.Sprintf("signalling the leader %d: %v", pid, err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); syscall.Kill(pid, 0) == nil && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+		}
+		text, _ := os.ReadFile(log)
+		var out strings.Builder
+		fmt.Fprintf(&out, "== %s, stopped with SIGQUIT: its leader's goroutines and shared-state lines\n", filepath.Base(base))
+		for _, block := range strings.Split(string(text), "\n\n") {
+			if strings.Contains(block, "pkg/ha.(*Coordinator)") || strings.Contains(block, "pkg/shard.(*Members)") {
+				fmt.Fprintln(&out, block)
+			}
+		}
+		for _, l := range strings.Split(string(text), "\n") {
+			if strings.Contains(l, "statistics") || strings.Contains(l, "order") || strings.Contains(l, "tuning") ||
+				strings.Contains(l, "term") {
+				fmt.Fprintln(&out, l)
+			}
+		}
+		return out.String()
+	}
+	return "no replica reports that it leads"
 }
 
 // pidFiles lists the demo's PID files whose process still runs.
