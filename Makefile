@@ -20,7 +20,7 @@ CA_BUNDLE   ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 
 export K8S_VERSION ZW_CACHE KUBEBUILDER_ASSETS
 
-.PHONY: all build generate tools k8s-bins redis helm prometheus test test-unit test-chart chart-docs image redis-image image-docker containerd node-tools node-up node-down test-node fuzz run demo demo-down lint bench scale-test clean help
+.PHONY: all build generate tools k8s-bins redis helm prometheus test test-unit test-chart chart-docs image redis-image image-docker containerd node-tools node-up node-down test-node precompile fuzz run demo demo-down lint bench scale-test clean help
 
 all: build
 
@@ -38,13 +38,13 @@ generate: ## Regenerate deepcopy functions and the CRDs from pkg/api.
 
 tools: k8s-bins redis helm containerd prometheus ## Build the control plane and helm into the cache; install redis-server, containerd, runc and prometheus.
 
-k8s-bins: ## Build kube-apiserver, etcd, kubectl and kube-controller-manager (~11 min once).
-	WITH_KCM=1 hack/build-k8s-bins.sh
+k8s-bins: ## Build kube-apiserver, etcd and kubectl (~11 min once).
+	hack/build-k8s-bins.sh
 
 containerd: ## Install containerd and runc from Debian's packages when they are missing (the image's test runs it).
 	hack/ensure-containerd.sh
 
-node-tools: ## What a node needs besides the control plane: kubelet, kube-proxy, kube-scheduler, CoreDNS (built), containerd, runc, iptables and the CNI plugins (Debian).
+node-tools: ## What a node needs besides the control plane: kube-controller-manager, kubelet, kube-proxy, kube-scheduler, CoreDNS (built), containerd, runc, iptables and the CNI plugins (Debian).
 	WITH_NODE=1 hack/build-k8s-bins.sh
 	hack/ensure-node.sh
 
@@ -108,6 +108,18 @@ test-unit: ## Only the tests that need no control plane or Redis (ZW_UNIT_ONLY=1
 FUZZ_TARGETS := FuzzNormalizeEventType:./pkg/pipeline FuzzBuildObservation:./pkg/pipeline \
 	FuzzStreamItems:./pkg/sources FuzzParsePayload:./pkg/sources/falco FuzzParsePayload:./pkg/sources/audit FuzzParsePayload:./pkg/sources/generic \
 	FuzzWebhook:./pkg/server
+
+# precompile builds into the caches, without running anything, what the steps after `go test ./...`
+# need: test/chart's tests, the fuzz targets' instrumented tests, and the node's binaries. On a
+# fresh machine that is minutes of compiling, which .ci/run does at idle priority beside the tests
+# (they leave about half of two cores idle); with warm caches it links and exits.
+precompile: ## Compile what test/chart, the fuzz run and the node tier need, running nothing.
+	d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
+	(cd test/chart && $(GO) test $(filter -race,$(TEST_FLAGS)) -c -o "$$d/" ./...); \
+	for t in $(FUZZ_TARGETS); do \
+		$(GO) test -c -o "$$d/" -fuzz "^$${t%%:*}$$" "$${t#*:}"; \
+	done
+	$(MAKE) --no-print-directory node-tools
 
 fuzz: ## Run each fuzz target for FUZZ_TIME.
 	for t in $(FUZZ_TARGETS); do \

@@ -14,7 +14,7 @@ WITH_KCM=${WITH_KCM:-0}
 for b in "$ETCD" "$APISERVER"; do
 	[[ -x $b ]] || die "$b is missing: run 'make tools' (it builds the control plane into $K8S_BIN_DIR)"
 done
-[[ $WITH_KCM != 1 || -x $KCM ]] || die "$KCM is missing: run 'WITH_KCM=1 make tools'"
+[[ $WITH_KCM != 1 || -x $KCM ]] || die "$KCM is missing: run 'WITH_KCM=1 hack/build-k8s-bins.sh' (or 'make node-tools')"
 
 if [[ -f $S/apiserver.pid ]] && kill -0 "$(<"$S/apiserver.pid")" 2>/dev/null; then
 	log "already running"
