@@ -344,17 +344,11 @@ func replicasNow(state string) string {
 			continue // killed
 		}
 		fmt.Fprintf(&b, "== %s\n", filepath.Base(base))
-		if addr, err := os.ReadFile(base + ".metrics"); err == nil {
-			if resp, err := http.Get("http://" + strings.TrimSpace(string(addr)) + "/metrics"); err == nil {
-				body, _ := io.ReadAll(resp.Body)
-				_ = resp.Body.Close()
-				for _, l := range strings.Split(string(body), "\n") {
-					if strings.HasPrefix(l, "zen_watcher_leader ") || strings.HasPrefix(l, "zen_watcher_low_severity_percent") ||
-						strings.HasPrefix(l, `zen_watcher_optimization_source_events_processed_total{source="falco"}`) ||
-						strings.HasPrefix(l, "zen_watcher_webhook_queue_") || strings.HasPrefix(l, "zen_watcher_webhook_stream_lag") {
-						fmt.Fprintln(&b, l)
-					}
-				}
+		for _, l := range strings.Split(replicaMetrics(base), "\n") {
+			if strings.HasPrefix(l, "zen_watcher_leader ") || strings.HasPrefix(l, "zen_watcher_low_severity_percent") ||
+				strings.HasPrefix(l, `zen_watcher_optimization_source_events_processed_total{source="falco"}`) ||
+				strings.HasPrefix(l, "zen_watcher_webhook_queue_") || strings.HasPrefix(l, "zen_watcher_webhook_stream_lag") {
+				fmt.Fprintln(&b, l)
 			}
 		}
 		text, _ := os.ReadFile(log)
@@ -370,24 +364,31 @@ func replicasNow(state string) string {
 	return b.String()
 }
 
+// replicaMetrics returns the metrics a demo replica serves, by the files the demo keeps under
+// base (its state directory and name), or "" when it serves none.
+func replicaMetrics(base string) string {
+	addr, err := os.ReadFile(base + ".metrics")
+	if err != nil {
+		return ""
+	}
+	resp, err := http.Get("http://" + strings.TrimSpace(string(addr)) + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
 // leaderGoroutines stops the leading replica with SIGQUIT and returns where its leader's work
-// stood: the goroutines of its Coordinator and member set from the dump the Go runtime writes to its log, and
-// its log lines about the shared state. It is for a failure that the log alone does not explain.
+// stood: the goroutines of its Coordinator and member set, from the dump the Go runtime writes to
+// its log, and its log lines about the shared state. It is for a failure the log alone does not
+// explain.
 func leaderGoroutines(state string) string {
 	logs, _ := filepath.Glob(filepath.Join(state, "demo", "zen-watcher-*.log"))
 	for _, log := range logs {
 		base := strings.TrimSuffix(log, ".log")
-		addr, err := os.ReadFile(base + ".metrics")
-		if err != nil {
-			continue
-		}
-		resp, err := http.Get("http://" + strings.TrimSpace(string(addr)) + "/metrics")
-		if err != nil {
-			continue
-		}
-		body, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if !strings.Contains(string(body), "\nzen_watcher_leader 1\n") {
+		if !strings.Contains(replicaMetrics(base), "\nzen_watcher_leader 1\n") {
 			continue
 		}
 		b, err := os.ReadFile(base + ".pid")
