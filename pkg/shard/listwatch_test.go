@@ -351,13 +351,7 @@ func TestWatchRenewsWhenThePieceNarrows(t *testing.T) {
 	began := time.Now()
 	renewOnNarrow(fw, narrowed)
 	close(narrowed)
-	for !fw.IsStopped() {
-		if time.Since(began) > 10*time.Second {
-			t.Fatal("the watch was not ended after its ranges shrank")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if ran := time.Since(began); ran < shortWatch {
+	if ran := awaitEnd(t, fw, began); ran < shortWatch {
 		t.Errorf("the watch ended after %v, shorter than %v: the informer would list again", ran, shortWatch)
 	}
 
@@ -394,15 +388,22 @@ func TestWatchRenewsCountingFromTheInitialEvents(t *testing.T) {
 	<-w.ResultChan()
 	bookmarked := time.Now()
 	s.SetMembers([]string{"a", "b"}) // the share shrinks, and the piece with it
+	if ran := awaitEnd(t, fw, bookmarked); ran < shortWatch {
+		t.Errorf("the watch ended %v after its initial events, shorter than %v: the informer would list again", ran, shortWatch)
+	}
+}
+
+// awaitEnd waits for a narrowed watch to be ended, at most 10 s, and returns how long after from
+// it was.
+func awaitEnd(t *testing.T, fw *watch.FakeWatcher, from time.Time) time.Duration {
+	t.Helper()
 	for !fw.IsStopped() {
-		if time.Since(bookmarked) > 10*time.Second {
+		if time.Since(from) > 10*time.Second {
 			t.Fatal("the watch was not ended after its ranges shrank")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if ran := time.Since(bookmarked); ran < shortWatch {
-		t.Errorf("the watch ended %v after its initial events, shorter than %v: the informer would list again", ran, shortWatch)
-	}
+	return time.Since(from)
 }
 
 // stopReporter is a watch whose Stop reports the closed stream as an error event before the
