@@ -29,6 +29,12 @@ const LabelMember = "zen.kube-zen.io/member"
 // without it holds nothing: its replica has not started writing.
 const AnnotationHolding = "zen.kube-zen.io/holding"
 
+// AnnotationWatching on a member Lease says its replica's sources watch their first share
+// (MembersConfig.JoinAfter closed). A replica that starts beside members that do not watch yet —
+// replicas started together, as by an install — joins at once: they hand nothing over that its
+// own list would not read, and each of them lists only its share of the final set.
+const AnnotationWatching = "zen.kube-zen.io/watching"
+
 // MembersConfig tunes membership.
 type MembersConfig struct {
 	Client    kubernetes.Interface
@@ -48,11 +54,11 @@ type MembersConfig struct {
 	// Owners, when set, own the member Lease: deleting them (the release's Deployment) deletes it,
 	// even when the replica could not (its RBAC went first).
 	Owners []metav1.OwnerReference
-	// JoinAfter, when set, is closed once this replica watches the share it computes. A replica
-	// joining members that already run counts itself among them from the start, and creates its
-	// Lease — from which the others count it, and let go of what it takes — only then, or a
-	// lease duration after it started at the latest: what is created in its namespaces
-	// meanwhile reaches one of them, never none.
+	// JoinAfter, when set, is closed once this replica watches the share it computes; its Lease
+	// says so from then on (AnnotationWatching). A replica joining members that already watch
+	// counts itself among them from the start, and creates its Lease — from which the others
+	// count it, and let go of what it takes — only then, or a lease duration after it started at
+	// the latest: what is created in its namespaces meanwhile reaches one of them, never none.
 	JoinAfter <-chan struct{}
 }
 
@@ -82,6 +88,8 @@ type Members struct {
 	// joinEnded is closed once a join ends (JoinEnded), or at once for a replica that did not join.
 	joinEnded chan struct{}
 	endJoin   sync.Once
+	// watching is set once JoinAfter is closed; each renewal from then on writes AnnotationWatching.
+	watching atomic.Bool
 
 	mu      sync.Mutex
 	current []string
@@ -228,10 +236,10 @@ func (m *Members) Run(ctx context.Context) error {
 	defer tick.Stop()
 	expiry := time.NewTicker(time.Second) // Leases expire without an event
 	defer expiry.Stop()
-	var watching <-chan struct{}
+	watching := m.cfg.JoinAfter
 	var joinBy <-chan time.Time
 	if joining {
-		watching, joinBy = m.cfg.JoinAfter, time.After(m.cfg.LeaseDuration)
+		joinBy = time.After(m.cfg.LeaseDuration)
 	}
 	for {
 		select {
@@ -241,14 +249,16 @@ func (m *Members) Run(ctx context.Context) error {
 			factory.Shutdown()
 			return nil
 		case <-watching:
+			// Renewed at once, so that a replica starting now sees this one watch.
 			watching, joinBy = nil, nil
+			m.watching.Store(true)
 			m.renewOrJoin(ctx)
 		case <-joinBy:
 			m.cfg.Log.Warn("joining before the sources watch", "waited", m.cfg.LeaseDuration)
-			watching, joinBy = nil, nil
+			joinBy = nil
 			m.renewOrJoin(ctx)
 		case <-tick.C:
-			if watching == nil {
+			if !m.joining.Load() {
 				m.renewOrJoin(ctx)
 			}
 		case <-expiry.C:
@@ -257,8 +267,9 @@ func (m *Members) Run(ctx context.Context) error {
 	}
 }
 
-// othersRun reports whether other members run already, and starts this replica's join if so: it
-// counts itself a member until its Lease is created (JoinAfter).
+// othersRun reports whether other members watch already, and starts this replica's join if so:
+// it counts itself a member until its Lease is created (JoinAfter). Members that do not watch yet
+// started a moment before this one; it joins them at once.
 func (m *Members) othersRun(ctx context.Context) (bool, error) {
 	if m.cfg.JoinAfter == nil {
 		return false, nil
@@ -268,12 +279,24 @@ func (m *Members) othersRun(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("reading member leases: %w", err)
 	}
-	leases := make([]*coordinationv1.Lease, 0, len(list.Items))
+	var watching, starting []*coordinationv1.Lease
 	for k := range list.Items {
-		leases = append(leases, &list.Items[k])
+		l := &list.Items[k]
+		if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == m.cfg.ID {
+			continue
+		}
+		if l.Annotations[AnnotationWatching] == "true" {
+			watching = append(watching, l)
+		} else {
+			starting = append(starting, l)
+		}
 	}
-	others := slices.DeleteFunc(LiveMembers(leases, time.Now()), func(id string) bool { return id == m.cfg.ID })
+	now := time.Now()
+	others := LiveMembers(watching, now)
 	if len(others) == 0 {
+		if s := LiveMembers(starting, now); len(s) > 0 {
+			m.cfg.Log.Info("joining members that do not watch yet at once", "members", s)
+		}
 		return false, nil
 	}
 	m.joining.Store(true)
@@ -379,15 +402,21 @@ func (m *Members) renew(ctx context.Context) error {
 	return nil
 }
 
-// annotations returns a with this replica's holding set. Called with renewing held.
+// annotations returns a with this replica's holding and watching set. Called with renewing held.
 func (m *Members) annotations(a map[string]string) map[string]string {
-	if m.holding == nil {
+	watching := m.watching.Load()
+	if m.holding == nil && !watching {
 		return a
 	}
 	if a == nil {
 		a = map[string]string{}
 	}
-	a[AnnotationHolding] = *m.holding
+	if m.holding != nil {
+		a[AnnotationHolding] = *m.holding
+	}
+	if watching {
+		a[AnnotationWatching] = "true"
+	}
 	return a
 }
 

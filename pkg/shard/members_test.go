@@ -21,6 +21,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
+
+	"github.com/kube-zen/zen-watcher/internal/testenv"
 )
 
 func memberLease(id string) *coordinationv1.Lease {
@@ -325,38 +327,87 @@ func TestMembersHandOver(t *testing.T) {
 	}
 }
 
-// TestMemberJoinsOnceItWatches: against a real API server, a replica starting while another member
-// runs counts itself a member at once, and holds its tenure, but creates its Lease — with the
-// share it reported meanwhile — only once its sources watch (JoinAfter); the member running counts
-// it from then on. One starting alone creates its Lease at once.
-func TestMemberJoinsOnceItWatches(t *testing.T) {
-	c := servers["gate-on"]
+// joinTest starts members in a namespace of their own on the real API server.
+type joinTest struct {
+	t   *testing.T
+	ctx context.Context
+	c   *testenv.Cluster
+	ns  string
+}
+
+func newJoinTest(t *testing.T, ns string) *joinTest {
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	const ns = "joining"
+	t.Cleanup(cancel)
+	c := servers["gate-on"]
 	if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	return &joinTest{t: t, ctx: ctx, c: c, ns: ns}
+}
+
+// start runs a member whose sources watch once joinAfter is closed, and returns once it counts
+// itself a member.
+func (j *joinTest) start(id string, joinAfter <-chan struct{}) *Members {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	start := func(id string, joinAfter <-chan struct{}) *Members {
-		m := NewMembers(MembersConfig{Client: c.Kube, Namespace: ns, Release: "r", ID: id, Log: log, JoinAfter: joinAfter})
-		go func() { _ = m.Run(ctx) }()
-		for set := range m.Changes() {
-			if slices.Contains(set, id) {
-				break
-			}
+	m := NewMembers(MembersConfig{Client: j.c.Kube, Namespace: j.ns, Release: "r", ID: id, Log: log, JoinAfter: joinAfter})
+	go func() { _ = m.Run(j.ctx) }()
+	for set := range m.Changes() {
+		if slices.Contains(set, id) {
+			break
 		}
-		return m
 	}
-	leaseOf := func(id string) (*coordinationv1.Lease, error) {
-		return c.Kube.CoordinationV1().Leases(ns).Get(ctx, "r-member-"+id, metav1.GetOptions{})
+	return m
+}
+
+func (j *joinTest) leaseOf(id string) (*coordinationv1.Lease, error) {
+	return j.c.Kube.CoordinationV1().Leases(j.ns).Get(j.ctx, "r-member-"+id, metav1.GetOptions{})
+}
+
+// awaitWatching waits for id's Lease to say that its sources watch, which its renewal on
+// JoinAfter writes at once, well before the next renewal is due.
+func (j *joinTest) awaitWatching(id string) {
+	j.t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		l, err := j.leaseOf(id)
+		if err == nil && l.Annotations[AnnotationWatching] == "true" {
+			return
+		}
+		if time.Now().After(deadline) {
+			j.t.Fatalf("%s's Lease does not say it watches: %v", id, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	first := start("first", make(chan struct{}))
+}
+
+// awaitMembers waits for m to count want.
+func awaitMembers(t *testing.T, m *Members, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Equal(m.Current(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s counts %v, want %v", m.cfg.ID, m.Current(), want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestMemberJoinsOnceItWatches: against a real API server, a replica starting while another member
+// watches counts itself a member at once, and holds its tenure, but creates its Lease — with the
+// share it reported meanwhile — only once its sources watch (JoinAfter); the member running counts
+// it from then on. One starting alone creates its Lease at once.
+func TestMemberJoinsOnceItWatches(t *testing.T) {
+	j := newJoinTest(t, "joining")
+	ctx, leaseOf := j.ctx, j.leaseOf
+	firstWatching := make(chan struct{})
+	first := j.start("first", firstWatching)
 	if _, err := leaseOf("first"); err != nil {
 		t.Fatalf("a member starting alone has no Lease: %v", err)
 	}
+	close(firstWatching)
+	j.awaitWatching("first")
 	watching := make(chan struct{})
-	joiner := start("joiner", watching)
+	joiner := j.start("joiner", watching)
 	if got := joiner.Current(); !slices.Equal(got, []string{"first", "joiner"}) {
 		t.Errorf("the joiner counts %v, want itself and the member running", got)
 	}
@@ -399,13 +450,7 @@ func TestMemberJoinsOnceItWatches(t *testing.T) {
 	if _, err := leaseOf("joiner"); err != nil || joiner.Joining() {
 		t.Fatalf("the join ended with the joiner's Lease %v, joining %v", err, joiner.Joining())
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !slices.Equal(first.Current(), []string{"first", "joiner"}) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the member running counts %v after the joiner's sources watch", first.Current())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	awaitMembers(t, first, "first", "joiner")
 	l, err := leaseOf("joiner")
 	if err != nil {
 		t.Fatal(err)
@@ -418,5 +463,40 @@ func TestMemberJoinsOnceItWatches(t *testing.T) {
 	}
 	if !joiner.Holds(joiner.Tenure()) {
 		t.Error("the joiner does not hold its tenure once joined")
+	}
+}
+
+// TestMembersStartingTogetherJoinAtOnce: against a real API server, a replica that starts while
+// the only other member does not watch yet (replicas started together) creates its Lease at once,
+// so that both count each other before either lists its share; the other's Lease says it watches
+// as soon as its sources do.
+func TestMembersStartingTogetherJoinAtOnce(t *testing.T) {
+	j := newJoinTest(t, "together")
+	earlyWatching := make(chan struct{})
+	early := j.start("early", earlyWatching)
+	late := j.start("late", make(chan struct{}))
+	if late.Joining() {
+		t.Error("the replica starting beside a member that does not watch yet waits to join")
+	}
+	select {
+	case <-late.JoinEnded():
+	default:
+		t.Error("the replica starting beside a member that does not watch yet has a join under way")
+	}
+	if _, err := j.leaseOf("late"); err != nil {
+		t.Fatalf("the late replica has no Lease: %v", err)
+	}
+	if err := late.Healthy(); err != nil {
+		t.Errorf("the late replica is not ready: %v", err)
+	}
+	awaitMembers(t, early, "early", "late")
+	awaitMembers(t, late, "early", "late")
+	if l, err := j.leaseOf("early"); err != nil || l.Annotations[AnnotationWatching] != "" {
+		t.Fatalf("the early replica's Lease says it watches before its sources do: %v, %v", l.Annotations, err)
+	}
+	close(earlyWatching)
+	j.awaitWatching("early")
+	if l, err := j.leaseOf("late"); err != nil || l.Annotations[AnnotationWatching] != "" {
+		t.Errorf("the late replica's Lease says it watches before its sources do: %v, %v", l.Annotations, err)
 	}
 }
