@@ -405,6 +405,9 @@ func (m *Members) renew(ctx context.Context) error {
 // annotations returns a with this replica's holding and watching set. Called with renewing held.
 func (m *Members) annotations(a map[string]string) map[string]string {
 	watching := m.watching.Load()
+	if !watching {
+		delete(a, AnnotationWatching) // left by an earlier process of the same name
+	}
 	if m.holding == nil && !watching {
 		return a
 	}

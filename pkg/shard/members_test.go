@@ -469,9 +469,18 @@ func TestMemberJoinsOnceItWatches(t *testing.T) {
 // TestMembersStartingTogetherJoinAtOnce: against a real API server, a replica that starts while
 // the only other member does not watch yet (replicas started together) creates its Lease at once,
 // so that both count each other before either lists its share; the other's Lease says it watches
-// as soon as its sources do.
+// as soon as its sources do. What an earlier process of the same name left in its Lease (an
+// expired one that said it watched) says nothing of the new one.
 func TestMembersStartingTogetherJoinAtOnce(t *testing.T) {
 	j := newJoinTest(t, "together")
+	long := metav1.NewMicroTime(time.Now().Add(-time.Hour))
+	if _, err := j.c.Kube.CoordinationV1().Leases(j.ns).Create(j.ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "r-member-late", Labels: map[string]string{LabelMember: "r"},
+			Annotations: map[string]string{AnnotationWatching: "true"}},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("late"), LeaseDurationSeconds: ptr.To(int32(15)), RenewTime: &long},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	earlyWatching := make(chan struct{})
 	early := j.start("early", earlyWatching)
 	late := j.start("late", make(chan struct{}))
