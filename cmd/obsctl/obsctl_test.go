@@ -231,13 +231,17 @@ func TestShards(t *testing.T) {
 			t.Errorf("%s: hand-over %q before any holding was reported", m.Name, m.HandOver)
 		}
 	}
-	// zw-a reports holding its share, zw-b still the whole space (letting go), zw-c nothing.
+	// zw-a reports holding its share, and watches; zw-b still the whole space (letting go); zw-c
+	// nothing.
 	for id, h := range map[string]string{"zw-a": cut.Ranges("zw-a").Encode(), "zw-b": shard.Ranges{{}}.Encode()} {
 		l, err := leases.Get(ctx, "ha-member-"+id, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		l.Annotations = map[string]string{shard.AnnotationHolding: h}
+		if id == "zw-a" {
+			l.Annotations[shard.AnnotationWatching] = "true"
+		}
 		if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -251,12 +255,15 @@ func TestShards(t *testing.T) {
 		if m.HandOver != want[m.Name] {
 			t.Errorf("%s: hand-over %q, want %q", m.Name, m.HandOver, want[m.Name])
 		}
+		if m.Watching != (m.Name == "zw-a") {
+			t.Errorf("%s: watching %v; only zw-a's Lease says it watches", m.Name, m.Watching)
+		}
 	}
 	if st.Generation != 0 {
 		t.Errorf("generation %d with no table published", st.Generation)
 	}
 	if out := mustObsctl(t, "shards", "-n", "zen-ha", "--release", "ha"); !strings.Contains(out, "3 members, leader zw-b") ||
-		!strings.Contains(out, "no table published") {
+		!strings.Contains(out, "no table published") || !strings.Contains(out, "WATCHING") {
 		t.Errorf("shards table:\n%s", out)
 	}
 	// A published table naming a member that is gone is shown adapted to the live members, as

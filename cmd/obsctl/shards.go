@@ -40,6 +40,10 @@ type Member struct {
 	// reported holding (its Lease's zen.kube-zen.io/holding) is its share in force, "pending" while
 	// it is still letting namespaces go or taking them on, "unreported" before it reports any.
 	HandOver string `json:"handOver"`
+	// Watching is whether the member's sources watch its first share (its Lease's
+	// zen.kube-zen.io/watching): a replica starting beside members that watch joins them only
+	// once its own sources watch, one beside members that do not yet joins at once.
+	Watching bool `json:"watching"`
 }
 
 // Chunk is one chunk of the table in force.
@@ -122,7 +126,7 @@ func readShards(cmd *cobra.Command, o *options, ns, release string, chunks int) 
 		names[i] = n.Name
 	}
 	ptrs := make([]*coordinationv1.Lease, len(leases.Items))
-	renewed, holding := map[string]time.Time{}, map[string]string{}
+	renewed, holding, watching := map[string]time.Time{}, map[string]string{}, map[string]bool{}
 	for i := range leases.Items {
 		l := &leases.Items[i]
 		ptrs[i] = l
@@ -135,6 +139,7 @@ func readShards(cmd *cobra.Command, o *options, ns, release string, chunks int) 
 		if h, ok := l.Annotations[shard.AnnotationHolding]; ok {
 			holding[*l.Spec.HolderIdentity] = h
 		}
+		watching[*l.Spec.HolderIdentity] = l.Annotations[shard.AnnotationWatching] == "true"
 	}
 	members := shard.LiveMembers(ptrs, time.Now())
 	table := shard.InForce(published, names, members, chunks)
@@ -142,6 +147,9 @@ func readShards(cmd *cobra.Command, o *options, ns, release string, chunks int) 
 		st.Generation, st.PublishedBy = published.Generation, published.PublishedBy
 	}
 	fillShards(st, table, names, members, renewed, holding)
+	for i := range st.Members {
+		st.Members[i].Watching = watching[st.Members[i].Name]
+	}
 	return st, nil
 }
 
@@ -200,10 +208,11 @@ func printShards(o *options, st *Shards, showChunks bool) error {
 	}
 	fmt.Fprintf(o.out, "Release %s: %d members, leader %s, %d chunks; %s\n\n", st.Release, len(st.Members), leader,
 		len(st.Chunks), table)
-	t := newTable(o.out, "MEMBER", "LEADER", "CHUNKS", "RANGES", "LOAD", "SHARE", "NAMESPACES", "HAND-OVER", "RENEWED")
+	t := newTable(o.out, "MEMBER", "LEADER", "CHUNKS", "RANGES", "LOAD", "SHARE", "NAMESPACES", "HAND-OVER", "WATCHING", "RENEWED")
 	for _, m := range st.Members {
 		t.row(m.Name, fmt.Sprint(m.Leader), fmt.Sprint(m.Chunks), fmt.Sprint(len(m.Ranges)), fmt.Sprintf("%.0f", m.Load),
-			fmt.Sprintf("%.1f%%", 100*m.Share), fmt.Sprint(len(m.Namespaces)), m.HandOver, age(m.RenewedAt)+" ago")
+			fmt.Sprintf("%.1f%%", 100*m.Share), fmt.Sprint(len(m.Namespaces)), m.HandOver, fmt.Sprint(m.Watching),
+			age(m.RenewedAt)+" ago")
 	}
 	if err := t.flush(); err != nil || !showChunks {
 		return err
