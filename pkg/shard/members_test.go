@@ -367,7 +367,7 @@ func (j *joinTest) leaseOf(id string) (*coordinationv1.Lease, error) {
 // JoinAfter writes at once, well before the next renewal is due.
 func (j *joinTest) awaitWatching(id string) {
 	j.t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		l, err := j.leaseOf(id)
 		if err == nil && l.Annotations[AnnotationWatching] == "true" {
@@ -500,12 +500,20 @@ func TestMembersStartingTogetherJoinAtOnce(t *testing.T) {
 	}
 	awaitMembers(t, early, "early", "late")
 	awaitMembers(t, late, "early", "late")
-	if l, err := j.leaseOf("early"); err != nil || l.Annotations[AnnotationWatching] != "" {
-		t.Fatalf("the early replica's Lease says it watches before its sources do: %v, %v", l.Annotations, err)
-	}
+	j.notWatching("early")
 	close(earlyWatching)
 	j.awaitWatching("early")
-	if l, err := j.leaseOf("late"); err != nil || l.Annotations[AnnotationWatching] != "" {
-		t.Errorf("the late replica's Lease says it watches before its sources do: %v, %v", l.Annotations, err)
+	j.notWatching("late")
+}
+
+// notWatching fails unless id's Lease exists and does not say that its sources watch.
+func (j *joinTest) notWatching(id string) {
+	j.t.Helper()
+	l, err := j.leaseOf(id)
+	if err != nil {
+		j.t.Fatalf("%s has no Lease: %v", id, err)
+	}
+	if w, ok := l.Annotations[AnnotationWatching]; ok {
+		j.t.Errorf("%s's Lease says it watches (%q) before its sources do", id, w)
 	}
 }
