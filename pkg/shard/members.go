@@ -35,6 +35,14 @@ const AnnotationHolding = "zen.kube-zen.io/holding"
 // own list would not read, and each of them lists only its share of the final set.
 const AnnotationWatching = "zen.kube-zen.io/watching"
 
+// AnnotationLeaving on a member Lease says its replica is stopping and hands its namespaces over
+// (Members.Depart): the others count it no more and take its namespaces, while it goes on writing
+// there until they watch them, and waits for its holding as they wait for any member's.
+const AnnotationLeaving = "zen.kube-zen.io/leaving"
+
+// Leaving reports whether a member Lease says its replica is leaving (AnnotationLeaving).
+func Leaving(l *coordinationv1.Lease) bool { return l.Annotations[AnnotationLeaving] == "true" }
+
 // MembersConfig tunes membership.
 type MembersConfig struct {
 	Client    kubernetes.Interface
@@ -90,6 +98,8 @@ type Members struct {
 	endJoin   sync.Once
 	// watching is set once JoinAfter is closed; each renewal from then on writes AnnotationWatching.
 	watching atomic.Bool
+	// leaving is set by Depart; each renewal from then on writes AnnotationLeaving.
+	leaving atomic.Bool
 
 	mu      sync.Mutex
 	current []string
@@ -402,13 +412,17 @@ func (m *Members) renew(ctx context.Context) error {
 	return nil
 }
 
-// annotations returns a with this replica's holding and watching set. Called with renewing held.
+// annotations returns a with this replica's holding, watching and leaving set. Called with renewing held.
 func (m *Members) annotations(a map[string]string) map[string]string {
-	watching := m.watching.Load()
+	watching, leaving := m.watching.Load(), m.leaving.Load()
+	// Either may be left by an earlier process of the same name.
 	if !watching {
-		delete(a, AnnotationWatching) // left by an earlier process of the same name
+		delete(a, AnnotationWatching)
 	}
-	if m.holding == nil && !watching {
+	if !leaving {
+		delete(a, AnnotationLeaving)
+	}
+	if m.holding == nil && !watching && !leaving {
 		return a
 	}
 	if a == nil {
@@ -419,6 +433,9 @@ func (m *Members) annotations(a map[string]string) map[string]string {
 	}
 	if watching {
 		a[AnnotationWatching] = "true"
+	}
+	if leaving {
+		a[AnnotationLeaving] = "true"
 	}
 	return a
 }
@@ -477,35 +494,129 @@ func (m *Members) AwaitReleased(ctx context.Context, hashes []uint64, wanted fun
 
 // holder names a live member other than this one whose Lease holds one of hashes, or "".
 func (m *Members) holder(hashes []uint64) (string, error) {
+	others, err := m.holdings()
+	if err != nil {
+		return "", err
+	}
+	for _, o := range others {
+		if o.holdsAny(hashes) {
+			return o.id, nil
+		}
+	}
+	return "", nil
+}
+
+// Depart begins this replica's leave, before it stops: its Lease says so from the renewal made
+// now (AnnotationLeaving), and the others, counting it no more, take its namespaces over while it
+// goes on writing there (AwaitTakenOver tells when they watch them). It keeps its share meanwhile
+// and takes nothing from other members leaving. Their lists of its namespaces wait for it to let
+// go as for any member; it does, and deletes its Lease, once Run's context ends.
+func (m *Members) Depart(ctx context.Context) error {
+	if m.leaving.Swap(true) || m.joining.Load() {
+		return nil // said already, or no Lease yet: the others do not count this replica
+	}
+	if err := m.renew(ctx); err != nil {
+		return fmt.Errorf("saying this replica leaves: %w", err)
+	}
+	return nil
+}
+
+// AwaitTakenOver returns once each of hashes (namespaces this replica leaves) is held by another
+// live member that is not leaving — whose sources watch it, since a member reports a gain once
+// they do — or at once when no such member is left to take them; otherwise with ctx's error.
+func (m *Members) AwaitTakenOver(ctx context.Context, hashes []uint64) error {
+	t := time.NewTicker(releasePoll)
+	defer t.Stop()
+	for {
+		left, err := m.untaken(hashes)
+		if err != nil {
+			return err
+		}
+		if left == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d namespaces of this replica not taken over yet: %w", left, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// untaken counts hashes held by no other live member that stays; 0 when none stays.
+func (m *Members) untaken(hashes []uint64) (int, error) {
+	others, err := m.holdings()
+	if err != nil {
+		return 0, err
+	}
+	others = slices.DeleteFunc(others, func(o memberHolding) bool { return o.leaving })
+	if len(others) == 0 {
+		return 0, nil
+	}
+	left := 0
+	for _, h := range hashes {
+		if !slices.ContainsFunc(others, func(o memberHolding) bool { return o.holdsAny([]uint64{h}) }) {
+			left++
+		}
+	}
+	return left, nil
+}
+
+// HeldByLeaving reports whether a member that is leaving (Depart) still holds one of hashes: the
+// replica gaining them hands on what its bridges watch there only once it has let go.
+func (m *Members) HeldByLeaving(hashes []uint64) bool {
+	others, err := m.holdings()
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(others, func(o memberHolding) bool { return o.leaving && o.holdsAny(hashes) })
+}
+
+// memberHolding is what another live member's Lease says.
+type memberHolding struct {
+	id string
+	// held is the share it reported (AnnotationHolding); reported is false before it did.
+	held     Ranges
+	reported bool
+	leaving  bool
+}
+
+func (o memberHolding) holdsAny(hashes []uint64) bool {
+	return o.reported && slices.ContainsFunc(hashes, o.held.Contains)
+}
+
+// holdings reads the Leases of the live members other than this one from the informer's cache;
+// none before Run has started it.
+func (m *Members) holdings() ([]memberHolding, error) {
 	m.mu.Lock()
 	lister := m.lister
 	m.mu.Unlock()
 	if lister == nil {
-		return "", nil
+		return nil, nil
 	}
 	list, err := lister()
 	if err != nil {
-		return "", fmt.Errorf("reading member leases: %w", err)
+		return nil, fmt.Errorf("reading member leases: %w", err)
 	}
 	now := time.Now()
+	var out []memberHolding
 	for _, l := range list {
 		id := l.Spec.HolderIdentity
-		enc, reported := l.Annotations[AnnotationHolding]
-		if !reported || id == nil || *id == m.cfg.ID || len(LiveMembers([]*coordinationv1.Lease{l}, now)) == 0 {
+		if id == nil || *id == m.cfg.ID || len(LiveMembers([]*coordinationv1.Lease{l}, now)) == 0 {
 			continue
 		}
-		held, err := ParseRanges(enc)
-		if err != nil {
-			m.cfg.Log.Warn("ignoring a member's holding", "member", *id, "error", err)
-			continue
-		}
-		for _, h := range hashes {
-			if held.Contains(h) {
-				return *id, nil
+		o := memberHolding{id: *id, leaving: Leaving(l)}
+		if enc, ok := l.Annotations[AnnotationHolding]; ok {
+			held, err := ParseRanges(enc)
+			if err != nil {
+				m.cfg.Log.Warn("ignoring a member's holding", "member", *id, "error", err)
+			} else {
+				o.held, o.reported = held, true
 			}
 		}
+		out = append(out, o)
 	}
-	return "", nil
+	return out, nil
 }
 
 // waitToLeave waits for LeaveAfter, at most a lease duration: by then the Lease has expired.
@@ -551,7 +662,7 @@ func (m *Members) recompute() {
 	if err != nil {
 		return
 	}
-	live := LiveMembers(list, time.Now())
+	live := LiveMembers(m.staying(list), time.Now())
 	if m.joining.Load() && !slices.Contains(live, m.cfg.ID) {
 		live = append(live, m.cfg.ID)
 		sort.Strings(live)
@@ -560,6 +671,19 @@ func (m *Members) recompute() {
 		return
 	}
 	m.publish(live)
+}
+
+// staying is list less the Leases of the other members leaving (Depart), whose namespaces are
+// taken over now. A replica leaving itself counts every member: its share stays as it is while it
+// hands it over, and it takes nothing from the others leaving.
+func (m *Members) staying(list []*coordinationv1.Lease) []*coordinationv1.Lease {
+	if m.leaving.Load() {
+		return list
+	}
+	return slices.DeleteFunc(slices.Clone(list), func(l *coordinationv1.Lease) bool {
+		self := l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == m.cfg.ID
+		return !self && Leaving(l)
+	})
 }
 
 // publish makes set the current member set and hands it on. Called with mu held.

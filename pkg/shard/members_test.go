@@ -517,3 +517,90 @@ func (j *joinTest) notWatching(id string) {
 		j.t.Errorf("%s's Lease says it watches (%q) before its sources do", id, w)
 	}
 }
+
+// TestMemberDepartsOnceTakenOver: against a real API server, a member that departs says so on its
+// Lease; the others count it no more at once, while it keeps counting every member (its share
+// stays until it stops). Its wait for the others to take its namespaces over ends only once members
+// that stay report holding each of them — one leaving too takes nothing over — and at once when no
+// member stays. What an earlier process of the same name left (a Lease that said it left) says
+// nothing of the new one.
+func TestMemberDepartsOnceTakenOver(t *testing.T) {
+	j := newJoinTest(t, "departing")
+	long := metav1.NewMicroTime(time.Now().Add(-time.Hour))
+	if _, err := j.c.Kube.CoordinationV1().Leases(j.ns).Create(j.ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "r-member-b", Labels: map[string]string{LabelMember: "r"},
+			Annotations: map[string]string{AnnotationLeaving: "true"}},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("b"), LeaseDurationSeconds: ptr.To(int32(15)), RenewTime: &long},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := j.start("a", nil), j.start("b", nil), j.start("c", nil)
+	for _, m := range []*Members{a, b, c} {
+		awaitMembers(t, m, "a", "b", "c") // b counts: its Lease no longer says it leaves
+	}
+	low, high := Ranges{{Start: 0, End: 1 << 63}}, Ranges{{Start: 1 << 63, End: 0}}
+	hLow, hHigh := uint64(42), uint64(1<<63+42)
+	if err := a.Report(j.ctx, Ranges{{}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Depart(j.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := j.leaseOf("a"); err != nil || l.Annotations[AnnotationLeaving] != "true" {
+		t.Fatalf("a's Lease does not say it leaves: %v", err)
+	}
+	awaitMembers(t, b, "b", "c")
+	awaitMembers(t, c, "b", "c")
+	time.Sleep(1200 * time.Millisecond) // a recomputes every second
+	if got := a.Current(); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Errorf("a, leaving, counts %v, want every member", got)
+	}
+	if !b.HeldByLeaving([]uint64{hLow}) {
+		t.Error("b does not see that a, leaving, holds the low half")
+	}
+	taken := func(hashes []uint64, within time.Duration) error {
+		ctx, cancel := context.WithTimeout(j.ctx, within)
+		defer cancel()
+		return a.AwaitTakenOver(ctx, hashes)
+	}
+	if err := taken([]uint64{hLow, hHigh}, 300*time.Millisecond); err == nil {
+		t.Error("a's namespaces counted as taken over before anyone reported them")
+	}
+	done := make(chan error, 1)
+	go func() { done <- taken([]uint64{hLow, hHigh}, 10*time.Second) }()
+	if err := b.Report(j.ctx, low); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("a's wait ended with the high half held by no one: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := c.Report(j.ctx, high); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("a's namespaces not taken over once b and c hold them: %v", err)
+	}
+	// c leaves too: what it holds counts for nothing, b alone stays and holds only the low half.
+	if err := c.Depart(j.ctx); err != nil {
+		t.Fatal(err)
+	}
+	awaitMembers(t, b, "b")
+	if err := taken([]uint64{hHigh}, 300*time.Millisecond); err == nil {
+		t.Error("a counts the high half taken over by c, which leaves too")
+	}
+	time.Sleep(time.Second)
+	if got := a.Current(); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Errorf("a, leaving, counts %v once c leaves too, want every member: it takes nothing from c", got)
+	}
+	if err := b.Depart(j.ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for taken([]uint64{hHigh}, 100*time.Millisecond) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("a waits for its namespaces to be taken over with every other member leaving")
+		}
+	}
+}

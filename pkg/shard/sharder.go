@@ -360,6 +360,20 @@ func (s *Sharder) Gained() []uint64 {
 	return gained
 }
 
+// Owned is the hashes of the namespaces the share in force holds: what a replica leaving hands
+// over (Members.AwaitTakenOver).
+func (s *Sharder) Owned() []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var owned []uint64
+	for _, name := range s.names {
+		if h := Hash(name); s.share.Contains(h) {
+			owned = append(owned, h)
+		}
+	}
+	return owned
+}
+
 // Owns reports whether this replica owns a namespace now.
 func (s *Sharder) Owns(namespace string) bool { return s.OwnsHash(Hash(namespace)) }
 
