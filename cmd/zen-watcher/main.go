@@ -149,9 +149,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		return nil
 	})
-	ctx, cancel := delayedStop(ctx, cfg.shutdownDelay, func() {
+	ctx, cancel := delayedStop(ctx, cfg.shutdownDelay, func(ctx context.Context) {
 		stopping.Store(true)
 		log.Info("stopping", "after", cfg.shutdownDelay)
+		rep.depart(ctx)
 	})
 	defer cancel()
 
@@ -195,10 +196,11 @@ func whoAmI(ctx context.Context, kube kubernetes.Interface, log *slog.Logger) st
 	return r.Status.UserInfo.Username
 }
 
-// delayedStop returns a context that ends delay after parent does, and calls stopping the moment
-// parent ends: a replica told to stop fails its readiness at once and goes on serving while the
+// delayedStop returns a context that ends once parent has ended, delay has passed since, and
+// stopping, called the moment parent ends with the returned context, has returned: a replica told
+// to stop fails its readiness at once, hands its namespaces over, and goes on serving while the
 // load balancer in front of it stops sending.
-func delayedStop(parent context.Context, delay time.Duration, stopping func()) (context.Context, context.CancelFunc) {
+func delayedStop(parent context.Context, delay time.Duration, stopping func(context.Context)) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
 	go func() {
 		select {
@@ -206,12 +208,21 @@ func delayedStop(parent context.Context, delay time.Duration, stopping func()) (
 		case <-ctx.Done():
 			return
 		}
-		stopping()
+		stopped := make(chan struct{})
+		go func() { defer close(stopped); stopping(ctx) }()
 		t := time.NewTimer(delay)
 		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
+		// Each wait is set to nil once over: a nil channel is never ready.
+		delayed, done := t.C, (<-chan struct{})(stopped)
+		for delayed != nil || done != nil {
+			select {
+			case <-delayed:
+				delayed = nil
+			case <-done:
+				done = nil
+			case <-ctx.Done():
+				return
+			}
 		}
 		cancel()
 	}()

@@ -46,7 +46,7 @@ type replicas struct {
 	reading <-chan struct{}
 	// releasing holds the share applied last until the releaser has let go of what it lost
 	// (release); a newer one replaces it there.
-	releasing chan shard.Ranges
+	releasing chan appliedShare
 	// watching is closed once the informers of the first share watch: a replica joining others
 	// that run creates its member Lease only then (MembersConfig.JoinAfter).
 	watching chan struct{}
@@ -65,7 +65,7 @@ type replicas struct {
 func newReplicas(cfg *config, kube kubernetes.Interface, meta metadata.Interface, written *sources.WrittenObservations,
 	writer *pipeline.Writer, writerDone <-chan struct{}, owners []metav1.OwnerReference, m *metrics.Metrics, log *slog.Logger) *replicas {
 	r := &replicas{cfg: cfg, kube: kube, metrics: m, log: log.With("member", cfg.memberID), written: written,
-		settle: writer.Settle, owners: owners, releasing: make(chan shard.Ranges, 1), watching: make(chan struct{})}
+		settle: writer.Settle, owners: owners, releasing: make(chan appliedShare, 1), watching: make(chan struct{})}
 	if cfg.sharding {
 		r.members = shard.NewMembers(shard.MembersConfig{
 			Client: kube, Namespace: cfg.namespace, Release: cfg.release, ID: cfg.memberID,
@@ -195,9 +195,23 @@ func (r *replicas) start(ctx context.Context, g *errgroup.Group, health *server.
 }
 
 // joinBridgeHold is how long after its Lease exists a joining replica's bridges hold what they
-// watch for the others' release (joinHold): they narrow as soon as they see the Lease, a watch
+// watch for the others' release (holdBridges): they narrow as soon as they see the Lease, a watch
 // event away, while the release they report follows their writer's settling and a Lease write.
 const joinBridgeHold = 500 * time.Millisecond
+
+// leaveBridgeHold is how long the bridges of a replica taking namespaces from one that leaves
+// hold what they watch for its release (holdBridges): it lets go once it sees that the gainers
+// watch — their informers start and their Leases report it — and then stops.
+const leaveBridgeHold = 2 * time.Second
+
+// departWait is how long a stopping replica goes on writing in its namespaces for the others to
+// watch them (depart); past it, it stops all the same, and what is created there until they
+// watch waits for their lists.
+const departWait = 5 * time.Second
+
+// gainWatchWait is how long the report of a share that gained namespaces waits for the informers
+// to watch them (release): a replica leaving lets go of them once the report says so.
+const gainWatchWait = time.Second
 
 // follow starts the Ingester manager once this replica knows its share — from the namespaces, the
 // published table (tables is closed once it has been read) and the first member set — then
@@ -226,7 +240,7 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 	case <-r.sharder.Changes(): // the informers start on the share in force
 	default:
 	}
-	go r.releaser(ctx)
+	go r.releaser(ctx, ingesters.Watching)
 	r.handOver(ctx, ingesters) // the first share is a Restart: the informers start with Run
 	errc := make(chan error, 1)
 	go func() { errc <- ingesters.Run(ctx) }()
@@ -265,8 +279,11 @@ func (r *replicas) handOver(ctx context.Context, ingesters *ingester.Manager) {
 	step, ranges := r.sharder.Apply(share)
 	read := make(chan struct{})
 	var bridged <-chan struct{}
-	if r.members.Joining() {
-		bridged = r.joinHold(ctx, read, within)
+	switch {
+	case r.members.Joining():
+		bridged = r.holdBridges(ctx, read, within, r.members.JoinEnded(), joinBridgeHold)
+	case len(hashes) > 0 && r.members.HeldByLeaving(hashes):
+		bridged = r.holdBridges(ctx, read, within, nil, leaveBridgeHold)
 	}
 	switch step {
 	case shard.Restart:
@@ -280,35 +297,39 @@ func (r *replicas) handOver(ctx context.Context, ingesters *ingester.Manager) {
 	case <-r.releasing: // not let go of yet: share supersedes it
 	default:
 	}
-	r.releasing <- share
+	r.releasing <- appliedShare{share: share, gained: len(gained) > 0}
 	go r.readGained(ctx, hashes, within, read, r.reading)
 	r.reading = read
 }
 
-// joinHold returns what the bridges of a joining replica wait for before they hand on what they
-// watch: read, the Observations of its share read once the others let go of it. Until its Lease
-// exists the others do not count it and hand on all it watches, so without the wait each finding
-// created meanwhile would be sent by both, and the second refused by the API server. A little
-// after the Lease exists (joinBridgeHold) the others have narrowed, if not yet reported it: the
-// Observations written within are read then, and the bridges hand on what they hold — a member
-// slow to report its release delays new findings no more than that.
-func (r *replicas) joinHold(ctx context.Context, read <-chan struct{}, within sources.WrapListerWatcher) <-chan struct{} {
+// holdBridges returns what the bridges of a share wait for before they hand on what they watch:
+// read, the Observations of the share read once the members that held it let go. Those members
+// hand on what they see there until then — the others until a joining replica's Lease exists and
+// they narrow, one leaving until it sees the gainers watch — so without the wait each finding
+// created meanwhile would be sent by both, and the second refused by the API server. hold after
+// from is closed (nil: now) the bridges hand on what they hold all the same, once the
+// Observations written within are read: a member slow to report its release delays new findings
+// no more than that.
+func (r *replicas) holdBridges(ctx context.Context, read <-chan struct{}, within sources.WrapListerWatcher,
+	from <-chan struct{}, hold time.Duration) <-chan struct{} {
 	c := make(chan struct{})
 	go func() {
 		defer close(c)
-		select {
-		case <-read:
-			return
-		case <-ctx.Done():
-			return
-		case <-r.members.JoinEnded():
+		if from != nil {
+			select {
+			case <-read:
+				return
+			case <-ctx.Done():
+				return
+			case <-from:
+			}
 		}
-		t := time.NewTimer(joinBridgeHold)
+		t := time.NewTimer(hold)
 		defer t.Stop()
 		select {
 		case <-read:
 		case <-t.C:
-			r.log.Info("handing on what the bridges watched before the others let go")
+			r.log.Info("handing on what the bridges watched before the members holding it let go", "held", hold)
 			if within != nil {
 				r.loadWritten(ctx, within)
 			}
@@ -341,47 +362,91 @@ func (r *replicas) readGained(ctx context.Context, hashes []uint64, within sourc
 
 // awaitWatching closes r.watching once the informers of the first share watch.
 func (r *replicas) awaitWatching(ctx context.Context, ingesters *ingester.Manager) {
+	if waitWatching(ctx, ingesters.Watching) {
+		close(r.watching)
+	}
+}
+
+// waitWatching polls watching until it reports true (and returns true) or ctx ends.
+func waitWatching(ctx context.Context, watching func() bool) bool {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for !ingesters.Watching() {
+	for !watching() {
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-t.C:
 		}
 	}
-	close(r.watching)
+	return true
+}
+
+// appliedShare is a share the replica applied, for the releaser.
+type appliedShare struct {
+	share shard.Ranges
+	// gained is whether it holds namespaces the share applied before did not.
+	gained bool
 }
 
 // releaser lets go of what each share applied lost (release), the newest first, beside the
 // loop of hand-overs: a Lease write that is slow, or a writer slow to settle, holds no later
 // hand-over back.
-func (r *replicas) releaser(ctx context.Context) {
+func (r *replicas) releaser(ctx context.Context, watching func() bool) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case share := <-r.releasing:
-			r.release(ctx, share)
+		case a := <-r.releasing:
+			r.release(ctx, a, watching)
 		}
 	}
 }
 
-// release waits until nothing is queued or being written outside share (the writer takes
-// nothing new there), then reports share on the member Lease as all this replica may write in,
+// release waits until nothing is queued or being written outside the share applied (the writer
+// takes nothing new there), then reports it on the member Lease as all this replica may write in,
 // so that whoever takes any of it next knows to wait. It comes after the informers have started
-// on the namespaces new to share: a slow Lease write must not hold their bridges back, and a
+// on the namespaces new to the share: a slow Lease write must not hold their bridges back, and a
 // member taking those namespaces before the report is written costs refused creates, nothing
-// more. Past a lease duration it reports all the same, at the same cost.
-func (r *replicas) release(ctx context.Context, share shard.Ranges) {
+// more. Past a lease duration it reports all the same, at the same cost. A share that gained is
+// reported once the informers watch (gainWatchWait at most): a member leaving stops writing
+// in the namespaces gained once the report says they are held.
+func (r *replicas) release(ctx context.Context, a appliedShare, watching func() bool) {
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.memberLease)
 	defer cancel()
 	if err := r.settle(rctx); err != nil && ctx.Err() == nil {
 		r.log.Warn("letting namespaces go with creates still under way there", "error", err)
 	}
-	if err := r.members.Report(rctx, share); err != nil && ctx.Err() == nil {
+	if a.gained {
+		wctx, cancel := context.WithTimeout(rctx, gainWatchWait)
+		waitWatching(wctx, watching)
+		cancel()
+	}
+	if err := r.members.Report(rctx, a.share); err != nil && ctx.Err() == nil {
 		r.log.Warn("the members gaining this replica's namespaces will wait for its lease", "error", err)
 	}
+}
+
+// depart hands this replica's namespaces over before it stops (departWait at most): its Lease
+// says it leaves, the others take its share and watch it, and until they do it goes on writing
+// there. Stopping at once left what was created between its stop and their watches to their
+// lists of what they took — seconds with thousands of objects. A no-op without sharding.
+func (r *replicas) depart(ctx context.Context) {
+	if r.members == nil {
+		return
+	}
+	began := time.Now()
+	dctx, cancel := context.WithTimeout(ctx, departWait)
+	defer cancel()
+	err := r.members.Depart(dctx)
+	if err == nil {
+		err = r.members.AwaitTakenOver(dctx, r.sharder.Owned())
+	}
+	if err != nil {
+		r.log.Warn("stopping before the others watch this replica's namespaces; what is created there meanwhile waits for their lists",
+			"error", err)
+		return
+	}
+	r.log.Info("the others watch this replica's namespaces", "took", time.Since(began).Round(time.Millisecond))
 }
 
 // awaitReleased waits until no other member holds the namespaces this replica gains (hashes),

@@ -9,16 +9,23 @@ import (
 
 func TestDelayedStop(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		delay time.Duration
+		name string
+		// delay is the shutdown delay; handOver how long stopping takes (a replica's depart).
+		delay, handOver time.Duration
 	}{
-		{"no delay", 0},
-		{"a delay", 300 * time.Millisecond},
+		{"no delay", 0, 0},
+		{"a delay", 300 * time.Millisecond, 0},
+		{"a hand-over", 0, 300 * time.Millisecond},
+		{"a delay longer than the hand-over", 400 * time.Millisecond, 100 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			parent, signal := context.WithCancel(context.Background())
-			var stopping atomic.Bool
-			ctx, cancel := delayedStop(parent, tc.delay, func() { stopping.Store(true) })
+			var stopping, endedEarly atomic.Bool
+			ctx, cancel := delayedStop(parent, tc.delay, func(ctx context.Context) {
+				stopping.Store(true)
+				time.Sleep(tc.handOver)
+				endedEarly.Store(ctx.Err() != nil)
+			})
 			defer cancel()
 			if stopping.Load() || ctx.Err() != nil {
 				t.Fatal("stopping before the signal")
@@ -32,24 +39,23 @@ func TestDelayedStop(t *testing.T) {
 			if !stopping.Load() {
 				t.Fatal("not told it is stopping after the signal")
 			}
-			if tc.delay > 0 {
-				if ctx.Err() != nil {
-					t.Fatal("the context ended before the delay")
-				}
-			}
 			select {
 			case <-ctx.Done():
-			case <-time.After(tc.delay + 5*time.Second):
+			case <-time.After(tc.delay + tc.handOver + 5*time.Second):
 				t.Fatal("the context did not end after the delay")
 			}
-			if took := time.Since(at); took < tc.delay-10*time.Millisecond {
-				t.Errorf("ended %v after the signal, before the delay of %v", took, tc.delay)
+			if endedEarly.Load() {
+				t.Error("the context ended while stopping ran")
+			}
+			if want := max(tc.delay, tc.handOver); time.Since(at) < want-10*time.Millisecond {
+				t.Errorf("ended %v after the signal, before the delay of %v and the hand-over of %v",
+					time.Since(at), tc.delay, tc.handOver)
 			}
 		})
 	}
 	t.Run("cancelled before any signal", func(t *testing.T) {
 		var stopping atomic.Bool
-		ctx, cancel := delayedStop(context.Background(), time.Hour, func() { stopping.Store(true) })
+		ctx, cancel := delayedStop(context.Background(), time.Hour, func(context.Context) { stopping.Store(true) })
 		cancel()
 		<-ctx.Done()
 		time.Sleep(10 * time.Millisecond)
