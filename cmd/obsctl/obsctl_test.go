@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -205,13 +206,23 @@ func TestShards(t *testing.T) {
 		lease("ha-member-"+m, m, time.Now(), member)
 	}
 	lease("ha-member-zw-gone", "zw-gone", time.Now().Add(-time.Hour), member)
+	// A replica stopping says so: the others count it no more, and neither does the table shown.
+	lease("ha-member-zw-leaving", "zw-leaving", time.Now(), member)
+	if l, err := leases.Get(ctx, "ha-member-zw-leaving", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	} else {
+		l.Annotations = map[string]string{shard.AnnotationLeaving: "true"}
+		if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	lease("ha-leader", "zw-b", time.Now(), nil)
 
 	var st Shards
 	if err := json.Unmarshal([]byte(mustObsctl(t, "shards", "-n", "zen-ha", "--release", "ha", "-o", "json")), &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Leader != "zw-b" || len(st.Members) != 3 {
+	if st.Leader != "zw-b" || len(st.Members) != 3 || !slices.Equal(st.Leaving, []string{"zw-leaving"}) {
 		t.Fatalf("shards %+v", st)
 	}
 	nss, err := cluster.Kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
@@ -263,7 +274,8 @@ func TestShards(t *testing.T) {
 		t.Errorf("generation %d with no table published", st.Generation)
 	}
 	if out := mustObsctl(t, "shards", "-n", "zen-ha", "--release", "ha"); !strings.Contains(out, "3 members, leader zw-b") ||
-		!strings.Contains(out, "no table published") || !strings.Contains(out, "WATCHING") {
+		!strings.Contains(out, "no table published") || !strings.Contains(out, "WATCHING") ||
+		!strings.Contains(out, "leaving: zw-leaving") {
 		t.Errorf("shards table:\n%s", out)
 	}
 	// A published table naming a member that is gone is shown adapted to the live members, as

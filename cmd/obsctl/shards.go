@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,11 +19,14 @@ type Shards struct {
 	Release string `json:"release"`
 	Leader  string `json:"leader"`
 	// Generation is the published table's (0: none published yet; the replicas cut their own).
-	Generation  uint64    `json:"generation"`
-	PublishedBy string    `json:"publishedBy,omitempty"`
-	Members     []Member  `json:"members"`
-	Chunks      []Chunk   `json:"chunks"`
-	ReadAt      time.Time `json:"readAt"`
+	Generation  uint64   `json:"generation"`
+	PublishedBy string   `json:"publishedBy,omitempty"`
+	Members     []Member `json:"members"`
+	// Leaving is the live replicas handing their namespaces over before they stop (their Leases'
+	// zen.kube-zen.io/leaving): the others count them no more, and the table is without them.
+	Leaving []string  `json:"leaving,omitempty"`
+	Chunks  []Chunk   `json:"chunks"`
+	ReadAt  time.Time `json:"readAt"`
 }
 
 // Member is one live replica and its share.
@@ -125,11 +129,15 @@ func readShards(cmd *cobra.Command, o *options, ns, release string, chunks int) 
 	for i, n := range nss.Items {
 		names[i] = n.Name
 	}
-	ptrs := make([]*coordinationv1.Lease, len(leases.Items))
+	var staying, leaving []*coordinationv1.Lease
 	renewed, holding, watching := map[string]time.Time{}, map[string]string{}, map[string]bool{}
 	for i := range leases.Items {
 		l := &leases.Items[i]
-		ptrs[i] = l
+		if shard.Leaving(l) {
+			leaving = append(leaving, l)
+		} else {
+			staying = append(staying, l)
+		}
 		if l.Spec.HolderIdentity == nil {
 			continue
 		}
@@ -141,7 +149,8 @@ func readShards(cmd *cobra.Command, o *options, ns, release string, chunks int) 
 		}
 		watching[*l.Spec.HolderIdentity] = l.Annotations[shard.AnnotationWatching] == "true"
 	}
-	members := shard.LiveMembers(ptrs, time.Now())
+	members := shard.LiveMembers(staying, time.Now())
+	st.Leaving = shard.LiveMembers(leaving, time.Now())
 	table := shard.InForce(published, names, members, chunks)
 	if published != nil {
 		st.Generation, st.PublishedBy = published.Generation, published.PublishedBy
@@ -205,6 +214,9 @@ func printShards(o *options, st *Shards, showChunks bool) error {
 	table := "no table published yet: each replica cuts the namespaces itself"
 	if st.Generation > 0 {
 		table = fmt.Sprintf("table generation %d, published by %s", st.Generation, st.PublishedBy)
+	}
+	if len(st.Leaving) > 0 {
+		table += "; leaving: " + strings.Join(st.Leaving, ", ")
 	}
 	fmt.Fprintf(o.out, "Release %s: %d members, leader %s, %d chunks; %s\n\n", st.Release, len(st.Members), leader,
 		len(st.Chunks), table)
