@@ -293,11 +293,13 @@ func (r *replicas) handOver(ctx context.Context, ingesters *ingester.Manager) {
 	default:
 		ingesters.Narrow()
 	}
+	next := appliedShare{share: share, gained: len(gained) > 0}
 	select {
-	case <-r.releasing: // not let go of yet: share supersedes it
+	case prev := <-r.releasing: // not let go of yet: share supersedes it, and what it gained
+		next.gained = next.gained || prev.gained
 	default:
 	}
-	r.releasing <- appliedShare{share: share, gained: len(gained) > 0}
+	r.releasing <- next
 	go r.readGained(ctx, hashes, within, read, r.reading)
 	r.reading = read
 }
