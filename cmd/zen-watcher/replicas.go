@@ -202,7 +202,7 @@ const joinBridgeHold = 500 * time.Millisecond
 // leaveBridgeHold is how long the bridges of a replica taking namespaces from one that leaves
 // hold what they watch for its release (holdBridges): it lets go once it sees that the gainers
 // watch — their informers start and their Leases report it — and then stops.
-const leaveBridgeHold = 2 * time.Second
+const leaveBridgeHold = 6 * time.Second
 
 // departWait is how long a stopping replica goes on writing in its namespaces for the others to
 // watch them (depart); past it, it stops all the same, and what is created there until they
@@ -428,9 +428,9 @@ func (r *replicas) release(ctx context.Context, a appliedShare, watching func() 
 	}
 }
 
-// depart hands this replica's namespaces over before it stops (departWait at most): its Lease
-// says it leaves, the others take its share and watch it, and until they do it goes on writing
-// there. Stopping at once left what was created between its stop and their watches to their
+// depart hands this replica's namespaces over before it stops (departWait at most): its share
+// stays as it is (Sharder.Freeze), its Lease says it leaves, the others take its share and watch
+// it, and until they do it goes on writing there. Stopping at once left what was created between its stop and their watches to their
 // lists of what they took — seconds with thousands of objects. A no-op without sharding.
 func (r *replicas) depart(ctx context.Context) {
 	if r.members == nil {
@@ -439,6 +439,7 @@ func (r *replicas) depart(ctx context.Context) {
 	began := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, departWait)
 	defer cancel()
+	r.sharder.Freeze()
 	err := r.members.Depart(dctx)
 	if err == nil {
 		err = r.members.AwaitTakenOver(dctx, r.sharder.Owned())

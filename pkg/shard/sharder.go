@@ -58,6 +58,8 @@ type Sharder struct {
 	tenure  uint64
 	joined  bool
 	changes chan struct{}
+	// frozen keeps the share as it is (Freeze).
+	frozen bool
 
 	// weigher counts what the informers started on the share in force deliver.
 	weigher weigher
@@ -121,6 +123,10 @@ func (s *Sharder) SetPublished(t *Table) bool {
 func (s *Sharder) update(change func()) bool {
 	s.mu.Lock()
 	change()
+	if s.frozen && slices.Contains(s.members, s.self) {
+		s.mu.Unlock()
+		return false
+	}
 	t := s.inForce()
 	share := t.Ranges(s.self)
 	if !slices.Contains(s.members, s.self) {
@@ -358,6 +364,15 @@ func (s *Sharder) Gained() []uint64 {
 		}
 	}
 	return gained
+}
+
+// Freeze keeps the share as it is from now on, whatever the members, the namespaces or the table
+// published: a replica leaving writes on in the namespaces it hands over until the others watch
+// them, and takes on none. Leaving the member set (a lapse) still empties it.
+func (s *Sharder) Freeze() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.frozen = true
 }
 
 // Owned is the hashes of the namespaces the share in force holds: what a replica leaving hands

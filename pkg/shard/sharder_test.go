@@ -27,6 +27,34 @@ func names(format string, n int) []string {
 	return out
 }
 
+// TestFrozenShareStays: once frozen, a replica's share changes with neither the members, the
+// namespaces nor a table published; only leaving the member set empties it.
+func TestFrozenShareStays(t *testing.T) {
+	s := newTestSharder("a")
+	s.SetNamespaces(names("team-%d", 60))
+	s.SetMembers([]string{"a", "b", "c"})
+	share := s.Share()
+	s.Freeze()
+	for _, tc := range []struct {
+		name   string
+		change func() bool
+	}{
+		{"a member leaves", func() bool { return s.SetMembers([]string{"a", "b"}) }},
+		{"a member joins", func() bool { return s.SetMembers([]string{"a", "b", "c", "d"}) }},
+		{"namespaces appear", func() bool { return s.SetNamespaces(names("prod-%d", 60)) }},
+		{"a table is published", func() bool {
+			return s.SetPublished(NewTable(CountWeighted(names("prod-%d", 60)), []string{"a", "d"}, DefaultChunks, nil))
+		}},
+	} {
+		if tc.change() || !slices.Equal(s.Share(), share) {
+			t.Errorf("%s: the frozen share changed to %v", tc.name, s.Share())
+		}
+	}
+	if !s.SetMembers(nil) || len(s.Share()) != 0 {
+		t.Errorf("a frozen replica outside the member set owns %v", s.Share())
+	}
+}
+
 // TestSharderFailsClosed: a replica whose member set is empty, or holds only others, owns no
 // namespace, cluster-scoped objects (the empty namespace) included.
 func TestSharderFailsClosed(t *testing.T) {
