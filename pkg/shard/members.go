@@ -555,7 +555,7 @@ func (m *Members) untaken(hashes []uint64) (int, error) {
 	}
 	left := 0
 	for _, h := range hashes {
-		if !slices.ContainsFunc(others, func(o memberHolding) bool { return o.holdsAny([]uint64{h}) }) {
+		if !slices.ContainsFunc(others, func(o memberHolding) bool { return o.holds(h) }) {
 			left++
 		}
 	}
@@ -582,8 +582,10 @@ type memberHolding struct {
 }
 
 func (o memberHolding) holdsAny(hashes []uint64) bool {
-	return o.reported && slices.ContainsFunc(hashes, o.held.Contains)
+	return slices.ContainsFunc(hashes, o.holds)
 }
+
+func (o memberHolding) holds(h uint64) bool { return o.reported && o.held.Contains(h) }
 
 // holdings reads the Leases of the live members other than this one from the informer's cache;
 // none before Run has started it.
@@ -674,8 +676,10 @@ func (m *Members) recompute() {
 }
 
 // staying is list less the Leases of the other members leaving (Depart), whose namespaces are
-// taken over now. A replica leaving itself counts every member: its share stays as it is while it
-// hands it over, and it takes nothing from the others leaving.
+// taken over now. A replica leaving itself counts every member: its share no longer follows the
+// member set (Sharder.Freeze), so what it counts serves only Current — the replica count by which
+// a leader sizes each local cache — and, while it still leads, the tables it publishes, which the
+// others adapt to the members they count (InForce).
 func (m *Members) staying(list []*coordinationv1.Lease) []*coordinationv1.Lease {
 	if m.leaving.Load() {
 		return list
