@@ -415,23 +415,45 @@ func (r *replicas) releaser(ctx context.Context, watching func() bool) {
 func (r *replicas) release(ctx context.Context, a appliedShare, watching func() bool) {
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.memberLease)
 	defer cancel()
+	if a.gained {
+		a = r.awaitGainWatched(rctx, a, watching)
+	}
 	if err := r.settle(rctx); err != nil && ctx.Err() == nil {
 		r.log.Warn("letting namespaces go with creates still under way there", "error", err)
-	}
-	if a.gained {
-		wctx, cancel := context.WithTimeout(rctx, gainWatchWait)
-		waitWatching(wctx, watching)
-		cancel()
 	}
 	if err := r.members.Report(rctx, a.share); err != nil && ctx.Err() == nil {
 		r.log.Warn("the members gaining this replica's namespaces will wait for its lease", "error", err)
 	}
 }
 
+// awaitGainWatched waits until the informers watch the share a gained, gainWatchWait at most,
+// and returns the share to report. A share applied meanwhile supersedes a and is waited for
+// instead, within the same gainWatchWait: a scale-down by several replicas applies a share per
+// member set seen, each restarting the informers' lists, and waiting for each in turn held the
+// report back, and the members leaving with it, a second per share.
+func (r *replicas) awaitGainWatched(ctx context.Context, a appliedShare, watching func() bool) appliedShare {
+	wctx, cancel := context.WithTimeout(ctx, gainWatchWait)
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !watching() {
+		select {
+		case <-wctx.Done():
+			return a
+		case next := <-r.releasing:
+			next.gained = true
+			a = next
+		case <-t.C:
+		}
+	}
+	return a
+}
+
 // depart hands this replica's namespaces over before it stops (departWait at most): its share
 // stays as it is (Sharder.Freeze), its Lease says it leaves, the others take its share and watch
-// it, and until they do it goes on writing there. Stopping at once left what was created between its stop and their watches to their
-// lists of what they took — seconds with thousands of objects. A no-op without sharding.
+// it, and until they do it goes on writing there. Stopping at once left what was created between
+// its stop and their watches to their lists of what they took — seconds with thousands of
+// objects. A no-op without sharding.
 func (r *replicas) depart(ctx context.Context) {
 	if r.members == nil {
 		return
