@@ -53,3 +53,55 @@ func TestAwaitGainWatched(t *testing.T) {
 		})
 	}
 }
+
+func TestSettledMembers(t *testing.T) {
+	const quiet, most = 150 * time.Millisecond, 500 * time.Millisecond
+	type change struct {
+		after time.Duration // from the start
+		set   []string
+	}
+	for _, tc := range []struct {
+		name    string
+		first   []string
+		changes []change
+		want    []string
+		// within is the latest the set may be returned, from the start.
+		within time.Duration
+	}{
+		{"none newer", []string{"a", "b", "c"}, nil, []string{"a", "b", "c"}, quiet + 300*time.Millisecond},
+		{"a scale-down seen set by set", []string{"a", "b", "c", "d"},
+			[]change{{30 * time.Millisecond, []string{"a", "b", "c"}}, {110 * time.Millisecond, []string{"a", "b"}}},
+			[]string{"a", "b"}, 110*time.Millisecond + quiet + 300*time.Millisecond},
+		{"changes that never settle", []string{"a", "b"},
+			[]change{{100 * time.Millisecond, []string{"a", "b", "c"}}, {200 * time.Millisecond, []string{"a", "b"}},
+				{300 * time.Millisecond, []string{"a", "b", "c"}}, {400 * time.Millisecond, []string{"a", "b"}},
+				{700 * time.Millisecond, []string{"a"}}},
+			[]string{"a", "b"}, most + 150*time.Millisecond},
+		{"a set without this replica", []string{"b", "c"},
+			[]change{{50 * time.Millisecond, []string{"a", "b", "c"}}}, []string{"b", "c"}, 40 * time.Millisecond},
+		{"settling on a set without this replica", []string{"a", "b"},
+			[]change{{50 * time.Millisecond, []string{"b"}}, {100 * time.Millisecond, []string{"a", "b"}}},
+			[]string{"b"}, 95 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			changes := make(chan []string, 1)
+			start := time.Now()
+			for _, c := range tc.changes {
+				time.AfterFunc(c.after, func() {
+					select {
+					case <-changes: // only the latest is kept, as Members.Changes does
+					default:
+					}
+					changes <- c.set
+				})
+			}
+			got := settledMembers(context.Background(), tc.first, "a", changes, quiet, most)
+			if took := time.Since(start); took > tc.within {
+				t.Errorf("returned after %s, later than %s", took, tc.within)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("settled on %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -209,6 +210,40 @@ const leaveBridgeHold = 6 * time.Second
 // watch waits for their lists.
 const departWait = 5 * time.Second
 
+// memberQuiet is how long a member set must stand before the share follows it, and memberQuietMax
+// how long the share waits for one at most (settledMembers): replicas scaled down or up together
+// change their Leases within a moment of each other, and each set seen on the way was a share of
+// its own — a list of what it gained, and a set of informers until the next restart lists the
+// whole share (shard.MaxPieces). Scaling 5 → 2, the two left saw three sets in 110 ms.
+const (
+	memberQuiet    = 150 * time.Millisecond
+	memberQuietMax = 500 * time.Millisecond
+)
+
+// settledMembers returns the newest member set from set on, once none newer has come on changes
+// for quiet, or most after set; at once a set without this replica (self), which owns nothing
+// from then on, and one seen as ctx ends.
+func settledMembers(ctx context.Context, set []string, self string, changes <-chan []string,
+	quiet, most time.Duration) []string {
+	deadline := time.NewTimer(most)
+	defer deadline.Stop()
+	for slices.Contains(set, self) {
+		t := time.NewTimer(quiet)
+		select {
+		case next := <-changes:
+			set = next
+		case <-t.C:
+			return set
+		case <-deadline.C:
+			return set
+		case <-ctx.Done():
+			return set
+		}
+		t.Stop()
+	}
+	return set
+}
+
 // gainWatchWait is how long the report of a share that gained namespaces waits for the informers
 // to watch them (release): a replica leaving lets go of them once the report says so.
 const gainWatchWait = time.Second
@@ -250,7 +285,7 @@ func (r *replicas) follow(ctx context.Context, ingesters *ingester.Manager, tabl
 		case <-ctx.Done():
 			return <-errc
 		case set := <-r.members.Changes():
-			r.sharder.SetMembers(set)
+			r.sharder.SetMembers(settledMembers(ctx, set, r.cfg.memberID, r.members.Changes(), memberQuiet, memberQuietMax))
 		case <-r.namespaces.Changes():
 			r.sharder.SetNamespaces(r.namespaces.Names())
 		case <-r.sharder.Changes():
