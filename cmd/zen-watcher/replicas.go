@@ -404,9 +404,12 @@ func (r *replicas) awaitWatching(ctx context.Context, ingesters *ingester.Manage
 	}
 }
 
+// watchingPoll is how often a wait for the informers to watch asks them.
+const watchingPoll = 20 * time.Millisecond
+
 // waitWatching polls watching until it reports true (and returns true) or ctx ends.
 func waitWatching(ctx context.Context, watching func() bool) bool {
-	t := time.NewTicker(20 * time.Millisecond)
+	t := time.NewTicker(watchingPoll)
 	defer t.Stop()
 	for !watching() {
 		select {
@@ -469,7 +472,7 @@ func (r *replicas) release(ctx context.Context, a appliedShare, watching func() 
 func (r *replicas) awaitGainWatched(ctx context.Context, a appliedShare, watching func() bool) appliedShare {
 	wctx, cancel := context.WithTimeout(ctx, gainWatchWait)
 	defer cancel()
-	t := time.NewTicker(20 * time.Millisecond)
+	t := time.NewTicker(watchingPoll)
 	defer t.Stop()
 	for !watching() {
 		select {
