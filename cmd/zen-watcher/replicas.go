@@ -472,18 +472,15 @@ func (r *replicas) release(ctx context.Context, a appliedShare, watching func() 
 func (r *replicas) awaitGainWatched(ctx context.Context, a appliedShare, watching func() bool) appliedShare {
 	wctx, cancel := context.WithTimeout(ctx, gainWatchWait)
 	defer cancel()
-	t := time.NewTicker(watchingPoll)
-	defer t.Stop()
-	for !watching() {
+	waitWatching(wctx, func() bool {
 		select {
-		case <-wctx.Done():
-			return a
 		case next := <-r.releasing:
 			next.gained = true
 			a = next
-		case <-t.C:
+		default:
 		}
-	}
+		return watching()
+	})
 	return a
 }
 
