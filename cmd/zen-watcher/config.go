@@ -19,6 +19,7 @@ type config struct {
 	defaultSources bool
 	kubeQPS        float64
 	kubeBurst      int
+	kubeCompress   bool
 	writerWorkers  int
 	writerQueue    int
 	connectTimeout time.Duration
@@ -108,6 +109,7 @@ func envFlags() map[string]string {
 		"default-sources":                    "DEFAULT_SOURCES",
 		"kube-qps":                           "KUBE_QPS",
 		"kube-burst":                         "KUBE_BURST",
+		"kube-compression":                   "KUBE_COMPRESSION",
 		"writer-workers":                     "WRITER_WORKERS",
 		"writer-queue":                       "WRITER_QUEUE_SIZE",
 		"connect-timeout":                    "CONNECT_TIMEOUT",
@@ -189,6 +191,8 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Float64Var(&c.kubeQPS, "kube-qps", -1, "client-side request rate limit towards the API server; "+
 		"negative means none (the server's priority and fairness protects it)")
 	fs.IntVar(&c.kubeBurst, "kube-burst", 1000, "client-side burst when -kube-qps is positive")
+	fs.BoolVar(&c.kubeCompress, "kube-compression", false, "ask the API server to gzip its answers: large lists, "+
+		"and the watches that stream their initial objects, every event of them; off, that CPU is spared on both sides")
 	fs.IntVar(&c.writerWorkers, "writer-workers", pipeline.DefaultWorkers, "concurrent Observation creates")
 	fs.IntVar(&c.writerQueue, "writer-queue", 4096,
 		"findings waiting for a writer before the sources are slowed down")
