@@ -46,15 +46,31 @@ type apiCall struct {
 	query        url.Values
 	// status is the API server's answer, once it came (a watch's when it began streaming).
 	status *atomic.Int32
+	// gzip is whether the request accepted a gzip answer; encoding is the answer's
+	// Content-Encoding, once it came.
+	gzip     bool
+	encoding *atomic.Pointer[string]
 }
 
-// recordStatus passes a response on and keeps its status code in status.
+// contentEncoding is the answer's Content-Encoding, empty before it came.
+func (c apiCall) contentEncoding() string {
+	if e := c.encoding.Load(); e != nil {
+		return *e
+	}
+	return ""
+}
+
+// recordStatus passes a response on and keeps its status code in status and its Content-Encoding
+// in encoding.
 type recordStatus struct {
 	http.ResponseWriter
-	status *atomic.Int32
+	status   *atomic.Int32
+	encoding *atomic.Pointer[string]
 }
 
 func (r *recordStatus) WriteHeader(code int) {
+	e := r.Header().Get("Content-Encoding")
+	r.encoding.Store(&e)
 	r.status.Store(int32(code))
 	r.ResponseWriter.WriteHeader(code)
 }
@@ -84,9 +100,10 @@ func startAPIProxy(t *testing.T) *apiProxy {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		status := new(atomic.Int32)
+		status, encoding := new(atomic.Int32), new(atomic.Pointer[string])
 		p.mu.Lock()
-		p.calls = append(p.calls, apiCall{at: time.Now(), method: r.Method, path: r.URL.Path, query: r.URL.Query(), status: status})
+		p.calls = append(p.calls, apiCall{at: time.Now(), method: r.Method, path: r.URL.Path, query: r.URL.Query(),
+			status: status, gzip: strings.Contains(r.Header.Get("Accept-Encoding"), "gzip"), encoding: encoding})
 		hold := p.hold
 		p.mu.Unlock()
 		if hold != nil {
@@ -96,7 +113,7 @@ func startAPIProxy(t *testing.T) *apiProxy {
 				return
 			}
 		}
-		rp.ServeHTTP(&recordStatus{ResponseWriter: w, status: status}, r)
+		rp.ServeHTTP(&recordStatus{ResponseWriter: w, status: status, encoding: encoding}, r)
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
