@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kube-zen/zen-watcher/internal/testenv"
 )
 
 // replica is one zen-watcher process of a run.
@@ -38,7 +39,15 @@ func (r *replica) alive() bool {
 
 // startReplica runs the binary with the run's release; ready waits for /readyz.
 func (r *run) startReplica(ctx context.Context, i int) (*replica, error) {
-	rep := &replica{id: fmt.Sprintf("%s-%d", r.tok, i), metricsAddr: freeAddr(), webhookAddr: freeAddr(), exited: make(chan struct{})}
+	metricsAddr, err := testenv.PickAddr()
+	if err != nil {
+		return nil, err
+	}
+	webhookAddr, err := testenv.PickAddr()
+	if err != nil {
+		return nil, err
+	}
+	rep := &replica{id: fmt.Sprintf("%s-%d", r.tok, i), metricsAddr: metricsAddr, webhookAddr: webhookAddr, exited: make(chan struct{})}
 	rep.log = filepath.Join(r.env.work, rep.id+".log")
 	logf, err := os.Create(rep.log)
 	if err != nil {
@@ -202,13 +211,4 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 		out[series] = v
 	}
 	return out, sc.Err()
-}
-
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "127.0.0.1:0"
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -10,13 +10,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -239,42 +237,6 @@ func stopProcess(cmd *exec.Cmd, grace time.Duration) error {
 		<-done
 	}
 	return nil
-}
-
-// handedOut holds every port freePorts returned in this test binary. The kernel may give the
-// same free port to two listen calls in a row once the first listener is closed, and a test
-// starts its process only after it has asked for all the ports it needs, so a port is handed out
-// once per binary: two addresses of one replica, or of two replicas, never coincide.
-var handedOut = struct {
-	sync.Mutex
-	ports map[int]bool
-}{ports: map[int]bool{}}
-
-func freePorts(n int) ([]int, error) {
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	var out []int
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	for len(out) < n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
-		}
-		// Held open until the end, so a port handed out before is not offered again now.
-		lns = append(lns, ln)
-		port := ln.Addr().(*net.TCPAddr).Port
-		if handedOut.ports[port] {
-			continue
-		}
-		handedOut.ports[port] = true
-		out = append(out, port)
-	}
-	return out, nil
 }
 
 func tail(b []byte, n int) string {
