@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -428,9 +429,26 @@ func restConfig(cfg *config) (*rest.Config, error) {
 	// watch (WatchListCompression, on by default since 1.37) gzips each flush as a stream of its own,
 	// every event after the initial ones, for each watcher apart: CPU on both sides to save a few
 	// hundred bytes an event.
-	rc.DisableCompression = !cfg.kubeCompress
+	if !cfg.kubeCompress {
+		rc.DisableCompression = true
+		rc.Wrap(func(rt http.RoundTripper) http.RoundTripper { return identityEncoding{rt} })
+	}
 	rc.UserAgent = "zen-watcher"
 	return rc, nil
+}
+
+// identityEncoding asks for answers uncompressed. DisableCompression alone does not where client-go
+// sends requests through Go's default transport (a host without TLS settings, such as a local
+// proxy), which asks for gzip on its own.
+type identityEncoding struct{ next http.RoundTripper }
+
+// RoundTrip implements http.RoundTripper.
+func (t identityEncoding) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Header.Get("Accept-Encoding") == "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("Accept-Encoding", "identity")
+	}
+	return t.next.RoundTrip(req)
 }
 
 // checkAPIServer fails fast, with a message that says what is wrong, when the API server does not
