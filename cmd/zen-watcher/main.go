@@ -431,15 +431,25 @@ func restConfig(cfg *config) (*rest.Config, error) {
 	// hundred bytes an event.
 	if !cfg.kubeCompress {
 		rc.DisableCompression = true
-		rc.Wrap(func(rt http.RoundTripper) http.RoundTripper { return identityEncoding{rt} })
+		if sentThroughDefaultTransport(rc) {
+			rc.Wrap(func(rt http.RoundTripper) http.RoundTripper { return identityEncoding{rt} })
+		}
 	}
 	rc.UserAgent = "zen-watcher"
 	return rc, nil
 }
 
-// identityEncoding asks for answers uncompressed. DisableCompression alone does not where client-go
-// sends requests through Go's default transport (a host without TLS settings, such as a local
-// proxy), which asks for gzip on its own.
+// sentThroughDefaultTransport reports whether client-go sends rc's requests through Go's
+// http.DefaultTransport, as it does for a host that needs no TLS settings, dialer or proxy of its
+// own (a local proxy, say). That transport asks for gzip whatever DisableCompression says; every
+// other transport client-go builds honours it.
+func sentThroughDefaultTransport(rc *rest.Config) bool {
+	tc, err := rest.TLSConfigFor(rc)
+	return err == nil && tc == nil && rc.Dial == nil && rc.Proxy == nil
+}
+
+// identityEncoding asks for answers uncompressed where DisableCompression cannot: on Go's default
+// transport (see sentThroughDefaultTransport). Requests that name an encoding keep it.
 type identityEncoding struct{ next http.RoundTripper }
 
 // RoundTrip implements http.RoundTripper.
