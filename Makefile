@@ -75,13 +75,14 @@ helm: ## Build helm into the cache.
 SOAK_TESTS := ^TestAPIServerAuditBackend$$
 
 test: tools ## Everything needed, then every test with -race (the chart's too), then a short fuzz run.
-	soak=$$(mktemp); \
+	soak=$$(mktemp); log=$$(mktemp); \
 	$(GO) test $(filter -race,$(TEST_FLAGS)) -c -o "$$soak.test" ./test/e2e; rm -f "$$soak.test"; \
 	$(GO) test $(TEST_FLAGS) -run '$(SOAK_TESTS)' ./test/e2e >"$$soak" 2>&1 & pid=$$!; \
-	trap 'kill $$pid 2>/dev/null; rm -f "$$soak"' INT TERM; \
-	rc=0; $(GO) test $(TEST_FLAGS) -skip '$(SOAK_TESTS)' ./... || rc=$$?; \
-	wait $$pid || rc=$$?; echo "--- $(SOAK_TESTS) (./test/e2e), run beside the others:"; cat "$$soak"; rm -f "$$soak"; \
-	exit $$rc
+	trap 'kill $$pid 2>/dev/null; rm -f "$$soak" "$$log"' INT TERM; \
+	rc=0; $(GO) test $(TEST_FLAGS) -skip '$(SOAK_TESTS)' ./... 2>&1 | tee "$$log" || rc=$$?; \
+	wait $$pid || rc=$$?; echo "--- $(SOAK_TESTS) (./test/e2e), run beside the others:"; cat "$$soak"; \
+	if [ $$rc -ne 0 ]; then echo "--- what failed:"; hack/failures.sh "$$log" "$$soak"; fi; \
+	rm -f "$$soak" "$$log"; exit $$rc
 	cd test/chart && $(GO) test $(TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
 
