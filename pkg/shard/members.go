@@ -88,8 +88,9 @@ type Members struct {
 
 	// renewing serializes the Lease's writes: the renewal loop's and Report's.
 	renewing sync.Mutex
-	holding  *string // the AnnotationHolding written with each renewal; nil: none yet
-	written  *string // the holding the last renewal wrote
+	holding  *string               // the AnnotationHolding written with each renewal; nil: none yet
+	written  *string               // the holding the last renewal wrote
+	lease    *coordinationv1.Lease // the Lease as the last renewal wrote it; nil: read it first
 	// joining is set while this replica counts itself a member before its Lease exists (see
 	// MembersConfig.JoinAfter); it changes with renewing held.
 	joining atomic.Bool
@@ -374,35 +375,13 @@ func (m *Members) renew(ctx context.Context) error {
 	m.mu.Unlock()
 	m.renewing.Lock()
 	defer m.renewing.Unlock()
-	leases := m.cfg.Client.CoordinationV1().Leases(m.cfg.Namespace)
 	sent := time.Now()
-	now := metav1.NewMicroTime(sent)
-	l, err := leases.Get(ctx, m.leaseName(), metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		l = &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: m.leaseName(), Namespace: m.cfg.Namespace,
-				Labels: map[string]string{LabelMember: m.cfg.Release}, OwnerReferences: m.cfg.Owners,
-				Annotations: m.annotations(nil)},
-			Spec: coordinationv1.LeaseSpec{
-				HolderIdentity: ptr.To(m.cfg.ID), LeaseDurationSeconds: ptr.To(int32(m.cfg.LeaseDuration / time.Second)),
-				AcquireTime: &now, RenewTime: &now,
-			},
-		}
-		_, err = leases.Create(ctx, l, metav1.CreateOptions{})
-	case err == nil:
-		l.Spec.RenewTime = &now
-		l.Spec.HolderIdentity = ptr.To(m.cfg.ID)
-		l.Spec.LeaseDurationSeconds = ptr.To(int32(m.cfg.LeaseDuration / time.Second))
-		if len(l.OwnerReferences) == 0 {
-			l.OwnerReferences = m.cfg.Owners
-		}
-		l.Annotations = m.annotations(l.Annotations)
-		_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
-	}
+	l, err := m.writeLease(ctx, metav1.NewMicroTime(sent))
 	if err != nil {
+		m.lease = nil // the Lease may have been written anyway: read it next time
 		return err
 	}
+	m.lease = l
 	m.written = m.holding
 	m.lastRenew.Store(time.Now().UnixNano())
 	m.renewed.Store(&sent)
@@ -410,6 +389,45 @@ func (m *Members) renew(ctx context.Context) error {
 	m.lapsed = false
 	m.mu.Unlock()
 	return nil
+}
+
+// writeLease writes this replica's Lease renewed at now and returns it as written. It renews the
+// copy the last renewal wrote, one request, and reads the Lease first only when it has none or
+// the copy is stale (the Lease was changed or deleted since): an API server slow enough to delay
+// renewals is one where a second round trip makes a lease lapse. Called with renewing held.
+func (m *Members) writeLease(ctx context.Context, now metav1.MicroTime) (*coordinationv1.Lease, error) {
+	leases := m.cfg.Client.CoordinationV1().Leases(m.cfg.Namespace)
+	if m.lease != nil {
+		l, err := leases.Update(ctx, m.stamp(m.lease.DeepCopy(), now), metav1.UpdateOptions{})
+		if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+			return l, err
+		}
+	}
+	l, err := leases.Get(ctx, m.leaseName(), metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return leases.Create(ctx, m.stamp(&coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: m.leaseName(), Namespace: m.cfg.Namespace,
+				Labels: map[string]string{LabelMember: m.cfg.Release}},
+			Spec: coordinationv1.LeaseSpec{AcquireTime: &now},
+		}, now), metav1.CreateOptions{})
+	case err != nil:
+		return nil, err
+	}
+	return leases.Update(ctx, m.stamp(l, now), metav1.UpdateOptions{})
+}
+
+// stamp sets l's holder, renewal time, duration, owners and annotations to this replica's.
+// Called with renewing held.
+func (m *Members) stamp(l *coordinationv1.Lease, now metav1.MicroTime) *coordinationv1.Lease {
+	l.Spec.RenewTime = &now
+	l.Spec.HolderIdentity = ptr.To(m.cfg.ID)
+	l.Spec.LeaseDurationSeconds = ptr.To(int32(m.cfg.LeaseDuration / time.Second))
+	if len(l.OwnerReferences) == 0 {
+		l.OwnerReferences = m.cfg.Owners
+	}
+	l.Annotations = m.annotations(l.Annotations)
+	return l
 }
 
 // annotations returns a with this replica's holding, watching and leaving set. Called with renewing held.

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,9 +17,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
@@ -601,6 +604,66 @@ func TestMemberDepartsOnceTakenOver(t *testing.T) {
 	for taken([]uint64{hHigh}, 100*time.Millisecond) != nil {
 		if time.Now().After(deadline) {
 			t.Fatal("a waits for its namespaces to be taken over with every other member leaving")
+		}
+	}
+}
+
+// TestRenewalIsOneRequest: a renewal writes the Lease as the last one left it, one request; it
+// reads the Lease first only when that copy is stale — the Lease was changed (a conflict) or
+// deleted since — and still renews then.
+func TestRenewalIsOneRequest(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	m := NewMembers(MembersConfig{Client: client, Namespace: "ns", Release: "r", ID: "a",
+		LeaseDuration: time.Minute, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	leases := client.CoordinationV1().Leases("ns")
+	conflictOnce := func() {
+		var done atomic.Bool
+		client.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+			if done.Swap(true) {
+				return false, nil, nil
+			}
+			return true, nil, apierrors.NewConflict(coordinationv1.Resource("leases"), "r-member-a", errors.New("changed"))
+		})
+	}
+	steps := []struct {
+		name   string
+		before func()
+		want   []string
+	}{
+		{name: "first", want: []string{"get", "create"}},
+		{name: "renewal", want: []string{"update"}},
+		{name: "another renewal", want: []string{"update"}},
+		{name: "after a conflict", before: conflictOnce, want: []string{"update", "get", "update"}},
+		{name: "after the conflict", want: []string{"update"}},
+		{name: "deleted meanwhile", before: func() {
+			if err := leases.Delete(ctx, "r-member-a", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, want: []string{"update", "get", "create"}},
+	}
+	for _, s := range steps {
+		if s.before != nil {
+			s.before()
+		}
+		client.ClearActions()
+		began := time.Now()
+		if err := m.renew(ctx); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		var verbs []string
+		for _, a := range client.Actions() {
+			verbs = append(verbs, a.GetVerb())
+		}
+		if !slices.Equal(verbs, s.want) {
+			t.Errorf("%s: requests %v, want %v", s.name, verbs, s.want)
+		}
+		l, err := leases.Get(ctx, "r-member-a", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if l.Spec.RenewTime.Time.Before(began.Truncate(time.Microsecond)) || ptr.Deref(l.Spec.HolderIdentity, "") != "a" {
+			t.Errorf("%s: Lease renewed at %v by %q, want after %v by a", s.name, l.Spec.RenewTime, ptr.Deref(l.Spec.HolderIdentity, ""), began)
 		}
 	}
 }
