@@ -42,7 +42,7 @@ func TestLateRenewalLosesNothing(t *testing.T) {
 	heldAt := make(chan time.Time, 1)
 	p.mu.Lock()
 	p.hold = func(r *http.Request) time.Duration {
-		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/leases/"+release+"-member-"+id) {
+		if r.Method != http.MethodPut || !strings.HasSuffix(r.URL.Path, "/leases/"+release+"-member-"+id) {
 			return 0
 		}
 		d := time.Duration(0)
