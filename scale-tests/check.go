@@ -24,7 +24,10 @@ type Pass struct {
 	// MaxP10Ms, MaxP50Ms and MaxP99Ms bound the latency from a finding's send to its
 	// Observation's watch event. The fastest tenth waits in no queue, so it moves least with the
 	// machine's noise and by all of any delay added to the path: it is what catches a slower path.
-	// The median and P99 catch queues and stalls.
+	// The median and P99 catch queues and stalls. Each was set from this machine at its usual
+	// speeds, so where the probe in the same seconds was itself past one (a plain client could
+	// not meet it: the machine, not zen-watcher, is measured) it stands aside for the bound over
+	// the probe on the same quantile, when one is stated; see aside.
 	MaxP10Ms float64 `json:"maxP10Ms,omitempty"`
 	MaxP50Ms float64 `json:"maxP50Ms,omitempty"`
 	MaxP99Ms float64 `json:"maxP99Ms,omitempty"`
@@ -150,11 +153,10 @@ func missed(sc Scenario, res *Result) []string {
 		fail("Observations/s out %.0f is %.2f of the raw ceiling (%.0f/s), bound %.2f", res.ObsPerSec, res.RatioOfRaw,
 			res.RawCreatesPerSec, p.MinRatioOfRaw)
 	}
-	if p.MaxP10Ms > 0 && res.LatencyP10Ms > p.MaxP10Ms {
-		fail("P10 %.1f ms, bound %.1f ms", res.LatencyP10Ms, p.MaxP10Ms)
-	}
-	if p.MaxP50Ms > 0 && res.LatencyP50Ms > p.MaxP50Ms {
-		fail("P50 %.1f ms, bound %.1f ms", res.LatencyP50Ms, p.MaxP50Ms)
+	for _, a := range absolutes(p, res) {
+		if a.missed() && !a.aside() {
+			fail("%s %.1f ms, bound %.1f ms", a.name, a.got, a.bound)
+		}
 	}
 	for _, b := range []struct {
 		name          string
@@ -168,9 +170,6 @@ func missed(sc Scenario, res *Result) []string {
 		case b.got > b.max*b.was:
 			fail("%s %.1f ms is %.2f× the probe's %.1f ms, bound %.2f×", b.name, b.got, b.got/b.was, b.was, b.max)
 		}
-	}
-	if p.MaxP99Ms > 0 && res.LatencyP99Ms > p.MaxP99Ms {
-		fail("P99 %.0f ms, bound %.0f ms", res.LatencyP99Ms, p.MaxP99Ms)
 	}
 	out = append(out, overRawPath(sc.Name, p, res)...)
 	if p.MaxDrainSeconds > 0 && res.DrainSeconds > p.MaxDrainSeconds {
@@ -203,6 +202,49 @@ func missed(sc Scenario, res *Result) []string {
 			fail("%s was not measured (a bound on it is stated)", k)
 		case v > p.MaxExtra[k]:
 			fail("%s %.2f, bound %.2f", k, v, p.MaxExtra[k])
+		}
+	}
+	return out
+}
+
+// absolute is a latency bound in milliseconds, with what the run and the probe measured on its
+// quantile and the bound over the probe's stated for it.
+type absolute struct {
+	name                      string
+	bound, got, probe, overIt float64
+}
+
+// absolutes lists the absolute latency bounds of p with res's figures.
+func absolutes(p *Pass, res *Result) []absolute {
+	return []absolute{
+		{"P10", p.MaxP10Ms, res.LatencyP10Ms, res.ProbeP10Ms, p.MaxP10OverProbe},
+		{"P50", p.MaxP50Ms, res.LatencyP50Ms, res.ProbeP50Ms, p.MaxP50OverProbe},
+		{"P99", p.MaxP99Ms, res.LatencyP99Ms, res.ProbeP99Ms, p.MaxP99OverProbe},
+	}
+}
+
+// missed tells whether the run measured past the bound.
+func (a absolute) missed() bool { return a.bound > 0 && a.got > a.bound }
+
+// aside tells whether the bound stands aside: the probe, a plain client on the same path in the
+// same seconds, was itself past it, and a bound over the probe's quantile judges the run instead
+// (missed checks it). No zen-watcher can be faster than the API server answers; a slower one
+// still fails that bound. The runs of 2026-12-07 needed it: the probe's P10 was 88–187 ms where
+// cpu-1-replica's bound is 37 ms, set when it was 4–12.
+func (a absolute) aside() bool { return a.missed() && a.overIt > 0 && a.probe > a.bound }
+
+// asides returns a line for each absolute bound that res missed and that stood aside, for the
+// report: a bound not applied is said, never silently skipped.
+func asides(sc Scenario, res *Result) []string {
+	p := sc.Pass
+	if p == nil {
+		return nil
+	}
+	var out []string
+	for _, a := range absolutes(p, res) {
+		if a.aside() {
+			out = append(out, fmt.Sprintf("%s: %s %.1f ms, bound %.1f ms, stood aside: the probe's own %s was %.1f ms; %.2f× it, bound %.2f×",
+				sc.Name, a.name, a.got, a.bound, a.name, a.probe, a.got/a.probe, a.overIt))
 		}
 	}
 	return out

@@ -131,8 +131,11 @@ func TestCheck(t *testing.T) {
 		}, "", false},
 		{"slow out", func(r *Result) { r.RatioOfRaw, r.LoadSeconds, r.ObsPerSec = .15, 10, 80 }, "of the raw ceiling", false},
 		{"slow against a fast raw client, but keeping pace", func(r *Result) { r.RatioOfRaw, r.LoadSeconds = .05, 10 }, "", false},
-		{"P10", func(r *Result) { r.LatencyP10Ms, r.ProbeP10Ms = 13, 12 }, "P10 13.0 ms, bound 10.0 ms", false},
-		{"P50", func(r *Result) { r.LatencyP50Ms, r.ProbeP50Ms = 65, 60 }, "P50 65.0 ms, bound 50.0 ms", false},
+		{"P10", func(r *Result) { r.LatencyP10Ms, r.ProbeP10Ms = 13, 9 }, "P10 13.0 ms, bound 10.0 ms", false},
+		{"P50", func(r *Result) { r.LatencyP50Ms, r.ProbeP50Ms = 55, 48 }, "P50 55.0 ms, bound 50.0 ms", false},
+		{"P10 past its bound with the probe past it too", func(r *Result) { r.LatencyP10Ms, r.ProbeP10Ms = 13, 12 }, "", false},
+		{"P50 past its bound with the probe past it too", func(r *Result) { r.LatencyP50Ms, r.ProbeP50Ms = 65, 60 }, "", false},
+		{"P10 past its bound and the probe's", func(r *Result) { r.LatencyP10Ms, r.ProbeP10Ms = 19, 12 }, "P10 19.0 ms is 1.58× the probe's 12.0 ms", false},
 		{"P10 over the probe's", func(r *Result) { r.ProbeP10Ms = 3 }, "P10 5.0 ms is 1.67× the probe's 3.0 ms, bound 1.50×", false},
 		{"P50 over the probe's", func(r *Result) { r.LatencyP50Ms = 36 }, "P50 36.0 ms is 1.29× the probe's 28.0 ms, bound 1.20×", false},
 		{"slow machine, both slower", func(r *Result) {
@@ -140,7 +143,8 @@ func TestCheck(t *testing.T) {
 		}, "", false},
 		{"no probe", func(r *Result) { r.ProbeP50Ms = 0 }, "the probe measured no P50", false},
 		{"P99 over the probe's", func(r *Result) { r.ProbeP99Ms = 160 }, "P99 200.0 ms is 1.25× the probe's 160.0 ms, bound 1.20×", false},
-		{"P99", func(r *Result) { r.LatencyP99Ms, r.ProbeP99Ms = 650, 600 }, "P99 650 ms", false},
+		{"P99 past its bound with the probe past it too", func(r *Result) { r.LatencyP99Ms, r.ProbeP99Ms = 650, 600 }, "", false},
+		{"P99 with the probe within its bound", func(r *Result) { r.LatencyP99Ms, r.ProbeP99Ms = 550, 480 }, "P99 550.0 ms, bound 500.0 ms", false},
 		{"P99 over the raw path's, reported only", func(r *Result) { r.P99OverRawPath = 4 }, "", false},
 		{"slower than the raw path", func(r *Result) { r.OutOverRawPath = .8 }, "is 0.80 of the raw path's 100/s, bound 0.90", false},
 		{"raw path not measured", func(r *Result) { r.RawPath = nil }, "the raw path was not measured", false},
@@ -172,6 +176,45 @@ func TestCheck(t *testing.T) {
 				t.Errorf("broken %q, missed %q; want the failure in %s", b, m, map[bool]string{true: "broken", false: "missed"}[tc.final])
 			}
 		})
+	}
+}
+
+// TestAbsoluteBoundsStandAside: an absolute latency bound that the probe itself missed stands
+// aside only for a bound over the probe on the same quantile, and the report says so.
+func TestAbsoluteBoundsStandAside(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		a         absolute
+		fails     bool
+		standsOut bool
+	}{
+		{"within", absolute{"P10", 37, 30, 25, 1.3}, false, false},
+		{"past, probe within", absolute{"P10", 37, 40, 30, 1.3}, true, false},
+		{"past, probe past too", absolute{"P10", 37, 172, 170, 1.3}, false, true},
+		{"past, probe past, no bound over it", absolute{"P10", 37, 172, 170, 0}, true, false},
+		{"no bound", absolute{"P10", 0, 172, 170, 1.3}, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if fails := tc.a.missed() && !tc.a.aside(); fails != tc.fails {
+				t.Errorf("fails %v, want %v", fails, tc.fails)
+			}
+			if tc.a.aside() != tc.standsOut {
+				t.Errorf("aside %v, want %v", tc.a.aside(), tc.standsOut)
+			}
+		})
+	}
+	sc := Scenario{Name: "cpu", Pass: &Pass{MaxP10Ms: 37, MaxP10OverProbe: 1.3, MaxP50Ms: 317, MaxP50OverProbe: 2}}
+	res := &Result{LatencyP10Ms: 172, ProbeP10Ms: 170, LatencyP50Ms: 250, ProbeP50Ms: 240}
+	if got := missed(sc, res); len(got) != 0 {
+		t.Errorf("missed %q, want none: the probe was past the P10 bound", got)
+	}
+	want := "cpu: P10 172.0 ms, bound 37.0 ms, stood aside: the probe's own P10 was 170.0 ms; 1.01× it, bound 1.30×"
+	if got := asides(sc, res); len(got) != 1 || got[0] != want {
+		t.Errorf("asides %q, want [%q]", got, want)
+	}
+	res.LatencyP10Ms = 230
+	if got := missed(sc, res); len(got) != 1 || !strings.Contains(got[0], "1.35× the probe's") {
+		t.Errorf("missed %q, want the bound over the probe", got)
 	}
 }
 

@@ -128,6 +128,9 @@ func runJudged(ctx context.Context, e *env, sc Scenario, tok, dir string, o opti
 		fmt.Fprintf(os.Stderr, "scale-tests: %s: %d in, %d/%d Observations, lost %d, twice %d, %.0f/s out, P99 %.1f ms\n",
 			sc.Name, res.FindingsIn, res.Observations, res.Expected, res.Lost, res.WrittenTwice, res.ObsPerSec, res.LatencyP99Ms)
 		bad, slow := broken(sc, res), missed(sc, res)
+		if res.Aside = asides(sc, res); len(res.Aside) > 0 {
+			fmt.Fprintf(os.Stderr, "scale-tests: %s: absolute bounds the probe itself missed:\n  %s\n", sc.Name, strings.Join(res.Aside, "\n  "))
+		}
 		if !rerun(o, attempt, bad, slow) {
 			return res, append(bad, slow...), writeJSON(filepath.Join(dir, sc.Name+".json"), res)
 		}
@@ -163,6 +166,9 @@ func recheckAll(_ context.Context, o options) error {
 		}
 		failed := check(sc, res)
 		fmt.Fprintf(os.Stderr, "scale-tests: %s: %d of its conditions missed\n", sc.Name, len(failed))
+		for _, a := range asides(sc, res) {
+			fmt.Fprintf(os.Stderr, "  %s\n", a)
+		}
 		failures = append(failures, failed...)
 	}
 	if len(failures) > 0 {

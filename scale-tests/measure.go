@@ -20,11 +20,14 @@ type Result struct {
 	Scenario string `json:"scenario"`
 	// Attempt counts the runs of the scenario this one ends (1 when it ran once); EarlierMisses
 	// are what the runs before it missed (see -reruns), kept so a pass after a miss shows both.
-	Attempt       int       `json:"attempt,omitempty"`
-	EarlierMisses []string  `json:"earlierMisses,omitempty"`
-	Started       time.Time `json:"started"`
-	Machine       string    `json:"machine"`
-	Replicas      int       `json:"replicas"`
+	Attempt       int      `json:"attempt,omitempty"`
+	EarlierMisses []string `json:"earlierMisses,omitempty"`
+	// Aside are the absolute latency bounds this run missed that stood aside for the bounds over
+	// the probe, because the probe itself was past them (see absolute.aside).
+	Aside    []string  `json:"boundsAside,omitempty"`
+	Started  time.Time `json:"started"`
+	Machine  string    `json:"machine"`
+	Replicas int       `json:"replicas"`
 
 	RawCreatesPerSec float64 `json:"rawCreatesPerSecond"`
 	ReadySeconds     float64 `json:"readySeconds"`

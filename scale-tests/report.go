@@ -41,6 +41,13 @@ func writeReport(dir, profile string, results []*Result) (string, error) {
 			}
 			b.WriteString("\n")
 		}
+		if len(r.Aside) > 0 {
+			fmt.Fprintf(&b, "**%s**: absolute latency bounds that stood aside, the probe in the same seconds being past them itself (the bounds over the probe applied):\n\n", r.Scenario)
+			for _, m := range r.Aside {
+				fmt.Fprintf(&b, "- %s\n", m)
+			}
+			b.WriteString("\n")
+		}
 	}
 	writeCosts(&b, results)
 	writeRawPaths(&b, results)
