@@ -34,8 +34,8 @@ type Pass struct {
 	// MaxP10OverProbe and MaxP50OverProbe bound the latency's fastest tenth and median as
 	// multiples of the probe's in the same seconds: a plain client walking an informer finding's
 	// path alongside the load (see probe). The machine's slow states slow both alike, so these
-	// hold tight where the absolute bounds above must allow for the slowest state seen; they are
-	// what catches a zen-watcher path made slower by a few tens of percent.
+	// hold tight through states that no absolute bound allows for; they are what catches a
+	// zen-watcher path made slower by a few tens of percent.
 	MaxP10OverProbe float64 `json:"maxP10OverProbe,omitempty"`
 	MaxP50OverProbe float64 `json:"maxP50OverProbe,omitempty"`
 	// MaxP99OverProbe bounds the P99 as a multiple of the probe's in the same seconds: the raw
