@@ -27,7 +27,7 @@ type Pass struct {
 	// The median and P99 catch queues and stalls. Each was set from this machine at its usual
 	// speeds, so where the probe in the same seconds was itself past one (a plain client could
 	// not meet it: the machine, not zen-watcher, is measured) it stands aside for the bound over
-	// the probe on the same quantile, when one is stated; see aside.
+	// the probe on the same quantile, when one is stated; see quantile.aside.
 	MaxP10Ms float64 `json:"maxP10Ms,omitempty"`
 	MaxP50Ms float64 `json:"maxP50Ms,omitempty"`
 	MaxP99Ms float64 `json:"maxP99Ms,omitempty"`
@@ -153,22 +153,16 @@ func missed(sc Scenario, res *Result) []string {
 		fail("Observations/s out %.0f is %.2f of the raw ceiling (%.0f/s), bound %.2f", res.ObsPerSec, res.RatioOfRaw,
 			res.RawCreatesPerSec, p.MinRatioOfRaw)
 	}
-	for _, a := range absolutes(p, res) {
-		if a.missed() && !a.aside() {
-			fail("%s %.1f ms, bound %.1f ms", a.name, a.got, a.bound)
+	for _, q := range quantiles(p, res) {
+		if q.missed() && !q.aside() {
+			fail("%s %.1f ms, bound %.1f ms", q.name, q.got, q.bound)
 		}
-	}
-	for _, b := range []struct {
-		name          string
-		max, got, was float64
-	}{{"P10", p.MaxP10OverProbe, res.LatencyP10Ms, res.ProbeP10Ms}, {"P50", p.MaxP50OverProbe, res.LatencyP50Ms, res.ProbeP50Ms},
-		{"P99", p.MaxP99OverProbe, res.LatencyP99Ms, res.ProbeP99Ms}} {
 		switch {
-		case b.max <= 0:
-		case b.was <= 0:
-			fail("the probe measured no %s (a bound over it is stated)", b.name)
-		case b.got > b.max*b.was:
-			fail("%s %.1f ms is %.2f× the probe's %.1f ms, bound %.2f×", b.name, b.got, b.got/b.was, b.was, b.max)
+		case q.overIt <= 0:
+		case q.probe <= 0:
+			fail("the probe measured no %s (a bound over it is stated)", q.name)
+		case q.got > q.overIt*q.probe:
+			fail("%s %.1f ms is %.2f× the probe's %.1f ms, bound %.2f×", q.name, q.got, q.got/q.probe, q.probe, q.overIt)
 		}
 	}
 	out = append(out, overRawPath(sc.Name, p, res)...)
@@ -207,31 +201,31 @@ func missed(sc Scenario, res *Result) []string {
 	return out
 }
 
-// absolute is a latency bound in milliseconds, with what the run and the probe measured on its
-// quantile and the bound over the probe's stated for it.
-type absolute struct {
+// quantile is one latency quantile of a run: its bound in milliseconds, what the run and the
+// probe measured, and its bound over the probe's.
+type quantile struct {
 	name                      string
 	bound, got, probe, overIt float64
 }
 
-// absolutes lists the absolute latency bounds of p with res's figures.
-func absolutes(p *Pass, res *Result) []absolute {
-	return []absolute{
+// quantiles lists the bounded latency quantiles of p with res's figures.
+func quantiles(p *Pass, res *Result) []quantile {
+	return []quantile{
 		{"P10", p.MaxP10Ms, res.LatencyP10Ms, res.ProbeP10Ms, p.MaxP10OverProbe},
 		{"P50", p.MaxP50Ms, res.LatencyP50Ms, res.ProbeP50Ms, p.MaxP50OverProbe},
 		{"P99", p.MaxP99Ms, res.LatencyP99Ms, res.ProbeP99Ms, p.MaxP99OverProbe},
 	}
 }
 
-// missed tells whether the run measured past the bound.
-func (a absolute) missed() bool { return a.bound > 0 && a.got > a.bound }
+// missed tells whether the run measured past the bound in milliseconds.
+func (q quantile) missed() bool { return q.bound > 0 && q.got > q.bound }
 
-// aside tells whether the bound stands aside: the probe, a plain client on the same path in the
+// aside tells whether the bound in milliseconds stands aside: the probe, a plain client on the same path in the
 // same seconds, was itself past it, and a bound over the probe's quantile judges the run instead
 // (missed checks it). No zen-watcher can be faster than the API server answers; a slower one
 // still fails that bound. The runs of 2026-12-07 needed it: the probe's P10 was 88–187 ms where
 // cpu-1-replica's bound is 37 ms, set when it was 4–12.
-func (a absolute) aside() bool { return a.missed() && a.overIt > 0 && a.probe > a.bound }
+func (q quantile) aside() bool { return q.missed() && q.overIt > 0 && q.probe > q.bound }
 
 // asides returns a line for each absolute bound that res missed and that stood aside, for the
 // report: a bound not applied is said, never silently skipped.
@@ -241,10 +235,10 @@ func asides(sc Scenario, res *Result) []string {
 		return nil
 	}
 	var out []string
-	for _, a := range absolutes(p, res) {
-		if a.aside() {
+	for _, q := range quantiles(p, res) {
+		if q.aside() {
 			out = append(out, fmt.Sprintf("%s: %s %.1f ms, bound %.1f ms, stood aside: the probe's own %s was %.1f ms; %.2f× it, bound %.2f×",
-				sc.Name, a.name, a.got, a.bound, a.name, a.probe, a.got/a.probe, a.overIt))
+				sc.Name, q.name, q.got, q.bound, q.name, q.probe, q.got/q.probe, q.overIt))
 		}
 	}
 	return out

@@ -184,22 +184,22 @@ func TestCheck(t *testing.T) {
 func TestAbsoluteBoundsStandAside(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		a         absolute
+		q         quantile
 		fails     bool
 		standsOut bool
 	}{
-		{"within", absolute{"P10", 37, 30, 25, 1.3}, false, false},
-		{"past, probe within", absolute{"P10", 37, 40, 30, 1.3}, true, false},
-		{"past, probe past too", absolute{"P10", 37, 172, 170, 1.3}, false, true},
-		{"past, probe past, no bound over it", absolute{"P10", 37, 172, 170, 0}, true, false},
-		{"no bound", absolute{"P10", 0, 172, 170, 1.3}, false, false},
+		{"within", quantile{"P10", 37, 30, 25, 1.3}, false, false},
+		{"past, probe within", quantile{"P10", 37, 40, 30, 1.3}, true, false},
+		{"past, probe past too", quantile{"P10", 37, 172, 170, 1.3}, false, true},
+		{"past, probe past, no bound over it", quantile{"P10", 37, 172, 170, 0}, true, false},
+		{"no bound", quantile{"P10", 0, 172, 170, 1.3}, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if fails := tc.a.missed() && !tc.a.aside(); fails != tc.fails {
+			if fails := tc.q.missed() && !tc.q.aside(); fails != tc.fails {
 				t.Errorf("fails %v, want %v", fails, tc.fails)
 			}
-			if tc.a.aside() != tc.standsOut {
-				t.Errorf("aside %v, want %v", tc.a.aside(), tc.standsOut)
+			if tc.q.aside() != tc.standsOut {
+				t.Errorf("aside %v, want %v", tc.q.aside(), tc.standsOut)
 			}
 		})
 	}

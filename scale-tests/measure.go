@@ -23,7 +23,7 @@ type Result struct {
 	Attempt       int      `json:"attempt,omitempty"`
 	EarlierMisses []string `json:"earlierMisses,omitempty"`
 	// Aside are the absolute latency bounds this run missed that stood aside for the bounds over
-	// the probe, because the probe itself was past them (see absolute.aside).
+	// the probe, because the probe itself was past them (see quantile.aside).
 	Aside    []string  `json:"boundsAside,omitempty"`
 	Started  time.Time `json:"started"`
 	Machine  string    `json:"machine"`
