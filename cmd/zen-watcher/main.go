@@ -166,8 +166,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	var maintainQueue func(context.Context)
 	if queue != nil {
-		g.Go(func() error { queue.Run(gctx, pipe, hooks.Sources); return nil })
-		maintainQueue = func(ctx context.Context) { queue.Maintain(ctx, hooks.Sources) }
+		g.Go(func() error { queue.Run(gctx, pipe, hooks); return nil })
+		maintainQueue = func(ctx context.Context) { queue.Maintain(ctx, hooks) }
 	}
 	rep.start(gctx, g, health, pipe, coord, ingesters, cleaner, maintainQueue)
 	g.Go(func() error { return server.Serve(gctx, cfg.metricsAddr, health.Handler(), server.ServeOptions{}, log) })

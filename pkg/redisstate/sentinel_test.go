@@ -37,7 +37,7 @@ func TestAppendsWaitForTheReplica(t *testing.T) {
 	}
 	run, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { s.Run(run, newRecorder(), func() []string { return []string{"falco"} }); close(done) }()
+	go func() { s.Run(run, newRecorder(), served{"falco"}); close(done) }()
 	t.Cleanup(func() { stop(); <-done })
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute) // no append may wait forever
 	defer cancel()

@@ -96,6 +96,14 @@ if now > tonumber(ARGV[3]) then return redis.error_reply('STALE append past its 
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[2]) then return {'', now} end
 return {redis.call('XADD', KEYS[1], '*', 'f', ARGV[1]), now}`)
 
+// Sources are the webhook sources whose streams a replica reads; the webhook server is one.
+type Sources interface {
+	// Sources lists them, in no particular order.
+	Sources() []string
+	// SourcesChanged is closed once the list may have changed after the call.
+	SourcesChanged() <-chan struct{}
+}
+
 // Stream is the durable queue of webhook findings: one Redis stream per source, appended to by the
 // replica that answers the request and drained by a consumer group across all replicas. An entry
 // is acknowledged only when each of its findings is written, filtered or recognized as a
@@ -112,7 +120,8 @@ type Stream struct {
 	appends   chan *appendReq
 	acks      chan ack
 	slots     chan struct{}
-	downUntil atomic.Int64 // Unix nanoseconds before which appends are refused at once
+	freed     chan struct{} // a slot was released since the reader last looked (capacity 1)
+	downUntil atomic.Int64  // Unix nanoseconds before which appends are refused at once
 	// redisAhead is how far Redis's clock is at least ahead of this replica's, in milliseconds
 	// (negative when behind), from the last answer that carried Redis's time; valid once clockKnown.
 	redisAhead atomic.Int64
@@ -170,6 +179,7 @@ func NewStream(client redis.UniversalClient, opts StreamOptions, m *metrics.Metr
 		appends: make(chan *appendReq, appendBatch),
 		acks:    make(chan ack, opts.MaxInFlight),
 		slots:   make(chan struct{}, opts.MaxInFlight),
+		freed:   make(chan struct{}, 1),
 	}, nil
 }
 
@@ -211,7 +221,7 @@ func (s *Stream) Append(ctx context.Context, source string, findings []*pipeline
 // Run appends, consumes, claims, acknowledges and measures until ctx ends. sources lists the
 // sources whose streams this replica reads (the webhooks it serves). Trimming and expiry are the
 // leader's (Maintain).
-func (s *Stream) Run(ctx context.Context, h Handler, sources func() []string) {
+func (s *Stream) Run(ctx context.Context, h Handler, sources Sources) {
 	var wg sync.WaitGroup
 	for range 2 {
 		// Two appenders: one batch is in flight while the next gathers.
@@ -431,12 +441,20 @@ func (s *Stream) learnClock(now int64, received time.Time) {
 }
 
 // consumeLoop reads new entries for this replica while there is room to process them.
-func (s *Stream) consumeLoop(ctx context.Context, h Handler, sources func() []string) {
+func (s *Stream) consumeLoop(ctx context.Context, h Handler, sources Sources) {
 	for ctx.Err() == nil {
+		// Taken before the list, so that a change after the list is not missed.
+		changed := sources.SourcesChanged()
 		keys := s.keys(sources)
+		if len(keys) == 0 {
+			// No webhook is served: nothing to read until one is. Waiting, not asking again
+			// every few milliseconds, is what keeps an idle replica idle.
+			wait(ctx, changed)
+			continue
+		}
 		free := cap(s.slots) - len(s.slots)
-		if len(keys) == 0 || free == 0 {
-			sleep(ctx, 50*time.Millisecond)
+		if free == 0 {
+			wait(ctx, s.freed)
 			continue
 		}
 		err := s.ensureGroups(ctx, keys)
@@ -478,7 +496,7 @@ func (s *Stream) consumeLoop(ctx context.Context, h Handler, sources func() []st
 
 // claimLoop takes over entries that another replica (or this one, after a failed write) left
 // unfinished for ClaimIdle.
-func (s *Stream) claimLoop(ctx context.Context, h Handler, sources func() []string) {
+func (s *Stream) claimLoop(ctx context.Context, h Handler, sources Sources) {
 	// Every second at most, so that what a stopping replica hands back is taken over at once.
 	t := time.NewTicker(min(max(s.opts.ClaimIdle/2, 100*time.Millisecond), time.Second))
 	defer t.Stop()
@@ -582,7 +600,7 @@ func (s *Stream) dispatch(ctx context.Context, h Handler, key string, msg redis.
 func (s *Stream) finish(e *entry) {
 	if e.retry.Load() {
 		s.inflight.Delete(e.key + "\x00" + e.id)
-		<-s.slots
+		s.release()
 		return
 	}
 	result := "done"
@@ -616,12 +634,12 @@ func (s *Stream) ackAll(ctx context.Context, batch []ack) {
 	for _, a := range batch {
 		s.metrics.WebhookQueueProcessed.WithLabelValues(a.source, a.result).Inc()
 		s.inflight.Delete(a.key + "\x00" + a.id)
-		<-s.slots
+		s.release()
 	}
 }
 
-func (s *Stream) keys(sources func() []string) []string {
-	srcs := sources()
+func (s *Stream) keys(sources Sources) []string {
+	srcs := sources.Sources()
 	keys := make([]string, len(srcs))
 	for i, src := range srcs {
 		keys[i] = s.Key(src)
@@ -649,7 +667,7 @@ func (s *Stream) ensureGroups(ctx context.Context, keys []string) error {
 }
 
 // statsLoop sets each stream's depth and lag gauges, on every replica.
-func (s *Stream) statsLoop(ctx context.Context, sources func() []string) {
+func (s *Stream) statsLoop(ctx context.Context, sources Sources) {
 	s.every(ctx, sources, "measuring the webhook queue", func(ctx context.Context, key string) error {
 		_, err := s.measure(ctx, key)
 		return err
@@ -659,12 +677,12 @@ func (s *Stream) statsLoop(ctx context.Context, sources func() []string) {
 // Maintain trims what every replica has finished with, removes and counts entries past the age
 // bound, and forgets long-gone consumers, every StatsInterval until ctx ends. Only the leader runs
 // it (with ctx its leadership's): run by every replica, lost entries were counted once per replica.
-func (s *Stream) Maintain(ctx context.Context, sources func() []string) {
+func (s *Stream) Maintain(ctx context.Context, sources Sources) {
 	s.every(ctx, sources, "maintaining the webhook queue", s.maintain)
 }
 
 // every runs fn on each stream every StatsInterval until ctx ends.
-func (s *Stream) every(ctx context.Context, sources func() []string, what string, fn func(context.Context, string) error) {
+func (s *Stream) every(ctx context.Context, sources Sources, what string, fn func(context.Context, string) error) {
 	t := time.NewTicker(s.opts.StatsInterval)
 	defer t.Stop()
 	for {
@@ -806,6 +824,23 @@ func idMillis(id string) int64 {
 	ms, _, _ := strings.Cut(id, "-")
 	n, _ := strconv.ParseInt(ms, 10, 64)
 	return n
+}
+
+// wait returns once c is ready or ctx has ended.
+func wait(ctx context.Context, c <-chan struct{}) {
+	select {
+	case <-ctx.Done():
+	case <-c:
+	}
+}
+
+// release frees an entry's slot and wakes the reader if it waits for one.
+func (s *Stream) release() {
+	<-s.slots
+	select {
+	case s.freed <- struct{}{}:
+	default: // it is told already
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,8 +87,21 @@ func newStreamEnv(t *testing.T) streamEnv {
 	return streamEnv{client: c, m: metrics.New(prometheus.NewRegistry())}
 }
 
-// start runs a Stream for consumer until the test ends or the returned stop is called.
+// served is a list of webhook sources that never changes.
+type served []string
+
+func (s served) Sources() []string             { return s }
+func (served) SourcesChanged() <-chan struct{} { return nil }
+
+// start runs a Stream for consumer, reading source falco's stream, until the test ends or the
+// returned stop is called.
 func (e streamEnv) start(t *testing.T, release, consumer string, h Handler, opts StreamOptions) (*Stream, func()) {
+	t.Helper()
+	return e.startReading(t, release, consumer, h, opts, served{"falco"})
+}
+
+// startReading is start with the sources whose streams the Stream reads.
+func (e streamEnv) startReading(t *testing.T, release, consumer string, h Handler, opts StreamOptions, sources Sources) (*Stream, func()) {
 	t.Helper()
 	opts.Release, opts.Consumer = release, consumer
 	out := e.log
@@ -99,7 +114,7 @@ func (e streamEnv) start(t *testing.T, release, consumer string, h Handler, opts
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { s.Run(ctx, h, func() []string { return []string{"falco"} }); close(done) }()
+	go func() { s.Run(ctx, h, sources); close(done) }()
 	stop := func() { cancel(); <-done }
 	t.Cleanup(stop)
 	return s, stop
@@ -109,7 +124,7 @@ func (e streamEnv) start(t *testing.T, release, consumer string, h Handler, opts
 func lead(t *testing.T, s *Stream) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { s.Maintain(ctx, func() []string { return []string{"falco"} }); close(done) }()
+	go func() { s.Maintain(ctx, served{"falco"}); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 }
 
@@ -462,4 +477,111 @@ func TestStreamRefusesAppendsOnceStopping(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("an append after the stop hung")
 	}
+}
+
+// watchedSources is a list of webhook sources a test changes; it counts how often it is listed.
+type watchedSources struct {
+	mu      sync.Mutex
+	list    []string
+	changed chan struct{}
+	lists   atomic.Int64
+}
+
+func (w *watchedSources) Sources() []string {
+	w.lists.Add(1)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.list)
+}
+
+func (w *watchedSources) SourcesChanged() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.changed == nil {
+		w.changed = make(chan struct{})
+	}
+	return w.changed
+}
+
+func (w *watchedSources) set(list ...string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.list = list
+	if w.changed != nil {
+		close(w.changed)
+		w.changed = nil
+	}
+}
+
+// holder takes each finding and leaves it unfinished until the test finishes it.
+type holder chan *pipeline.Event
+
+func (h holder) Handle(_ context.Context, ev *pipeline.Event) error {
+	h <- ev
+	return nil
+}
+
+func (h holder) next(t *testing.T) *pipeline.Event {
+	t.Helper()
+	select {
+	case ev := <-h:
+		return ev
+	case <-time.After(15 * time.Second):
+		t.Fatal("timed out waiting for a finding")
+		return nil
+	}
+}
+
+// An idle replica has nothing to read while it serves no webhook, or while each of its slots holds
+// an entry: its reader waits for that to change instead of asking again every few milliseconds,
+// and reads at once when it does.
+func TestStreamReaderWaitsForWorkWithoutPolling(t *testing.T) {
+	// Besides the reader, the claim loop lists the sources once a second.
+	const quiet, maxLists = time.Second, 3
+	e := newStreamEnv(t)
+	ctx := context.Background()
+	quietLists := func(src *watchedSources) int64 {
+		before := src.lists.Load()
+		time.Sleep(quiet)
+		return src.lists.Load() - before
+	}
+
+	t.Run("no webhook served", func(t *testing.T) {
+		rec, src := newRecorder(), &watchedSources{}
+		s, _ := e.startReading(t, "unserved", "a", rec, StreamOptions{}, src)
+		if err := s.Append(ctx, "falco", findings("unserved", 1)); err != nil {
+			t.Fatal(err)
+		}
+		if n := quietLists(src); n > maxLists {
+			t.Errorf("the sources were listed %d times in %v with none served; want at most %d", n, quiet, maxLists)
+		}
+		if rec.distinct() != 0 {
+			t.Fatal("an entry of a source not served was read")
+		}
+		src.set("falco")
+		waitFor(t, "the entry read once its source is served", func() bool { return rec.count("unserved-0") == 1 })
+	})
+
+	t.Run("every slot taken", func(t *testing.T) {
+		h, src := make(holder, 4), &watchedSources{list: []string{"falco"}}
+		s, _ := e.startReading(t, "full", "a", h, StreamOptions{MaxInFlight: 1}, src)
+		for i := range 2 {
+			if err := s.Append(ctx, "falco", findings(fmt.Sprint("full-", i), 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		first := h.next(t)
+		if n := quietLists(src); n > maxLists {
+			t.Errorf("the sources were listed %d times in %v with the one slot taken; want at most %d", n, quiet, maxLists)
+		}
+		select {
+		case ev := <-h:
+			t.Fatalf("%s was read while the one slot held %s", ev.Instance, first.Instance)
+		default:
+		}
+		first.Done(pipeline.OutcomeWritten, nil)
+		if second := h.next(t); second.Instance == first.Instance {
+			t.Fatalf("%s was read again", first.Instance)
+		}
+	})
 }

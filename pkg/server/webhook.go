@@ -90,8 +90,9 @@ type Webhooks struct {
 
 	mu       sync.Mutex // serializes changes to routes
 	routes   atomic.Pointer[map[string]*Route]
-	counts   sync.Map // source → *atomic.Int64 of findings accepted
-	limiters sync.Map // source → *rate.Limiter
+	changed  chan struct{} // closed, under mu, when routes next change (nil: none asked yet)
+	counts   sync.Map      // source → *atomic.Int64 of findings accepted
+	limiters sync.Map      // source → *rate.Limiter
 	// refusalLog bounds the log lines of refused requests: a flood of them must not flood the log.
 	refusalLog *rate.Limiter
 	// refusals is each client address's budget of refused requests (nil: none).
@@ -156,6 +157,7 @@ func (w *Webhooks) Register(r Route) error {
 	next := maps.Clone(cur)
 	next[r.Path] = &r
 	w.routes.Store(&next)
+	w.notifyLocked()
 	w.metrics.InitWebhookSource(r.Source)
 	return nil
 }
@@ -171,6 +173,26 @@ func (w *Webhooks) Unregister(path, source string) {
 	next := maps.Clone(cur)
 	delete(next, path)
 	w.routes.Store(&next)
+	w.notifyLocked()
+}
+
+// SourcesChanged is closed once the routes, and so possibly Sources, change after the call: a
+// reader of the webhook queue waits on it instead of asking Sources again and again.
+func (w *Webhooks) SourcesChanged() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.changed == nil {
+		w.changed = make(chan struct{})
+	}
+	return w.changed
+}
+
+// notifyLocked wakes whoever waits on SourcesChanged; w.mu is held.
+func (w *Webhooks) notifyLocked() {
+	if w.changed != nil {
+		close(w.changed)
+		w.changed = nil
+	}
 }
 
 // Sources lists the sources served, in no particular order.

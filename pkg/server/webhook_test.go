@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -138,6 +139,46 @@ func TestRoutes(t *testing.T) {
 	w.ServeHTTP(rec, httptest.NewRequest("POST", "/falco", strings.NewReader(alert)))
 	if rec.Code != 404 {
 		t.Errorf("after unregister: HTTP %d", rec.Code)
+	}
+}
+
+// SourcesChanged tells the webhook queue's reader when there may be a stream more or less to read.
+func TestSourcesChanged(t *testing.T) {
+	w, _ := newHooks(t, &countingHandler{})
+	route := func(path, source string) Route {
+		return Route{Path: path, Source: source, Parser: falco.Parser{}, Auth: NoAuth{}}
+	}
+	for _, c := range []struct {
+		name    string
+		change  func() error
+		changed bool
+		sources []string
+	}{
+		{"a path registered", func() error { return w.Register(route("/audit", "audit")) }, true, []string{"audit", "falco", "secure"}},
+		{"a path refused", func() error { _ = w.Register(route("/audit", "other")); return nil }, false, []string{"audit", "falco", "secure"}},
+		{"a stranger's unregister", func() error { w.Unregister("/audit", "falco"); return nil }, false, []string{"audit", "falco", "secure"}},
+		{"a path unregistered", func() error { w.Unregister("/audit", "audit"); return nil }, true, []string{"falco", "secure"}},
+		{"an unknown path unregistered", func() error { w.Unregister("/nowhere", "audit"); return nil }, false, []string{"falco", "secure"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ch := w.SourcesChanged()
+			if err := c.change(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-ch:
+				if !c.changed {
+					t.Error("closed, but nothing changed")
+				}
+			default:
+				if c.changed {
+					t.Error("not closed")
+				}
+			}
+			if got := slices.Sorted(slices.Values(w.Sources())); !slices.Equal(got, c.sources) {
+				t.Errorf("sources %v, want %v", got, c.sources)
+			}
+		})
 	}
 }
 
