@@ -255,8 +255,7 @@ func runScenario(ctx context.Context, e *env, sc Scenario, tok string) (*Result,
 	before := e.counters(ctx)
 	switch {
 	case sc.Idle > 0:
-		time.Sleep(time.Duration(sc.Idle))
-		r.res.LoadSeconds = time.Duration(sc.Idle).Seconds()
+		r.idle(time.Duration(sc.Idle))
 	case sc.CleanupObservations > 0:
 		if err := r.measureCleanup(ctx); err != nil {
 			return nil, err

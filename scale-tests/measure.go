@@ -530,3 +530,36 @@ func stageQuantiles(stages map[string]map[float64]float64, res *Result) {
 		res.Extra["stageP50Ms"], res.Extra["stageP99Ms"] = p50, p99
 	}
 }
+
+// idleSettle is how long the replicas idle before their CPU counts as idling: a start's lists of
+// what earlier scenarios left in the cluster, and the leader's first cleanup pass, are not.
+const idleSettle = 10 * time.Second
+
+// idle leaves the replicas alone for d, and records as extra idleMillicores the most CPU any of
+// them used once settled; it is left out when a replica could not be measured.
+func (r *run) idle(d time.Duration) {
+	r.res.LoadSeconds = d.Seconds()
+	settle := min(idleSettle, d/2)
+	time.Sleep(settle)
+	start := time.Now()
+	before := make([]time.Duration, len(r.replicas))
+	for i, rep := range r.replicas {
+		u, err := rep.usage()
+		if err != nil {
+			time.Sleep(d - settle)
+			return
+		}
+		before[i] = u.cpu
+	}
+	time.Sleep(d - settle)
+	secs := time.Since(start).Seconds()
+	most := 0.0
+	for i, rep := range r.replicas {
+		u, err := rep.usage()
+		if err != nil {
+			return
+		}
+		most = max(most, 1000*(u.cpu-before[i]).Seconds()/secs)
+	}
+	r.res.Extra["idleMillicores"] = most
+}

@@ -165,15 +165,15 @@ func writeRawPathsBySource(b *strings.Builder, results []*Result) {
 }
 
 // writeMemory lists each replica's memory three ways: all it holds resident (VmRSS, mostly the
-// binary's own pages), the anonymous part (RssAnon), and the Go heap in use.
+// binary's own pages), the anonymous part (RssAnon), and the Go heap in use; and its CPU.
 func writeMemory(b *strings.Builder, results []*Result) {
-	b.WriteString("Memory per replica, MiB, peak / at the end: VmRSS (mostly the binary's own pages), RssAnon (heap, stacks, runtime), Go heap in use:\n\n")
-	b.WriteString("| scenario | replica | VmRSS | RssAnon | heap in use |\n|---|---|---|---|---|\n")
+	b.WriteString("Memory per replica, MiB, peak / at the end: VmRSS (mostly the binary's own pages), RssAnon (heap, stacks, runtime), Go heap in use; and the replica's CPU over the run, millicores:\n\n")
+	b.WriteString("| scenario | replica | VmRSS | RssAnon | heap in use | CPU |\n|---|---|---|---|---|---|\n")
 	mib := func(n int64) float64 { return float64(n) / (1 << 20) }
 	for _, r := range results {
 		for _, u := range r.PerReplica {
-			fmt.Fprintf(b, "| %s | %s | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f |\n", r.Scenario, u.ID, mib(u.PeakRSSBytes), mib(u.EndRSSBytes),
-				mib(u.PeakRSSAnonBytes), mib(u.EndRSSAnonBytes), mib(u.PeakHeapInuseBytes), mib(u.EndHeapInuseBytes))
+			fmt.Fprintf(b, "| %s | %s | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.1f |\n", r.Scenario, u.ID, mib(u.PeakRSSBytes), mib(u.EndRSSBytes),
+				mib(u.PeakRSSAnonBytes), mib(u.EndRSSAnonBytes), mib(u.PeakHeapInuseBytes), mib(u.EndHeapInuseBytes), u.CPUMillicores)
 		}
 	}
 	b.WriteString("\n")

@@ -56,7 +56,7 @@ type Scenario struct {
 	// CleanupObservations, when set, creates this many expired Observations (and a tenth as many
 	// live ones), then starts the replicas and measures how long the leader takes to delete them.
 	CleanupObservations int `json:"cleanupObservations,omitempty"`
-	// Idle measures the replicas' memory with no load for this long instead of driving any.
+	// Idle measures the replicas' memory and idle CPU with no load for this long instead of driving any.
 	Idle Duration `json:"idle,omitempty"`
 	// Pass is what a run must show for -check to pass (required).
 	Pass *Pass `json:"pass"`
