@@ -85,6 +85,24 @@ func TestLintAndRender(t *testing.T) {
 	}
 }
 
+// TestBundledRedisServesTheReplicas: the bundled Redis accepts connections from other pods with
+// or without a password; its own builds' protected mode refuses them while none is set.
+func TestBundledRedisServesTheReplicas(t *testing.T) {
+	for name, set := range map[string][]string{"no password": nil, "password": {"redis.passwordSecret.name=redis-auth"}} {
+		t.Run(name, func(t *testing.T) {
+			redis := find(render(t, "zw", "zen", "", set...), "Deployment", "zw-zen-watcher-redis")
+			if redis == nil {
+				t.Fatal("no bundled Redis Deployment")
+			}
+			cs, _, _ := unstructured.NestedSlice(redis.Object, "spec", "template", "spec", "containers")
+			args := fmt.Sprint(cs[0].(map[string]any)["args"])
+			if !strings.Contains(args, "--protected-mode no") {
+				t.Errorf("args %s: want --protected-mode no", args)
+			}
+		})
+	}
+}
+
 // containerEnv is the plain values of the first container's environment ("" for valueFrom).
 func containerEnv(t *testing.T, dep *unstructured.Unstructured) map[string]string {
 	t.Helper()

@@ -33,10 +33,10 @@ const release, releaseNS = "zen-watcher", "zen-system"
 var findingNamespaces = []string{"shop", "payments", "checkout-api", "team-a", "monitoring-stack", "feature-login-v2"}
 
 // TestHelmInstall: the README's install on a real node, with the bundled Redis (its image built
-// here) and a Falco webhook: three replicas Ready, one leader, every namespace owned by exactly one
-// replica; Trivy reports, Warning Events and Falco alerts posted to the chart's Service with the
-// bearer token of its Secret each become exactly one Observation; `helm uninstall` removes all of
-// the release but the CRDs.
+// here) and a Falco webhook: three replicas Ready and using Redis, one leader, every namespace
+// owned by exactly one replica; Trivy reports, Warning Events and Falco alerts posted to the
+// chart's Service with the bearer token of its Secret each become exactly one Observation; `helm
+// uninstall` removes all of the release but the CRDs.
 func TestHelmInstall(t *testing.T) {
 	for _, crd := range toolCRDs(t) {
 		command(t, time.Minute, node.kubectl, "apply", "-f", crd)
@@ -67,6 +67,21 @@ func TestHelmInstall(t *testing.T) {
 		}
 		if leaders != 1 {
 			return fmt.Errorf("%v replicas lead", leaders)
+		}
+		return nil
+	})
+
+	// Without it a replica still works, on its own dedup and without the durable webhook queue,
+	// so nothing else here would tell.
+	eventually(t, time.Minute, "every replica using the bundled Redis", func(ctx context.Context) error {
+		for _, p := range replicaPods(t, 3) {
+			v, err := podMetric(ctx, p, "zen_watcher_redis_available")
+			if err != nil {
+				return err
+			}
+			if v != 1 {
+				return fmt.Errorf("%s: zen_watcher_redis_available %v", p.Name, v)
+			}
 		}
 		return nil
 	})
