@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 )
 
 // handedOut holds every port freePorts returned in this process, so that a port is handed out once:
@@ -90,4 +91,22 @@ func PickAddr() (string, error) {
 		return "", err
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
+}
+
+// NonLoopbackIPv4 is an IPv4 address of this machine that is not loopback: connections to it come
+// from it, so a server that serves loopback alone refuses them. The test is skipped on a machine
+// without one.
+func NonLoopbackIPv4(t testing.TB) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+			return n.IP.String()
+		}
+	}
+	t.Skip("this machine has no IPv4 address besides loopback")
+	return ""
 }

@@ -25,6 +25,7 @@ type Redis struct {
 	port    int
 	dir     string
 	extra   []string // further redis-server arguments (cluster mode, a replica's primary)
+	host    string   // listened on besides loopback, when set
 	// sentinelConf, when set, makes the process a Sentinel of this configuration file.
 	sentinelConf string
 	cmd          *exec.Cmd
@@ -38,7 +39,18 @@ func StartRedis() (*Redis, error) { return startRedis(false) }
 // durable webhook queue needs: a killed server restarts with every acknowledged entry.
 func StartRedisPersistent() (*Redis, error) { return startRedis(true) }
 
-func startRedis(persist bool) (*Redis, error) {
+// StartRedisOn starts redis-server listening on host as well as loopback, with further arguments;
+// Addr is on host. The server is asked whether it is ready over loopback, which protected mode
+// always serves.
+func StartRedisOn(host string, args ...string) (*Redis, error) {
+	return startRedis(false, func(r *Redis) {
+		r.host = host
+		r.Addr = net.JoinHostPort(host, strconv.Itoa(r.port))
+		r.extra = args
+	})
+}
+
+func startRedis(persist bool, opts ...func(*Redis)) (*Redis, error) {
 	if err := unitOnly("redis-server"); err != nil {
 		return nil, err
 	}
@@ -55,6 +67,9 @@ func startRedis(persist bool) (*Redis, error) {
 		return nil, err
 	}
 	r := &Redis{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), persist: persist, port: port, dir: dir}
+	for _, o := range opts {
+		o(r)
+	}
 	if err := r.Start(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -72,8 +87,12 @@ func (r *Redis) Start() error {
 	if r.persist {
 		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
 	}
-	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--dir", r.dir,
-		"--logfile", filepath.Join(r.dir, "redis.log")}, append(aof, r.extra...)...)
+	bind := []string{"--bind", "127.0.0.1"}
+	if r.host != "" && r.host != "127.0.0.1" {
+		bind = append(bind, r.host)
+	}
+	args := append(append(bind, "--port", strconv.Itoa(r.port), "--save", "", "--dir", r.dir,
+		"--logfile", filepath.Join(r.dir, "redis.log")), append(aof, r.extra...)...)
 	if r.sentinelConf != "" {
 		args = []string{r.sentinelConf, "--sentinel"}
 	}
@@ -93,9 +112,9 @@ func (r *Redis) Start() error {
 	return fmt.Errorf("redis-server on %s did not answer PING within 10s", r.Addr)
 }
 
-// Ping sends PING and expects PONG.
+// Ping sends PING over loopback and expects PONG.
 func (r *Redis) Ping() error {
-	conn, err := net.DialTimeout("tcp", r.Addr, time.Second)
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)), time.Second)
 	if err != nil {
 		return err
 	}

@@ -104,12 +104,13 @@ func (s *DedupStore) Close() {
 	})
 }
 
-// Ping implements pipeline.Pinger: one round trip, bounded like the dedup requests are.
+// Ping implements pipeline.Pinger: one round trip, bounded like the dedup requests are. A server
+// that refuses the connection is named with its reason (ErrRefused).
 func (s *DedupStore) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	pctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := s.client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("pinging Redis: %w", err)
+	if err := s.client.Ping(pctx).Err(); err != nil {
+		return fmt.Errorf("pinging Redis: %w", Explain(ctx, s.client, err))
 	}
 	return nil
 }

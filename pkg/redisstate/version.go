@@ -16,11 +16,12 @@ const MinVersion = "6.2.0"
 
 // CheckVersion asks the server for its version and refuses one older than MinVersion, with a
 // message that names both. Errors reaching the server are returned wrapped as they are, so that
-// the caller can tell "too old" (ErrTooOld) from "not answering".
+// the caller can tell "too old" (ErrTooOld) from "not answering", with the server's reason when
+// it refuses the connection (ErrRefused).
 func CheckVersion(ctx context.Context, client redis.UniversalClient) (string, error) {
 	info, err := client.Info(ctx, "server").Result()
 	if err != nil {
-		return "", fmt.Errorf("asking Redis for its version: %w", err)
+		return "", fmt.Errorf("asking Redis for its version: %w", Explain(ctx, client, err))
 	}
 	v, err := parseVersion(info)
 	if err != nil {

@@ -3,11 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -161,18 +163,7 @@ func TestRedisAvailableFollowsRedis(t *testing.T) {
 	r := startReplica(t, "gauge", "-namespace", "zen-gauge", "-release", "gauge", "-member-id", "gauge",
 		"-redis-addr", redisSrv.Addr)
 	r.WaitReady(t, 60*time.Second)
-	gauge := func(want float64, phase string) {
-		t.Helper()
-		since := time.Now()
-		for deadline := since.Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			if r.metric("zen_watcher_redis_available") == want {
-				t.Logf("%s: redis_available %v after %s", phase, want, time.Since(since).Round(100*time.Millisecond))
-				return
-			}
-		}
-		t.Fatalf("%s: redis_available is %v, want %v", phase, r.metric("zen_watcher_redis_available"), want)
-	}
-	gauge(0, "Redis not there at the start")
+	redisAvailable(t, r, 0, "Redis not there at the start")
 	for _, step := range []struct {
 		name string
 		do   func() error
@@ -185,11 +176,55 @@ func TestRedisAvailableFollowsRedis(t *testing.T) {
 		if err := step.do(); err != nil {
 			t.Fatal(err)
 		}
-		gauge(step.want, step.name)
+		redisAvailable(t, r, step.want, step.name)
 	}
 	// An outage is logged once each way by what uses Redis; go-redis's own line for each failed
 	// dial (in the standard logger's format, not the replica's JSON) stays at Debug.
 	if out := r.Out.String(); strings.Contains(out, "failed to dial") {
 		t.Errorf("go-redis's dial errors reach the log at the default level:\n%s", out)
 	}
+}
+
+// TestRefusingRedisNamed: a Redis that refuses the replica's connections — protected mode, which
+// serves loopback alone while no password is set — is named in the replica's log with the
+// server's own reason, not as a bare "broken pipe"; redis_available is 0 while it refuses and 1
+// once it accepts, with no restart.
+func TestRefusingRedisNamed(t *testing.T) {
+	host := testenv.NonLoopbackIPv4(t)
+	redisSrv, err := testenv.StartRedisOn(host, "--protected-mode", "yes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = redisSrv.Close() })
+	ensureNamespace(t, "zen-refused")
+	r := startReplica(t, "refused", "-namespace", "zen-refused", "-release", "refused", "-member-id", "refused",
+		"-redis-addr", redisSrv.Addr)
+	r.WaitReady(t, 60*time.Second)
+	redisAvailable(t, r, 0, "Redis refusing")
+	const reason = "DENIED Redis is running in protected mode"
+	if out := r.Out.String(); !strings.Contains(out, reason) {
+		t.Errorf("the replica's log does not give Redis's reason %q:\n%s", reason, out)
+	}
+
+	// Protected mode can be turned off from loopback, as the server's own reason says.
+	_, port, _ := net.SplitHostPort(redisSrv.Addr)
+	admin := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", port)})
+	defer admin.Close()
+	if err := admin.ConfigSet(context.Background(), "protected-mode", "no").Err(); err != nil {
+		t.Fatal(err)
+	}
+	redisAvailable(t, r, 1, "Redis accepting")
+}
+
+// redisAvailable waits up to 15 s for r's zen_watcher_redis_available to be want.
+func redisAvailable(t *testing.T, r *replica, want float64, phase string) {
+	t.Helper()
+	since := time.Now()
+	for deadline := since.Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if r.metric("zen_watcher_redis_available") == want {
+			t.Logf("%s: redis_available %v after %s", phase, want, time.Since(since).Round(100*time.Millisecond))
+			return
+		}
+	}
+	t.Fatalf("%s: redis_available is %v, want %v", phase, r.metric("zen_watcher_redis_available"), want)
 }
