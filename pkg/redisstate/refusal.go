@@ -31,7 +31,7 @@ const maxGreeting = 4096
 // error line and closing. A client that has sent its first command by then sees only the drop (an
 // EOF, a broken pipe, a reset): the reset discards the line the server wrote. Explain dials once
 // more and listens without sending anything, so the line arrives. Any other error, or a server
-// that says nothing, leaves err as it is.
+// that says nothing, leaves err as it is, as does a Redis Cluster client's.
 func Explain(ctx context.Context, client redis.UniversalClient, err error) error {
 	if !dropped(err) {
 		return err
@@ -54,24 +54,16 @@ func dropped(err error) bool {
 
 type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// dialer returns how client reaches its server: a Sentinel-backed client's dialer asks the
-// Sentinels for the master, whatever address it is given; a cluster's is tried on its first seed.
+// dialer returns how client reaches its server. A Sentinel-backed client's dialer asks the
+// Sentinels for the master, whatever address it is given. A cluster's errors are left as they are:
+// which of its nodes refused is not known here.
 func dialer(client redis.UniversalClient) (dialFunc, string, bool) {
-	switch c := client.(type) {
-	case *redis.Client:
-		o := c.Options()
-		return o.Dialer, o.Addr, o.Dialer != nil
-	case *redis.ClusterClient:
-		o := c.Options()
-		if len(o.Addrs) == 0 {
-			return nil, "", false
-		}
-		if o.Dialer != nil {
-			return o.Dialer, o.Addrs[0], true
-		}
-		return redis.NewDialer(&redis.Options{DialTimeout: o.DialTimeout, TLSConfig: o.TLSConfig}), o.Addrs[0], true
+	c, ok := client.(*redis.Client)
+	if !ok {
+		return nil, "", false
 	}
-	return nil, "", false
+	o := c.Options()
+	return o.Dialer, o.Addr, o.Dialer != nil
 }
 
 // greeting dials addr and reads what the server writes before it is asked anything. It returns

@@ -77,22 +77,23 @@ func TestExplainLeavesOtherErrors(t *testing.T) {
 	if err := stopped.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	single := func(addr string) redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: addr}) }
 	for _, tc := range []struct {
-		name string
-		addr string
-		err  error
+		name   string
+		client redis.UniversalClient
+		err    error
 	}{
-		{"a server that accepts, after a drop", srv.Addr, fmt.Errorf("ping: %w", io.EOF)},
-		{"a server that accepts, after a reset", srv.Addr, syscall.ECONNRESET},
-		{"not a dropped connection", srv.Addr, redis.Nil},
-		{"a deadline", srv.Addr, context.DeadlineExceeded},
-		{"no server, after a drop", stoppedAddr, syscall.EPIPE},
-		{"no error", srv.Addr, nil},
+		{"a server that accepts, after a drop", single(srv.Addr), fmt.Errorf("ping: %w", io.EOF)},
+		{"a server that accepts, after a reset", single(srv.Addr), syscall.ECONNRESET},
+		{"not a dropped connection", single(srv.Addr), redis.Nil},
+		{"a deadline", single(srv.Addr), context.DeadlineExceeded},
+		{"no server, after a drop", single(stoppedAddr), syscall.EPIPE},
+		{"no error", single(srv.Addr), nil},
+		{"a cluster's client", redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr}}), io.EOF},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := redis.NewClient(&redis.Options{Addr: tc.addr})
-			defer c.Close()
-			if got := Explain(context.Background(), c, tc.err); got != tc.err {
+			defer tc.client.Close()
+			if got := Explain(context.Background(), tc.client, tc.err); got != tc.err {
 				t.Errorf("Explain(%v) = %v, want it unchanged", tc.err, got)
 			}
 		})
